@@ -1,0 +1,63 @@
+"""Commit-message filters: keep messages that state one real intent.
+
+Following the paper: the stripped message must be strictly longer than 10 and strictly shorter
+than 15000 characters, must not be one of the low-signal messages below, must not start with
+"merge", and must not contain "pi push" or "push pi". Each rejection has its own reason.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+# Messages that say nothing about what changed, compared after lower-casing, trimming and
+# dropping trailing punctuation. Our own list, in the spirit of the paper's.
+LOW_SIGNAL_MESSAGES: frozenset[str] = frozenset(
+    {
+        "initial commit", "first commit", "initial import", "initial version", "init commit",
+        "update", "updates", "updated", "minor update", "minor updates", "small update",
+        "update readme", "update readme.md", "updated readme", "updated readme.md",
+        "readme", "readme.md", "update code", "updated code", "code update",
+        "update file", "update files", "updated files", "file update",
+        "wip", "work in progress", "test", "testing", "tests", "test commit",
+        "tweak", "tweaks", "minor tweaks", "small tweaks", "stuff", "more stuff", "misc",
+        "changes", "some changes", "minor changes", "small changes", "more changes",
+        "fix", "fixes", "fixed", "minor fix", "minor fixes", "small fix", "quick fix",
+        "bugfix", "bug fix", "cleanup", "clean up", "refactor", "refactoring",
+        "commit", "save", "sync", "temp", "tmp", "asdf", "foo", "no message",
+        "add files via upload", "added files", "add files", "upload files", "delete",
+        "improvements", "various fixes", "various changes", "done", "final", "version bump",
+        "bump version", "release",
+    }
+)
+
+_TRAILING_PUNCTUATION = re.compile(r"[\s.!:;,\-]+$")
+
+
+def normalise_message(message: str) -> str:
+    return _TRAILING_PUNCTUATION.sub("", message.strip().lower())
+
+
+@dataclass(frozen=True)
+class MessageFilter:
+    """Decide whether a commit message is kept; :meth:`reject_reason` says why not."""
+
+    min_length: int = 10  # exclusive
+    max_length: int = 15000  # exclusive
+    blocked: frozenset[str] = field(default=LOW_SIGNAL_MESSAGES)
+
+    def reject_reason(self, message: str) -> str | None:
+        """``None`` to keep the message, else the reason it is dropped."""
+        stripped = message.strip()
+        if len(stripped) <= self.min_length:
+            return "message_too_short"
+        if len(stripped) >= self.max_length:
+            return "message_too_long"
+        lowered = stripped.lower()
+        if lowered.startswith("merge"):
+            return "message_merge"
+        if "pi push" in lowered or "push pi" in lowered:
+            return "message_pi_push"
+        if normalise_message(stripped) in self.blocked:
+            return "message_low_signal"
+        return None

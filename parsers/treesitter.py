@@ -1,0 +1,172 @@
+"""Bounded tree-sitter parsing and the syntax signals codeprefs validates code with.
+
+Parsing untrusted code must never hang or blow up a worker, so every parse here is bounded by
+a size cap (checked before the parser sees a byte) and a wall-clock limit enforced through
+tree-sitter's progress callback, which cancels the parse cleanly.
+
+The signals are cheap by construction, so that validating costs about what parsing costs:
+``Node.descendant_count`` is O(1), the error walk only descends into subtrees whose
+``has_error`` flag is set, and the depth check stops as soon as it has seen enough levels.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from tree_sitter import Node, Parser, Tree
+
+from codeprefs.schema import Language
+from parsers.languages import grammar
+
+
+class ParseLimitExceeded(Exception):
+    """The source broke a parse limit; ``reason`` is ``too_large`` or ``parse_timeout``."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ParseLimits:
+    """Bounds on one parse. ``max_bytes`` is checked first, ``timeout_s`` while parsing."""
+
+    max_bytes: int = 2_000_000
+    timeout_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class SyntaxReport:
+    """What validation needs to know about one parsed source."""
+
+    nbytes: int
+    nodes: int
+    error_nodes: int  # ERROR plus MISSING nodes
+    error_bytes: int  # bytes covered by ERROR nodes (MISSING nodes cover none)
+    min_depth_reached: bool  # the tree is at least ``min_depth`` levels deep
+
+    @property
+    def has_error(self) -> bool:
+        return self.error_nodes > 0
+
+    @property
+    def error_fraction(self) -> float:
+        return self.error_bytes / self.nbytes if self.nbytes else 0.0
+
+
+_local = threading.local()
+_READ_CHUNK = 1 << 20
+
+
+def _parser(language: Language) -> Parser:
+    parsers: dict[Language, Parser] | None = getattr(_local, "parsers", None)
+    if parsers is None:
+        parsers = _local.parsers = {}
+    parser = parsers.get(language)
+    if parser is None:
+        parser = parsers[language] = Parser(grammar(language))
+    return parser
+
+
+def parse(source: bytes, language: Language, limits: ParseLimits = ParseLimits()) -> Tree:
+    """Parse ``source`` with ``language``'s grammar within ``limits``.
+
+    Raises :class:`ParseLimitExceeded` when the source is over the size cap or the parse runs
+    past its time limit.
+    """
+    if len(source) > limits.max_bytes:
+        raise ParseLimitExceeded("too_large", f"{len(source)} bytes > {limits.max_bytes}")
+    deadline = time.monotonic() + limits.timeout_s
+
+    def read(offset: int, _point: tuple[int, int]) -> bytes:
+        return source[offset : offset + _READ_CHUNK]
+
+    def over_time(_offset: int, _has_error: bool) -> bool:
+        return time.monotonic() > deadline
+
+    # A bytestring source ignores the progress callback, so the source is read through a
+    # callback; tree-sitter then checks the clock every few hundred operations.
+    try:
+        tree = _parser(language).parse(read, progress_callback=over_time)
+    except ValueError as error:  # raised when the progress callback cancels the parse
+        _parser(language).reset()
+        if time.monotonic() > deadline:
+            raise ParseLimitExceeded("parse_timeout", f"over {limits.timeout_s}s") from error
+        raise
+    return tree
+
+
+def error_spans(root: Node) -> tuple[int, int]:
+    """Count ERROR/MISSING nodes and the bytes ERROR nodes cover, visiting only broken subtrees."""
+    if not root.has_error:
+        return 0, 0
+    error_nodes = error_bytes = 0
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if node.is_error:
+            error_nodes += 1
+            error_bytes += node.end_byte - node.start_byte
+            continue  # everything under an ERROR node is already counted in its span
+        if node.is_missing:
+            error_nodes += 1
+            continue
+        stack.extend(child for child in node.children if child.has_error)
+    return error_nodes, error_bytes
+
+
+def depth_at_least(root: Node, levels: int) -> bool:
+    """Whether the tree has a path of ``levels`` nodes from the root (the root is level 1).
+
+    Stops at the first path that deep, so it costs a handful of steps on real code.
+    """
+    if levels <= 1:
+        return True
+    cursor = root.walk()
+    depth = 1
+    while True:
+        if cursor.goto_first_child():
+            depth += 1
+            if depth >= levels:
+                return True
+            continue
+        while not cursor.goto_next_sibling():
+            if not cursor.goto_parent():
+                return False
+            depth -= 1
+
+
+def ast_depth(root: Node) -> int:
+    """The number of levels of the tree (a lone root has depth 1). Walks every node."""
+    cursor = root.walk()
+    depth = deepest = 1
+    while True:
+        if cursor.goto_first_child():
+            depth += 1
+            deepest = max(deepest, depth)
+            continue
+        while not cursor.goto_next_sibling():
+            if not cursor.goto_parent():
+                return deepest
+            depth -= 1
+
+
+def inspect_source(
+    source: bytes,
+    language: Language,
+    limits: ParseLimits = ParseLimits(),
+    min_depth: int = 3,
+) -> SyntaxReport:
+    """Parse ``source`` and report its size, node count, errors and whether it is deep enough."""
+    tree = parse(source, language, limits)
+    root = tree.root_node
+    error_nodes, error_bytes = error_spans(root)
+    return SyntaxReport(
+        nbytes=len(source),
+        nodes=root.descendant_count,
+        error_nodes=error_nodes,
+        error_bytes=error_bytes,
+        min_depth_reached=depth_at_least(root, min_depth),
+    )

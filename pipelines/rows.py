@@ -1,0 +1,54 @@
+"""The in-flight row: the shard columns plus the bookkeeping the stages need.
+
+Rows are never filtered out mid-pipeline. A stage that rejects a row marks it with
+``drop_stage`` and ``drop_reason`` and later stages pass it through untouched; the writer then
+counts every dropped row by stage and reason and writes a sample of them to ``rejects/``. That is
+how no row disappears silently.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+
+from codeprefs.schema import PAIR_SCHEMA
+
+Row = dict[str, Any]
+
+# The stages a row can be dropped at, in pipeline order (the funnel in run.json follows it).
+STAGES: tuple[str, ...] = ("list", "message", "criteria", "content", "validate", "dedupe")
+
+_BOOKKEEPING = [
+    pa.field("git_dir", pa.string()),  # where the worker reads blobs from
+    pa.field("old_blob", pa.string()),
+    pa.field("new_blob", pa.string()),
+    pa.field("strict_syntax", pa.bool_()),  # synthesized code must parse with zero errors
+    pa.field("row_bytes", pa.int64()),  # payload size, for sizing shards
+    pa.field("dedupe_key", pa.string()),  # hash of (input, chosen, rejected)
+    pa.field("drop_stage", pa.string()),
+    pa.field("drop_reason", pa.string()),
+]
+
+WORK_SCHEMA = pa.schema([field.with_nullable(True) for field in PAIR_SCHEMA] + _BOOKKEEPING)
+
+# rejects/ keeps the shard columns (nullable: a commit dropped early has no code) and why.
+REJECTS_SCHEMA = pa.schema(
+    [field.with_nullable(True) for field in PAIR_SCHEMA]
+    + [WORK_SCHEMA.field(name) for name in ("old_blob", "new_blob", "drop_stage", "drop_reason")]
+)
+
+
+def empty_row() -> Row:
+    return dict.fromkeys(WORK_SCHEMA.names)
+
+
+def to_table(rows: list[Row]) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=WORK_SCHEMA)
+
+
+def drop(row: Row, stage: str, reason: str) -> None:
+    """Mark ``row`` as dropped at ``stage`` for ``reason`` (the first drop wins)."""
+    if row["drop_reason"] is None:
+        row["drop_stage"] = stage
+        row["drop_reason"] = reason

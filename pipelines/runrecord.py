@@ -1,0 +1,63 @@
+"""``run.json``: what a build read, what it did to every row, and what it wrote."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import codeprefs
+from pipelines.rows import STAGES
+
+RUN_RECORD = "run.json"
+
+
+def code_version() -> dict[str, Any]:
+    """The package version and, in a git checkout, the commit and whether it had local edits."""
+    version: dict[str, Any] = {"codeprefs": codeprefs.__version__, "git_commit": None, "dirty": None}
+    root = Path(codeprefs.__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                                text=True, timeout=10)
+        if commit.returncode == 0:
+            version["git_commit"] = commit.stdout.strip()
+            status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "-uno"],
+                                    capture_output=True, text=True, timeout=30)
+            version["dirty"] = bool(status.stdout.strip())
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    return version
+
+
+def funnel(drops: Counter[tuple[str, str]], kept: int) -> list[dict[str, Any]]:
+    """Rows in, dropped by reason, and rows out for each stage, in pipeline order."""
+    total = kept + sum(drops.values())
+    stages = []
+    rows_in = total
+    for stage in STAGES:
+        reasons = {reason: n for (s, reason), n in sorted(drops.items()) if s == stage}
+        dropped = sum(reasons.values())
+        stages.append({"stage": stage, "rows_in": rows_in, "dropped": dropped,
+                       "reasons": reasons, "rows_out": rows_in - dropped})
+        rows_in -= dropped
+    unknown = {f"{s}/{r}": n for (s, r), n in drops.items() if s not in STAGES}
+    if unknown:
+        raise RuntimeError(f"rows dropped at stages the funnel does not know: {unknown}")
+    return stages
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def read_run_record(output_dir: str | Path) -> dict[str, Any]:
+    path = Path(output_dir) / RUN_RECORD
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no {RUN_RECORD} in {output_dir}: is it a codeprefs output folder?") from None

@@ -1,0 +1,193 @@
+"""Deterministic Parquet shards in the Hugging Face layout, written crash-safely.
+
+Rows are hash-partitioned into ``N`` partitions (``N`` from the total payload and the shard size
+cap) by their dedupe key, so every exact duplicate lands in the same partition. Each partition
+is then handled by one task, which
+
+1. keeps the lowest ``id`` of each group of rows with the same (input, chosen, rejected) and marks
+   the others dropped at stage ``dedupe`` (reason ``exact_duplicate``),
+2. writes the kept rows, sorted by ``id``, to ``data/train-0000k-of-0000N.parquet`` and the
+   (sampled) dropped rows to ``rejects/rejects-0000k-of-0000N.parquet``, each through a temporary
+   name and a rename, so a crash never leaves half a shard under ``data/``,
+3. returns one summary row per file and per (stage, reason) count.
+
+The same rows always give the same partitions, order and bytes, whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from codeprefs.schema import PAIR_COLUMNS, PAIR_SCHEMA
+from pipelines.rows import REJECTS_SCHEMA
+
+DATA_DIR = "data"
+REJECTS_DIR = "rejects"
+SPLIT = "train"
+
+SUMMARY_SCHEMA = pa.schema(
+    [
+        pa.field("kind", pa.string()),  # "file" or "count"
+        pa.field("path", pa.string()),  # relative to the output folder (files)
+        pa.field("rows", pa.int64()),
+        pa.field("bytes", pa.int64()),
+        pa.field("sha256", pa.string()),
+        pa.field("stage", pa.string()),  # (counts)
+        pa.field("reason", pa.string()),  # null: kept rows
+    ]
+)
+
+
+def shard_name(index: int, count: int) -> str:
+    return f"{DATA_DIR}/{SPLIT}-{index:05d}-of-{count:05d}.parquet"
+
+
+def rejects_name(index: int, count: int) -> str:
+    return f"{REJECTS_DIR}/rejects-{index:05d}-of-{count:05d}.parquet"
+
+
+def hash_fraction(hex_digest: str) -> float:
+    """A number in [0, 1) from a hex digest: deterministic sampling and partitioning."""
+    return int(hex_digest[:13], 16) / float(1 << 52)
+
+
+def partition_of(row_key: str, count: int) -> int:
+    return int(row_key[:13], 16) % count
+
+
+def add_partition_column(batch: pa.Table, count: int) -> pa.Table:
+    """Partition by dedupe key (kept rows) or id (rows already dropped)."""
+    keys = pc.coalesce(batch["dedupe_key"], batch["id"]).to_pylist()
+    partitions = pa.array([partition_of(key, count) for key in keys], pa.int32())
+    return batch.append_column("partition", partitions)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_parquet_atomic(table: pa.Table, path: Path, compression_level: int, row_group_rows: int) -> dict:
+    """Write ``table`` to ``path`` via a temporary file and a rename; return its file summary."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        pq.write_table(
+            table, temporary, compression="zstd", compression_level=compression_level,
+            row_group_size=row_group_rows, write_statistics=True,
+        )
+        with open(temporary, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+    return {"rows": table.num_rows, "bytes": path.stat().st_size, "sha256": file_sha256(path)}
+
+
+def empty_shard() -> pa.Table:
+    return PAIR_SCHEMA.empty_table()
+
+
+def _mark_exact_duplicates(kept: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """Split ``kept`` into (first row of each dedupe key by lowest id, the other rows)."""
+    if kept.num_rows == 0:
+        return kept, kept
+    ordered = kept.sort_by([("dedupe_key", "ascending"), ("id", "ascending")])
+    keys = ordered["dedupe_key"].to_pylist()
+    first = [index == 0 or keys[index] != keys[index - 1] for index in range(len(keys))]
+    mask = pa.array(first)
+    return ordered.filter(mask), ordered.filter(pc.invert(mask))
+
+
+def _with_drop(table: pa.Table, stage: str, reason: str) -> pa.Table:
+    rows = table.num_rows
+    table = table.set_column(table.schema.get_field_index("drop_stage"), "drop_stage",
+                             pa.array([stage] * rows, pa.string()))
+    return table.set_column(table.schema.get_field_index("drop_reason"), "drop_reason",
+                            pa.array([reason] * rows, pa.string()))
+
+
+class WritePartition:
+    """Dedupe and write one partition; returns a :data:`SUMMARY_SCHEMA` table (see module doc)."""
+
+    def __init__(self, output_dir: str, count: int, exact_dedupe: bool, rejects_sample_rate: float,
+                 compression_level: int, row_group_rows: int) -> None:
+        self.output_dir = Path(output_dir)
+        self.count = count
+        self.exact_dedupe = exact_dedupe
+        self.rejects_sample_rate = rejects_sample_rate
+        self.compression_level = compression_level
+        self.row_group_rows = row_group_rows
+
+    def write(self, group: pa.Table) -> pa.Table:
+        index = group["partition"][0].as_py()
+        dropped_mask = pc.is_valid(group["drop_reason"])
+        kept = group.filter(pc.invert(dropped_mask))
+        dropped = group.filter(dropped_mask)
+        if self.exact_dedupe:
+            kept, duplicates = _mark_exact_duplicates(kept)
+            dropped = pa.concat_tables([dropped, _with_drop(duplicates, "dedupe", "exact_duplicate")])
+        summary: list[dict] = []
+        shard = kept.sort_by("id").select(list(PAIR_COLUMNS)).cast(PAIR_SCHEMA)
+        name = shard_name(index, self.count)
+        info = write_parquet_atomic(shard, self.output_dir / name, self.compression_level,
+                                    self.row_group_rows)
+        summary.append({"kind": "file", "path": name, **info})
+        summary.append({"kind": "count", "stage": None, "reason": None, "rows": shard.num_rows})
+        for (stage, reason), rows in _count_reasons(dropped).items():
+            summary.append({"kind": "count", "stage": stage, "reason": reason, "rows": rows})
+        sampled = self._sample(dropped)
+        if sampled.num_rows:
+            name = rejects_name(index, self.count)
+            info = write_parquet_atomic(sampled, self.output_dir / name, self.compression_level,
+                                        self.row_group_rows)
+            summary.append({"kind": "rejects", "path": name, **info})
+        return pa.Table.from_pylist(summary, schema=SUMMARY_SCHEMA)
+
+    def _sample(self, dropped: pa.Table) -> pa.Table:
+        if self.rejects_sample_rate < 1.0:
+            ids = dropped["id"].to_pylist()
+            mask = pa.array([hash_fraction(i) < self.rejects_sample_rate for i in ids], pa.bool_())
+            dropped = dropped.filter(mask)
+        return dropped.sort_by("id").select(REJECTS_SCHEMA.names).cast(REJECTS_SCHEMA)
+
+
+def _count_reasons(dropped: pa.Table) -> dict[tuple[str, str], int]:
+    if dropped.num_rows == 0:
+        return {}
+    grouped = dropped.group_by(["drop_stage", "drop_reason"]).aggregate([("id", "count")])
+    return {
+        (stage, reason): count
+        for stage, reason, count in zip(
+            grouped["drop_stage"].to_pylist(), grouped["drop_reason"].to_pylist(),
+            grouped["id_count"].to_pylist(), strict=True,
+        )
+    }
+
+
+def remove_stale_files(output_dir: Path, keep: set[str]) -> list[str]:
+    """Delete shard and rejects files from earlier runs that this run did not write."""
+    removed = []
+    for folder, prefix in ((DATA_DIR, f"{SPLIT}-"), (REJECTS_DIR, "rejects-")):
+        directory = output_dir / folder
+        if not directory.is_dir():
+            continue
+        for path in sorted(directory.iterdir()):
+            relative = f"{folder}/{path.name}"
+            stale_shard = path.name.startswith(prefix) and path.suffix == ".parquet"
+            leftover_temporary = path.name.startswith(".") and path.name.endswith(".tmp")
+            if (stale_shard and relative not in keep) or leftover_temporary:
+                path.unlink()
+                removed.append(relative)
+    return removed

@@ -1,0 +1,313 @@
+"""The stages of a build, one small class each.
+
+A step takes a batch of rows (a pyarrow table with :data:`pipelines.rows.WORK_SCHEMA`) and
+returns the same rows, having filled columns in or marked rows as dropped. Steps hold only
+their configuration, so Ray ships them to workers as they are; each one can also be called on
+a plain list of row dicts, which is how the tests drive them.
+
+Data flows one way: ListCommits -> FilterMessages -> LabelCriteria -> ReadContents ->
+AssemblePairs -> ValidatePairs; the shard writer (:mod:`pipelines.shards`) then dedupes and
+writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import ClassVar
+
+import pyarrow as pa
+
+from codeprefs.schema import Language, stable_id
+from filters.criteria import CriteriaLabeler, load_terms
+from filters.messages import MessageFilter
+from filters.validation import PairValidator, ValidationConfig
+from parsers.headers import HeaderContext, resolve_header_language
+from parsers.languages import is_ambiguous, language_for_path
+from pipelines.rows import Row, drop, empty_row, to_table
+from pipelines.sources.gitrepo import (
+    REGULAR_FILE_MODES,
+    Commit,
+    GitError,
+    RepoSpec,
+    ResolvedRepo,
+    blob_sizes,
+    iter_commits,
+    list_files,
+    materialize,
+    read_blobs,
+)
+
+
+class Step:
+    """One stage: marks drops with ``stage`` and fills columns in, row by row."""
+
+    stage: ClassVar[str] = ""
+
+    def process(self, row: Row) -> None:
+        raise NotImplementedError
+
+    def run(self, rows: list[Row]) -> list[Row]:
+        for row in rows:
+            if row["drop_reason"] is None:
+                self.process(row)
+        return rows
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return to_table(self.run(batch.to_pylist()))
+
+
+class Chain:
+    """Several steps applied in order to one batch (a single Ray map task)."""
+
+    def __init__(self, steps: list[Step]) -> None:
+        self.steps = steps
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        rows = batch.to_pylist()
+        for step in self.steps:
+            rows = step.run(rows)
+        return to_table(rows)
+
+
+# -- source -------------------------------------------------------------------------------------
+
+
+def repo_task(repo: ResolvedRepo, subset: str, max_commits: int | None, on_error: str) -> Row:
+    """The one-row input of :class:`ListCommits` for one repository."""
+    return {
+        "repo_name": repo.spec.name, "repo_kind": repo.spec.kind, "repo_location": repo.spec.location,
+        "rev": repo.rev, "sha": repo.sha, "subset": subset, "max_commits": max_commits,
+        "on_error": on_error,
+    }
+
+
+class ListCommits:
+    """Walk one repository's history and emit one row per commit.
+
+    Structural filters happen here, before any file is read: merges, root commits, commits that
+    change no file or several files, files not modified in place (added, deleted, renamed,
+    type-changed), non-regular files (symlinks, submodules) and files in none of the eight
+    languages are marked dropped at stage ``list``.
+    """
+
+    stage = "list"
+
+    def __init__(self, cache_dir: str, yield_rows: int = 4096) -> None:
+        self.cache_dir = cache_dir
+        self.yield_rows = yield_rows
+
+    def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
+        for task in batch.to_pylist():
+            rows: list[Row] = []
+            for row in self.rows_for(task):
+                rows.append(row)
+                if len(rows) >= self.yield_rows:
+                    yield to_table(rows)
+                    rows = []
+            if rows:
+                yield to_table(rows)
+
+    def rows_for(self, task: Row) -> Iterator[Row]:
+        spec = RepoSpec(task["repo_name"], task["repo_kind"], task["repo_location"])
+        repo = ResolvedRepo(spec, task["rev"], task["sha"], "ok")
+        try:
+            git_dir = materialize(repo, Path(self.cache_dir))
+            context = HeaderContext.from_paths(list_files(git_dir, repo.sha, spec.name))
+            for commit in iter_commits(git_dir, repo.sha, spec.name, task["max_commits"]):
+                yield self.commit_row(task, str(git_dir), commit, context)
+        except GitError as error:
+            if task["on_error"] != "skip":
+                raise
+            row = empty_row()
+            row.update(id=stable_id(spec.name, "repo_error"), repo=spec.name, source="git",
+                       subset=task["subset"], message=str(error))
+            drop(row, self.stage, "repo_error")
+            yield row
+
+    def commit_row(self, task: Row, git_dir: str, commit: Commit, context: HeaderContext) -> Row:
+        row = empty_row()
+        change = commit.changes[0] if len(commit.changes) == 1 else None
+        path = change.path if change else None
+        row.update(
+            id=stable_id(task["repo_name"], commit.sha, path),
+            source="git", subset=task["subset"], generator="commit", repo=task["repo_name"],
+            commit=commit.sha, parent=commit.parents[0] if commit.parents else None, path=path,
+            unix_time=commit.unix_time, message=commit.message, git_dir=git_dir,
+            strict_syntax=False,
+        )
+        if len(commit.parents) > 1:
+            drop(row, self.stage, "merge_commit")
+        elif not commit.parents:
+            drop(row, self.stage, "root_commit")
+        elif not commit.changes:
+            drop(row, self.stage, "no_file_change")
+        elif change is None:
+            drop(row, self.stage, "multiple_files")
+        elif change.status != "M":
+            drop(row, self.stage, "not_modified_in_place")
+        elif change.old_mode not in REGULAR_FILE_MODES or change.new_mode not in REGULAR_FILE_MODES:
+            drop(row, self.stage, "not_regular_file")
+        else:
+            language = language_for_path(change.path)
+            if language is None:
+                drop(row, self.stage, "not_target_language")
+            else:
+                if is_ambiguous(change.path):  # None: decided from the content later
+                    language = context.decide(change.path)
+                row.update(language=language, old_blob=change.old_blob, new_blob=change.new_blob)
+        return row
+
+
+# -- filters on the commit --------------------------------------------------------------------
+
+
+class FilterMessages(Step):
+    """Drop commits whose message states no single real intent (see :mod:`filters.messages`)."""
+
+    stage = "message"
+
+    def __init__(self, message_filter: MessageFilter = MessageFilter()) -> None:
+        self.message_filter = message_filter
+
+    def process(self, row: Row) -> None:
+        reason = self.message_filter.reject_reason(row["message"] or "")
+        if reason:
+            drop(row, self.stage, reason)
+
+
+class LabelCriteria(Step):
+    """Label the commit with the criteria its message names; no criterion, no pair."""
+
+    stage = "criteria"
+
+    def __init__(self, match: str = "substring", terms_dir: str | None = None) -> None:
+        self.labeler = CriteriaLabeler(load_terms(terms_dir), match=match)  # type: ignore[arg-type]
+
+    def process(self, row: Row) -> None:
+        found = self.labeler.label(row["message"] or "")
+        if found is None:
+            drop(row, self.stage, "no_criterion")
+            return
+        row["aspect"] = found.aspect.value
+        row["aspects"] = [aspect.value for aspect in found.aspects]
+
+
+# -- file contents ------------------------------------------------------------------------------
+
+
+def _is_binary(data: bytes) -> bool:
+    return b"\0" in data[:8000]  # git's own heuristic
+
+
+class ReadContents(Step):
+    """Read the file before (rejected) and after (chosen) the commit, with one git call per repo.
+
+    Sizes are checked first (``cat-file --batch-check``), so an oversized file is never read.
+    Drops: ``file_too_large``, ``blob_missing``, ``binary``, ``non_utf8``. A ``.h`` file whose
+    language the repository tree left open is decided here from its content.
+    """
+
+    stage = "content"
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+
+    def run(self, rows: list[Row]) -> list[Row]:
+        by_repo: dict[str, list[Row]] = defaultdict(list)
+        for row in rows:
+            if row["drop_reason"] is None:
+                by_repo[row["git_dir"]].append(row)
+        for git_dir, repo_rows in by_repo.items():
+            self._read_repo(Path(git_dir), repo_rows)
+        return rows
+
+    def _read_repo(self, git_dir: Path, rows: list[Row]) -> None:
+        what = rows[0]["repo"]
+        sizes = blob_sizes(git_dir, [b for r in rows for b in (r["old_blob"], r["new_blob"])], what)
+        wanted: list[Row] = []
+        for row in rows:
+            old_size, new_size = sizes[row["old_blob"]], sizes[row["new_blob"]]
+            if old_size is None or new_size is None:
+                drop(row, self.stage, "blob_missing")
+            elif max(old_size, new_size) > self.max_bytes:
+                drop(row, self.stage, "file_too_large")
+            else:
+                wanted.append(row)
+        contents = read_blobs(git_dir, [b for r in wanted for b in (r["old_blob"], r["new_blob"])], what)
+        for row in wanted:
+            old, new = contents.get(row["old_blob"]), contents.get(row["new_blob"])
+            if old is None or new is None:
+                drop(row, self.stage, "blob_missing")
+                continue
+            if _is_binary(old) or _is_binary(new):
+                drop(row, self.stage, "binary")
+                continue
+            try:
+                row["rejected"], row["chosen"] = old.decode("utf-8"), new.decode("utf-8")
+            except UnicodeDecodeError:
+                drop(row, self.stage, "non_utf8")
+                continue
+            if row["language"] is None:
+                row["language"] = resolve_header_language(row["path"], new).value
+
+
+# -- the pair -----------------------------------------------------------------------------------
+
+
+def commit_prompt(message: str, path: str, language: str) -> str:
+    """The instruction for a mined pair, derived only from the commit (no model involved)."""
+    subject = message.strip().splitlines()[0].strip().rstrip(".")
+    return (
+        f"{subject}.\n\n"
+        f"Language: {language}\n"
+        f"File: {path}\n"
+        "Write the complete contents of the file."
+    )
+
+
+def dedupe_key(input_text: str, chosen: str, rejected: str) -> str:
+    digest = hashlib.sha256()
+    for part in (input_text, chosen, rejected):
+        digest.update(part.encode("utf-8"))
+        digest.update(b"\x00")
+    return digest.hexdigest()
+
+
+class AssemblePairs(Step):
+    """Turn a commit with its two file versions into a pair: prompt, sizes, dedupe key."""
+
+    stage = "assemble"
+
+    def process(self, row: Row) -> None:
+        if row["input"] is None:
+            row["input"] = commit_prompt(row["message"], row["path"], row["language"])
+        row["chosen_bytes"] = len(row["chosen"].encode("utf-8"))
+        row["rejected_bytes"] = len(row["rejected"].encode("utf-8"))
+        row["row_bytes"] = row["chosen_bytes"] + row["rejected_bytes"] + len(row["input"]) + len(
+            row["message"] or ""
+        )
+        row["dedupe_key"] = dedupe_key(row["input"], row["chosen"], row["rejected"])
+
+
+class ValidatePairs(Step):
+    """Tree-sitter validation of both sides (see :mod:`filters.validation`)."""
+
+    stage = "validate"
+
+    def __init__(self, config: ValidationConfig = ValidationConfig()) -> None:
+        self.validator = PairValidator(config)
+
+    def process(self, row: Row) -> None:
+        verdict = self.validator.check(
+            Language(row["language"]), row["chosen"], row["rejected"], strict=bool(row["strict_syntax"])
+        )
+        for side in ("chosen", "rejected"):
+            report = getattr(verdict, side)
+            if report is not None:
+                row[f"{side}_nodes"] = report.nodes
+                row[f"{side}_error_fraction"] = round(report.error_fraction, 6)
+        if verdict.reason:
+            drop(row, self.stage, verdict.reason)
