@@ -71,10 +71,28 @@ def _input_record(source: GitSource, repo: ResolvedRepo | None, error: str | Non
             "sha": repo.sha, "status": repo.status}
 
 
-def build(manifest: Manifest, output: str | Path, manifest_path: str | None = None) -> dict[str, Any]:
-    """Run the whole build; returns the run record also written to ``<output>/run.json``."""
+def git_rows(manifest: Manifest, tasks: list[dict], cache_dir: Path):
+    """The Ray dataset of every commit of the git sources, through the per-row stages."""
     import ray.data
 
+    filters = manifest.filters
+    validation = ValidationConfig(**filters.validation.model_dump())
+    per_row = Chain([
+        FilterMessages(MessageFilter(filters.message.min_length, filters.message.max_length)),
+        LabelCriteria(filters.criteria.match, filters.criteria.terms_dir),
+        ReadContents(max_bytes=validation.max_bytes),
+        AssemblePairs(),
+        ValidatePairs(validation),
+    ])
+    return (
+        ray.data.from_items(tasks, override_num_blocks=len(tasks))
+        .map_batches(ListCommits(str(cache_dir)), batch_size=1, batch_format="pyarrow")
+        .map_batches(per_row, batch_size=manifest.ray.batch_rows, batch_format="pyarrow")
+    )
+
+
+def build(manifest: Manifest, output: str | Path, manifest_path: str | None = None) -> dict[str, Any]:
+    """Run the whole build; returns the run record also written to ``<output>/run.json``."""
     started = time.time()
     output_dir = Path(output).expanduser().resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -87,27 +105,16 @@ def build(manifest: Manifest, output: str | Path, manifest_path: str | None = No
         if repo is not None and repo.status == "ok":
             tasks.append(repo_task(repo, source.subset, source.max_commits, source.on_error))
 
-    filters = manifest.filters
-    validation = ValidationConfig(**filters.validation.model_dump())
-    per_row = Chain([
-        FilterMessages(MessageFilter(filters.message.min_length, filters.message.max_length)),
-        LabelCriteria(filters.criteria.match, filters.criteria.terms_dir),
-        ReadContents(max_bytes=validation.max_bytes),
-        AssemblePairs(),
-        ValidatePairs(validation),
-    ])
     out = manifest.output
     with ray_session(manifest.ray.address, manifest.ray.num_cpus):
+        # Every source contributes a dataset of rows with WORK_SCHEMA; they are written together.
+        parts = []
+        if tasks:
+            parts.append(git_rows(manifest, tasks, output_dir / CACHE_DIR))
         summaries: list[dict[str, Any]] = []
         count = 1
-        if tasks:
-            rows = (
-                ray.data.from_items(tasks, override_num_blocks=len(tasks))
-                .map_batches(ListCommits(str(output_dir / CACHE_DIR)), batch_size=1,
-                             batch_format="pyarrow")
-                .map_batches(per_row, batch_size=manifest.ray.batch_rows, batch_format="pyarrow")
-                .materialize()
-            )
+        if parts:
+            rows = (parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]).materialize()
             payload = sum(part["bytes"] for part in rows.map_batches(_payload_bytes,
                                                                       batch_format="pyarrow").take_all())
             count = max(1, math.ceil(payload / out.max_shard_bytes))
@@ -120,7 +127,6 @@ def build(manifest: Manifest, output: str | Path, manifest_path: str | None = No
                 .map_groups(writer.write, batch_format="pyarrow")
                 .take_all()
             )
-
     files = {s["path"]: s for s in summaries if s["kind"] == "file"}
     for index in range(count):  # a partition that received no row still gets its (empty) shard
         name = shard_name(index, count)

@@ -17,7 +17,9 @@ from codeprefs.schema import PAIR_SCHEMA
 Row = dict[str, Any]
 
 # The stages a row can be dropped at, in pipeline order (the funnel in run.json follows it).
-STAGES: tuple[str, ...] = ("list", "message", "criteria", "content", "validate", "dedupe")
+STAGES: tuple[str, ...] = (
+    "list", "message", "criteria", "content", "validate", "decontaminate", "dedupe",
+)
 
 _BOOKKEEPING = [
     pa.field("git_dir", pa.string()),  # where the worker reads blobs from
