@@ -94,9 +94,9 @@ def git_rows(manifest: Manifest, tasks: list[dict], cache_dir: Path):
 def build(manifest: Manifest, output: str | Path, manifest_path: str | None = None) -> dict[str, Any]:
     """Run the whole build; returns the run record also written to ``<output>/run.json``."""
     started = time.time()
+    pinned = resolve_inputs(manifest)  # fail on a missing or corrupt input before any work
     output_dir = Path(output).expanduser().resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
-    pinned = resolve_inputs(manifest)
     inputs = []
     tasks = []
     for source, repo, error in pinned:

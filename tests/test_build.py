@@ -1,0 +1,199 @@
+"""End-to-end builds on a real local Ray instance: shards, run record, rejects, reruns."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+
+import datasets
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+
+from codeprefs.manifest import parse_manifest
+from codeprefs.schema import PAIR_SCHEMA
+from pipelines.build import BuildError, build
+
+pytestmark = pytest.mark.ray
+
+STATS_V1 = """def mean(values):
+    total = 0
+    for value in values:
+        total += value
+    return total / len(values) - 1
+"""
+STATS_V2 = STATS_V1.replace(" - 1\n", "\n")
+STATS_V3 = STATS_V2.replace("    total = 0\n    for value in values:\n        total += value\n",
+                            "    total = sum(values)\n")
+GO_V1 = """package main
+
+func Find(items []string, target string) int {
+	for i := 0; i <= len(items)-1; i++ {
+		if items[i] == target {
+			return i
+		}
+	}
+	return 0
+}
+"""
+GO_V2 = GO_V1.replace("return 0", "return -1")
+JS_V1 = """function join(parts) {
+  let out = "";
+  for (const part of parts) {
+    out = out + part + ",";
+  }
+  return out;
+}
+module.exports = { join };
+"""
+JS_V2 = JS_V1.replace("""  let out = "";
+  for (const part of parts) {
+    out = out + part + ",";
+  }
+  return out;""", """  return parts.join(",");""")
+
+
+@pytest.fixture
+def two_repos(make_repo, tmp_path):
+    """A local work-tree repository and a bare one reached through a file:// URL."""
+    local = make_repo("local")
+    local.commit("Add statistics helpers", {"stats.py": STATS_V1, "README.md": "stats\n"})
+    local.commit("Fix bug: mean was off by one", {"stats.py": STATS_V2})
+    local.commit("Speed up mean with the builtin sum", {"stats.py": STATS_V3})
+    local.commit("Update README.md", {"stats.py": STATS_V3 + "\n"})
+    local.commit("Touch two files to fix bug", {"stats.py": STATS_V3 + "\n# end\n", "b.py": "x = 1\n"})
+
+    other = make_repo("other")
+    other.commit("Add search and join", {"find.go": GO_V1, "join.js": JS_V1})
+    other.commit("Fix bug: Find returned 0 when missing", {"find.go": GO_V2})
+    other.commit("Make join faster by avoiding quadratic concatenation", {"join.js": JS_V2})
+    bare = tmp_path / "other.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(other.path), str(bare)], check=True)
+    return local.path, f"file://{bare}"
+
+
+def manifest_for(tmp_path: Path, repos: list[str], **extra) -> object:
+    data = {"name": "test-run", "sources": [{"type": "git", "repos": repos}], **extra}
+    return parse_manifest(data, tmp_path)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_build_writes_shards_record_and_rejects(ray_local, tmp_path, two_repos):
+    local, url = two_repos
+    out = tmp_path / "out"
+    record = build(manifest_for(tmp_path, [str(local), url]), out)
+
+    shard = out / "data" / "train-00000-of-00001.parquet"
+    assert [o["path"] for o in record["outputs"]] == ["data/train-00000-of-00001.parquet"]
+    table = pq.read_table(shard)
+    assert table.schema.equals(PAIR_SCHEMA, check_metadata=False)
+    assert table.num_rows == 4
+    assert table.column("id").to_pylist() == sorted(table.column("id").to_pylist())
+    frame = pl.read_parquet(shard)
+    assert set(frame["language"]) == {"Python", "Go", "JavaScript"}
+    assert set(frame["aspect"]) == {"Functional_Correctness", "Runtime_Efficiency"}
+    assert frame.filter(pl.col("language") == "Go")["chosen"][0] == GO_V2
+    assert frame.filter(pl.col("language") == "Go")["repo"][0] == url
+
+    loaded = datasets.load_dataset("parquet", data_files=str(out / "data" / "*.parquet"), split="train")
+    assert loaded.num_rows == 4
+    assert set(loaded.column_names) >= {"system", "input", "chosen", "rejected", "language", "aspect"}
+    assert sorted(loaded["id"]) == sorted(frame["id"].to_list())
+
+    on_disk = json.loads((out / "run.json").read_text())
+    assert on_disk == record
+    assert record["outputs"][0]["sha256"] == sha256(shard)
+    assert record["outputs"][0]["rows"] == 4
+    assert [i["status"] for i in record["inputs"]] == ["ok", "ok"]
+    assert record["inputs"][0]["sha"] == subprocess.run(
+        ["git", "-C", str(local), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert record["manifest"]["sources"][0]["repos"] == [str(local), url]
+
+    funnel = {stage["stage"]: stage for stage in record["funnel"]}
+    assert record["rows"] == {"total": 8, "kept": 4, "dropped": 4}
+    assert funnel["list"]["reasons"] == {"multiple_files": 1, "root_commit": 2}
+    assert funnel["message"]["reasons"] == {"message_low_signal": 1}
+    assert funnel["criteria"]["dropped"] == 0
+    assert funnel["dedupe"]["rows_out"] == 4
+    for before, after in zip(record["funnel"], record["funnel"][1:]):
+        assert before["rows_out"] == after["rows_in"]
+
+    rejects = pl.read_parquet(out / "rejects" / "*.parquet")
+    assert rejects.height == 4
+    assert sorted(rejects["drop_reason"]) == ["message_low_signal", "multiple_files", "root_commit",
+                                             "root_commit"]
+    assert record["rejects"][0]["rows"] == 4
+
+
+def test_rerun_is_byte_identical_and_removes_stale_shards(ray_local, tmp_path, two_repos):
+    local, url = two_repos
+    out = tmp_path / "out"
+    small = {"output": {"max_shard_bytes": 800}}
+    first = build(manifest_for(tmp_path, [str(local), url], **small), out)
+    assert len(first["outputs"]) > 1
+    names = [o["path"] for o in first["outputs"]]
+    count = len(names)
+    assert names == [f"data/train-{i:05d}-of-{count:05d}.parquet" for i in range(count)]
+    assert sum(o["rows"] for o in first["outputs"]) == 4
+    ids = pl.read_parquet(out / "data" / "*.parquet")["id"]
+    assert ids.n_unique() == 4
+
+    second = build(manifest_for(tmp_path, [str(local), url], **small), out)
+    assert [(o["path"], o["sha256"]) for o in second["outputs"]] == [
+        (o["path"], o["sha256"]) for o in first["outputs"]]
+    assert second["rejects"] == first["rejects"]
+
+    third = build(manifest_for(tmp_path, [str(local), url]), out)  # one shard again
+    assert [o["path"] for o in third["outputs"]] == ["data/train-00000-of-00001.parquet"]
+    assert sorted(p.name for p in (out / "data").iterdir()) == ["train-00000-of-00001.parquet"]
+    assert set(third["removed_stale_files"]) >= set(names)
+
+
+def test_forked_repositories_are_deduplicated_keeping_the_lowest_id(ray_local, tmp_path, make_repo):
+    upstream = make_repo("upstream")
+    upstream.commit("Add statistics helpers", {"stats.py": STATS_V1})
+    upstream.commit("Fix bug: mean was off by one", {"stats.py": STATS_V2})
+    fork = tmp_path / "fork"
+    subprocess.run(["git", "clone", "-q", str(upstream.path), str(fork)], check=True)
+    record = build(manifest_for(tmp_path, [str(upstream.path), str(fork)]), tmp_path / "out")
+    funnel = {stage["stage"]: stage for stage in record["funnel"]}
+    assert funnel["dedupe"]["reasons"] == {"exact_duplicate": 1}
+    kept = pl.read_parquet(tmp_path / "out" / "data" / "*.parquet")
+    assert kept.height == 1
+    rejected = pl.read_parquet(tmp_path / "out" / "rejects" / "*.parquet").filter(
+        pl.col("drop_reason") == "exact_duplicate")
+    assert rejected.height == 1
+    assert kept["id"][0] < rejected["id"][0]
+    assert kept["chosen"][0] == rejected["chosen"][0] == STATS_V2
+
+
+def test_empty_repository_gives_an_empty_loadable_shard(ray_local, tmp_path, make_repo):
+    empty = make_repo("empty")
+    record = build(manifest_for(tmp_path, [str(empty.path)]), tmp_path / "out")
+    assert record["inputs"][0]["status"] == "empty"
+    assert record["rows"] == {"total": 0, "kept": 0, "dropped": 0}
+    shard = tmp_path / "out" / "data" / "train-00000-of-00001.parquet"
+    assert pq.read_table(shard).schema.equals(PAIR_SCHEMA, check_metadata=False)
+    assert pq.read_table(shard).num_rows == 0
+
+
+def test_broken_repository_is_skipped_and_counted_when_asked(ray_local, tmp_path, make_repo):
+    good = make_repo("good")
+    good.commit("Add statistics helpers", {"stats.py": STATS_V1})
+    good.commit("Fix bug: mean was off by one", {"stats.py": STATS_V2})
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    repos = [str(good.path), str(broken)]
+    with pytest.raises(BuildError, match="not a git repository"):
+        build(manifest_for(tmp_path, repos), tmp_path / "out")
+    manifest = parse_manifest({"name": "r", "sources": [{"type": "git", "repos": repos,
+                                                         "on_error": "skip"}]}, tmp_path)
+    record = build(manifest, tmp_path / "out")
+    assert [i["status"] for i in record["inputs"]] == ["ok", "error"]
+    assert "not a git repository" in record["inputs"][1]["error"]
+    assert record["rows"]["kept"] == 1

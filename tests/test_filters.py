@@ -1,0 +1,142 @@
+"""Commit-message filters, criteria labelling from the shipped term lists, pair validation."""
+
+from __future__ import annotations
+
+import pytest
+
+from codeprefs.schema import Aspect, Language
+from filters.criteria import CriteriaLabeler, load_terms
+from filters.messages import MessageFilter
+from filters.validation import PairValidator, ValidationConfig
+
+
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        ("fix typo", "message_too_short"),  # 8 characters
+        ("0123456789", "message_too_short"),  # exactly 10: the bound is strict
+        ("x" * 15000, "message_too_long"),  # exactly 15000: strict too
+        ("Merge branch 'dev' into main", "message_merge"),
+        ("merged the parser changes", "message_merge"),
+        ("deploy: pi push to the board", "message_pi_push"),
+        ("please push pi image now", "message_pi_push"),
+        ("Initial commit", "message_low_signal"),  # 14 characters
+        ("Update README.md", "message_low_signal"),
+        ("work in progress...", "message_low_signal"),
+        ("Add files via upload", "message_low_signal"),
+    ],
+)
+def test_message_filter_reasons(message, reason):
+    assert MessageFilter().reject_reason(message) == reason
+
+
+@pytest.mark.parametrize(
+    "message",
+    ["01234567890", "Fix off-by-one error in the ring buffer", "x" * 14999,
+     "  Avoid quadratic string concatenation in the logger  "],
+)
+def test_message_filter_keeps_real_messages(message):
+    assert MessageFilter().reject_reason(message) is None
+
+
+def test_shipped_term_lists_load_for_all_five_criteria():
+    terms = load_terms()
+    assert set(terms) == set(Aspect)
+    assert all(len(t) >= 20 for t in terms.values())
+    assert "buffer overflow" in terms[Aspect.SECURITY_HARDNESS]
+    assert all(term == term.lower() for t in terms.values() for term in t)
+
+
+def test_missing_term_list_is_a_clear_error(tmp_path):
+    (tmp_path / "sec.list").write_text("xss\n")
+    with pytest.raises(FileNotFoundError, match="functionality.list"):
+        load_terms(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def labeler():
+    return CriteriaLabeler()
+
+
+@pytest.mark.parametrize(
+    ("message", "aspect"),
+    [
+        ("Prevent SQL injection in the login query", Aspect.SECURITY_HARDNESS),
+        ("Reduce memory usage of the cache", Aspect.MEMORY_EFFICIENCY),
+        ("Speed up parsing by caching compiled regexes", Aspect.RUNTIME_EFFICIENCY),
+        ("Improve readability of the scheduler", Aspect.READABILITY_MAINTAINABILITY),
+    ],
+)
+def test_primary_criterion(labeler, message, aspect):
+    found = labeler.label(message)
+    assert found is not None
+    assert found.aspect is aspect
+    assert aspect in found.aspects
+
+
+def test_multi_label_lists_every_criterion_and_ties_go_to_the_more_specific(labeler):
+    found = labeler.label("Fix buffer overflow and speed up the hot loop")
+    assert found is not None
+    assert set(found.aspects) >= {Aspect.SECURITY_HARDNESS, Aspect.RUNTIME_EFFICIENCY}
+    assert found.aspect is Aspect.SECURITY_HARDNESS  # one term each: security outranks speed
+
+
+def test_primary_goes_to_the_criterion_with_most_distinct_terms():
+    terms = {aspect: () for aspect in Aspect}
+    terms[Aspect.SECURITY_HARDNESS] = ("xss",)
+    terms[Aspect.READABILITY_MAINTAINABILITY] = ("rename", "simplify")
+    found = CriteriaLabeler(terms).label("Rename and simplify the xss helper")
+    assert found.aspect is Aspect.READABILITY_MAINTAINABILITY
+    assert found.aspects == (Aspect.SECURITY_HARDNESS, Aspect.READABILITY_MAINTAINABILITY)
+
+
+def test_no_criterion(labeler):
+    assert labeler.label("Bump copyright year in the header") is None
+
+
+def test_substring_and_word_start_matching():
+    terms = {aspect: () for aspect in Aspect}
+    terms[Aspect.SECURITY_HARDNESS] = ("rce",)
+    terms[Aspect.FUNCTIONAL_CORRECTNESS] = ("class misus",)
+    substring = CriteriaLabeler(terms, match="substring")
+    word_start = CriteriaLabeler(terms, match="word_start")
+    assert substring.label("Move source files") is not None  # the paper's rule: plain substring
+    assert word_start.label("Move source files") is None
+    assert word_start.label("Block RCE via template names").aspect is Aspect.SECURITY_HARDNESS
+    assert word_start.label("Fix class misuse in parser").aspect is Aspect.FUNCTIONAL_CORRECTNESS
+
+
+PY_BEFORE = "def mean(values):\n    total = 0\n    for v in values:\n        total += v\n    return total / len(values) - 1\n"
+PY_AFTER = "def mean(values):\n    total = 0\n    for v in values:\n        total += v\n    return total / len(values)\n"
+
+
+def test_valid_pair_is_kept_with_signals():
+    verdict = PairValidator().check(Language.PYTHON, PY_AFTER, PY_BEFORE)
+    assert verdict.reason is None
+    assert verdict.chosen.nodes > 10 and verdict.rejected.nodes > verdict.chosen.nodes
+
+
+@pytest.mark.parametrize(
+    ("chosen", "rejected", "config", "reason"),
+    [
+        (PY_AFTER, PY_AFTER.replace("    ", "\t"), ValidationConfig(), "unchanged_after_whitespace"),
+        (PY_AFTER * 10, PY_BEFORE, ValidationConfig(max_bytes=200), "chosen_too_large"),
+        (PY_AFTER, PY_BEFORE * 10, ValidationConfig(max_bytes=200), "rejected_too_large"),
+        ("x\n", "y\n", ValidationConfig(min_depth=4), "chosen_too_shallow"),
+        ("def f(:\n  x = (1 +\n", PY_BEFORE, ValidationConfig(), "chosen_syntax_error"),
+        (PY_AFTER, "def f(:\n  x = (1 +\n", ValidationConfig(), "rejected_syntax_error"),
+    ],
+)
+def test_validation_reasons(chosen, rejected, config, reason):
+    assert PairValidator(config).check(Language.PYTHON, chosen, rejected).reason == reason
+
+
+def test_mined_code_tolerates_a_few_error_bytes_but_synthesized_code_none():
+    noisy = PY_AFTER * 30 + "x = = 1\n"  # one byte under an ERROR node
+    mined = PairValidator().check(Language.PYTHON, noisy, PY_BEFORE, strict=False)
+    synthesized = PairValidator().check(Language.PYTHON, noisy, PY_BEFORE, strict=True)
+    assert mined.reason is None
+    assert 0 < mined.chosen.error_fraction < 0.01
+    assert synthesized.reason == "chosen_syntax_error"
+    strict_bound = PairValidator(ValidationConfig(max_error_fraction=0.0))
+    assert strict_bound.check(Language.PYTHON, noisy, PY_BEFORE).reason == "chosen_syntax_error"

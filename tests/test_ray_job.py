@@ -1,0 +1,89 @@
+"""The build script runs unchanged as a Ray job: real head, real `ray job submit`, head stopped."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+pytestmark = pytest.mark.ray
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def ray_head():
+    """A real Ray head started with `ray start --head --block`; terminated (not `ray stop`,
+    which would kill every Ray instance on the machine) when the test ends."""
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
+           "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("RAY_ADDRESS", None)
+    temp_dir = tempfile.mkdtemp(prefix="cpr-", dir="/tmp")  # Ray's socket paths must stay short
+    dashboard = free_port()
+    head = subprocess.Popen(
+        [str(BIN / "ray"), "start", "--head", "--block", f"--port={free_port()}",
+         "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
+         "--num-cpus=2", f"--temp-dir={temp_dir}", "--disable-usage-stats"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    address = f"http://127.0.0.1:{dashboard}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            with urllib.request.urlopen(f"{address}/api/version", timeout=2) as answer:
+                if answer.status == 200:
+                    break
+        except OSError:
+            pass
+        if head.poll() is not None or time.monotonic() > deadline:
+            head.kill()
+            raise RuntimeError(f"ray head did not start: {head.stdout.read().decode()[-2000:]}")
+        time.sleep(1)
+    try:
+        yield address, env
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait()
+
+
+def test_build_runs_as_a_ray_job(ray_head, make_repo, tmp_path):
+    address, env = ray_head
+    repo = make_repo("repo")
+    repo.commit("Add statistics helpers", {"stats.py": "def mean(v):\n    return sum(v) / len(v) - 1\n"})
+    repo.commit("Fix bug: mean was off by one", {"stats.py": "def mean(v):\n    return sum(v) / len(v)\n"})
+    manifest = tmp_path / "job.yaml"
+    manifest.write_text(f"name: job-run\nsources:\n  - type: git\n    repos: [{repo.path}]\n")
+    out = tmp_path / "out"
+
+    submit = subprocess.run(
+        [str(BIN / "ray"), "job", "submit", "--address", address, "--working-dir", str(ROOT), "--",
+         "python", "pipelines/build_prefs.py", "--manifest", str(manifest), "--output", str(out)],
+        env=env, capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )
+    assert submit.returncode == 0, submit.stdout[-3000:] + submit.stderr[-3000:]
+    assert "succeeded" in (submit.stdout + submit.stderr).lower()
+    record = json.loads((out / "run.json").read_text())
+    assert record["rows"]["kept"] == 1
+    kept = pl.read_parquet(out / "data" / "*.parquet")
+    assert kept["message"][0].startswith("Fix bug: mean was off by one")
