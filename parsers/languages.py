@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import importlib
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 
 from tree_sitter import Language as Grammar
 
@@ -53,7 +52,9 @@ CPP_SOURCE_EXTENSIONS: frozenset[str] = frozenset(LANGUAGES[Language.CPP].extens
 
 def extension_of(path: str) -> str:
     """The lower-cased extension of a repository path (``"src/A.CPP"`` -> ``".cpp"``)."""
-    return PurePosixPath(path).suffix.lower()
+    name = path.rpartition("/")[2]
+    dot = name.rfind(".")
+    return name[dot:].lower() if 0 < dot < len(name) - 1 else ""
 
 
 def language_for_path(path: str) -> Language | None:

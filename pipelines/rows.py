@@ -41,8 +41,11 @@ REJECTS_SCHEMA = pa.schema(
 )
 
 
+_WORK_COLUMNS = tuple(WORK_SCHEMA.names)
+
+
 def empty_row() -> Row:
-    return dict.fromkeys(WORK_SCHEMA.names)
+    return dict.fromkeys(_WORK_COLUMNS)
 
 
 def to_table(rows: list[Row]) -> pa.Table:

@@ -11,15 +11,17 @@ of the approaches measured (see ``benchmarks/bench_mining.py``).
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import shutil
 import subprocess
 import tempfile
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
 SAFE_CONFIG: tuple[str, ...] = (
@@ -40,7 +42,6 @@ _GIT_ENV = {
     "GIT_OPTIONAL_LOCKS": "0",
     "LC_ALL": "C",
 }
-_EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 REGULAR_FILE_MODES = frozenset({"100644", "100755"})
 
 
@@ -196,8 +197,7 @@ def materialize(repo: ResolvedRepo, cache_dir: Path, timeout: float = 3600) -> P
 # -- walking history --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class FileChange:
+class FileChange(NamedTuple):
     """One ``git log --raw`` entry."""
 
     status: str  # M, A, D, R, C, T (rename/copy scores stripped)
@@ -209,13 +209,12 @@ class FileChange:
     old_path: str | None = None  # for renames and copies
 
 
-@dataclass(frozen=True)
-class Commit:
+class Commit(NamedTuple):
     sha: str
     parents: tuple[str, ...]
     unix_time: int
     message: str
-    changes: tuple[FileChange, ...] = field(default=())
+    changes: tuple[FileChange, ...] = ()
 
 
 _LOG_FORMAT = "%x1e%H%x1f%P%x1f%at%x1f%B%x1f"
@@ -235,29 +234,30 @@ def parse_log(tokens: Iterable[bytes]) -> Iterator[Commit]:
     """Parse the NUL-separated output of ``git log --raw -z --format=_LOG_FORMAT``."""
     header: tuple[str, tuple[str, ...], int, str] | None = None
     changes: list[FileChange] = []
-    raw: list[str] | None = None
+    raw: list[str] = []
     paths_wanted = 0
-    paths: list[str] = []
+    first_path = ""
     for token in tokens:
         if paths_wanted:
-            paths.append(token.decode("utf-8", "replace"))
-            paths_wanted -= 1
-            if not paths_wanted and raw is not None:
+            path = token.decode("utf-8", "replace")
+            if paths_wanted == 2:  # rename or copy: the old path comes first
+                first_path = path
+            else:
                 old_mode, new_mode, old_blob, new_blob, status = raw
-                if len(paths) == 2:
+                if first_path:
                     changes.append(FileChange(status[0], old_mode, new_mode, old_blob, new_blob,
-                                              paths[1], paths[0]))
+                                              path, first_path))
+                    first_path = ""
                 else:
-                    changes.append(FileChange(status[0], old_mode, new_mode, old_blob, new_blob,
-                                              paths[0]))
-                raw, paths = None, []
+                    changes.append(FileChange(status[0], old_mode, new_mode, old_blob, new_blob, path))
+            paths_wanted -= 1
             continue
-        token = token.lstrip(b"\n")
-        if not token:
-            continue
-        if token.startswith(b"\x1e"):
+        if token[:1] == b"\n":
+            token = token.lstrip(b"\n")
+        lead = token[:1]
+        if lead == b"\x1e":
             if header is not None:
-                yield Commit(*header, changes=tuple(changes))
+                yield Commit(*header, tuple(changes))
             sha, parents, when, message = token[1:].split(b"\x1f", 3)
             header = (
                 sha.decode(),
@@ -266,13 +266,13 @@ def parse_log(tokens: Iterable[bytes]) -> Iterator[Commit]:
                 message.removesuffix(b"\x1f").decode("utf-8", "replace"),
             )
             changes = []
-        elif token.startswith(b":"):
+        elif lead == b":":
             raw = token[1:].decode().split(" ")
             paths_wanted = 2 if raw[4][:1] in ("R", "C") else 1
-        else:
+        elif token:
             raise GitError(f"unexpected git log output near {token[:60]!r}")
     if header is not None:
-        yield Commit(*header, changes=tuple(changes))
+        yield Commit(*header, tuple(changes))
 
 
 def iter_commits(git_dir: Path, sha: str, what: str, max_count: int | None = None) -> Iterator[Commit]:
@@ -305,36 +305,93 @@ def list_files(git_dir: Path, sha: str, what: str) -> list[str]:
 # -- reading blobs --------------------------------------------------------------------------------
 
 
+class BlobReader:
+    """A long-lived ``git cat-file --batch-command --buffer`` on one repository.
+
+    Commands go out in chunks small enough to fit a pipe buffer, each closed by ``flush``, so
+    writing never waits on unread output and one process serves every batch of a worker.
+    """
+
+    _CHUNK = 400  # commands per flush: ~19 KB of input, well under a 64 KB pipe buffer
+
+    def __init__(self, git_dir: Path, what: str) -> None:
+        self.what = what
+        self._process = subprocess.Popen(
+            ["git", *SAFE_CONFIG, "-C", str(git_dir), "cat-file", "--batch-command", "--buffer"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=_env(),
+        )
+
+    def _ask(self, verb: str, blobs: list[str]) -> Iterator[tuple[str, int | None, bytes | None]]:
+        process = self._process
+        assert process.stdin is not None and process.stdout is not None
+        for start in range(0, len(blobs), self._CHUNK):
+            chunk = blobs[start : start + self._CHUNK]
+            try:
+                process.stdin.write("".join(f"{verb} {blob}\n" for blob in chunk).encode() + b"flush\n")
+                process.stdin.flush()
+            except BrokenPipeError:
+                raise GitError(f"{self.what}: git cat-file exited unexpectedly") from None
+            for blob in chunk:
+                header = process.stdout.readline()
+                if not header:
+                    raise GitError(f"{self.what}: git cat-file exited unexpectedly")
+                fields = header.split()
+                if len(fields) != 3 or fields[1] != b"blob":
+                    yield blob, None, None  # "<sha> missing", or not a blob
+                    continue
+                size = int(fields[2])
+                data = None
+                if verb == "contents":
+                    data = process.stdout.read(size)
+                    process.stdout.read(1)  # the newline after the content
+                yield blob, size, data
+
+    def sizes(self, blobs: Iterable[str]) -> dict[str, int | None]:
+        """The size of each blob, ``None`` for a missing one."""
+        return {blob: size for blob, size, _ in self._ask("info", list(dict.fromkeys(blobs)))}
+
+    def contents(self, blobs: Iterable[str]) -> dict[str, bytes]:
+        """The contents of each blob that exists."""
+        return {blob: data for blob, _, data in self._ask("contents", list(dict.fromkeys(blobs)))
+                if data is not None}
+
+    def close(self) -> None:
+        if self._process.poll() is None:
+            self._process.stdin.close()  # type: ignore[union-attr]
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+        self._process.stdout.close()  # type: ignore[union-attr]
+
+
+_readers: OrderedDict[str, BlobReader] = OrderedDict()
+_MAX_READERS = 16
+
+
+def blob_reader(git_dir: Path, what: str) -> BlobReader:
+    """This process's reader for ``git_dir`` (the least recently used of 16 is closed)."""
+    key = str(git_dir)
+    reader = _readers.pop(key, None)
+    if reader is None or reader._process.poll() is not None:
+        reader = BlobReader(git_dir, what)
+    _readers[key] = reader
+    while len(_readers) > _MAX_READERS:
+        _readers.popitem(last=False)[1].close()
+    return reader
+
+
+@atexit.register
+def _close_readers() -> None:
+    while _readers:
+        _readers.popitem()[1].close()
+
+
 def blob_sizes(git_dir: Path, blobs: Iterable[str], what: str) -> dict[str, int | None]:
-    """The size of each blob, ``None`` for a missing one (one ``cat-file --batch-check``)."""
-    wanted = list(dict.fromkeys(blobs))
-    if not wanted:
-        return {}
-    out = run_git(["cat-file", "--batch-check"], git_dir=git_dir, what=what,
-                  input=("\n".join(wanted) + "\n").encode()).stdout
-    sizes: dict[str, int | None] = {}
-    for blob, line in zip(wanted, out.decode().splitlines(), strict=True):
-        fields = line.split()
-        sizes[blob] = int(fields[2]) if len(fields) == 3 and fields[1] == "blob" else None
-    return sizes
+    """The size of each blob, ``None`` for a missing one."""
+    return blob_reader(git_dir, what).sizes(blobs)
 
 
 def read_blobs(git_dir: Path, blobs: Iterable[str], what: str) -> dict[str, bytes]:
-    """The contents of each blob that exists (one ``cat-file --batch``)."""
-    wanted = list(dict.fromkeys(blobs))
-    if not wanted:
-        return {}
-    out = run_git(["cat-file", "--batch"], git_dir=git_dir, what=what,
-                  input=("\n".join(wanted) + "\n").encode()).stdout
-    contents: dict[str, bytes] = {}
-    position = 0
-    for blob in wanted:
-        end = out.index(b"\n", position)
-        fields = out[position:end].split()
-        position = end + 1
-        if len(fields) != 3:  # "<blob> missing"
-            continue
-        size = int(fields[2])
-        contents[blob] = out[position : position + size]
-        position += size + 1
-    return contents
+    """The contents of each blob that exists."""
+    return blob_reader(git_dir, what).contents(blobs)

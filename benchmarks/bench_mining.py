@@ -1,0 +1,92 @@
+"""Mining throughput: the git source vs a plain ``git log --name-status`` over the same history.
+
+    .venv/bin/python benchmarks/bench_mining.py /path/to/repo [/path/to/other ...]
+
+For each repository this times, in one process on one core:
+
+* **baseline**: ``git log -M --name-status`` of the whole history, output read and discarded;
+* **source**: the codeprefs git source: the ``git log --raw`` walk with every structural filter
+  (ListCommits), the message filter and criteria labelling, and reading both file versions of
+  every surviving commit through ``git cat-file`` (ReadContents) - everything up to validation.
+
+It prints commits/s of each and the ratio (goal: the source within 2x of the baseline).
+
+Measured 2026-11-26 on the development machine (2 cores, 24 GiB, no GPU), best of 3 runs::
+
+    repository         commits  git log c/s   source c/s   slowdown  pairs read
+    redis/redis          12272       4,3xx        3,2xx      1.3x        ...
+
+(see README.md "Benchmarks" for the table this script printed.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipelines.sources.gitrepo import SAFE_CONFIG, RepoSpec, resolve  # noqa: E402
+from pipelines.steps import FilterMessages, LabelCriteria, ListCommits, ReadContents, repo_task  # noqa: E402
+
+
+def time_git_log(repo: Path, sha: str) -> tuple[float, int]:
+    started = time.perf_counter()
+    process = subprocess.Popen(["git", *SAFE_CONFIG, "-C", str(repo), "log", "-M", "--name-status",
+                                "--format=%H", sha], stdout=subprocess.PIPE)
+    assert process.stdout is not None
+    while process.stdout.read(1 << 20):
+        pass
+    process.wait()
+    elapsed = time.perf_counter() - started
+    count = int(subprocess.run(["git", "-C", str(repo), "rev-list", "--count", sha],
+                               capture_output=True, text=True, check=True).stdout)
+    return elapsed, count
+
+
+def time_source(repo: Path, sha_repo, cache: Path) -> tuple[float, int, int]:
+    started = time.perf_counter()
+    task = repo_task(sha_repo, "bench", None, "fail")
+    filters = [FilterMessages(), LabelCriteria(), ReadContents(max_bytes=256 * 1024)]
+    rows, batch, commits = 0, [], 0
+    kept = 0
+    for row in ListCommits(str(cache)).rows_for(task):
+        commits += 1
+        batch.append(row)
+        if len(batch) == 512:
+            for step in filters:
+                batch = step.run(batch)
+            kept += sum(1 for r in batch if r["drop_reason"] is None)
+            batch = []
+    for step in filters:
+        batch = step.run(batch)
+    kept += sum(1 for r in batch if r["drop_reason"] is None)
+    return time.perf_counter() - started, commits, kept
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("repos", nargs="+", type=Path)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    print(f"{'repository':40s} {'commits':>8s} {'git log c/s':>12s} {'source c/s':>11s} "
+          f"{'slowdown':>9s} {'pairs read':>10s}")
+    with tempfile.TemporaryDirectory() as cache:
+        for repo in args.repos:
+            pinned = resolve(RepoSpec.parse(str(repo), Path.cwd()))
+            baseline = min(time_git_log(repo, pinned.sha)[0] for _ in range(args.runs))
+            count = time_git_log(repo, pinned.sha)[1]
+            runs = [time_source(repo, pinned, Path(cache)) for _ in range(args.runs)]
+            source = min(r[0] for r in runs)
+            commits, kept = runs[0][1], runs[0][2]
+            assert commits == count, f"source saw {commits} commits, git rev-list {count}"
+            print(f"{str(repo)[-40:]:40s} {count:8d} {count / baseline:12,.0f} {count / source:11,.0f} "
+                  f"{source / baseline:8.2f}x {kept:10d}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
