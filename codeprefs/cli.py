@@ -12,6 +12,12 @@ from rich.table import Table
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Build code preference pairs and train code reward models on them.")
 _err = Console(stderr=True)
+
+
+@app.callback()
+def _commands() -> None:
+    """codeprefs: preference pairs for code reward models, and the reward models."""
+
 _out = Console()
 
 
@@ -71,5 +77,46 @@ def _print_summary(record: dict, output: Path) -> None:
     _out.print(f"wrote {len(record['outputs'])} shard(s) to {output.resolve() / 'data'}")
 
 
+@app.command("stats")
+def stats_command(
+    output: Annotated[Path, typer.Argument(help="A build's output folder.")],
+) -> None:
+    """Print pairs per language x criterion and the funnel of a build."""
+    from codeprefs.stats import funnel_table, language_by_criterion
+
+    try:
+        tables = [("pairs by language and criterion", language_by_criterion(output)),
+                  ("funnel", funnel_table(output))]
+    except FileNotFoundError as error:
+        _fail(str(error))
+    for title, frame in tables:
+        table = Table(title=title)
+        for column in frame.columns:
+            table.add_column(column, justify="left" if frame[column].dtype == str else "right")
+        for row in frame.rows():
+            table.add_row(*("" if v is None else str(v) for v in row))
+        _out.print(table)
+
+
+@app.command("publish")
+def publish_command(
+    output: Annotated[Path, typer.Argument(help="A build's output folder.")],
+    repo: Annotated[str, typer.Option("--repo", help="Dataset repository on the Hub, org/name.")],
+    private: Annotated[bool, typer.Option("--private", help="Create the repository private.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the operations; send nothing.")] = False,
+) -> None:
+    """Write the dataset card and upload OUTPUT to the Hugging Face Hub (token: HF_TOKEN or login)."""
+    from codeprefs.publish import PublishError, publish
+
+    try:
+        publish(output, repo, private=private, dry_run=dry_run, log=lambda line: _out.print(line, highlight=False, markup=False))
+    except (PublishError, FileNotFoundError) as error:
+        _fail(str(error))
+
+
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -39,6 +39,7 @@ class GitSource(_Strict):
     subset: str = "commits"
     max_commits: int | None = Field(default=None, ge=1)  # per repository, newest first
     on_error: Literal["fail", "skip"] = "fail"  # a broken repository stops the run, or is counted
+    license: str | None = None  # declared for the dataset card, e.g. "mit" or "apache-2.0"
 
     @field_validator("repos")
     @classmethod

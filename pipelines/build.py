@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +26,7 @@ from pipelines.shards import (
     WritePartition,
     add_partition_column,
     empty_shard,
+    publish_staged,
     remove_stale_files,
     shard_name,
     write_parquet_atomic,
@@ -48,25 +50,31 @@ class BuildError(RuntimeError):
     """The build cannot start or finish; the message says which input or step is at fault."""
 
 
-def resolve_inputs(manifest: Manifest) -> list[tuple[GitSource, ResolvedRepo | None, str | None]]:
-    """Pin each repository of each source to a commit: (source, pinned repo, error text)."""
-    pinned = []
-    for index, source in enumerate(manifest.sources):
-        for repo_text in source.repos:
-            spec = RepoSpec.parse(repo_text, manifest.base_dir)
-            try:
-                pinned.append((source, resolve(spec, source.rev), None))
-            except GitError as error:
-                if source.on_error != "skip":
-                    raise BuildError(f"sources.{index}.repos: {error}") from None
-                pinned.append((source, None, str(error)))
-    return pinned
+def resolve_inputs(manifest: Manifest, workers: int = 16) -> list[tuple[GitSource, ResolvedRepo | None, str | None]]:
+    """Pin each repository of each source to a commit: (source, pinned repo, error text).
+
+    Runs a few git look-ups at a time (``ls-remote`` of a URL waits on the network).
+    """
+    jobs = [(index, source, RepoSpec.parse(repo_text, manifest.base_dir))
+            for index, source in enumerate(manifest.sources) for repo_text in source.repos]
+
+    def pin(job):
+        index, source, spec = job
+        try:
+            return source, resolve(spec, source.rev), None
+        except GitError as error:
+            if source.on_error != "skip":
+                raise BuildError(f"sources.{index}.repos: {error}") from None
+            return source, None, str(error)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(pin, jobs))
 
 
-def _input_record(source: GitSource, repo: ResolvedRepo | None, error: str | None, name: str) -> dict:
-    if repo is None:
-        return {"type": source.type, "repo": name, "rev": source.rev, "sha": None,
-                "status": "error", "error": error}
+def _input_record(source: GitSource, repo: ResolvedRepo | None, error: str | None) -> dict:
+    if repo is None:  # GitError messages start with the repository's name
+        return {"type": source.type, "repo": (error or "?").split(": ")[0], "rev": source.rev,
+                "sha": None, "status": "error", "error": error}
     return {"type": source.type, "repo": repo.spec.name, "kind": repo.spec.kind, "rev": repo.rev,
             "sha": repo.sha, "status": repo.status}
 
@@ -100,8 +108,7 @@ def build(manifest: Manifest, output: str | Path, manifest_path: str | None = No
     inputs = []
     tasks = []
     for source, repo, error in pinned:
-        name = repo.spec.name if repo else error.split(":")[0] if error else "?"
-        inputs.append(_input_record(source, repo, error, name))
+        inputs.append(_input_record(source, repo, error))
         if repo is not None and repo.status == "ok":
             tasks.append(repo_task(repo, source.subset, source.max_commits, source.on_error))
 
@@ -127,15 +134,13 @@ def build(manifest: Manifest, output: str | Path, manifest_path: str | None = No
                 .map_groups(writer.write, batch_format="pyarrow")
                 .take_all()
             )
-    files = {s["path"]: s for s in summaries if s["kind"] == "file"}
-    for index in range(count):  # a partition that received no row still gets its (empty) shard
-        name = shard_name(index, count)
-        if name not in files:
-            files[name] = {"path": name, **write_parquet_atomic(
-                empty_shard(), output_dir / name, out.compression_level, out.row_group_rows)}
-    rejects = sorted((s for s in summaries if s["kind"] == "rejects"), key=lambda s: s["path"])
-    keep = set(files) | {s["path"] for s in rejects}
-    removed = remove_stale_files(output_dir, keep)
+    shards = publish_staged(output_dir, [s for s in summaries if s["kind"] == "shard"], "shard")
+    if not shards:  # no row kept: one empty shard keeps the layout (datasets cannot load it)
+        name = shard_name(0, 1)
+        shards = [{"path": name, **write_parquet_atomic(
+            empty_shard(), output_dir / name, out.compression_level, out.row_group_rows)}]
+    rejects = publish_staged(output_dir, [s for s in summaries if s["kind"] == "rejects"], "rejects")
+    removed = remove_stale_files(output_dir, {f["path"] for f in shards + rejects})
 
     drops: Counter[tuple[str, str]] = Counter()
     kept = 0
@@ -145,7 +150,7 @@ def build(manifest: Manifest, output: str | Path, manifest_path: str | None = No
                 kept += s["rows"]
             else:
                 drops[(s["stage"], s["reason"])] += s["rows"]
-    written = sum(f["rows"] for f in files.values())
+    written = sum(f["rows"] for f in shards)
     if written != kept:
         raise BuildError(f"row accounting mismatch: {kept} rows kept but {written} written")
 
@@ -157,8 +162,8 @@ def build(manifest: Manifest, output: str | Path, manifest_path: str | None = No
         "inputs": inputs,
         "rows": {"total": kept + sum(drops.values()), "kept": kept, "dropped": sum(drops.values())},
         "funnel": funnel(drops, kept),
-        "outputs": [_file_record(files[name]) for name in sorted(files)],
-        "rejects": [_file_record(r) for r in rejects],
+        "outputs": shards,
+        "rejects": rejects,
         "removed_stale_files": removed,
         "started_at": datetime.fromtimestamp(started, UTC).isoformat(),
         "finished_at": datetime.now(UTC).isoformat(),
@@ -173,7 +178,3 @@ def _payload_bytes(batch):
     import pyarrow.compute as pc
 
     return pa.table({"bytes": [pc.sum(batch["row_bytes"]).as_py() or 0]})
-
-
-def _file_record(summary: dict[str, Any]) -> dict[str, Any]:
-    return {key: summary[key] for key in ("path", "rows", "bytes", "sha256")}

@@ -6,18 +6,22 @@ is then handled by one task, which
 
 1. keeps the lowest ``id`` of each group of rows with the same (input, chosen, rejected) and marks
    the others dropped at stage ``dedupe`` (reason ``exact_duplicate``),
-2. writes the kept rows, sorted by ``id``, to ``data/train-0000k-of-0000N.parquet`` and the
-   (sampled) dropped rows to ``rejects/rejects-0000k-of-0000N.parquet``, each through a temporary
-   name and a rename, so a crash never leaves half a shard under ``data/``,
+2. writes the kept rows, sorted by ``id``, to ``data/.staging/part-0000k.parquet`` and the
+   (sampled) dropped rows to ``rejects/.staging/part-0000k.parquet``, each through a temporary
+   name and a rename, so a crash never leaves half a file,
 3. returns one summary row per file and per (stage, reason) count.
 
-The same rows always give the same partitions, order and bytes, whatever the number of workers.
+The driver then renames the non-empty staged files to ``data/train-0000i-of-0000M.parquet``
+(and ``rejects/rejects-...``): an empty Parquet file breaks ``datasets.load_dataset``, so a
+partition that received no row gets no shard. The same rows always give the same partitions,
+order, names and bytes, whatever the number of workers.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import uuid
 from pathlib import Path
 
@@ -32,9 +36,12 @@ DATA_DIR = "data"
 REJECTS_DIR = "rejects"
 SPLIT = "train"
 
+STAGING = ".staging"
+
 SUMMARY_SCHEMA = pa.schema(
     [
-        pa.field("kind", pa.string()),  # "file" or "count"
+        pa.field("kind", pa.string()),  # "shard", "rejects" or "count"
+        pa.field("partition", pa.int32()),
         pa.field("path", pa.string()),  # relative to the output folder (files)
         pa.field("rows", pa.int64()),
         pa.field("bytes", pa.int64()),
@@ -51,6 +58,10 @@ def shard_name(index: int, count: int) -> str:
 
 def rejects_name(index: int, count: int) -> str:
     return f"{REJECTS_DIR}/rejects-{index:05d}-of-{count:05d}.parquet"
+
+
+def staged_name(folder: str, partition: int) -> str:
+    return f"{folder}/{STAGING}/part-{partition:05d}.parquet"
 
 
 def hash_fraction(hex_digest: str) -> float:
@@ -140,19 +151,20 @@ class WritePartition:
             dropped = pa.concat_tables([dropped, _with_drop(duplicates, "dedupe", "exact_duplicate")])
         summary: list[dict] = []
         shard = kept.sort_by("id").select(list(PAIR_COLUMNS)).cast(PAIR_SCHEMA)
-        name = shard_name(index, self.count)
-        info = write_parquet_atomic(shard, self.output_dir / name, self.compression_level,
-                                    self.row_group_rows)
-        summary.append({"kind": "file", "path": name, **info})
+        if shard.num_rows:
+            name = staged_name(DATA_DIR, index)
+            info = write_parquet_atomic(shard, self.output_dir / name, self.compression_level,
+                                        self.row_group_rows)
+            summary.append({"kind": "shard", "partition": index, "path": name, **info})
         summary.append({"kind": "count", "stage": None, "reason": None, "rows": shard.num_rows})
         for (stage, reason), rows in _count_reasons(dropped).items():
             summary.append({"kind": "count", "stage": stage, "reason": reason, "rows": rows})
         sampled = self._sample(dropped)
         if sampled.num_rows:
-            name = rejects_name(index, self.count)
+            name = staged_name(REJECTS_DIR, index)
             info = write_parquet_atomic(sampled, self.output_dir / name, self.compression_level,
                                         self.row_group_rows)
-            summary.append({"kind": "rejects", "path": name, **info})
+            summary.append({"kind": "rejects", "partition": index, "path": name, **info})
         return pa.Table.from_pylist(summary, schema=SUMMARY_SCHEMA)
 
     def _sample(self, dropped: pa.Table) -> pa.Table:
@@ -176,8 +188,26 @@ def _count_reasons(dropped: pa.Table) -> dict[tuple[str, str], int]:
     }
 
 
+def publish_staged(output_dir: Path, staged: list[dict], kind: str) -> list[dict]:
+    """Rename staged partition files to their final, contiguous names; return file records.
+
+    ``kind`` is ``"shard"`` or ``"rejects"``. The order follows the partition index, so the
+    names depend only on the data.
+    """
+    ordered = sorted(staged, key=lambda s: s["partition"])
+    name = shard_name if kind == "shard" else rejects_name
+    records = []
+    for position, item in enumerate(ordered):
+        final = name(position, len(ordered))
+        os.replace(output_dir / item["path"], output_dir / final)
+        records.append({"path": final, "rows": item["rows"], "bytes": item["bytes"],
+                        "sha256": item["sha256"]})
+    return records
+
+
 def remove_stale_files(output_dir: Path, keep: set[str]) -> list[str]:
-    """Delete shard and rejects files from earlier runs that this run did not write."""
+    """Delete shard and rejects files from earlier runs that this run did not write, and any
+    staging or temporary files a crashed run left behind."""
     removed = []
     for folder, prefix in ((DATA_DIR, f"{SPLIT}-"), (REJECTS_DIR, "rejects-")):
         directory = output_dir / folder
@@ -185,6 +215,10 @@ def remove_stale_files(output_dir: Path, keep: set[str]) -> list[str]:
             continue
         for path in sorted(directory.iterdir()):
             relative = f"{folder}/{path.name}"
+            if path.name == STAGING and path.is_dir():
+                shutil.rmtree(path)
+                removed.append(relative)
+                continue
             stale_shard = path.name.startswith(prefix) and path.suffix == ".parquet"
             leftover_temporary = path.name.startswith(".") and path.name.endswith(".tmp")
             if (stale_shard and relative not in keep) or leftover_temporary:

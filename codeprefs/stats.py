@@ -1,0 +1,86 @@
+"""Summaries of a build's output folder: pairs per language x criterion, and the funnel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from codeprefs.schema import Aspect, Language
+from pipelines.runrecord import read_run_record
+
+
+def shard_files(output_dir: str | Path) -> list[Path]:
+    files = sorted((Path(output_dir) / "data").glob("train-*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"no shards under {Path(output_dir) / 'data'}")
+    return files
+
+
+def scan_pairs(output_dir: str | Path) -> pl.LazyFrame:
+    return pl.scan_parquet(shard_files(output_dir))
+
+
+def language_by_criterion(output_dir: str | Path) -> pl.DataFrame:
+    """Pairs per language (rows) and primary criterion (columns), with totals.
+
+    Every language and criterion appears, with zeros where there are no pairs, so tables from
+    different runs line up.
+    """
+    counts = (
+        scan_pairs(output_dir).group_by("language", "aspect").agg(pl.len().alias("pairs")).collect()
+    )
+    languages = [language.value for language in Language]
+    extra = sorted(set(counts["language"]) - set(languages))
+    rows = []
+    for language in languages + extra:
+        row: dict[str, object] = {"language": language}
+        for aspect in Aspect:
+            match = counts.filter((pl.col("language") == language) & (pl.col("aspect") == aspect.value))
+            row[aspect.value] = int(match["pairs"].sum()) if match.height else 0
+        row["total"] = sum(v for k, v in row.items() if k != "language")  # type: ignore[misc]
+        rows.append(row)
+    table = pl.DataFrame(rows)
+    totals = {"language": "total", **{c: int(table[c].sum()) for c in table.columns[1:]}}
+    return pl.concat([table, pl.DataFrame([totals])])
+
+
+def funnel_table(output_dir: str | Path) -> pl.DataFrame:
+    """One row per stage: rows in, dropped, rows out, and the drop reasons."""
+    record = read_run_record(output_dir)
+    return pl.DataFrame(
+        [
+            {
+                "stage": stage["stage"],
+                "rows_in": stage["rows_in"],
+                "dropped": stage["dropped"],
+                "rows_out": stage["rows_out"],
+                "reasons": ", ".join(f"{reason}: {n}" for reason, n in
+                                     sorted(stage["reasons"].items(), key=lambda kv: -kv[1])),
+            }
+            for stage in record["funnel"]
+        ]
+    )
+
+
+def length_summary(output_dir: str | Path) -> pl.DataFrame:
+    """Byte lengths of prompts and responses: quantiles per column."""
+    frame = scan_pairs(output_dir).select(
+        pl.col("input").str.len_bytes().alias("input"),
+        pl.col("chosen_bytes").alias("chosen"),
+        pl.col("rejected_bytes").alias("rejected"),
+    ).collect()
+    stats = []
+    for column in frame.columns:
+        series = frame[column]
+        stats.append({"field": column, "min": series.min(), "median": series.median(),
+                      "p90": series.quantile(0.9), "max": series.max()})
+    return pl.DataFrame(stats)
+
+
+def markdown_table(frame: pl.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table of ``frame`` (no index, values as written)."""
+    header = "| " + " | ".join(frame.columns) + " |"
+    rule = "| " + " | ".join("---" for _ in frame.columns) + " |"
+    body = ["| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in frame.rows()]
+    return "\n".join([header, rule, *body])
