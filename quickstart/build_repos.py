@@ -12,8 +12,8 @@ which ``manifests/quickstart.yaml`` mines.
 
 Builds are deterministic: one fixed author and committer, commit dates that step from a fixed
 epoch, ``main`` as the default branch, and no global or system git configuration, so the same
-history gives the same commit SHAs on any machine and any git version. Only the standard library
-and the git CLI are used.
+history gives the same commit SHAs on any machine with git 2.29 or later. Only the standard library
+and the git CLI are used (Python 3.11+ for tomllib); ``make quickstart-data`` runs it.
 
 ``history.toml`` format::
 
@@ -207,8 +207,12 @@ def _string_list(where: str, key: str, value: object) -> list[str]:
 
 
 def _check_snapshots(path: Path, history: History) -> None:
+    snapshots_dir = (history.folder / SNAPSHOTS_DIR).resolve()
     for spec in history.commits:
         for snapshot in spec.write.values():
+            if snapshots_dir not in history.snapshot(snapshot).resolve().parents:
+                raise HistoryError(f"{path}: commit {spec.number}: snapshot {snapshot!r} is not "
+                                   f"inside {SNAPSHOTS_DIR}/")
             if not history.snapshot(snapshot).is_file():
                 raise HistoryError(f"{path}: commit {spec.number}: no snapshot "
                                    f"{SNAPSHOTS_DIR}/{snapshot}")
