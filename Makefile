@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.codeprefs-installed
 
-.PHONY: venv quickstart test toolchains clean
+.PHONY: venv quickstart quickstart-data test toolchains clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ venv: $(STAMP)
 
 quickstart: $(STAMP)
 	$(BIN)/python pipelines/build_prefs.py --manifest manifests/quickstart.yaml --output out/quickstart
+
+# Rebuild quickstart/repos/*.bundle from quickstart/histories/ (Python 3.11+ and git only).
+quickstart-data:
+	$(PYTHON) quickstart/build_repos.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
