@@ -67,23 +67,22 @@ def ray_head():
             head.wait()
 
 
-def test_build_runs_as_a_ray_job(ray_head, make_repo, tmp_path):
+def test_quickstart_runs_as_a_ray_job(ray_head, tmp_path):
+    """The README's job command, verbatim but for the output path, on the embedded quickstart."""
     address, env = ray_head
-    repo = make_repo("repo")
-    repo.commit("Add statistics helpers", {"stats.py": "def mean(v):\n    return sum(v) / len(v) - 1\n"})
-    repo.commit("Fix bug: mean was off by one", {"stats.py": "def mean(v):\n    return sum(v) / len(v)\n"})
-    manifest = tmp_path / "job.yaml"
-    manifest.write_text(f"name: job-run\nsources:\n  - type: git\n    repos: [{repo.path}]\n")
     out = tmp_path / "out"
-
     submit = subprocess.run(
-        [str(BIN / "ray"), "job", "submit", "--address", address, "--working-dir", str(ROOT), "--",
-         "python", "pipelines/build_prefs.py", "--manifest", str(manifest), "--output", str(out)],
-        env=env, capture_output=True, text=True, timeout=300, cwd=ROOT,
+        [str(BIN / "ray"), "job", "submit", "--address", address, "--working-dir", ".", "--",
+         "python", "pipelines/build_prefs.py", "--manifest", "manifests/quickstart.yaml",
+         "--output", str(out)],
+        env=env, capture_output=True, text=True, timeout=400, cwd=ROOT,
     )
     assert submit.returncode == 0, submit.stdout[-3000:] + submit.stderr[-3000:]
     assert "succeeded" in (submit.stdout + submit.stderr).lower()
     record = json.loads((out / "run.json").read_text())
-    assert record["rows"]["kept"] == 1
-    kept = pl.read_parquet(out / "data" / "*.parquet")
-    assert kept["message"][0].startswith("Fix bug: mean was off by one")
+    assert len(record["inputs"]) == 8 and all(i["status"] == "ok" for i in record["inputs"])
+    pairs = pl.read_parquet(out / "data" / "*.parquet")
+    assert pairs.height == record["rows"]["kept"] > 0
+    assert set(pairs["language"]) == {"C", "C#", "C++", "Go", "Java", "JavaScript", "Python", "Ruby"}
+    assert set(pairs["aspect"]) == {"Functional_Correctness", "Runtime_Efficiency", "Memory_Efficiency",
+                                    "Readability_Maintainability", "Security_Hardness"}
