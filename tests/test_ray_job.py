@@ -71,12 +71,14 @@ def test_quickstart_runs_as_a_ray_job(ray_head, tmp_path):
     """The README's job command, verbatim but for the output path, on the embedded quickstart."""
     address, env = ray_head
     out = tmp_path / "out"
-    submit = subprocess.run(
-        [str(BIN / "ray"), "job", "submit", "--address", address, "--working-dir", ".", "--",
-         "python", "pipelines/build_prefs.py", "--manifest", "manifests/quickstart.yaml",
-         "--output", str(out)],
-        env=env, capture_output=True, text=True, timeout=400, cwd=ROOT,
-    )
+    command = [str(BIN / "ray"), "job", "submit", "--address", address, "--working-dir", ".", "--",
+               "python", "pipelines/build_prefs.py", "--manifest", "manifests/quickstart.yaml",
+               "--output", str(out)]
+    for _ in range(30):  # the head answers before its job agent has registered
+        submit = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400, cwd=ROOT)
+        if "No available agent to submit job" not in submit.stderr + submit.stdout:
+            break
+        time.sleep(2)
     assert submit.returncode == 0, submit.stdout[-3000:] + submit.stderr[-3000:]
     assert "succeeded" in (submit.stdout + submit.stderr).lower()
     record = json.loads((out / "run.json").read_text())
