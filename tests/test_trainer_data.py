@@ -171,3 +171,19 @@ def test_unknown_criterion_is_a_clear_error():
     rows[1]["aspect"] = "Vibes"
     with pytest.raises(DataError, match="unknown criterion value\\(s\\) \\['Vibes'\\]"):
         assign_system_prompts(pa.Table.from_pylist(rows), seed=0)
+
+
+def test_splits_and_subfolders_are_never_mixed(tmp_path):
+    rows = make_rows(6)
+    (tmp_path / "hub" / "data").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(rows[:4]), tmp_path / "hub" / "data" / "train-00000-of-00001.parquet")
+    pq.write_table(pa.Table.from_pylist(rows[4:]), tmp_path / "hub" / "data" / "test-00000-of-00001.parquet")
+    with pytest.raises(DataError, match="pick a split with --split"):
+        load_pairs(tmp_path / "hub")
+    assert load_pairs(tmp_path / "hub", split="test")["id"].to_pylist() == ["r0004", "r0005"]
+    for config in ("Full", "Python"):
+        (tmp_path / "bench" / config).mkdir(parents=True)
+        pq.write_table(pa.Table.from_pylist(rows), tmp_path / "bench" / config / "test.parquet")
+    with pytest.raises(DataError, match="several folders"):
+        load_pairs(tmp_path / "bench")
+    assert load_pairs(tmp_path / "bench" / "Python").num_rows == 6

@@ -78,6 +78,10 @@ def _read_any(source: str, split: str | None) -> pa.Table:
             return _read_files(_pick_split(shards, split, source), source)
         for pattern in ("*.parquet", "*.jsonl", "*.json"):
             files = sorted(path.glob(pattern)) or sorted(path.rglob(pattern))
+            folders = sorted({str(file.parent) for file in files})
+            if len(folders) > 1:  # e.g. one folder per config or split: never mix them silently
+                raise DataError(f"{source}: {pattern} files in several folders ({', '.join(folders)}); "
+                                "point at one of them or pass a glob")
             if files:
                 return _read_files(files, source)
         raise DataError(f"{source}: no data/*.parquet, *.parquet, *.jsonl or saved dataset in this folder")
@@ -391,7 +395,7 @@ class PairEncoder:
             if self.pad_token_id is not None and self.pad_token_id in (chosen_seq[-1], rejected_seq[-1]):
                 raise DataError("sequences end with the pad token (id "
                                 f"{self.pad_token_id}); a sequence-classification model would read its score "
-                                "elsewhere. Give the tokenizer a pad token the template never emits last")
+                                "elsewhere. Choose a pad token the template never emits last (--pad-token)")
             out.append(EncodedPair(offset + index, np.asarray(prompt, np.int32), np.asarray(chosen_seq, np.int32),
                                    np.asarray(rejected_seq, np.int32)))
         return out

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import math
 import sys
@@ -66,6 +67,7 @@ class TrainConfig:
     backbone: str = "auto"  # auto | causal | encoder
     template: str = "auto"  # auto | chat | plain
     chat_template: str | None = None  # a Jinja file replacing the tokenizer's template
+    pad_token: str | None = None  # for tokenizers without one (default: the eos token)
     max_length: int = 4096
     epochs: int = 1
     max_steps: int | None = None
@@ -137,12 +139,17 @@ class StepOrder:
 
 # -- building blocks ------------------------------------------------------------------------------
 
-def load_tokenizer(source: str | Path, chat_template: str | None = None) -> Any:
+def load_tokenizer(source: str | Path, chat_template: str | None = None, pad_token: str | None = None) -> Any:
+    """The tokenizer at ``source``, with an optional chat template file and pad token."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(source)
     if chat_template:
         tokenizer.chat_template = Path(chat_template).read_text()
+    if pad_token is not None:
+        if pad_token not in tokenizer.get_vocab():
+            raise DataError(f"--pad-token {pad_token!r} is not in the vocabulary of {source}")
+        tokenizer.pad_token = pad_token
     if tokenizer.pad_token_id is None:
         if tokenizer.eos_token_id is None:
             raise DataError(f"{source}: the tokenizer has neither a pad nor an eos token")
@@ -318,7 +325,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
             source = checkpoint.resolve_resume(cfg.resume, cfg.output)
             resume_state = checkpoint.read_state(source)
             check_resume(cfg, resume_state["config"])
-        tokenizer = load_tokenizer(source, cfg.chat_template)
+        tokenizer = load_tokenizer(source, cfg.chat_template, cfg.pad_token)
         pairs, report = prepare_training_pairs(cfg, tokenizer)
         if context.is_main:
             print(json.dumps({"data": report.as_dict()}), flush=True)
@@ -328,6 +335,10 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         liger = cfg.liger != "off" and context.device.type == "cuda" and apply_liger_kernels(model)
         started = time.perf_counter()
         result = fit(cfg, model, pairs, context, tokenizer=tokenizer, resume_state=resume_state)
+        del model, pairs  # free the training copy before the evaluation loads the saved one
+        gc.collect()
+        if context.device.type == "cuda":
+            torch.cuda.empty_cache()
         summary = {"config": asdict(cfg), "data": report.as_dict(), "attention": attention, "liger": bool(liger),
                    "world_size": context.world_size, "steps": result.steps,
                    "left_out_per_epoch": result.left_out_per_epoch,
@@ -358,7 +369,7 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
                         help="shard folder(s), Parquet/JSONL folder(s) or globs, saved datasets, or dataset names")
     parser.add_argument("--model", required=True, help="HF model id or local folder (a causal LM or an encoder)")
     parser.add_argument("--output", required=True, help="folder for the reward model, logs and checkpoints")
-    for name in ("split", "eval_data", "eval_split", "chat_template", "resume"):
+    for name in ("split", "eval_data", "eval_split", "chat_template", "pad_token", "resume"):
         parser.add_argument(f"--{name.replace('_', '-')}", default=None)
     parser.add_argument("--eval-prompts", default=defaults["eval_prompts"], choices=["own", "all", "none", "data"])
     parser.add_argument("--backbone", default=defaults["backbone"], choices=["auto", "causal", "encoder"])
