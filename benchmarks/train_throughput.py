@@ -31,6 +31,7 @@ CPU development machine ran both sides end to end (figures meaningless there).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -64,6 +65,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lm-coef", type=float, default=0.25)
     parser.add_argument("--peak-tflops", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--side-timeout", type=int, default=200, help="seconds one side may run")
+    parser.add_argument("--time-budget", type=int, default=340, help="seconds the whole benchmark may run")
     args = parser.parse_args(argv)
     if args.smoke:
         args.pairs_per_step, args.warmup_steps, args.steps = 8, 1, 2
@@ -162,6 +165,8 @@ def run_ours(args: argparse.Namespace) -> dict:
     times, tokens, slots = [], [], []
 
     def record(metrics: dict) -> None:
+        print(f"[ours] step {metrics['step']}: {metrics['step_seconds']:.2f} s, {metrics['tokens']} tokens, "
+              f"loss {metrics['loss']:.4f}", file=sys.stderr, flush=True)
         times.append(metrics["step_seconds"])
         tokens.append(metrics["tokens"])
         slots.append(round(metrics["tokens"] / metrics["non_pad_fraction"]))
@@ -175,7 +180,7 @@ def run_ours(args: argparse.Namespace) -> dict:
         fit(cfg, model, pairs, context, on_step=record, save=False)
     distributed.teardown(context)
     result = summarize(times, tokens, slots, args, flops_per_token(config, pairs, args.lm_coef > 0))
-    result.update(side="ours", attention=attention)
+    result.update(side="ours", attention=attention, versions=_versions())
     return result
 
 
@@ -226,6 +231,8 @@ def run_trl(args: argparse.Namespace) -> dict:
             times.append(now - self.last)
             tokens.append(counts["tokens"] - self.tokens)
             slots.append(counts["slots"] - self.slots)
+            print(f"[trl] step {len(times)}: {times[-1]:.2f} s, {tokens[-1]} tokens of {slots[-1]} slots",
+                  file=sys.stderr, flush=True)
             self.last, self.tokens, self.slots = now, counts["tokens"], counts["slots"]
 
     with tempfile.TemporaryDirectory() as output:
@@ -242,25 +249,45 @@ def run_trl(args: argparse.Namespace) -> dict:
                                         processing_class=tokenizer, callbacks=[StepTimer()])
         trainer.train()
     result = summarize(times, tokens, slots, args, flops_per_token(config, pairs, False))
-    result.update(side="trl", attention="sdpa")
+    result.update(side="trl", attention="sdpa", versions=_versions())
     return result
+
+
+def _versions() -> dict:
+    import importlib.metadata
+
+    found = {}
+    for name in ("torch", "transformers", "trl", "accelerate", "flash-attn", "liger-kernel"):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            found[name] = importlib.metadata.version(name)
+    return found
 
 
 # -- the driver --------------------------------------------------------------------------------------
 
-def run_side(side: str, args: argparse.Namespace, argv: list[str]) -> dict:
+def run_side(side: str, args: argparse.Namespace, argv: list[str], deadline: float) -> dict | None:
+    """Run one side in a subprocess; None (and a message) if it failed or ran out of time."""
+    timeout = min(args.side_timeout, deadline - time.perf_counter())
+    if timeout < 20:
+        print(f"no time left for the {side} side", file=sys.stderr)
+        return None
     with tempfile.TemporaryDirectory() as folder:
         result_file = Path(folder) / f"{side}.json"
         command = [sys.executable, str(Path(__file__).resolve()), *argv, "--side", side, "--result", str(result_file)]
         env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-        done = subprocess.run(command, env=env, cwd=ROOT)
-        if done.returncode != 0:
-            raise SystemExit(f"the {side} side failed (exit {done.returncode})")
+        try:
+            done = subprocess.run(command, env=env, cwd=ROOT, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            print(f"the {side} side ran past {timeout:.0f} s and was stopped", file=sys.stderr)
+            return None
+        if done.returncode != 0 or not result_file.exists():
+            print(f"the {side} side failed (exit {done.returncode})", file=sys.stderr)
+            return None
         return json.loads(result_file.read_text())
 
 
 def report(results: list[dict]) -> None:
-    print(f"\ndevice: {results[0]['device']}")
+    print(f"\ndevice: {results[0]['device']}; versions: {results[0]['versions']}")
     print(f"{'side':<6} {'tokens/s':>12} {'MFU':>7} {'non-pad':>8} {'GFLOP/token':>12} {'timed steps':>12}")
     for r in results:
         mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a"
@@ -280,10 +307,17 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.result).write_text(json.dumps(result))
         return 0
     started = time.perf_counter()
-    results = [run_side("ours", args, argv), run_side("trl", args, argv)]
-    report(results)
+    ours_deadline = started + args.time_budget * 0.55  # leave TRL, the slower side, the rest
+    ours = run_side("ours", args, argv, ours_deadline)
+    if ours is None and args.attention == "auto" and not args.smoke:
+        print("retrying ours with per-sequence SDPA attention (--attention segments)", file=sys.stderr)
+        ours = run_side("ours", args, [*argv, "--attention", "segments"], ours_deadline)
+    trl = run_side("trl", args, argv, started + args.time_budget)
+    results = [result for result in (ours, trl) if result]
+    if results:
+        report(results)
     print(f"total wall time: {time.perf_counter() - started:.0f} s")
-    return 0
+    return 0 if len(results) == 2 else 1
 
 
 if __name__ == "__main__":

@@ -291,9 +291,9 @@ class _Rendered:
 class PairEncoder:
     """Render pairs with a chat template (or a plain layout) and tokenize them within ``max_length``.
 
-    ``template`` is ``chat`` (the tokenizer's chat template, required for causal LMs), ``plain``
-    (``[CLS]/[BOS] system + input [SEP] response [SEP]/[EOS]``, for encoders without a template),
-    or ``auto`` (chat when the tokenizer has one).
+    ``template`` is ``chat`` (the tokenizer's chat template), ``plain``
+    (``[CLS]/[BOS] system + input [SEP] response [SEP]/[EOS]``, for tokenizers without a template,
+    such as encoders'), or ``auto`` (chat when the tokenizer has one).
     """
 
     def __init__(self, tokenizer: Any, max_length: int, template: str = "auto") -> None:
@@ -315,6 +315,8 @@ class PairEncoder:
     def _render(self, system: str, prompt: str, response: str) -> _Rendered:
         if self.template == "plain":
             head = f"{system}\n\n{prompt}" if system else prompt
+            if self.tokenizer.sep_token_id is None:  # no [SEP] between prompt and answer: a blank line
+                head += "\n\n"
             return _Rendered(head, response, "")
         messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
         prompt_text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

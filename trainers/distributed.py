@@ -3,7 +3,8 @@
 * ``torchrun --nproc-per-node N -m trainers.train ...``: one process per GPU (NCCL) or per CPU
   worker (gloo); parameters, gradients and optimizer state are sharded across ranks.
 * One GPU without torchrun: a one-process group, so the same FSDP2 wrapping gives bf16 compute
-  with float32 master weights (its mixed-precision policy) on a single card too.
+  with float32 master weights (its mixed-precision policy) on a single card too (if NCCL cannot
+  start, bf16 autocast over float32 weights instead).
 * One CPU process without torchrun: no process group, plain float32 module.
 
 Gradients are averaged over ranks by FSDP; the trainer multiplies each rank's loss by the world
@@ -13,6 +14,7 @@ size and divides by the pairs of the whole step, so every layout computes the sa
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,7 +58,11 @@ def setup(requested_device: str = "auto") -> Context:
         device = torch.device("cuda", torch.cuda.current_device() if device.index is None else device.index)
         torch.cuda.set_device(device)
         if not dist.is_initialized():
-            dist.init_process_group("nccl", store=dist.HashStore(), rank=0, world_size=1)
+            try:
+                dist.init_process_group("nccl", store=dist.HashStore(), rank=0, world_size=1)
+            except (RuntimeError, ValueError) as error:  # no NCCL: bf16 autocast without FSDP instead
+                warnings.warn(f"no one-process NCCL group ({error}); training with autocast", stacklevel=2)
+                return Context(0, 1, device.index, device, False)
         return Context(0, 1, device.index, device, True)
     return Context(0, 1, 0, device, False)
 

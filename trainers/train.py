@@ -225,6 +225,8 @@ def fit(cfg: TrainConfig, model: RewardModel, pairs: Sequence[EncodedPair], cont
         start = resume_state["step"]
     sizes = [pair.num_tokens for pair in pairs]
     log_path = Path(cfg.output) / "log.jsonl" if context.is_main else None
+    if log_path is not None and start == 0 and log_path.exists():
+        log_path.unlink()  # a fresh run starts a fresh log; a resumed one appends
     pad_id = model.pad_token_id if model.pad_token_id is not None else 0
     result = FitResult(steps=total_steps, left_out_per_epoch=order.left_out_per_epoch)
 
@@ -288,6 +290,7 @@ def save_checkpoint(cfg: TrainConfig, model: RewardModel, optimizer: torch.optim
     if context.is_main:
         state = {"step": step, "optimizer": optimizer_state, "scheduler": scheduler.state_dict(), "rng": rngs,
                  "config": asdict(cfg), "world_size": context.world_size}
+
         def write_model(folder: Path) -> None:
             model.save_pretrained(folder, state_dict=weights, tokenizer=tokenizer)
 
