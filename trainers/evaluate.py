@@ -174,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                            max_length=args.max_length, micro_batch_tokens=args.micro_batch_tokens,
                            device=args.device, dtype=args.dtype, attention=args.attention, template=args.template,
                            backbone=args.backbone, skip_invalid=args.skip_invalid)
-    except (DataError, FileNotFoundError, ValueError) as error:
+    except (DataError, OSError, ValueError) as error:  # bad input: say what, no traceback
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(json.dumps(results["overall"]))

@@ -139,10 +139,18 @@ class StepOrder:
 
 # -- building blocks ------------------------------------------------------------------------------
 
+def check_model_source(source: str | Path) -> None:
+    """Fail clearly on a local model path that does not exist (rather than as a bad Hub id)."""
+    text = str(source)
+    if not Path(text).expanduser().exists() and (text.startswith(("/", "./", "../", "~")) or text.endswith("/")):
+        raise FileNotFoundError(f"{text}: no such model folder")
+
+
 def load_tokenizer(source: str | Path, chat_template: str | None = None, pad_token: str | None = None) -> Any:
     """The tokenizer at ``source``, with an optional chat template file and pad token."""
     from transformers import AutoTokenizer
 
+    check_model_source(source)
     tokenizer = AutoTokenizer.from_pretrained(source)
     if chat_template:
         tokenizer.chat_template = Path(chat_template).read_text()
@@ -201,6 +209,7 @@ def fit(cfg: TrainConfig, model: RewardModel, pairs: Sequence[EncodedPair], cont
     if with_lm and not model.has_lm_head:
         raise ValueError("the model has no LM head (untied and not saved); pass --lm-coef 0")
     bf16 = device.type == "cuda"
+    use_liger(cfg.liger == "on" or (cfg.liger == "auto" and bf16))  # the LM term's kernel, if installed
     disable_dropout(model)
     if cfg.gradient_checkpointing:
         enable_activation_checkpointing(model)
@@ -225,8 +234,9 @@ def fit(cfg: TrainConfig, model: RewardModel, pairs: Sequence[EncodedPair], cont
         start = resume_state["step"]
     sizes = [pair.num_tokens for pair in pairs]
     log_path = Path(cfg.output) / "log.jsonl" if context.is_main else None
-    if log_path is not None and start == 0 and log_path.exists():
-        log_path.unlink()  # a fresh run starts a fresh log; a resumed one appends
+    if log_path is not None and log_path.exists():  # keep the lines of the steps before ``start``
+        kept = [line for line in log_path.read_text().splitlines() if json.loads(line)["step"] <= start]
+        log_path.write_text("".join(line + "\n" for line in kept))
     pad_id = model.pad_token_id if model.pad_token_id is not None else 0
     result = FitResult(steps=total_steps, left_out_per_epoch=order.left_out_per_epoch)
 
@@ -320,7 +330,6 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         torch.manual_seed(cfg.seed)
         output = Path(cfg.output)
         output.mkdir(parents=True, exist_ok=True)
-        use_liger(cfg.liger == "on" or (cfg.liger == "auto" and context.device.type == "cuda"))
         attention = choose_attention(cfg.attention, context.device)
         source: str | Path = cfg.model
         resume_state = None
@@ -400,7 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = parse_args(argv)
     try:
         run(cfg)
-    except (DataError, FileNotFoundError, ValueError) as error:
+    except (DataError, OSError, ValueError) as error:  # bad input: say what, no traceback
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0
