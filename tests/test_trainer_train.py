@@ -1,0 +1,165 @@
+"""Training end to end on a tiny random Qwen3: learning, overfitting, checkpoints, resume, CLI."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+import torch
+from safetensors.torch import load_file
+from trainer_fixtures import make_rows, one_torch_thread, tiny_model, tokenizer, write_shards  # noqa: F401
+
+from trainers.data import PairEncoder, evaluation_system_prompts, load_pairs, normalize_columns
+from trainers.model import RewardModel
+from trainers.packing import pack_pairs, pad_pairs
+from trainers.train import TrainConfig, load_tokenizer, lr_at, main, run
+
+WORDS = ["x", "y", "total", "+", "-", "*", "return", "if", "for", "(", ")", "0", "1", "2", "i", "n", "=", ":", "\n"]
+
+
+def random_rows(count: int, seed: int) -> list[dict]:
+    """Pairs of unrelated random snippets: nothing to generalise, only to memorise."""
+    rng = random.Random(seed)
+    return [{"id": f"p{index:03d}", "system": "Judge code.",
+             "input": "Task " + " ".join(rng.choice(WORDS) for _ in range(6)),
+             "chosen": " ".join(rng.choice(WORDS) for _ in range(12)),
+             "rejected": " ".join(rng.choice(WORDS) for _ in range(12)),
+             "language": "Python", "aspect": "Functional_Correctness", "subset": "memorise"}
+            for index in range(count)]
+
+
+def _history(output: Path) -> list[dict]:
+    return [json.loads(line) for line in (output / "log.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def overfit_run(tmp_path_factory, tiny_model):  # noqa: F811
+    root = tmp_path_factory.mktemp("overfit")
+    data = write_shards(root / "pairs", random_rows(32, seed=5))
+    cfg = TrainConfig(data=[str(data)], model=str(tiny_model), output=str(root / "rm"), global_batch=32, epochs=50,
+                      lr=4e-3, final_lr=4e-4, warmup=0.0, micro_batch_tokens=8192, eval_data=str(data),
+                      eval_prompts="data", gradient_checkpointing=False)
+    summary = run(cfg)
+    return summary, root / "rm", data
+
+
+def test_loss_decreases(overfit_run):
+    summary, output, _ = overfit_run
+    history = _history(output)
+    assert [h["step"] for h in history] == list(range(1, 51))
+    losses = [h["loss"] for h in history]
+    assert history[0]["preference_loss"] == pytest.approx(0.693147, abs=1e-5)  # zero-initialised head
+    assert history[0]["magnitude"] == 0.0
+    assert sum(losses[-5:]) / 5 < 0.5 * losses[0]
+    assert sum(losses[10:15]) < sum(losses[:5])
+    assert history[-1]["preference_loss"] < 0.05
+    assert history[-1]["lm_loss"] < history[0]["lm_loss"]  # the LM term trains the backbone too
+    assert summary["final"]["step"] == 50
+
+
+def test_overfits_32_pairs_to_full_accuracy(overfit_run):
+    summary, output, _ = overfit_run
+    assert summary["eval"]["total_examples"] == 32
+    assert summary["eval"]["accuracy"] == 1.0
+    assert _history(output)[-1]["accuracy"] == 1.0
+    results = json.loads((output / "eval" / "results.json").read_text())
+    assert results["overall"]["correct_predictions"] == 32
+
+
+def test_checkpoint_loads_with_auto_model_and_gives_the_trainers_scores(overfit_run):
+    from transformers import AutoModelForSequenceClassification
+
+    _, output, data = overfit_run
+    config = json.loads((output / "config.json").read_text())
+    saved_tokenizer = load_tokenizer(output)
+    assert config["architectures"] == ["Qwen3ForSequenceClassification"]
+    assert config["pad_token_id"] == saved_tokenizer.pad_token_id
+    assert "_attn_implementation" not in json.dumps(config)
+    model = AutoModelForSequenceClassification.from_pretrained(output, num_labels=1).eval()
+    assert model.score.weight.abs().sum() > 0 and model.score.bias is None
+
+    table, _ = evaluation_system_prompts(load_pairs(data), "data")
+    pairs, _ = PairEncoder(saved_tokenizer, 4096).encode(table)
+    batch = pad_pairs(pairs, saved_tokenizer.pad_token_id)
+    with torch.no_grad():
+        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, 0]
+    scores = pd.read_parquet(output / "eval" / "scores.parquet")
+    assert scores.index.name == "id" and list(scores.index) == table["id"].to_pylist()
+    assert torch.allclose(logits[0::2], torch.tensor(scores["chosen_score"].values, dtype=torch.float32), atol=1e-5)
+    assert torch.allclose(logits[1::2], torch.tensor(scores["rejected_score"].values, dtype=torch.float32), atol=1e-5)
+
+
+def test_untied_lm_head_survives_the_round_trip(tmp_path, tokenizer):  # noqa: F811
+    from trainers.tiny import save_tiny_causal_lm
+
+    source = save_tiny_causal_lm(tmp_path / "untied", seed=1, tie_word_embeddings=False)
+    model = RewardModel.from_pretrained(source)
+    assert not model.lm_tied
+    torch.nn.init.normal_(model.score.weight)
+    model.save_pretrained(tmp_path / "rm", tokenizer=tokenizer)
+    assert (tmp_path / "rm" / "lm_head.safetensors").exists()
+    assert "lm_head.weight" not in load_file(str(tmp_path / "rm" / "model.safetensors"))
+    again = RewardModel.from_pretrained(tmp_path / "rm")
+    assert torch.equal(again.lm_head.weight, model.lm_head.weight)
+    table = pa.Table.from_pylist(make_rows(3, system="Judge."))
+    pairs, _ = PairEncoder(tokenizer, 256).encode(normalize_columns(table, "inline"))
+    with torch.no_grad():
+        first, second = model(pack_pairs(pairs), with_lm=True), again(pack_pairs(pairs), with_lm=True)
+    assert torch.allclose(first.rewards, second.rewards, atol=1e-6)
+    assert first.lm_weighted_sum.item() == pytest.approx(second.lm_weighted_sum.item(), rel=1e-6)
+
+
+def test_resume_gives_the_same_curve(tmp_path, tiny_model):  # noqa: F811
+    data = write_shards(tmp_path / "pairs", make_rows(16, system="Judge code."), shards=2)
+
+    def config(output: Path, **extra) -> TrainConfig:
+        return TrainConfig(data=[str(data)], model=str(tiny_model), output=str(output), global_batch=4, epochs=2,
+                           lr=2e-3, final_lr=2e-4, micro_batch_tokens=512, save_every=3, **extra)
+
+    run(config(tmp_path / "straight"))
+    straight = _history(tmp_path / "straight")
+    assert len(straight) == 8  # 16 pairs / 4 per step, 2 epochs
+    saved = sorted(p.name for p in (tmp_path / "straight" / "checkpoints").iterdir())
+    assert saved == ["step-000003", "step-000006"]
+
+    (tmp_path / "resumed" / "checkpoints").mkdir(parents=True)
+    shutil.copytree(tmp_path / "straight" / "checkpoints" / "step-000003",
+                    tmp_path / "resumed" / "checkpoints" / "step-000003")
+    summary = run(config(tmp_path / "resumed", resume="latest"))
+    assert summary["resumed_from_step"] == 3
+    resumed = _history(tmp_path / "resumed")
+    assert [h["step"] for h in resumed] == [4, 5, 6, 7, 8]
+    for before, after in zip(straight[3:], resumed, strict=True):
+        for key in ("loss", "preference_loss", "lm_loss", "lr", "grad_norm", "tokens", "accuracy"):
+            assert after[key] == pytest.approx(before[key], rel=1e-6, abs=1e-9), (after["step"], key)
+    final_straight = load_file(str(tmp_path / "straight" / "model.safetensors"))
+    final_resumed = load_file(str(tmp_path / "resumed" / "model.safetensors"))
+    assert final_straight.keys() == final_resumed.keys()
+    for key, value in final_straight.items():
+        assert torch.allclose(value, final_resumed[key], atol=1e-6), key
+
+    with pytest.raises(ValueError, match=r"settings changed.*global_batch"):
+        run(TrainConfig(data=[str(data)], model=str(tiny_model), output=str(tmp_path / "resumed"), global_batch=8,
+                        epochs=2, lr=2e-3, final_lr=2e-4, save_every=3, resume="latest"))
+
+
+def test_schedule_warms_up_then_decays_to_the_final_rate():
+    cfg = TrainConfig(data=["x"], model="m", output="o", lr=1e-5, final_lr=5e-7, warmup=0.05)
+    rates = [lr_at(step, 100, cfg) for step in range(100)]
+    assert rates[0] == pytest.approx(2e-6) and rates[4] == pytest.approx(1e-5)  # 5 warm-up steps
+    assert rates[-1] == pytest.approx(5e-7)
+    assert all(a >= b for a, b in itertools.pairwise(rates[4:]))
+
+
+def test_cli_reports_bad_data_clearly(tmp_path, tiny_model, capsys):  # noqa: F811
+    rows = [{k: v for k, v in row.items() if k != "aspect"} for row in make_rows(4)]
+    data = write_shards(tmp_path / "pairs", rows)
+    code = main(["--data", str(data), "--model", str(tiny_model), "--output", str(tmp_path / "rm")])
+    assert code == 2
+    assert "missing column(s) 'aspect'" in capsys.readouterr().err

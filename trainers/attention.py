@@ -1,0 +1,157 @@
+"""Attention backends for packed sequences, registered with transformers' ``AttentionInterface``.
+
+A packed row holds many sequences; each must attend only to itself. The backends here get the
+sequence boundaries (``cu_seq_lens_q`` / ``max_length_q``, keyword arguments transformers passes
+down to every attention call) and never build a ``[T, T]`` mask:
+
+* ``codeprefs_varlen``: PyTorch's own varlen flash kernel, ``torch.nn.attention.varlen`` (CUDA).
+* ``codeprefs_segments``: ``scaled_dot_product_attention`` once per sequence (any device; the CPU
+  default and the GPU fallback when there is no varlen kernel).
+
+``auto`` picks ``flash_attention_2`` when the ``flash_attn`` package imports on a GPU (transformers
+then reads the same boundary arguments), else ``codeprefs_varlen`` on CUDA, else
+``codeprefs_segments``. Plain ``sdpa`` also works on packs: transformers notices the position ids
+restarting and builds a block-diagonal causal mask (quadratic in the pack length).
+
+On a padded batch (no boundaries) both of our backends hand over to transformers' SDPA with the
+usual padding mask.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+VARLEN = "codeprefs_varlen"
+SEGMENTS = "codeprefs_segments"
+
+
+def _torch_varlen() -> Any | None:
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError:
+        return None
+    return varlen_attn
+
+
+def _varlen_kwargs(varlen_attn: Any) -> tuple[dict[str, Any], bool]:
+    """Keyword arguments meaning "causal" for this torch version, and whether GQA is native."""
+    parameters = inspect.signature(varlen_attn).parameters
+    if "is_causal" in parameters:
+        causal = {"is_causal": True}
+    elif "window_size" in parameters:
+        causal = {"window_size": (-1, 0)}
+    else:
+        raise RuntimeError("torch.nn.attention.varlen.varlen_attn takes neither is_causal nor window_size")
+    return causal, "enable_gqa" in parameters
+
+
+def _padded_fallback(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                     attention_mask: torch.Tensor | None, **kwargs: Any) -> tuple[torch.Tensor, None]:
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+
+
+def _check_packed(name: str, query: torch.Tensor, sliding_window: int | None, dropout: float) -> None:
+    if query.shape[0] != 1:
+        raise ValueError(f"{name} attention takes one packed row, got a batch of {query.shape[0]}")
+    if sliding_window is not None:
+        raise NotImplementedError(f"{name} attention does not implement sliding windows")
+    if dropout:
+        raise NotImplementedError(f"{name} attention does not implement attention dropout")
+
+
+def varlen_attention_forward(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor,
+                             value: torch.Tensor, attention_mask: torch.Tensor | None,
+                             scaling: float | None = None, dropout: float = 0.0,
+                             sliding_window: int | None = None, **kwargs: Any) -> tuple[torch.Tensor, None]:
+    """One packed row through ``varlen_attn``: [1, heads, T, dim] in, [1, T, heads, dim] out."""
+    cu_seqlens, max_length = kwargs.get("cu_seq_lens_q"), kwargs.get("max_length_q")
+    if cu_seqlens is None:
+        return _padded_fallback(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
+                                sliding_window=sliding_window, **kwargs)
+    _check_packed(VARLEN, query, sliding_window, dropout)
+    varlen_attn = _torch_varlen()
+    causal, native_gqa = _varlen_kwargs(varlen_attn)
+    q, k, v = (t.transpose(1, 2).squeeze(0).contiguous() for t in (query, key, value))  # [T, heads, dim]
+    if q.dtype == torch.float32 and torch.is_autocast_enabled(q.device.type):
+        dtype = torch.get_autocast_dtype(q.device.type)
+        q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
+    groups = q.shape[1] // k.shape[1]
+    extra: dict[str, Any] = {}
+    if groups > 1:
+        if native_gqa:
+            extra["enable_gqa"] = True
+        else:
+            k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+    cu_seqlens = cu_seqlens.to(torch.int32)
+    out = varlen_attn(q, k, v, cu_seqlens, cu_seqlens, int(max_length), int(max_length), scale=scaling,
+                      **causal, **extra)
+    return out.unsqueeze(0), None
+
+
+def segmented_attention_forward(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor,
+                                value: torch.Tensor, attention_mask: torch.Tensor | None,
+                                scaling: float | None = None, dropout: float = 0.0,
+                                sliding_window: int | None = None, **kwargs: Any) -> tuple[torch.Tensor, None]:
+    """One packed row, causal SDPA on each sequence in turn: [1, heads, T, dim] in, [1, T, heads, dim] out."""
+    cu_seqlens = kwargs.get("cu_seq_lens_q")
+    if cu_seqlens is None:
+        return _padded_fallback(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
+                                sliding_window=sliding_window, **kwargs)
+    _check_packed(SEGMENTS, query, sliding_window, dropout)
+    groups = query.shape[1] // key.shape[1]
+    if groups > 1:
+        key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
+    if query.dtype == torch.float32 and torch.is_autocast_enabled(query.device.type):
+        dtype = torch.get_autocast_dtype(query.device.type)
+        query, key, value = query.to(dtype), key.to(dtype), value.to(dtype)
+    lengths = cu_seqlens.diff().tolist()
+    parts = [F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scaling)
+             for q, k, v in zip(query.split(lengths, dim=2), key.split(lengths, dim=2), value.split(lengths, dim=2),
+                                strict=True)]
+    return torch.cat(parts, dim=2).transpose(1, 2).contiguous(), None
+
+
+def _padding_mask_only(**kwargs: Any) -> torch.Tensor | None:
+    """Mask builder for our backends: the SDPA mask for padded batches, nothing for packs."""
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
+
+    if kwargs.get("attention_mask") is None:
+        return None
+    return ALL_MASK_ATTENTION_FUNCTIONS["sdpa"](**kwargs)
+
+
+def register() -> None:
+    """Make ``codeprefs_varlen`` and ``codeprefs_segments`` valid ``attn_implementation`` values."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface
+
+    AttentionInterface.register(VARLEN, varlen_attention_forward)
+    AttentionInterface.register(SEGMENTS, segmented_attention_forward)
+    AttentionMaskInterface.register(VARLEN, _padding_mask_only)
+    AttentionMaskInterface.register(SEGMENTS, _padding_mask_only)
+
+
+def choose_attention(requested: str, device: torch.device) -> str:
+    """The ``attn_implementation`` to load models with (see module doc for ``auto``)."""
+    register()
+    if requested == "auto":
+        if device.type == "cuda" and importlib.util.find_spec("flash_attn") is not None:
+            return "flash_attention_2"
+        return VARLEN if device.type == "cuda" and _torch_varlen() is not None else SEGMENTS
+    if requested in (VARLEN, "varlen"):
+        if device.type != "cuda" or _torch_varlen() is None:
+            raise ValueError("varlen attention needs CUDA and torch.nn.attention.varlen; use --attention segments")
+        return VARLEN
+    if requested in (SEGMENTS, "segments"):
+        return SEGMENTS
+    if requested in ("sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention"):
+        return requested
+    raise ValueError(f"unknown attention {requested!r}; expected auto, varlen, segments, flash_attention_2, "
+                     "sdpa or eager")

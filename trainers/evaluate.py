@@ -1,0 +1,185 @@
+"""Score preference pairs with a reward model and write the paper's result files.
+
+    python -m trainers.evaluate --model ckpt/ --data bench/ --output eval/
+
+``results.json``::
+
+    {"overall": {"accuracy", "total_examples", "correct_predictions", "mean_score_difference",
+                 "median_score_difference", "std_score_difference"},
+     "by_aspect": {name: {"accuracy", "count"}}, "by_language": {...}, "by_subset": {...}}
+
+values rounded to 4 decimals, groups in sorted order, the standard deviation with one degree of
+freedom (null with fewer than two pairs). ``scores.parquet`` has one row per pair, in the order
+of the data, indexed by ``id`` (pandas index, as the paper writes it) with the columns
+``chosen_score, rejected_score, correct, score_diff, language, aspect, subset``. A pair is correct
+when its chosen score is strictly greater than its rejected score: ties count as wrong.
+
+Nothing is skipped quietly: a batch that fails stops the run, and a pair that cannot be scored
+(empty response, prompt longer than ``--max-length``) is an error naming its id, unless
+``--skip-invalid`` is given, which writes those ids and reasons to ``skipped.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import torch
+
+from trainers.attention import choose_attention
+from trainers.data import DataError, EncodedPair, PairEncoder, evaluation_system_prompts, load_pairs
+from trainers.distributed import resolve_device
+from trainers.model import RewardModel
+from trainers.packing import pack_by_budget, pack_pairs, pad_pairs
+
+SCORE_COLUMNS = ("id", "chosen_score", "rejected_score", "correct", "score_diff", "language", "aspect", "subset")
+
+
+@torch.no_grad()
+def score_pairs(model: RewardModel, pairs: Sequence[EncodedPair], micro_batch_tokens: int,
+                device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """(chosen scores, rejected scores) in the order of ``pairs``; any failure propagates."""
+    model.eval()
+    pad_id = model.pad_token_id if model.pad_token_id is not None else 0
+    if model.packs:
+        sizes = [pair.num_tokens for pair in pairs]
+    else:  # padded: a pair costs two rows of its longer sequence
+        sizes = [2 * max(pair.chosen_length, pair.rejected_length) for pair in pairs]
+    chosen = np.full(len(pairs), np.nan)
+    rejected = np.full(len(pairs), np.nan)
+    for group in pack_by_budget(list(range(len(pairs))), sizes, micro_batch_tokens):
+        members = [pairs[i] for i in group]
+        batch = (pack_pairs(members) if model.packs else pad_pairs(members, pad_id)).to(device)
+        rewards = model(batch).rewards.double().cpu().numpy()
+        chosen[group], rejected[group] = rewards[0::2], rewards[1::2]
+    if np.isnan(chosen).any() or np.isnan(rejected).any():
+        raise RuntimeError(f"{int(np.isnan(chosen).sum())} pair(s) got no score or a NaN score")
+    return chosen, rejected
+
+
+def compile_results(scores: pd.DataFrame) -> dict[str, Any]:
+    """The paper's ``results.json`` dictionary from a scores frame (see module doc)."""
+    differences = scores["score_diff"].astype(float)
+    total = len(scores)
+    std = differences.std(ddof=1) if total > 1 else None
+    results: dict[str, Any] = {"overall": {
+        "accuracy": round(float(scores["correct"].mean()), 4) if total else 0.0,
+        "total_examples": int(total),
+        "correct_predictions": int(scores["correct"].sum()),
+        "mean_score_difference": round(float(differences.mean()), 4) if total else None,
+        "median_score_difference": round(float(differences.median()), 4) if total else None,
+        "std_score_difference": round(float(std), 4) if std is not None else None,
+    }}
+    for key, column in (("by_aspect", "aspect"), ("by_language", "language"), ("by_subset", "subset")):
+        groups = scores.groupby(column, sort=True)["correct"]
+        results[key] = {str(name): {"accuracy": round(float(values.mean()), 4), "count": len(values)}
+                        for name, values in groups}
+    return results
+
+
+def scores_frame(table: pa.Table, rows: Sequence[int], chosen: np.ndarray, rejected: np.ndarray) -> pd.DataFrame:
+    """One row per scored pair: ids and labels from ``table`` rows ``rows``, plus the scores."""
+    picked = table.take(pa.array(rows, pa.int64()))
+    frame = pd.DataFrame({
+        "id": picked["id"].to_pylist(),
+        "chosen_score": chosen.astype(float),
+        "rejected_score": rejected.astype(float),
+        "correct": chosen > rejected,
+        "score_diff": (chosen - rejected).astype(float),
+        "language": picked["language"].to_pylist(),
+        "aspect": picked["aspect"].to_pylist(),
+        "subset": picked["subset"].to_pylist(),
+    })
+    return frame
+
+
+def write_results(output: Path, scores: pd.DataFrame, results: dict[str, Any]) -> None:
+    output.mkdir(parents=True, exist_ok=True)
+    scores.set_index("id").to_parquet(output / "scores.parquet", index=True)
+    (output / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+def _dtype(requested: str, device: torch.device) -> torch.dtype:
+    if requested == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return {"bfloat16": torch.bfloat16, "float32": torch.float32, "float16": torch.float16}[requested]
+
+
+def evaluate(model_path: str | Path, data: str, output: str | Path, *, split: str | None = None,
+             prompts: str = "own", max_length: int = 4096, micro_batch_tokens: int = 16384,
+             device: str = "auto", dtype: str = "auto", attention: str = "auto", template: str = "auto",
+             backbone: str = "auto", skip_invalid: bool = False) -> dict[str, Any]:
+    """Score ``data`` with the reward model at ``model_path``; write and return the results."""
+    from trainers.train import load_tokenizer
+
+    target = resolve_device(device)
+    output = Path(output)
+    tokenizer = load_tokenizer(model_path)
+    table = load_pairs(data, split)
+    table, _ = evaluation_system_prompts(table, prompts)
+    pairs, report = PairEncoder(tokenizer, max_length, template).encode(table)
+    if report.skipped:
+        described = "; ".join(f"{reason}: {', '.join(map(str, ids[:5]))}{' ...' if len(ids) > 5 else ''}"
+                              for reason, ids in sorted(report.skipped_ids.items()))
+        if not skip_invalid:
+            raise DataError(f"{data}: {sum(report.skipped.values())} pair(s) cannot be scored ({described}); "
+                            "fix them, raise --max-length, or pass --skip-invalid")
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "skipped.json").write_text(json.dumps(
+            {reason: [str(i) for i in ids] for reason, ids in report.skipped_ids.items()}, indent=2) + "\n")
+        print(f"warning: skipped {sum(report.skipped.values())} pair(s): {described}", file=sys.stderr)
+    if not pairs:
+        raise DataError(f"{data}: no pair to score")
+    model = RewardModel.from_pretrained(model_path, backbone=backbone, dtype=_dtype(dtype, target),
+                                        attn_implementation=choose_attention(attention, target),
+                                        pad_token_id=tokenizer.pad_token_id).to(target)
+    chosen, rejected = score_pairs(model, pairs, micro_batch_tokens, target)
+    scores = scores_frame(table, [pair.row for pair in pairs], chosen, rejected)
+    if len(scores) + sum(report.skipped.values()) != table.num_rows:
+        raise RuntimeError(f"scored {len(scores)} of {table.num_rows} pairs")
+    results = compile_results(scores)
+    write_results(output, scores, results)
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m trainers.evaluate``: returns the exit code (2 for bad input)."""
+    parser = argparse.ArgumentParser(prog="python -m trainers.evaluate", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--model", required=True, help="reward model folder (or a HF id)")
+    parser.add_argument("--data", required=True, help="pairs: shard folder, Parquet/JSONL, saved dataset or name")
+    parser.add_argument("--output", required=True, help="folder for results.json and scores.parquet")
+    parser.add_argument("--split", default=None)
+    parser.add_argument("--prompts", default="own", choices=["own", "all", "none", "data"],
+                        help="system prompt: the row's criterion, all criteria, none, or the data's own")
+    parser.add_argument("--max-length", type=int, default=4096)
+    parser.add_argument("--micro-batch-tokens", type=int, default=16384)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32", "float16"])
+    parser.add_argument("--attention", default="auto")
+    parser.add_argument("--template", default="auto", choices=["auto", "chat", "plain"])
+    parser.add_argument("--backbone", default="auto", choices=["auto", "causal", "encoder"])
+    parser.add_argument("--skip-invalid", action="store_true",
+                        help="skip pairs that cannot be scored (listed in skipped.json) instead of failing")
+    args = parser.parse_args(argv)
+    try:
+        results = evaluate(args.model, args.data, args.output, split=args.split, prompts=args.prompts,
+                           max_length=args.max_length, micro_batch_tokens=args.micro_batch_tokens,
+                           device=args.device, dtype=args.dtype, attention=args.attention, template=args.template,
+                           backbone=args.backbone, skip_invalid=args.skip_invalid)
+    except (DataError, OSError, ValueError) as error:  # bad input: say what, no traceback
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(results["overall"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,269 @@
+"""The reward model: a transformers backbone and a scalar head, saved the way transformers loads it.
+
+Two kinds of backbone:
+
+* ``causal`` (any decoder LM, e.g. Qwen3): the base model, a zero-initialised bias-free linear
+  ``score`` head on the hidden state of each sequence's last token, and the LM head (tied or not)
+  for the LM term. Works on packed batches. Saved as ``<Arch>ForSequenceClassification``
+  (``num_labels=1``, ``pad_token_id`` set) with the backbone under its base-model prefix and
+  ``score.weight``, so ``AutoModelForSequenceClassification.from_pretrained`` gives the same
+  scores; an untied LM head goes to ``lm_head.safetensors`` beside it (only resuming needs it).
+* ``encoder`` (BERT-like): ``AutoModelForSequenceClassification`` as is, on padded batches, no LM
+  term.
+
+``auto`` picks ``encoder`` for model types that have a masked-LM head in transformers and
+``causal`` otherwise.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from trainers.attention import SEGMENTS, VARLEN
+from trainers.attention import register as register_attention
+from trainers.loss import linear_cross_entropy
+from trainers.packing import Batch
+
+LM_HEAD_FILE = "lm_head.safetensors"
+PACKED_BACKENDS = (SEGMENTS, VARLEN, "flash_attention_2", "flash_attention_3")
+
+
+@dataclass
+class RewardOutput:
+    rewards: torch.Tensor  # [2P] float32, chosen/rejected interleaved
+    lm_weighted_sum: torch.Tensor | None  # sum over pairs of the mean chosen-token loss
+    lm_token_losses: torch.Tensor | None  # per LM position, detached
+
+
+def detect_backbone(config: Any) -> str:
+    """``encoder`` for masked-LM model types (BERT, RoBERTa, DeBERTa, ...), else ``causal``."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    return "encoder" if config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES else "causal"
+
+
+def _sequence_classification_class(config: Any) -> type:
+    import transformers
+    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
+
+    name = MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES.get(config.model_type)
+    if name is None:
+        raise ValueError(f"transformers has no sequence-classification class for model type "
+                         f"{config.model_type!r}, so the reward model could not be saved loadably")
+    return getattr(transformers, name)
+
+
+class RewardModel(nn.Module):
+    """Scalar reward per sequence; see the module doc for the two kinds."""
+
+    def __init__(self, kind: str, *, backbone: nn.Module | None = None, score: nn.Linear | None = None,
+                 lm_head: nn.Linear | None = None, classifier: nn.Module | None = None,
+                 pad_token_id: int | None = None) -> None:
+        super().__init__()
+        self.kind = kind
+        self.pad_token_id = pad_token_id
+        if kind == "causal":
+            self.backbone = backbone
+            self.score = score
+            self.lm_head = lm_head
+            self.lm_tied = lm_head is not None and lm_head.weight is backbone.get_input_embeddings().weight
+        elif kind == "encoder":
+            self.classifier = classifier
+        else:
+            raise ValueError(f"unknown backbone kind {kind!r}")
+
+    # -- construction ----------------------------------------------------------------------
+    @classmethod
+    def from_causal_lm(cls, causal_lm: nn.Module, pad_token_id: int | None) -> RewardModel:
+        """Wrap an ``AutoModelForCausalLM`` model: its base model, its LM head, a new zero score head."""
+        backbone = causal_lm.base_model
+        lm_head = causal_lm.get_output_embeddings()
+        hidden = backbone.config.get_text_config().hidden_size
+        weight = backbone.get_input_embeddings().weight
+        score = nn.Linear(hidden, 1, bias=False, device=weight.device, dtype=weight.dtype)
+        nn.init.zeros_(score.weight)
+        return cls("causal", backbone=backbone, score=score, lm_head=lm_head, pad_token_id=pad_token_id)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, *, backbone: str = "auto", dtype: torch.dtype = torch.float32,
+                        attn_implementation: str = SEGMENTS, pad_token_id: int | None = None) -> RewardModel:
+        """Load a causal LM to start from, or a reward model this class (or anyone) saved.
+
+        ``attn_implementation`` is any transformers value or one of :mod:`trainers.attention`'s.
+        """
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+
+        register_attention()
+
+        config = AutoConfig.from_pretrained(path)
+        kind = detect_backbone(config) if backbone == "auto" else backbone
+        is_reward_model = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
+        pad = pad_token_id if pad_token_id is not None else config.get_text_config().pad_token_id
+        if kind == "encoder":  # padded batches only: the packed-sequence backends do not apply
+            encoder_attention = "sdpa" if attn_implementation in PACKED_BACKENDS else attn_implementation
+            classifier = AutoModelForSequenceClassification.from_pretrained(
+                path, num_labels=1, dtype=dtype, attn_implementation=encoder_attention)
+            classifier.config.pad_token_id = pad
+            return cls("encoder", classifier=classifier, pad_token_id=pad)
+        if not is_reward_model:
+            causal_lm = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation=attn_implementation)
+            return cls.from_causal_lm(causal_lm, pad)
+        loaded = AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=1, dtype=dtype, attn_implementation=attn_implementation)
+        base = getattr(loaded, loaded.base_model_prefix)
+        embeddings = base.get_input_embeddings().weight
+        lm_head = nn.Linear(embeddings.shape[1], embeddings.shape[0], bias=False, device=embeddings.device,
+                            dtype=embeddings.dtype)
+        lm_file = Path(path) / LM_HEAD_FILE
+        if lm_file.exists():
+            lm_head.weight.data.copy_(load_file(str(lm_file))["weight"])
+        elif getattr(config.get_text_config(), "tie_word_embeddings", False):
+            lm_head.weight = embeddings
+        else:
+            lm_head = None  # no LM term possible (trainer checks)
+        return cls("causal", backbone=base, score=loaded.score, lm_head=lm_head, pad_token_id=pad)
+
+    # -- properties --------------------------------------------------------------------------
+    @property
+    def config(self) -> Any:
+        return self.backbone.config if self.kind == "causal" else self.classifier.config
+
+    @property
+    def packs(self) -> bool:
+        """Whether this model takes padding-free packs (else padded batches)."""
+        return self.kind == "causal"
+
+    @property
+    def has_lm_head(self) -> bool:
+        return self.kind == "causal" and self.lm_head is not None
+
+    def transformer(self) -> nn.Module:
+        """The transformers model inside (for gradient checkpointing, attention and sharding)."""
+        return self.backbone if self.kind == "causal" else self.classifier
+
+    # -- forward -------------------------------------------------------------------------------
+    def forward(self, batch: Batch, with_lm: bool = False) -> RewardOutput:
+        if self.kind == "encoder":
+            if batch.packed:
+                raise ValueError("encoder reward models take padded batches")
+            logits = self.classifier(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+            return RewardOutput(logits[:, 0].float(), None, None)
+        extra = {}
+        if batch.packed:
+            extra = {"cu_seq_lens_q": batch.cu_seqlens, "cu_seq_lens_k": batch.cu_seqlens,
+                     "max_length_q": batch.max_seqlen, "max_length_k": batch.max_seqlen}
+        output = self.backbone(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                               position_ids=batch.position_ids, use_cache=False, **extra)
+        hidden = output.last_hidden_state
+        hidden = hidden.reshape(-1, hidden.shape[-1])
+        rewards = self.score(hidden[batch.last_token]).squeeze(-1).float()
+        if not with_lm:
+            return RewardOutput(rewards, None, None)
+        if self.lm_head is None:
+            raise ValueError("this reward model has no LM head, so the LM term cannot be computed")
+        lm_sum, token_losses = lm_loss(hidden[batch.lm_positions], self.lm_head.weight, batch.lm_targets,
+                                       batch.lm_weights)
+        return RewardOutput(rewards, lm_sum, token_losses)
+
+    # -- saving --------------------------------------------------------------------------------
+    def save_pretrained(self, path: str | Path, state_dict: dict[str, torch.Tensor] | None = None,
+                        tokenizer: Any = None) -> None:
+        """Write a checkpoint ``AutoModelForSequenceClassification`` loads (see module doc).
+
+        ``state_dict`` is this module's full state dict (e.g. gathered from shards); default:
+        ``self.state_dict()``.
+        """
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        state = state_dict if state_dict is not None else self.state_dict()
+        if self.kind == "encoder":
+            classifier_state = {k.removeprefix("classifier."): v for k, v in state.items()}
+            self.classifier.config.pad_token_id = self.pad_token_id
+            self.classifier.save_pretrained(path, state_dict=classifier_state)
+        else:
+            config = copy.deepcopy(self.backbone.config)
+            class_ = _sequence_classification_class(config)
+            config.architectures = [class_.__name__]
+            config.num_labels = 1
+            config.pad_token_id = self.pad_token_id
+            tensors = {}
+            for key, value in state.items():
+                if key.startswith("backbone."):
+                    tensors[f"{class_.base_model_prefix}.{key.removeprefix('backbone.')}"] = value
+                elif key == "score.weight":
+                    tensors[key] = value
+            save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()},
+                      str(path / "model.safetensors"), metadata={"format": "pt"})
+            config.save_pretrained(path)
+            lm_file = path / LM_HEAD_FILE
+            if self.has_lm_head and not self.lm_tied:
+                save_file({"weight": state["lm_head.weight"].detach().cpu().contiguous().clone()}, str(lm_file))
+            elif lm_file.exists():
+                lm_file.unlink()
+        if tokenizer is not None:
+            tokenizer.save_pretrained(path)
+
+
+def lm_loss(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
+            token_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The LM term: Liger's fused kernel on a GPU when installed, else our chunked version."""
+    if hidden.is_cuda and _liger_cross_entropy() is not None:
+        per_token = _liger_cross_entropy()(weight, hidden, targets)
+        return (per_token.float() * token_weights).sum(), per_token.detach().float()
+    return linear_cross_entropy(hidden, weight, targets, token_weights)
+
+
+_LIGER: list[Any] = []
+
+
+def _liger_cross_entropy() -> Any | None:
+    if not _LIGER:
+        try:
+            from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
+
+            _LIGER.append(LigerFusedLinearCrossEntropyLoss(reduction="none"))
+        except Exception:  # not installed or no Triton: use ours
+            _LIGER.append(None)
+    return _LIGER[0]
+
+
+def use_liger(enabled: bool) -> None:
+    """Turn Liger's fused LM loss on (if installed) or off for this process."""
+    _LIGER.clear()
+    if not enabled:
+        _LIGER.append(None)
+
+
+def apply_liger_kernels(model: RewardModel) -> bool:
+    """Swap in Liger's RMSNorm/RoPE/SwiGLU kernels where Liger supports the model type."""
+    try:
+        from liger_kernel.transformers.monkey_patch import _apply_liger_kernel_to_instance
+    except Exception:
+        return False
+    _apply_liger_kernel_to_instance(model=model.transformer(), rope=True, rms_norm=True, swiglu=True,
+                                    cross_entropy=False, fused_linear_cross_entropy=False)
+    return True
+
+
+def enable_activation_checkpointing(model: RewardModel) -> None:
+    """Recompute each transformer block's activations in the backward pass (non-reentrant)."""
+    inner = model.transformer()
+    kwargs = {"use_reentrant": False}
+    if hasattr(inner, "activation_checkpointing_enable"):  # transformers >= 5.2x
+        inner.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        inner.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
+def disable_dropout(model: nn.Module) -> None:
+    """Set every dropout probability to 0 (reward-model training runs without dropout)."""
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0

@@ -1,0 +1,419 @@
+"""Train a scalar reward model on preference pairs.
+
+    python -m trainers.train --data out/quickstart --model Qwen/Qwen3-0.6B --output ckpt/
+    torchrun --nproc-per-node 8 -m trainers.train --data out/big --model ... --output ckpt/
+
+:func:`run` loads the tokenizer, the model and the pairs; :func:`fit` is the whole training loop.
+One optimizer step takes the next ``global_batch`` pairs of a seeded per-epoch shuffle, deals
+them to the ranks, packs each rank's share into padding-free micro-batches of at most
+``micro_batch_tokens`` tokens, and accumulates the gradients of
+``sum(pair losses) / pairs in the step`` before one AdamW update (gradient clipping, cosine
+schedule with warm-up down to ``final_lr``). Every ``save_every`` steps a checkpoint holds what
+an exact resume needs; the end of the run writes the reward model to ``--output`` (loadable with
+``AutoModelForSequenceClassification``), ``train_summary.json`` and ``log.jsonl``, and evaluates
+``--eval-data`` if given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import torch
+
+from trainers import checkpoint, distributed
+from trainers.attention import choose_attention
+from trainers.data import (
+    DataError,
+    DataReport,
+    EncodedPair,
+    PairEncoder,
+    assign_system_prompts,
+    load_pairs,
+    write_report,
+)
+from trainers.loss import reward_loss
+from trainers.model import (
+    RewardModel,
+    apply_liger_kernels,
+    disable_dropout,
+    enable_activation_checkpointing,
+    use_liger,
+)
+from trainers.packing import pack_pairs, pad_pairs, plan_step
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run (the command line mirrors these names)."""
+
+    data: list[str]
+    model: str
+    output: str
+    split: str | None = None
+    eval_data: str | None = None
+    eval_split: str | None = None
+    eval_prompts: str = "own"
+    backbone: str = "auto"  # auto | causal | encoder
+    template: str = "auto"  # auto | chat | plain
+    chat_template: str | None = None  # a Jinja file replacing the tokenizer's template
+    pad_token: str | None = None  # for tokenizers without one (default: the eos token)
+    max_length: int = 4096
+    epochs: int = 1
+    max_steps: int | None = None
+    global_batch: int = 512  # pairs per optimizer step, over all ranks
+    micro_batch_tokens: int = 16384  # tokens per packed forward pass
+    lr: float = 1e-5
+    final_lr: float = 5e-7
+    warmup: float = 0.05  # fraction of the steps
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-8
+    grad_clip: float = 1.5
+    lm_coef: float = 0.25  # lambda
+    magnitude_coef: float = 0.001  # mu
+    seed: int = 0
+    device: str = "auto"
+    attention: str = "auto"
+    gradient_checkpointing: bool = True
+    liger: str = "auto"  # auto (when installed, on GPU) | on | off
+    save_every: int = 0  # steps between checkpoints (0: only the final model)
+    keep_checkpoints: int = 2
+    resume: str | None = None  # a checkpoint folder or "latest"
+    log_every: int = 1
+
+
+# Settings that must match when resuming (they fix the data order and the curve).
+_RESUME_KEYS = ("data", "split", "seed", "global_batch", "max_length", "epochs", "max_steps", "lr", "final_lr",
+                "warmup", "lm_coef", "magnitude_coef", "template")
+
+
+@dataclass
+class FitResult:
+    steps: int
+    left_out_per_epoch: int = 0  # pairs of a last partial batch too small to deal to every rank
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+# -- schedule and data order --------------------------------------------------------------------
+
+def lr_at(step: int, total_steps: int, cfg: TrainConfig) -> float:
+    """Linear warm-up over ``ceil(warmup * total)`` steps, then cosine from ``lr`` to ``final_lr``."""
+    warmup_steps = math.ceil(cfg.warmup * total_steps)
+    if step < warmup_steps:
+        return cfg.lr * (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps - 1))
+    return cfg.final_lr + (cfg.lr - cfg.final_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class StepOrder:
+    """Which pairs each optimizer step trains on: a seeded shuffle per epoch, cut into global batches."""
+
+    def __init__(self, num_pairs: int, global_batch: int, seed: int, world_size: int) -> None:
+        self.num_pairs, self.global_batch, self.seed = num_pairs, global_batch, seed
+        full, rest = divmod(num_pairs, global_batch)
+        # A last partial batch smaller than the number of ranks cannot be dealt; it is left out.
+        self.steps_per_epoch = full + (1 if rest >= world_size else 0)
+        self.left_out_per_epoch = rest if rest < world_size else 0
+        if self.steps_per_epoch == 0:
+            raise DataError(f"{num_pairs} pair(s) cannot feed {world_size} rank(s)")
+        self._epoch, self._order = -1, torch.empty(0, dtype=torch.long)
+
+    def indices(self, step: int) -> list[int]:
+        epoch, k = divmod(step, self.steps_per_epoch)
+        if epoch != self._epoch:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._epoch, self._order = epoch, torch.randperm(self.num_pairs, generator=generator)
+        return self._order[k * self.global_batch:(k + 1) * self.global_batch].tolist()
+
+
+# -- building blocks ------------------------------------------------------------------------------
+
+def check_model_source(source: str | Path) -> None:
+    """Fail clearly on a local model path that does not exist (rather than as a bad Hub id)."""
+    text = str(source)
+    if not Path(text).expanduser().exists() and (text.startswith(("/", "./", "../", "~")) or text.endswith("/")):
+        raise FileNotFoundError(f"{text}: no such model folder")
+
+
+def load_tokenizer(source: str | Path, chat_template: str | None = None, pad_token: str | None = None) -> Any:
+    """The tokenizer at ``source``, with an optional chat template file and pad token."""
+    from transformers import AutoTokenizer
+
+    check_model_source(source)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    if chat_template:
+        tokenizer.chat_template = Path(chat_template).read_text()
+    if pad_token is not None:
+        if pad_token not in tokenizer.get_vocab():
+            raise DataError(f"--pad-token {pad_token!r} is not in the vocabulary of {source}")
+        tokenizer.pad_token = pad_token
+    if tokenizer.pad_token_id is None:
+        if tokenizer.eos_token_id is None:
+            raise DataError(f"{source}: the tokenizer has neither a pad nor an eos token")
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def prepare_training_pairs(cfg: TrainConfig, tokenizer: Any) -> tuple[list[EncodedPair], DataReport]:
+    """Load every ``--data`` source, draw system prompts, tokenize; skipped rows are counted."""
+    tables = [load_pairs(source, cfg.split) for source in cfg.data]
+    table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+    table, kinds = assign_system_prompts(table, cfg.seed)
+    encoder = PairEncoder(tokenizer, cfg.max_length, cfg.template)
+    pairs, report = encoder.encode(table, drop_identical=True)
+    report.system_prompts = kinds
+    if not pairs:
+        raise DataError(f"{', '.join(cfg.data)}: no usable pair (skipped: {dict(report.skipped)})")
+    return pairs, report
+
+
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW; matrices (>= 2 dims) decay, norms and biases do not; fused kernels on CUDA."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
+                             fused=True if device.type == "cuda" else None)
+
+
+def _log(line: dict[str, Any], path: Path | None) -> None:
+    text = json.dumps(line)
+    print(text, flush=True)
+    if path is not None:
+        with open(path, "a") as handle:
+            handle.write(text + "\n")
+
+
+# -- the loop ---------------------------------------------------------------------------------------
+
+def fit(cfg: TrainConfig, model: RewardModel, pairs: Sequence[EncodedPair], context: distributed.Context,
+        tokenizer: Any = None, resume_state: dict[str, Any] | None = None,
+        on_step: Callable[[dict[str, Any]], None] | None = None, save: bool = True) -> FitResult:
+    """Train ``model`` on ``pairs``; returns the per-step metrics (same on every rank).
+
+    ``on_step`` sees each step's metrics; ``save=False`` skips writing the final model.
+    """
+    device = context.device
+    with_lm = cfg.lm_coef > 0 and model.kind == "causal"
+    if with_lm and not model.has_lm_head:
+        raise ValueError("the model has no LM head (untied and not saved); pass --lm-coef 0")
+    bf16 = device.type == "cuda"
+    use_liger(cfg.liger == "on" or (cfg.liger == "auto" and bf16))  # the LM term's kernel, if installed
+    disable_dropout(model)
+    if cfg.gradient_checkpointing:
+        enable_activation_checkpointing(model)
+    model.to(device)
+    model = distributed.shard(model, distributed.transformer_blocks(model.transformer()), context, bf16)
+    model.train()
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 and not context.grouped \
+        else contextlib.nullcontext()
+
+    optimizer = build_optimizer(model, cfg, device)
+    order = StepOrder(len(pairs), cfg.global_batch, cfg.seed, context.world_size)
+    total_steps = order.steps_per_epoch * cfg.epochs
+    if cfg.max_steps is not None:
+        total_steps = min(total_steps, cfg.max_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_at(s, total_steps, cfg) / cfg.lr)
+    start = 0
+    if resume_state is not None:
+        distributed.load_optimizer_state(model, optimizer, resume_state["optimizer"])
+        scheduler.load_state_dict(resume_state["scheduler"])
+        rngs = resume_state["rng"]
+        checkpoint.set_rng_state(rngs[context.rank] if len(rngs) == context.world_size else rngs[0])
+        start = resume_state["step"]
+    sizes = [pair.num_tokens for pair in pairs]
+    log_path = Path(cfg.output) / "log.jsonl" if context.is_main else None
+    if log_path is not None and log_path.exists():  # keep the lines of the steps before ``start``
+        kept = [line for line in log_path.read_text().splitlines() if json.loads(line)["step"] <= start]
+        log_path.write_text("".join(line + "\n" for line in kept))
+    pad_id = model.pad_token_id if model.pad_token_id is not None else 0
+    result = FitResult(steps=total_steps, left_out_per_epoch=order.left_out_per_epoch)
+
+    for step in range(start, total_steps):
+        started = time.perf_counter()
+        indices = order.indices(step)
+        micro_batches = plan_step(indices, [sizes[i] for i in indices], context.world_size,
+                                  cfg.micro_batch_tokens)[context.rank]
+        scale = context.world_size / len(indices)  # FSDP averages over ranks: this makes it a mean over pairs
+        sums = torch.zeros(8, device=device, dtype=torch.float64)
+        for micro in micro_batches:
+            chosen = [pairs[i] for i in micro]
+            batch = (pack_pairs(chosen) if model.packs else pad_pairs(chosen, pad_id)).to(device)
+            with autocast:
+                output = model(batch, with_lm=with_lm)
+                terms = reward_loss(output.rewards, output.lm_weighted_sum, cfg.lm_coef, cfg.magnitude_coef)
+            (terms.total * scale).backward()
+            counts = torch.tensor([terms.pairs, batch.num_tokens, batch.num_slots], dtype=torch.float64)
+            sums += torch.cat([torch.stack([terms.total.detach(), terms.preference, terms.lm, terms.magnitude,
+                                            terms.correct]).double(), counts.to(device, non_blocking=True)])
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
+        lr = scheduler.get_last_lr()[0]
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        total, preference, lm, magnitude, correct, count, tokens, slots = \
+            distributed.all_reduce_sum(sums, context).tolist()
+        elapsed = time.perf_counter() - started
+        metrics = {"step": step + 1, "lr": lr, "loss": total / count, "preference_loss": preference / count,
+                   "lm_loss": lm / count, "magnitude": magnitude / count, "accuracy": correct / count,
+                   "grad_norm": float(grad_norm), "pairs": int(count), "tokens": int(tokens),
+                   "non_pad_fraction": tokens / slots, "step_seconds": elapsed, "tokens_per_second": tokens / elapsed}
+        result.history.append(metrics)
+        if on_step is not None:
+            on_step(metrics)
+        if context.is_main and (step + 1) % cfg.log_every == 0:
+            _log(metrics, log_path)
+        if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < total_steps:
+            save_checkpoint(cfg, model, optimizer, scheduler, step + 1, context, tokenizer)
+
+    if save:
+        save_model(model, Path(cfg.output), context, tokenizer)
+    return result
+
+
+def save_model(model: RewardModel, target: Path, context: distributed.Context, tokenizer: Any = None) -> None:
+    """Gather the full weights and write the reward model to ``target`` (rank 0)."""
+    state = distributed.full_state_dict(model)
+    if context.is_main:
+        model.save_pretrained(target, state_dict=state, tokenizer=tokenizer)
+    distributed.barrier(context)
+
+
+def save_checkpoint(cfg: TrainConfig, model: RewardModel, optimizer: torch.optim.Optimizer,
+                    scheduler: Any, step: int, context: distributed.Context, tokenizer: Any = None) -> None:
+    """A resumable checkpoint after ``step`` optimizer steps (collective: every rank calls it)."""
+    weights = distributed.full_state_dict(model)
+    optimizer_state = distributed.full_optimizer_state(model, optimizer)
+    rngs = distributed.gather_objects(checkpoint.rng_state(), context)
+    if context.is_main:
+        state = {"step": step, "optimizer": optimizer_state, "scheduler": scheduler.state_dict(), "rng": rngs,
+                 "config": asdict(cfg), "world_size": context.world_size}
+
+        def write_model(folder: Path) -> None:
+            model.save_pretrained(folder, state_dict=weights, tokenizer=tokenizer)
+
+        checkpoint.write_checkpoint(checkpoint.checkpoint_dir(cfg.output, step), write_model, state,
+                                    keep=cfg.keep_checkpoints)
+    distributed.barrier(context)
+
+
+def check_resume(cfg: TrainConfig, saved: dict[str, Any]) -> None:
+    """Refuse to resume a run whose data order or schedule settings changed."""
+    differing = [key for key in _RESUME_KEYS if _comparable(getattr(cfg, key)) != _comparable(saved.get(key))]
+    if differing:
+        details = ", ".join(f"{key}: checkpoint {saved.get(key)!r} vs now {getattr(cfg, key)!r}" for key in differing)
+        raise ValueError(f"cannot resume: settings changed ({details})")
+
+
+def _comparable(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple | list) else value
+
+
+# -- the run -----------------------------------------------------------------------------------------
+
+def run(cfg: TrainConfig) -> dict[str, Any]:
+    """Load everything, train, save, evaluate; returns the summary written to ``train_summary.json``."""
+    context = distributed.setup(cfg.device)
+    try:
+        torch.manual_seed(cfg.seed)
+        output = Path(cfg.output)
+        output.mkdir(parents=True, exist_ok=True)
+        attention = choose_attention(cfg.attention, context.device)
+        source: str | Path = cfg.model
+        resume_state = None
+        if cfg.resume:
+            source = checkpoint.resolve_resume(cfg.resume, cfg.output)
+            resume_state = checkpoint.read_state(source)
+            check_resume(cfg, resume_state["config"])
+        tokenizer = load_tokenizer(source, cfg.chat_template, cfg.pad_token)
+        pairs, report = prepare_training_pairs(cfg, tokenizer)
+        if context.is_main:
+            print(json.dumps({"data": report.as_dict()}), flush=True)
+            write_report(report, output / "data_report.json")
+        model = RewardModel.from_pretrained(source, backbone=cfg.backbone, attn_implementation=attention,
+                                            pad_token_id=tokenizer.pad_token_id)
+        liger = cfg.liger != "off" and context.device.type == "cuda" and apply_liger_kernels(model)
+        started = time.perf_counter()
+        result = fit(cfg, model, pairs, context, tokenizer=tokenizer, resume_state=resume_state)
+        del model, pairs  # free the training copy before the evaluation loads the saved one
+        gc.collect()
+        if context.device.type == "cuda":
+            torch.cuda.empty_cache()
+        summary = {"config": asdict(cfg), "data": report.as_dict(), "attention": attention, "liger": bool(liger),
+                   "world_size": context.world_size, "steps": result.steps,
+                   "left_out_per_epoch": result.left_out_per_epoch,
+                   "resumed_from_step": resume_state["step"] if resume_state else 0,
+                   "seconds": time.perf_counter() - started,
+                   "final": result.history[-1] if result.history else None}
+        if cfg.eval_data and context.is_main:
+            from trainers.evaluate import evaluate
+
+            summary["eval"] = evaluate(output, cfg.eval_data, output / "eval", split=cfg.eval_split,
+                                       prompts=cfg.eval_prompts, max_length=cfg.max_length,
+                                       micro_batch_tokens=cfg.micro_batch_tokens, device=str(context.device),
+                                       template=cfg.template)["overall"]
+        if context.is_main:
+            (output / "train_summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        return summary
+    finally:
+        distributed.teardown(context)
+
+
+# -- command line --------------------------------------------------------------------------------------
+
+def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
+    parser = argparse.ArgumentParser(prog="python -m trainers.train", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    parser.add_argument("--data", nargs="+", required=True,
+                        help="shard folder(s), Parquet/JSONL folder(s) or globs, saved datasets, or dataset names")
+    parser.add_argument("--model", required=True, help="HF model id or local folder (a causal LM or an encoder)")
+    parser.add_argument("--output", required=True, help="folder for the reward model, logs and checkpoints")
+    for name in ("split", "eval_data", "eval_split", "chat_template", "pad_token", "resume"):
+        parser.add_argument(f"--{name.replace('_', '-')}", default=None)
+    parser.add_argument("--eval-prompts", default=defaults["eval_prompts"], choices=["own", "all", "none", "data"])
+    parser.add_argument("--backbone", default=defaults["backbone"], choices=["auto", "causal", "encoder"])
+    parser.add_argument("--template", default=defaults["template"], choices=["auto", "chat", "plain"])
+    parser.add_argument("--liger", default=defaults["liger"], choices=["auto", "on", "off"])
+    for name in ("max_length", "epochs", "global_batch", "micro_batch_tokens", "seed", "save_every",
+                 "keep_checkpoints", "log_every"):
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=defaults[name])
+    parser.add_argument("--max-steps", type=int, default=None)
+    for name in ("lr", "final_lr", "warmup", "weight_decay", "eps", "grad_clip", "lm_coef", "magnitude_coef"):
+        parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=defaults[name])
+    parser.add_argument("--betas", type=float, nargs=2, default=list(defaults["betas"]))
+    parser.add_argument("--device", default=defaults["device"])
+    parser.add_argument("--attention", default=defaults["attention"],
+                        help="auto, varlen, flash_attention_2, sdpa or eager")
+    parser.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction,
+                        default=defaults["gradient_checkpointing"])
+    args = vars(parser.parse_args(argv))
+    args["betas"] = tuple(args["betas"])
+    return TrainConfig(**args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m trainers.train``: returns the exit code (2 for bad input)."""
+    cfg = parse_args(argv)
+    try:
+        run(cfg)
+    except (DataError, OSError, ValueError) as error:  # bad input: say what, no traceback
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
