@@ -114,6 +114,25 @@ def publish_command(
         _fail(str(error))
 
 
+_PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+
+
+@app.command("train", context_settings=_PASS_THROUGH, add_help_option=False)
+def train_command(ctx: typer.Context) -> None:
+    """Train a reward model: the same as `python -m trainers.train` (see --help)."""
+    from trainers.train import main as train_main
+
+    raise typer.Exit(code=train_main(ctx.args))
+
+
+@app.command("evaluate", context_settings=_PASS_THROUGH, add_help_option=False)
+def evaluate_command(ctx: typer.Context) -> None:
+    """Evaluate a reward model on pairs: the same as `python -m trainers.evaluate` (see --help)."""
+    from trainers.evaluate import main as evaluate_main
+
+    raise typer.Exit(code=evaluate_main(ctx.args))
+
+
 def main() -> None:
     app()
 

@@ -1,0 +1,134 @@
+"""Stage outputs kept on disk under their fingerprints, so reruns redo only what changed.
+
+Each cached stage writes its rows as Parquet files into
+``<output>/.cache/stages/<stage>/<fingerprint>/``. A stage's fingerprint hashes its own
+settings, the fingerprints of the stages it reads, the input fingerprints (pinned commits, file
+hashes) and the code fingerprint, so a change anywhere upstream gives new fingerprints from
+there on, and an unchanged stage finds its finished output again.
+
+Inside a stage, work is split in **units** (a repository, a chunk of an export file): each
+unit's rows go to ``unit-<key>.parquet`` through a temporary name and a rename, so after a
+crash the finished units are kept and only the others run again. A stage is finished when its
+``_SUCCESS`` file exists; it lists the unit files and their row counts.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipelines.rows import WORK_SCHEMA
+
+STAGES_DIR = Path(".cache") / "stages"
+SUCCESS = "_SUCCESS"
+_CODE_PACKAGES = ("codeprefs", "parsers", "filters", "pipelines")
+
+
+@functools.cache
+def code_fingerprint() -> str:
+    """A hash of the code that shapes rows: every module and data file of the build packages."""
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for package in _CODE_PACKAGES:
+        for path in sorted((root / package).rglob("*")):
+            if path.is_file() and path.suffix in (".py", ".list") and "__pycache__" not in path.parts:
+                digest.update(str(path.relative_to(root)).encode())
+                digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def fingerprint(*parts: Any) -> str:
+    """A short stable hash of JSON-serialisable ``parts``."""
+    text = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def unit_key(*parts: Any) -> str:
+    return fingerprint("unit", *parts)
+
+
+class StageDir:
+    """The cache folder of one stage run with one fingerprint."""
+
+    def __init__(self, output_dir: Path, stage: str, stage_fingerprint: str) -> None:
+        self.stage = stage
+        self.fingerprint = stage_fingerprint
+        self.path = output_dir / STAGES_DIR / stage / stage_fingerprint
+
+    @property
+    def done(self) -> bool:
+        return (self.path / SUCCESS).is_file()
+
+    def unit_path(self, key: str) -> Path:
+        return self.path / f"unit-{key}.parquet"
+
+    def unit_done(self, key: str) -> bool:
+        return self.unit_path(key).is_file()
+
+    def files(self) -> list[str]:
+        """The finished stage's files (absolute paths), in a stable order."""
+        listing = json.loads((self.path / SUCCESS).read_text())
+        return [str(self.path / name) for name in listing["files"]]
+
+    def rows(self) -> int:
+        return json.loads((self.path / SUCCESS).read_text())["rows"]
+
+    def mark_done(self) -> None:
+        """Record every unit file and the total row count; the stage is then finished."""
+        names = sorted(p.name for p in self.path.glob("unit-*.parquet"))
+        rows = sum(pq.read_metadata(self.path / name).num_rows for name in names)
+        temporary = self.path / f".{SUCCESS}.tmp"
+        temporary.write_text(json.dumps({"stage": self.stage, "fingerprint": self.fingerprint,
+                                         "files": names, "rows": rows}))
+        os.replace(temporary, self.path / SUCCESS)
+
+    def prune_siblings(self) -> list[str]:
+        """Delete this stage's cached outputs under other fingerprints (superseded runs)."""
+        removed = []
+        for sibling in sorted(self.path.parent.iterdir()) if self.path.parent.is_dir() else []:
+            if sibling != self.path:
+                shutil.rmtree(sibling, ignore_errors=True)
+                removed.append(sibling.name)
+        return removed
+
+
+def write_unit(path: Path, batches: Iterable[pa.Table], schema: pa.Schema = WORK_SCHEMA) -> int:
+    """Stream ``batches`` into the Parquet file ``path`` via a temporary name; return the rows.
+
+    Memory stays bounded by one batch, whatever the size of the unit.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    rows = 0
+    try:
+        with pq.ParquetWriter(temporary, schema, compression="zstd") as writer:
+            for batch in batches:
+                if batch.num_rows:
+                    writer.write_table(batch.cast(schema))
+                    rows += batch.num_rows
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+    return rows
+
+
+def iter_batches(rows: Iterator[dict], size: int) -> Iterator[list[dict]]:
+    batch: list[dict] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
