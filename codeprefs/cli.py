@@ -49,10 +49,11 @@ def build_command(
 
 def _root_cause(error: BaseException) -> BaseException:
     from pipelines.sources.gitrepo import GitError
+    from pipelines.synthesis.pairs import ToolchainMissing
 
     seen = error
     while seen is not None:
-        if isinstance(seen, GitError | ValueError | OSError):
+        if isinstance(seen, GitError | ToolchainMissing | ValueError | OSError):
             return seen
         seen = seen.__cause__ or seen.__context__
     return error
