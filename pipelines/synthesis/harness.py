@@ -165,7 +165,7 @@ def user_code(language: Language, prompt: str, solution: str) -> str:
     if not prompt or not solution or prompt.endswith("\n") or solution.startswith(("\n", "\r\n")):
         return plain
     joined = prompt + "\n" + solution
-    if prompt[-1] in _ENDS_A_LINE:
+    if prompt[-1] in _ENDS_A_LINE or _ends_in_line_comment(language, prompt):
         return joined
     if _parses(language, plain) or not _parses(language, joined):
         return plain
@@ -195,6 +195,18 @@ def closing_suffix(language: Language, code: str) -> str | None:
         if _parses(language, code + suffix):
             return suffix + "\n"
     return None
+
+
+def _ends_in_line_comment(language: Language, prompt: str) -> bool:
+    """Whether the prompt stops inside a ``//`` or ``#`` comment (which would swallow code)."""
+    source = prompt.encode("utf-8")
+    try:
+        root = parse(source, Language(language)).root_node
+    except ParseLimitExceeded:
+        return False
+    node = root.descendant_for_byte_range(len(source) - 1, len(source))
+    return (node is not None and "comment" in node.type and node.end_byte == len(source)
+            and not source.rstrip().endswith(b"*/"))
 
 
 def _parses(language: Language, code: str) -> bool:

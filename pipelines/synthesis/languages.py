@@ -77,8 +77,7 @@ _C_FAMILY_KEYWORDS = frozenset(
 )
 
 _C_DECLARATORS = frozenset(
-    {"pointer_declarator", "array_declarator", "init_declarator", "reference_declarator",
-     "parenthesized_declarator"}
+    {"pointer_declarator", "array_declarator", "init_declarator", "parenthesized_declarator"}
 )
 
 C = Syntax(
@@ -144,7 +143,7 @@ CPP = Syntax(
         "class namespace template typename using new delete public private protected this "
         "nullptr operator virtual std string vector auto".split()
     ),
-    declarator_wrappers=_C_DECLARATORS,
+    declarator_wrappers=_C_DECLARATORS | {"reference_declarator"},
 )
 
 CSHARP = Syntax(

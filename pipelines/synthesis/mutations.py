@@ -38,6 +38,7 @@ from pipelines.synthesis.code import (
     is_comment,
     line_span,
     parse_program,
+    walk,
 )
 from pipelines.synthesis.scopes import declarations, references, visible
 
@@ -320,6 +321,8 @@ class RemoveStatement(Operator):
                 continue
             if syntax.docstrings and node.named_child_count == 1 and node.named_children[0].type == "string":
                 continue
+            if node.child_by_field_name("block") is not None:  # Ruby: a call with a loop body
+                continue
             statements = [c for c in parent.named_children if not is_comment(syntax, c)]
             if len(statements) < 2:
                 continue
@@ -345,20 +348,27 @@ class ChangeReturn(Operator):
 
     def sites(self, program, rng):
         syntax = program.syntax
-        for node in program.nodes_in_span():
-            value = None
-            if node.type in syntax.return_types:
-                value = _return_value(program, node)
-            elif node.type in syntax.implicit_return_types:
-                body = node.child_by_field_name("body")
-                statements = [c for c in body.named_children if not is_comment(syntax, c)] if body else []
-                if statements and statements[-1].type not in syntax.return_types:
-                    value = statements[-1]
+        values = [_return_value(program, node) for node in program.nodes_in_span()
+                  if node.type in syntax.return_types]
+        if syntax.implicit_return_types:  # Ruby: a method returns its last expression
+            for node in walk(program.root):
+                if node.type in syntax.implicit_return_types:
+                    values.append(self._last_expression(program, node))
+        for value in values:
             if value is None or not program.in_span(value):
                 continue
             replacement = self._replacement(program, value, rng)
             if replacement is not None and replacement != program.text(value):
                 yield (_replace(value, replacement),)
+
+    @staticmethod
+    def _last_expression(program: Program, method: Node) -> Node | None:
+        syntax = program.syntax
+        body = method.child_by_field_name("body")
+        statements = [c for c in body.named_children if not is_comment(syntax, c)] if body else []
+        if not statements or statements[-1].type in syntax.return_types | syntax.if_types:
+            return None
+        return statements[-1]
 
     @staticmethod
     def _replacement(program: Program, value: Node, rng: random.Random) -> bytes | None:
@@ -412,8 +422,16 @@ class WrongVariable(Operator):
 
     def sites(self, program, rng):
         found = declarations(program)
+        # A wrong variable in a loop's update (``i++`` -> ``n++``) mostly makes a loop that never
+        # ends: a bug, but one that costs a full timeout to verify. Those sites are left out.
+        updates = [(part.start_byte, part.end_byte) for node in program.nodes_in_span()
+                   if node.type in ("for_statement", "for_clause")
+                   for name in ("update", "increment")
+                   if (part := node.child_by_field_name(name)) is not None]
         for node, declaration in references(program, found):
             if not program.in_span(node):
+                continue
+            if any(start <= node.start_byte < end for start, end in updates):
                 continue
             names = sorted({
                 other.name for other in found
@@ -487,15 +505,21 @@ def candidate_changes(program: Program, seed: int,
     return ordered
 
 
+_TELLING = re.compile(rb"bug|wrong|error|incorrect|broken|mistake|fixme|faulty|off_?by", re.IGNORECASE)
+
+
 class VariantCheck:
     """Whether a variant of a program is acceptable as the rejected side of a pair.
 
     Acceptable: it parses with no error, its tree differs from the original's (layout and
-    comments aside), and it adds no hint: no identifier and no comment the original lacks.
+    comments aside), and it adds no hint: no comment the original lacks, and no identifier the
+    original lacks. With ``new_names="untelling"`` (for LLM-written variants, which may call
+    another function) new identifiers are allowed unless they name the bug (``wrong_sum``).
     """
 
-    def __init__(self, program: Program) -> None:
+    def __init__(self, program: Program, new_names: str = "none") -> None:
         self.program = program
+        self.new_names = new_names
         self.shape = fingerprint(program)
         self.names = identifiers(program)
         self.comments = comments(program)
@@ -504,7 +528,12 @@ class VariantCheck:
         variant = parse_program(self.program.language, source)
         if variant is None or fingerprint(variant) == self.shape:
             return False
-        return identifiers(variant) <= self.names and not comments(variant) - self.comments
+        if comments(variant) - self.comments:
+            return False
+        added = identifiers(variant) - self.names
+        if self.new_names == "untelling":
+            return not any(_TELLING.search(name) for name in added)
+        return not added
 
 
 def iter_mutants(program: Program, seed: int,

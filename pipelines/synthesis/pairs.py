@@ -247,7 +247,7 @@ class SolutionSynthesizer:
             for mutant in iter_mutants(program, self.bugs.seed, self.bugs.operators):
                 yield f"mutation:{mutant.operator}", mutant.source.decode("utf-8")
             return
-        check = VariantCheck(program)
+        check = VariantCheck(program, new_names="untelling")
         shown = program.source.decode("utf-8")
         suffix = shown[len(shown) - task.suffix_chars:] if task.suffix_chars else ""
         seen = {shown}

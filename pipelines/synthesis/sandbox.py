@@ -157,10 +157,12 @@ class Sandbox:
         self.isolation = detect_isolation() if isolation == "auto" else isolation
         if self.isolation == "namespaces" and not _can_use_namespaces():
             raise SandboxError("namespaces isolation needs root and a working `unshare`")
-        self.root = Path(root) if root else default_root()
+        self.root = Path(root).resolve() if root else default_root()
         self.root.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o711)
         self.as_root = os.geteuid() == 0
+        if self.as_root:
+            _check_reachable(self.root)
         self.slots = SlotPool(self.root, uid_base, slots)
         self.tmpfs_bytes = tmpfs_mb * MiB
         self._lock = threading.Lock()
@@ -277,6 +279,14 @@ class Sandbox:
         return results
 
 
+def _check_reachable(root: Path) -> None:
+    """Jobs run as other uids: every folder above the root must let others through (o+x)."""
+    for folder in [root, *root.parents]:
+        if not os.stat(folder).st_mode & 0o001:
+            raise SandboxError(f"sandbox root {root}: {folder} is not searchable by other users "
+                               "(the sandbox's uids); pick a root under a folder with o+x, e.g. /tmp")
+
+
 def _processes_of(uid: int) -> int:
     count = 0
     for entry in os.listdir("/proc"):
@@ -287,11 +297,18 @@ def _processes_of(uid: int) -> int:
 
 
 def _kill_uid(uid: int) -> None:
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError):
-                if os.stat(f"/proc/{entry}").st_uid == uid:
-                    os.kill(int(entry), signal.SIGKILL)
+    """SIGKILL every process of ``uid``, a few rounds (a fork bomb may be mid-fork)."""
+    for _ in range(5):
+        found = False
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                with contextlib.suppress(OSError):
+                    if os.stat(f"/proc/{entry}").st_uid == uid:
+                        os.kill(int(entry), signal.SIGKILL)
+                        found = True
+        if not found:
+            return
+        time.sleep(0.02)
 
 
 def with_limits(step: Step, **changes) -> Step:

@@ -82,16 +82,54 @@ def _pointer_suffix(syntax: Syntax, declarator: Node, identifier: Node) -> bytes
     return suffix
 
 
+_FLOAT_LITERALS = frozenset({"float_literal", "real_literal", "decimal_floating_point_literal",
+                             "float"})
+
+
+def _literal_type(syntax: Syntax, value: Node | None) -> bytes | None:
+    """The type a literal initializer gives an inferred declaration (``x := 0`` is an int)."""
+    if value is None:
+        return None
+    if value.type in syntax.integer_types and value.type != "number":
+        return b"int"
+    if value.type in _FLOAT_LITERALS:
+        return b"float"
+    if value.type in syntax.string_types or value.type == "raw_string_literal":
+        return b"string"
+    if value.type in (syntax.true_type, syntax.false_type):
+        return b"bool"
+    return None
+
+
+def _initializer(declaration: Node, identifier: Node) -> Node | None:
+    """The value a declaration gives ``identifier``, when it is written next to it."""
+    if declaration.type == "short_var_declaration":  # Go: a, b := 1, 2
+        left, right = declaration.child_by_field_name("left"), declaration.child_by_field_name("right")
+        if left is None or right is None:
+            return None
+        names = [child for child in left.named_children]
+        values = right.named_children
+        index = next((i for i, name in enumerate(names) if name == identifier), None)
+        return values[index] if index is not None and index < len(values) else None
+    value = declaration.child_by_field_name("value")
+    if value is None and declaration.named_child_count > 1:  # C#: name = literal, no field
+        value = declaration.named_children[-1]
+    if value is not None and value.type == "expression_list" and value.named_child_count == 1:
+        value = value.named_children[0]
+    return value
+
+
 def _type_text(program: Program, rule: DeclarationRule, declaration: Node, identifier: Node,
                holder: Node) -> bytes | None:
     type_node = declaration.child_by_field_name(rule.type_field) if rule.type_field else None
     if type_node is None and declaration.parent is not None:
         type_node = declaration.parent.child_by_field_name("type")  # Java/C# variable_declarator
-    if type_node is None:
-        return None
-    text = b" ".join(program.text(type_node).split())
-    if text in _INFERRED_TYPES:
-        return None
+    text = b" ".join(program.text(type_node).split()) if type_node is not None else None
+    if text is None or text in _INFERRED_TYPES or text == b"implicit_type":
+        literal = _literal_type(program.syntax, _initializer(declaration, identifier))
+        return literal
+    if text in (b"float64", b"float32", b"double"):
+        text = b"float"
     return text + _pointer_suffix(program.syntax, holder, identifier)
 
 
