@@ -61,7 +61,7 @@ def _root_cause(error: BaseException) -> BaseException:
 
 def _print_summary(record: dict, output: Path) -> None:
     table = Table(title=f"{record['name']}: {record['rows']['kept']} pairs kept of "
-                        f"{record['rows']['total']} commits", show_lines=False)
+                        f"{record['rows']['total']} candidates", show_lines=False)
     for column in ("stage", "in", "dropped", "out", "top reasons"):
         table.add_column(column, justify="left" if column in ("stage", "top reasons") else "right")
     for stage in record["funnel"]:
