@@ -53,6 +53,10 @@ def _root_cause(error: BaseException) -> BaseException:
 
     seen = error
     while seen is not None:
+        original = getattr(seen, "cause", None)  # a RayTaskError carries the worker's exception
+        if isinstance(original, BaseException) and original is not seen:
+            seen = original
+            continue
         if isinstance(seen, GitError | ToolchainMissing | ValueError | OSError):
             return seen
         seen = seen.__cause__ or seen.__context__

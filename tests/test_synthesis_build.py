@@ -108,6 +108,15 @@ def test_solutions_become_verified_pairs_in_the_shards(tmp_path, ray_instance):
     assert [o["sha256"] for o in again["outputs"]] == [o["sha256"] for o in record["outputs"]]
 
 
+def test_a_malformed_record_fails_the_build_naming_its_file_and_line(tmp_path, ray_instance):
+    data = tmp_path / "solutions.jsonl"
+    write_records(data)
+    config = manifest_for(data)
+    config["sources"][0].update(on_error="fail", max_records=3)
+    with pytest.raises(ValueError, match=re.escape("malformed record solutions.jsonl:3: not valid JSON")):
+        build(parse_manifest(config, tmp_path), tmp_path / "out")
+
+
 def test_a_missing_toolchain_stops_the_build_before_any_work(tmp_path, monkeypatch):
     data = tmp_path / "solutions.jsonl"
     write_records(data)

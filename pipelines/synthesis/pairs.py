@@ -74,6 +74,9 @@ class _Task:
         return assemble(self.language, code, self.record.tests, self.record.entry_point)
 
 
+_WARNED_ISOLATION: list[str] = []
+
+
 class ToolchainMissing(RuntimeError):
     """A language's compiler or runtime is not installed and the manifest says to fail."""
 
@@ -139,7 +142,8 @@ class SolutionSynthesizer:
     def verifier(self) -> Verifier:
         if self._verifier is None:
             box = Sandbox(self.sandbox.isolation, self.sandbox.root)
-            if box.isolation != "namespaces":
+            if box.isolation != "namespaces" and not _WARNED_ISOLATION:
+                _WARNED_ISOLATION.append(box.isolation)  # once per process
                 log.warning("sandbox isolation is %r: programs run with resource limits only, "
                             "with network and file-system access", box.isolation)
             self._verifier = Verifier(box, self.sandbox.limits, self.sandbox.variant_timeout)

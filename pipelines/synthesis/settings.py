@@ -49,6 +49,7 @@ class SynthesisPlan:
         self.config = config
         self.cache_dir = cache_dir
         self._warned: set[Language] = set()
+        self._warned_isolation = False
 
     def _verifies(self) -> list[tuple[str, str]]:
         """(what, on_missing_toolchain) for each enabled kind of pair that executes tests."""
@@ -131,6 +132,13 @@ class SynthesisPlan:
                      missing: dict[str, list[str]]) -> dict[str, Any]:
         """What run.json says about a solutions source."""
         executes = bool(self._verifies())
+        isolation = self.config.sandbox.isolation
+        if executes and isolation == "auto":
+            isolation = detect_isolation()
+            if isolation != "namespaces" and not self._warned_isolation:
+                self._warned_isolation = True
+                log.warning("programs will run with resource limits only (no network or "
+                            "file-system isolation): namespaces need root and util-linux unshare")
         return {
             "type": source.type, "paths": list(source.path),
             "language": source.language if isinstance(source.language, str)
@@ -138,5 +146,5 @@ class SynthesisPlan:
             "harness": source.harness, "records": sum(chunk["count"] for chunk in chunks),
             "tasks": len(chunks), "status": "ok",
             "toolchains_missing": missing,
-            "sandbox_isolation": detect_isolation() if executes else None,
+            "sandbox_isolation": isolation if executes else None,
         }
