@@ -124,6 +124,32 @@ def _limiter(step):
     return apply
 
 
+def _reap_orphans():
+    """Reap exited children; as PID 1 of the namespace, orphans of a step become ours."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _kill_group(pgid):
+    """Kill the step's process group until it is empty (children may be forking meanwhile)."""
+    if pgid is None:
+        return
+    for _ in range(50):
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        except OSError:
+            return
+        _reap_orphans()
+        time.sleep(0.01)
+
+
 def _kill_leftovers(uid, whole_namespace):
     """Kill what a step left running: everything but us in our PID namespace, else by uid."""
     me = os.getpid()
@@ -146,6 +172,7 @@ def _kill_leftovers(uid, whole_namespace):
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
+        _reap_orphans()
         time.sleep(0.01)
 
 
@@ -175,8 +202,8 @@ def _run_step(step, workdir, uid, gid):
             user=uid, group=gid, extra_groups=[] if uid is not None else None,
         )
     except OSError as error:
-        return {"status": "launch_error", "exit_code": None, "signal": None, "wall_s": 0.0,
-                "stdout": "", "stderr": f"{step['argv'][0]}: {error.strerror}"}
+        return {"pgid": None, "status": "launch_error", "exit_code": None, "signal": None,
+                "wall_s": 0.0, "stdout": "", "stderr": f"{step['argv'][0]}: {error.strerror}"}
     buffers = {"stdout": bytearray(), "stderr": bytearray()}
     printed = 0
     over_output = timed_out = False
@@ -232,6 +259,7 @@ def _run_step(step, workdir, uid, gid):
     else:
         status = "ok" if returncode == 0 else "exit"
     return {
+        "pgid": process.pid,
         "status": status, "exit_code": returncode if returncode >= 0 else None,
         "signal": killed_by, "wall_s": round(wall, 4),
         "stdout": bytes(buffers["stdout"][-_TAIL:]).decode("utf-8", "replace"),
@@ -258,6 +286,7 @@ def main():
         result = _run_step(step, workdir, uid, gid)
         result["name"] = step["name"]
         report["steps"].append(result)
+        _kill_group(result.pop("pgid"))
         if job.get("mount") or uid is not None:
             _kill_leftovers(uid, whole_namespace=bool(job.get("mount")))
         if result["status"] != "ok" and job.get("stop_on_failure", True):
