@@ -35,7 +35,6 @@ from pathlib import Path
 
 from codeprefs.schema import Language
 from parsers.treesitter import ParseLimitExceeded, parse
-from pipelines.synthesis.code import walk
 from pipelines.synthesis.sandbox import SAFE_PATH, Limits, Sandbox, Step
 
 HARNESSES = ("humaneval",)
