@@ -6,6 +6,12 @@ STAMP  := $(VENV)/.codeprefs-installed
 
 .PHONY: venv quickstart quickstart-data test toolchains clean
 
+# Compilers and runtimes that verify synthesized pairs (Debian packages). testify comes from
+# golang-github-stretchr-testify-dev, used offline by `go test` in GOPATH mode (GOPATH=/usr/share/gocode).
+TOOLCHAIN_PACKAGES := gcc g++ default-jdk-headless nodejs golang-go \
+	golang-github-stretchr-testify-dev ruby mono-mcs mono-runtime python3
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -22,7 +28,21 @@ quickstart: $(STAMP)
 quickstart-data:
 	$(PYTHON) quickstart/build_repos.py
 
-test: $(STAMP)
+
+# Installs only the missing packages; without apt-get it says so and the tests of a language
+# whose toolchain is missing are skipped with that reason.
+toolchains:
+	@if ! command -v apt-get >/dev/null 2>&1; then \
+		echo "toolchains: apt-get not found; install these yourself: $(TOOLCHAIN_PACKAGES)"; exit 0; fi; \
+	missing=$$(for package in $(TOOLCHAIN_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$package 2>/dev/null | grep -q 'install ok installed' \
+		|| echo $$package; done); \
+	if [ -n "$$missing" ]; then \
+		echo "toolchains: installing" $$missing; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+			--no-install-recommends $$missing >/dev/null; fi
+
+test: $(STAMP) toolchains
 	$(BIN)/python -m pytest -q
 
 clean:

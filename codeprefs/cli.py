@@ -55,10 +55,15 @@ def build_command(
 
 def _root_cause(error: BaseException) -> BaseException:
     from pipelines.sources.gitrepo import GitError
+    from pipelines.synthesis.pairs import ToolchainMissing
 
     seen = error
     while seen is not None:
-        if isinstance(seen, GitError | ValueError | OSError):
+        original = getattr(seen, "cause", None)  # a RayTaskError carries the worker's exception
+        if isinstance(original, BaseException) and original is not seen:
+            seen = original
+            continue
+        if isinstance(seen, GitError | ToolchainMissing | ValueError | OSError):
             return seen
         seen = seen.__cause__ or seen.__context__
     return error
@@ -66,7 +71,7 @@ def _root_cause(error: BaseException) -> BaseException:
 
 def _print_summary(record: dict, output: Path) -> None:
     table = Table(title=f"{record['name']}: {record['rows']['kept']} pairs kept of "
-                        f"{record['rows']['total']} commits", show_lines=False)
+                        f"{record['rows']['total']} candidates", show_lines=False)
     for column in ("stage", "in", "dropped", "out", "top reasons"):
         table.add_column(column, justify="left" if column in ("stage", "top reasons") else "right")
     for stage in record["funnel"]:

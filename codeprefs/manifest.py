@@ -7,6 +7,18 @@ The smallest manifest names a run and one source; every other setting has a defa
       - type: git
         repos: [/abs/path/repo-a, file:///abs/path/repo-b.git]
 
+A ``solutions`` source turns correct solutions with tests into verified pairs (see
+:mod:`pipelines.synthesis`); the top-level ``synthesis`` section configures how::
+
+    sources:
+      - type: solutions
+        path: /abs/data/*.jsonl        # JSONL or Parquet; paths or globs
+        language: Go                  # or {field: language}
+        fields: {prompt: prompt, solution: canonical_solution, tests: test}
+        harness: humaneval
+    synthesis:
+      bug_injection: {mutants_per_solution: 3, verify: execute, seed: 7}
+
 Relative paths are read relative to the manifest's own folder. Unknown keys and wrong types are
 errors that name the key (``sources.0.repo: unknown key``), never silently ignored.
 """
@@ -50,7 +62,54 @@ class GitSource(_Strict):
         return repos
 
 
-Source = Annotated[GitSource, Field(discriminator="type")]
+class SolutionFields(_Strict):
+    """Which record field holds what (optional ones may be null or absent in records)."""
+
+    prompt: str = "prompt"
+    solution: str = "canonical_solution"
+    tests: str = "test"
+    task_id: str | None = "task_id"  # ids and provenance; the line number when absent
+    entry_point: str | None = "entry_point"  # Python tests that only define check(candidate)
+    instruction: str | None = None  # a ready-made natural-language task, used as `input`
+
+
+class LanguageField(_Strict):
+    field: str = Field(min_length=1)
+
+
+class SolutionsSource(_Strict):
+    """Correct solutions with tests, turned into verified pairs by ``synthesis``."""
+
+    type: Literal["solutions"]
+    path: str | list[str]  # files or globs; relative paths are read against the manifest
+    format: Literal["auto", "jsonl", "parquet"] = "auto"  # auto: from the file extension
+    language: str | LanguageField  # a language name, or {field: <record field>}
+    fields: SolutionFields = SolutionFields()
+    harness: Literal["humaneval"] = "humaneval"  # prompt + solution + "\n" + tests
+    subset: str | None = None  # default: bug-injection / readability by pair kind
+    records_per_task: int = Field(default=4, ge=1)  # records one Ray task synthesizes
+    max_records: int | None = Field(default=None, ge=1)  # per file, the first ones
+    on_error: Literal["fail", "skip"] = "fail"  # a malformed record stops the run, or is counted
+
+    @field_validator("language")
+    @classmethod
+    def _known_language(cls, language: str | LanguageField) -> str | LanguageField:
+        if isinstance(language, str):
+            from codeprefs.schema import parse_language
+
+            return parse_language(language).value
+        return language
+
+    @field_validator("path")
+    @classmethod
+    def _paths(cls, path: str | list[str]) -> list[str]:
+        paths = [path] if isinstance(path, str) else path
+        if not paths or any(not str(p).strip() for p in paths):
+            raise ValueError("a path entry is empty")
+        return paths
+
+
+Source = Annotated[GitSource | SolutionsSource, Field(discriminator="type")]
 
 
 class MessageFilterConfig(_Strict):
@@ -97,6 +156,73 @@ class RayConfig(_Strict):
     batch_rows: int = Field(default=256, ge=1)
 
 
+class BugInjectionConfig(_Strict):
+    """Functional_Correctness pairs: a correct solution versus a seeded mutant of it."""
+
+    enabled: bool = True
+    mutants_per_solution: int = Field(default=3, ge=1, le=100)  # verified pairs wanted
+    max_mutants_tried: int | None = Field(default=None, ge=1)  # default: 4 x mutants_per_solution
+    verify: Literal["execute", "none"] = "execute"
+    seed: int = 0
+    operators: list[str] | None = None  # default: all (pipelines.synthesis.mutations)
+    # a language whose compiler/runtime is missing: stop, or keep rows marked unverified
+    on_missing_toolchain: Literal["skip", "fail"] = "fail"
+    backend: Literal["mutations", "llm"] = "mutations"  # llm: needs synthesis.llm
+
+    @field_validator("operators")
+    @classmethod
+    def _known_operators(cls, operators: list[str] | None) -> list[str] | None:
+        if operators is not None:
+            from pipelines.synthesis.mutations import resolve_operators
+
+            if not operators:
+                raise ValueError("the operator list is empty")
+            resolve_operators(operators)
+        return operators
+
+
+class ReadabilityConfig(_Strict):
+    """Readability_Maintainability pairs: the solution versus its renamed, comment-free copy."""
+
+    enabled: bool = False
+    verify: Literal["execute", "none"] = "execute"
+    on_missing_toolchain: Literal["skip", "fail"] = "fail"
+
+
+class SandboxConfig(_Strict):
+    """Limits of every program run (see pipelines.synthesis.sandbox)."""
+
+    isolation: Literal["auto", "namespaces", "rlimits"] = "auto"
+    root: str | None = None  # job folders and build caches; default: <tmp>/codeprefs-sandbox-<uid>
+    run_timeout_s: float = Field(default=10.0, gt=0)
+    compile_timeout_s: float = Field(default=60.0, gt=0)
+    memory_mb: int = Field(default=1024, ge=64)
+    output_kb: int = Field(default=1024, ge=1)
+    processes: int = Field(default=256, ge=8)
+    variant_timeout_factor: float = Field(default=5.0, ge=1.0)  # x the original's run time
+
+
+class LLMConfig(_Strict):
+    """An OpenAI-compatible chat endpoint (e.g. a vLLM server) for the LLM backend."""
+
+    base_url: str = Field(min_length=1)  # e.g. http://127.0.0.1:8000/v1
+    model: str = Field(min_length=1)
+    api_key_env: str | None = None  # the environment variable holding the key, if any
+    max_concurrency: int = Field(default=8, ge=1)
+    timeout_s: float = Field(default=120.0, gt=0)
+    max_retries: int = Field(default=4, ge=0)
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    max_tokens: int = Field(default=2048, ge=1)
+    cache_dir: str | None = None  # response cache; default: <output>/.cache/llm
+
+
+class SynthesisConfig(_Strict):
+    bug_injection: BugInjectionConfig = BugInjectionConfig()
+    readability: ReadabilityConfig = ReadabilityConfig()
+    sandbox: SandboxConfig = SandboxConfig()
+    llm: LLMConfig | None = None
+
+
 class Manifest(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     sources: list[Source] = Field(min_length=1)
@@ -104,6 +230,7 @@ class Manifest(_Strict):
     dedupe: DedupeConfig = DedupeConfig()
     output: OutputConfig = OutputConfig()
     ray: RayConfig = RayConfig()
+    synthesis: SynthesisConfig = SynthesisConfig()
 
     # The folder relative paths in the manifest are read against (the manifest's own folder).
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
@@ -115,6 +242,25 @@ class Manifest(_Strict):
     def resolved(self) -> dict[str, Any]:
         """The manifest with every default filled in, as plain JSON data (for the run record)."""
         return self.model_dump(mode="json")
+
+
+def _expand_paths(paths: list[str], base_dir: Path) -> list[str]:
+    """Expand globs (sorted); keep relative paths relative; every entry must name a file."""
+    expanded: list[str] = []
+    for path in paths:
+        pattern = os.path.expanduser(path)
+        absolute = pattern if os.path.isabs(pattern) else str(base_dir / pattern)
+        if glob.has_magic(pattern):
+            matches = sorted(m for m in glob.glob(absolute) if os.path.isfile(m))
+            if not matches:
+                raise ManifestError(f"path pattern {path!r} matches no file")
+            expanded.extend(matches if os.path.isabs(pattern)
+                            else [os.path.relpath(m, base_dir) for m in matches])
+        elif not os.path.isfile(absolute):
+            raise ManifestError(f"no such file: {path!r}")
+        else:
+            expanded.append(path)
+    return expanded
 
 
 def _expand_repos(repos: list[str], base_dir: Path) -> list[str]:
@@ -153,11 +299,16 @@ def parse_manifest(data: Any, base_dir: Path, origin: str = "<manifest>") -> Man
         raise ManifestError(f"{origin}: invalid manifest\n{_format_error(error)}") from None
     sources = []
     for index, source in enumerate(manifest.sources):
+        key = "repos" if isinstance(source, GitSource) else "path"
+        expand = _expand_repos if isinstance(source, GitSource) else _expand_paths
         try:
-            repos = _expand_repos(source.repos, base_dir)
+            expanded = expand(getattr(source, key), base_dir)
         except ManifestError as error:
-            raise ManifestError(f"{origin}: sources.{index}.repos: {error}") from None
-        sources.append(source.model_copy(update={"repos": repos}))
+            raise ManifestError(f"{origin}: sources.{index}.{key}: {error}") from None
+        sources.append(source.model_copy(update={key: expanded}))
+    if manifest.synthesis.bug_injection.backend == "llm" and manifest.synthesis.llm is None:
+        raise ManifestError(f"{origin}: synthesis.bug_injection.backend is llm but synthesis.llm "
+                            "is not set")
     manifest = manifest.model_copy(update={"sources": sources})
     manifest._base_dir = base_dir
     return manifest

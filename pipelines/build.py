@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from codeprefs.manifest import GitSource, Manifest
+from codeprefs.manifest import GitSource, Manifest, SolutionsSource
 from codeprefs.raycluster import ray_session
 from filters.messages import MessageFilter
 from filters.validation import ValidationConfig
@@ -56,7 +56,8 @@ def resolve_inputs(manifest: Manifest, workers: int = 16) -> list[tuple[GitSourc
     Runs a few git look-ups at a time (``ls-remote`` of a URL waits on the network).
     """
     jobs = [(index, source, RepoSpec.parse(repo_text, manifest.base_dir))
-            for index, source in enumerate(manifest.sources) for repo_text in source.repos]
+            for index, source in enumerate(manifest.sources) if isinstance(source, GitSource)
+            for repo_text in source.repos]
 
     def pin(job):
         index, source, spec = job
@@ -99,6 +100,63 @@ def git_rows(manifest: Manifest, tasks: list[dict], cache_dir: Path):
     )
 
 
+def plan_solutions(manifest: Manifest, cache_dir: Path):
+    """Check every solutions source and split its files into chunks, before any Ray work.
+
+    Returns (the synthesis plan, [(source, chunks)], one input record per source). A missing
+    toolchain with ``on_missing_toolchain: fail`` stops the build here; with ``skip`` it is
+    logged once and recorded in the input record.
+    """
+    from pipelines.sources.solutions import SolutionsError, plan_chunks
+    from pipelines.synthesis.settings import SynthesisPlan
+
+    plan = SynthesisPlan(manifest.synthesis, cache_dir)
+    work = []
+    inputs = []
+    for index, source in enumerate(manifest.sources):
+        if not isinstance(source, SolutionsSource):
+            continue
+        try:
+            missing = plan.check_toolchains(source)
+        except RuntimeError as error:
+            raise BuildError(f"sources.{index}: {error}") from None
+        files = [(name, _resolve_path(name, manifest.base_dir)) for name in source.path]
+        try:
+            chunks = plan_chunks(files, source.records_per_task, source.format, source.max_records)
+        except SolutionsError as error:
+            raise BuildError(f"sources.{index}.path: {error}") from None
+        inputs.append(plan.input_record(source, chunks, missing))
+        work.append((source, chunks))
+    return plan, work, inputs
+
+
+def solutions_rows(manifest: Manifest, plan, work):
+    """The Ray dataset of the solutions sources' rows (None when there is no record).
+
+    One Ray task per chunk reads and synthesizes its records (see
+    :mod:`pipelines.synthesis.pairs`); the pairs are then assembled and validated like mined
+    ones, with zero syntax errors allowed.
+    """
+    import ray.data
+
+    datasets = [
+        ray.data.from_items(chunks, override_num_blocks=len(chunks))
+        .map_batches(plan.stage(source), batch_size=1, batch_format="pyarrow")
+        for source, chunks in work if chunks
+    ]
+    if not datasets:
+        return None
+    validation = ValidationConfig(**manifest.filters.validation.model_dump())
+    rows = datasets[0].union(*datasets[1:]) if len(datasets) > 1 else datasets[0]
+    return rows.map_batches(Chain([AssemblePairs(), ValidatePairs(validation)]),
+                            batch_size=manifest.ray.batch_rows, batch_format="pyarrow")
+
+
+def _resolve_path(name: str, base_dir: Path) -> Path:
+    path = Path(name).expanduser()
+    return path if path.is_absolute() else base_dir / path
+
+
 def build(manifest: Manifest, output: str | Path, manifest_path: str | None = None) -> dict[str, Any]:
     """Run the whole build; returns the run record also written to ``<output>/run.json``."""
     started = time.time()
@@ -111,6 +169,8 @@ def build(manifest: Manifest, output: str | Path, manifest_path: str | None = No
         inputs.append(_input_record(source, repo, error))
         if repo is not None and repo.status == "ok":
             tasks.append(repo_task(repo, source.subset, source.max_commits, source.on_error))
+    synthesis_plan, solution_work, solution_inputs = plan_solutions(manifest, output_dir / CACHE_DIR)
+    inputs.extend(solution_inputs)
 
     out = manifest.output
     with ray_session(manifest.ray.address, manifest.ray.num_cpus):
@@ -118,6 +178,9 @@ def build(manifest: Manifest, output: str | Path, manifest_path: str | None = No
         parts = []
         if tasks:
             parts.append(git_rows(manifest, tasks, output_dir / CACHE_DIR))
+        synthesized = solutions_rows(manifest, synthesis_plan, solution_work)
+        if synthesized is not None:
+            parts.append(synthesized)
         summaries: list[dict[str, Any]] = []
         count = 1
         if parts:

@@ -18,7 +18,9 @@ Row = dict[str, Any]
 
 # The stages a row can be dropped at, in pipeline order (the funnel in run.json follows it).
 STAGES: tuple[str, ...] = (
-    "list", "message", "criteria", "content", "validate", "decontaminate", "dedupe",
+    "list", "message", "criteria", "content",  # mined pairs (git sources)
+    "solutions", "verify",  # synthesized pairs (solutions sources)
+    "validate", "decontaminate", "dedupe",
 )
 
 _BOOKKEEPING = [

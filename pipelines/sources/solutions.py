@@ -1,0 +1,211 @@
+"""Read correct solutions (prompt, solution, tests) from JSONL or Parquet files.
+
+The driver only plans: :func:`plan_chunks` splits every file into chunks of a few records
+(JSONL by line, Parquet by row), cheaply, without parsing a record. Ray tasks then read their
+chunk with :func:`read_chunk`, so more workers read and synthesize more records at once.
+
+A record that cannot be used is never dropped silently: a malformed one (not JSON, not an
+object, a required field missing or not text) becomes a :class:`SolutionRecord` whose ``error``
+names the file and line (or Parquet row); the caller raises it or counts it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from codeprefs.schema import parse_language
+
+FORMATS = ("jsonl", "parquet")
+
+
+class SolutionsError(ValueError):
+    """A solutions file cannot be read; the message names the file (and line)."""
+
+
+@dataclass(frozen=True)
+class FieldMap:
+    """Which record field holds what. Optional fields may be None or absent from records."""
+
+    prompt: str = "prompt"
+    solution: str = "canonical_solution"
+    tests: str = "test"
+    task_id: str | None = "task_id"
+    entry_point: str | None = "entry_point"
+    instruction: str | None = None
+
+
+@dataclass(frozen=True)
+class SolutionRecord:
+    """One record, located by file and line (or row) for ids and error messages."""
+
+    file: str  # as the manifest names it (relative paths stay relative: ids do not move)
+    line: int  # 1-based line of a JSONL file, 1-based row of a Parquet file
+    task_id: str | None = None
+    language: str | None = None  # canonical name; None when unknown (see ``error``)
+    prompt: str = ""
+    solution: str = ""
+    tests: str = ""
+    entry_point: str | None = None
+    instruction: str | None = None
+    error: str | None = None  # why the record is malformed
+    unknown_language: str | None = None  # the value of the language field, when not one of ours
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}"
+
+    @property
+    def key(self) -> str:
+        """What identifies the record within its file: its task id, else its line."""
+        return self.task_id or f"line:{self.line}"
+
+
+def format_of(path: str, declared: str = "auto") -> str:
+    if declared != "auto":
+        return declared
+    suffixes = [suffix.lower() for suffix in Path(path).suffixes]
+    if ".parquet" in suffixes:
+        return "parquet"
+    if ".jsonl" in suffixes or ".json" in suffixes or ".ndjson" in suffixes:
+        return "jsonl"
+    raise SolutionsError(f"{path}: cannot tell the format from the name; set `format` to jsonl or parquet")
+
+
+def _jsonl_line_starts(path: Path) -> list[tuple[int, int]]:
+    """(line number, byte offset) of every non-blank line."""
+    starts = []
+    offset = 0
+    number = 0
+    with open(path, "rb") as handle:
+        for line in handle:
+            number += 1
+            if line.strip():
+                starts.append((number, offset))
+            offset += len(line)
+    return starts
+
+
+def plan_chunks(files: list[tuple[str, Path]], records_per_chunk: int, file_format: str = "auto",
+                max_records: int | None = None) -> list[dict[str, Any]]:
+    """Split ``files`` ((name as written, resolved path)) into chunks of ``records_per_chunk``.
+
+    ``max_records`` caps the records taken from each file (the first ones).
+    """
+    chunks: list[dict[str, Any]] = []
+    for name, path in files:
+        kind = format_of(str(path), file_format)
+        try:
+            if kind == "jsonl":
+                starts = _jsonl_line_starts(path)[:max_records]
+                size = path.stat().st_size
+                for first in range(0, len(starts), records_per_chunk):
+                    group = starts[first:first + records_per_chunk]
+                    after = first + records_per_chunk
+                    end = starts[after][1] if after < len(starts) else size
+                    chunks.append({"file": name, "path": str(path), "format": kind,
+                                   "first_line": group[0][0], "start": group[0][1], "end": end,
+                                   "count": len(group)})
+            else:
+                rows = pq.ParquetFile(path).metadata.num_rows
+                rows = min(rows, max_records) if max_records else rows
+                for first in range(0, rows, records_per_chunk):
+                    count = min(records_per_chunk, rows - first)
+                    chunks.append({"file": name, "path": str(path), "format": kind,
+                                   "first_line": first + 1, "start": first, "end": first + count,
+                                   "count": count})
+        except OSError as error:
+            raise SolutionsError(f"{name}: cannot read: {error.strerror or error}") from None
+        except Exception as error:  # pyarrow raises its own types for a corrupt Parquet file
+            if kind == "parquet":
+                raise SolutionsError(f"{name}: not a readable Parquet file: {error}") from None
+            raise
+    return chunks
+
+
+def _raw_records(chunk: dict[str, Any]) -> Iterator[tuple[int, Any, str | None]]:
+    """(line, decoded object, parse error) for every record of ``chunk``."""
+    if chunk["format"] == "jsonl":
+        with open(chunk["path"], "rb") as handle:
+            handle.seek(chunk["start"])
+            data = handle.read(chunk["end"] - chunk["start"])
+        number = chunk["first_line"] - 1
+        emitted = 0
+        for raw in data.split(b"\n"):
+            number += 1
+            if not raw.strip():
+                continue
+            emitted += 1
+            if emitted > chunk["count"]:
+                return
+            try:
+                yield number, json.loads(raw), None
+            except (ValueError, UnicodeDecodeError) as error:
+                yield number, None, f"not valid JSON ({error})"
+        return
+    parquet = pq.ParquetFile(chunk["path"])
+    table = parquet.read().slice(chunk["start"], chunk["end"] - chunk["start"])
+    for offset, row in enumerate(table.to_pylist()):
+        yield chunk["start"] + offset + 1, row, None
+
+
+def _text(record: dict, field: str | None, required: bool) -> tuple[str | None, str | None]:
+    """(value, problem) of an optional or required text field."""
+    if field is None:
+        return None, None
+    value = record.get(field)
+    if value is None:
+        return None, f"missing field {field!r}" if required else None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and not required:
+        return str(value), None
+    if not isinstance(value, str):
+        return None, f"field {field!r} is {type(value).__name__}, expected text"
+    return value, None
+
+
+def read_chunk(chunk: dict[str, Any], fields: FieldMap, language: str | None,
+               language_field: str | None) -> Iterator[SolutionRecord]:
+    """The records of one chunk. ``language`` is the source's constant language, or
+    ``language_field`` names the field that holds each record's language."""
+    name = chunk["file"]
+    for line, record, problem in _raw_records(chunk):
+        base = {"file": name, "line": line}
+        if problem is None and not isinstance(record, dict):
+            problem = f"expected a JSON object, got {type(record).__name__}"
+        if problem is not None:
+            yield SolutionRecord(**base, error=f"{name}:{line}: {problem}")
+            continue
+        values: dict[str, str | None] = {}
+        problems = []
+        for attribute, required in (("prompt", True), ("tests", True), ("solution", False),
+                                    ("task_id", False), ("entry_point", False),
+                                    ("instruction", False)):
+            value, issue = _text(record, getattr(fields, attribute), required)
+            values[attribute] = value
+            if issue:
+                problems.append(issue)
+        record_language = language
+        unknown = None
+        if language_field is not None:
+            raw_language, issue = _text(record, language_field, True)
+            if issue:
+                problems.append(issue)
+            else:
+                try:
+                    record_language = parse_language(raw_language).value
+                except ValueError:
+                    record_language, unknown = None, raw_language
+        if problems:
+            yield SolutionRecord(**base, error=f"{name}:{line}: " + "; ".join(problems))
+            continue
+        yield SolutionRecord(
+            **base, task_id=values["task_id"], language=record_language,
+            prompt=values["prompt"] or "", solution=values["solution"] or "",
+            tests=values["tests"] or "", entry_point=values["entry_point"],
+            instruction=values["instruction"], unknown_language=unknown,
+        )

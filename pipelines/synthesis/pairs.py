@@ -1,0 +1,330 @@
+"""Turn correct solutions into verified preference pairs (the ``solutions`` source's stage).
+
+For each record: check it (malformed, no solution, unknown language, does not parse), run its
+own tests once, then
+
+* **bug injection** (Functional_Correctness): try seeded mutants in order; a mutant becomes the
+  rejected side only when its tests fail, crash or time out. Survivors (equivalent or untested
+  changes) and mutants that do not compile are kept as dropped rows, so run.json shows how many
+  mutants each verified pair cost;
+* **readability** (Readability_Maintainability): the degraded variant of
+  :mod:`pipelines.synthesis.readability`, kept when its structure is unchanged and its tests
+  still pass.
+
+Every row has :data:`pipelines.rows.WORK_SCHEMA`. Provenance: ``repo`` holds the solutions file
+as the manifest names it and ``path`` the record's task id (or ``line:N``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from codeprefs.schema import Aspect, Language, stable_id
+from pipelines.rows import Row, drop, empty_row, to_table
+from pipelines.sources.solutions import FieldMap, SolutionRecord, SolutionsError, read_chunk
+from pipelines.synthesis.code import Program, parse_program
+from pipelines.synthesis.harness import (
+    RunLimits,
+    assemble,
+    closing_suffix,
+    missing_commands,
+    user_code,
+)
+from pipelines.synthesis.instructions import task_instruction
+from pipelines.synthesis.mutations import VariantCheck, iter_mutants
+from pipelines.synthesis.readability import degrade, same_structure
+from pipelines.synthesis.sandbox import Sandbox
+from pipelines.synthesis.verify import Outcome, VariantTimeout, Verdict, Verifier
+
+log = logging.getLogger(__name__)
+
+SOURCE = "solutions"
+SOLUTION_STAGE = "solutions"
+VERIFY_STAGE = "verify"
+
+_SOLUTION_REASONS = {
+    Verdict.FAILED: "solution_fails_own_tests",
+    Verdict.TIMEOUT: "solution_timeout",
+    Verdict.LIMIT_EXCEEDED: "solution_limit_exceeded",
+    Verdict.COMPILE_ERROR: "solution_compile_error",
+    Verdict.COMPILE_TIMEOUT: "solution_compile_timeout",
+    Verdict.TOOLCHAIN_ERROR: "solution_toolchain_error",
+}
+_KILLED = {Verdict.FAILED: "mutant_failed", Verdict.TIMEOUT: "mutant_timeout",
+           Verdict.LIMIT_EXCEEDED: "mutant_limit_exceeded"}
+
+
+@dataclass(frozen=True)
+class _Task:
+    """A usable record: its language and how a shown side turns back into a runnable program."""
+
+    record: SolutionRecord
+    language: Language
+    suffix_chars: int  # closing brackets added for display (see harness.closing_suffix)
+    given: str  # the code before the solution (the prompt, joined)
+
+    def program(self, shown: str) -> str:
+        """The program to run for a shown side (original or variant): code, newline, tests."""
+        code = shown[:len(shown) - self.suffix_chars] if self.suffix_chars else shown
+        return assemble(self.language, code, self.record.tests, self.record.entry_point)
+
+
+_WARNED_ISOLATION: list[str] = []
+
+
+class ToolchainMissing(RuntimeError):
+    """A language's compiler or runtime is not installed and the manifest says to fail."""
+
+
+@dataclass(frozen=True)
+class BugInjectionSettings:
+    enabled: bool = True
+    mutants_per_solution: int = 3
+    max_mutants_tried: int | None = None  # None: 4 x mutants_per_solution
+    verify: str = "execute"  # or "none"
+    seed: int = 0
+    operators: tuple[str, ...] | None = None
+    on_missing_toolchain: str = "fail"  # or "skip": rows marked unverified:no_toolchain
+    subset: str = "bug-injection"
+
+    @property
+    def tries(self) -> int:
+        return self.max_mutants_tried or 4 * self.mutants_per_solution
+
+
+@dataclass(frozen=True)
+class ReadabilitySettings:
+    enabled: bool = False
+    verify: str = "execute"
+    on_missing_toolchain: str = "fail"
+    subset: str = "readability"
+
+
+@dataclass(frozen=True)
+class SandboxSettings:
+    isolation: str = "auto"
+    root: str | None = None
+    limits: RunLimits = RunLimits()
+    variant_timeout: VariantTimeout = VariantTimeout()
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    """How to read one solutions source's records."""
+
+    fields: FieldMap = FieldMap()
+    language: str | None = None  # a constant language...
+    language_field: str | None = None  # ...or the field holding it
+    on_error: str = "fail"  # a malformed record stops the build, or is counted ("skip")
+
+
+@dataclass
+class SolutionSynthesizer:
+    """Record in, rows out; builds its sandbox lazily, on the worker that uses it."""
+
+    bugs: BugInjectionSettings = BugInjectionSettings()
+    readability: ReadabilitySettings = ReadabilitySettings()
+    sandbox: SandboxSettings = SandboxSettings()
+    llm_bugs: Any = None  # an llm.LLMBugWriter: bugs written by an LLM instead of mutations
+    _verifier: Verifier | None = field(default=None, init=False, repr=False)
+
+    def __getstate__(self):  # ship settings to Ray workers, never a live sandbox
+        state = dict(self.__dict__)
+        state["_verifier"] = None
+        return state
+
+    @property
+    def verifier(self) -> Verifier:
+        if self._verifier is None:
+            box = Sandbox(self.sandbox.isolation, self.sandbox.root)
+            if box.isolation != "namespaces" and not _WARNED_ISOLATION:
+                _WARNED_ISOLATION.append(box.isolation)  # once per process
+                log.warning("sandbox isolation is %r: programs run with resource limits only, "
+                            "with network and file-system access", box.isolation)
+            self._verifier = Verifier(box, self.sandbox.limits, self.sandbox.variant_timeout)
+        return self._verifier
+
+    # -- one record ------------------------------------------------------------------------
+
+    def rows(self, record: SolutionRecord, on_error: str = "fail") -> list[Row]:
+        """Every row ``record`` yields: kept pairs and counted drops."""
+        if record.error is not None:
+            if on_error != "skip":
+                raise SolutionsError(f"malformed record {record.error}")
+            return [self._drop(record, SOLUTION_STAGE, "malformed_record", message=record.error)]
+        if record.unknown_language is not None:
+            return [self._drop(record, SOLUTION_STAGE, "unknown_language",
+                               message=f"{record.where}: language {record.unknown_language!r}")]
+        if not record.solution.strip():
+            return [self._drop(record, SOLUTION_STAGE, "no_solution")]
+        language = Language(record.language)
+        runnable = user_code(language, record.prompt, record.solution)
+        suffix = closing_suffix(language, runnable)
+        if suffix is None:
+            return [self._drop(record, SOLUTION_STAGE, "solution_syntax_error", chosen=runnable)]
+        code = runnable + suffix
+        encoded = code.encode("utf-8")
+        solution_end = len(runnable.encode("utf-8"))
+        span = (solution_end - len(record.solution.encode("utf-8")), solution_end)
+        program = parse_program(language, encoded, span)
+        if program is None:
+            return [self._drop(record, SOLUTION_STAGE, "solution_syntax_error", chosen=code)]
+        task = _Task(record, language, len(suffix), runnable[:len(runnable) - len(record.solution)])
+        unverified = self._unverified_reason(record, language)
+        original: Outcome | None = None
+        if unverified is None:
+            original = self.verifier.run(language, task.program(code))
+            if not original.passed:
+                return [self._drop(record, SOLUTION_STAGE, _SOLUTION_REASONS[original.verdict],
+                                   chosen=code, message=original.detail[-1000:] or None)]
+        instruction = task_instruction(language, record.prompt, record.instruction)
+        rows: list[Row] = []
+        if self.bugs.enabled:
+            rows += self._bug_pairs(task, program, instruction, original, unverified)
+        if self.readability.enabled:
+            rows += self._readability_pair(task, program, instruction, original, unverified)
+        return rows
+
+    def _unverified_reason(self, record: SolutionRecord, language: Language) -> str | None:
+        """None when the record is verified by execution, else the ``unverified:...`` label."""
+        modes = []
+        if self.bugs.enabled:
+            modes.append((self.bugs.verify, self.bugs.on_missing_toolchain))
+        if self.readability.enabled:
+            modes.append((self.readability.verify, self.readability.on_missing_toolchain))
+        if not any(verify == "execute" for verify, _ in modes):
+            return "unverified:disabled"
+        missing = missing_commands(language)
+        if not missing:
+            return None
+        if any(verify == "execute" and policy == "fail" for verify, policy in modes):
+            raise ToolchainMissing(
+                f"{language.value} toolchain missing ({', '.join(missing)} not installed), needed "
+                f"to verify {record.where}; install it (`make toolchains`) or set "
+                "synthesis.bug_injection.on_missing_toolchain: skip")
+        return "unverified:no_toolchain"
+
+    def _bug_pairs(self, task: _Task, program: Program, instruction: str,
+                   original: Outcome | None, unverified: str | None) -> list[Row]:
+        record, language, settings = task.record, task.language, self.bugs
+        verify = unverified is None and settings.verify == "execute"
+        label = unverified if not verify and unverified else "unverified:disabled"
+        wall_s = self.verifier.variant_wall_s(original) if verify and original else None
+        rows: list[Row] = []
+        kept = 0
+        code = program.source.decode("utf-8")
+        for index, (generator, rejected) in enumerate(self._variants(task, program, instruction)):
+            if index >= settings.tries or kept >= settings.mutants_per_solution:
+                break
+            row = self._pair(record, language, settings.subset, Aspect.FUNCTIONAL_CORRECTNESS,
+                             instruction, code, rejected, generator,
+                             ("mutation", generator, str(index)))
+            if not verify:
+                row["verification"] = label
+                kept += 1
+            else:
+                outcome = self.verifier.run(language, task.program(rejected), wall_s)
+                if outcome.verdict in _KILLED:
+                    row["verification"] = f"executed:{_KILLED[outcome.verdict]}"
+                    kept += 1
+                elif outcome.verdict == Verdict.PASSED:
+                    row["verification"] = "executed:mutant_passed"
+                    drop(row, VERIFY_STAGE, "mutant_survived")
+                elif outcome.verdict in (Verdict.COMPILE_ERROR, Verdict.COMPILE_TIMEOUT):
+                    drop(row, VERIFY_STAGE, "mutant_compile_error")
+                else:
+                    drop(row, VERIFY_STAGE, "mutant_toolchain_error")
+            rows.append(row)
+        if not rows:
+            rows.append(self._drop(record, VERIFY_STAGE, "no_mutant", chosen=code,
+                                   kind=("mutation",)))
+        return rows
+
+    def _variants(self, task: _Task, program: Program, instruction: str) -> Iterator[tuple[str, str]]:
+        """(generator, rejected code) candidates in the order they are tried."""
+        if self.llm_bugs is None:
+            for mutant in iter_mutants(program, self.bugs.seed, self.bugs.operators):
+                yield f"mutation:{mutant.operator}", mutant.source.decode("utf-8")
+            return
+        check = VariantCheck(program, new_names="untelling")
+        shown = program.source.decode("utf-8")
+        suffix = shown[len(shown) - task.suffix_chars:] if task.suffix_chars else ""
+        seen = {shown}
+        for solution in self.llm_bugs.propose(task.language.value, instruction, task.given,
+                                              task.record.solution, self.bugs.tries):
+            if solution is None:
+                continue
+            rejected = task.given + solution + suffix
+            if rejected not in seen and check.accepts(rejected.encode("utf-8")):
+                seen.add(rejected)
+                yield self.llm_bugs.name, rejected
+
+    def _readability_pair(self, task: _Task, program: Program, instruction: str,
+                          original: Outcome | None, unverified: str | None) -> list[Row]:
+        record, language, settings = task.record, task.language, self.readability
+        code = program.source.decode("utf-8")
+        degraded = degrade(program)
+        kind = ("readability",)
+        if degraded is None:
+            return [self._drop(record, VERIFY_STAGE, "readability_no_change", chosen=code, kind=kind)]
+        rejected = degraded.source.decode("utf-8")
+        row = self._pair(record, language, settings.subset, Aspect.READABILITY_MAINTAINABILITY,
+                         instruction, code, rejected, degraded.generator, kind)
+        reparsed = parse_program(language, degraded.source)
+        if reparsed is None or not same_structure(program, reparsed):
+            drop(row, VERIFY_STAGE, "readability_structure_changed")
+            return [row]
+        if unverified is not None or settings.verify != "execute":
+            row["verification"] = unverified if unverified else "unverified:disabled"
+            return [row]
+        wall_s = self.verifier.variant_wall_s(original) if original else None
+        outcome = self.verifier.run(language, task.program(rejected), wall_s)
+        if outcome.passed:
+            row["verification"] = "executed:behaviour_kept"
+        else:
+            drop(row, VERIFY_STAGE, "readability_behaviour_changed")
+        return [row]
+
+    # -- rows ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _pair(record: SolutionRecord, language: Language, subset: str, aspect: Aspect,
+              instruction: str, chosen: str, rejected: str, generator: str,
+              kind: tuple[str, ...]) -> Row:
+        row = empty_row()
+        row.update(
+            id=stable_id(record.file, record.key, *kind), source=SOURCE, subset=subset,
+            language=language.value, aspect=aspect.value, aspects=[aspect.value],
+            input=instruction, chosen=chosen, rejected=rejected, repo=record.file,
+            path=record.key, generator=generator, strict_syntax=True,
+        )
+        return row
+
+    def _drop(self, record: SolutionRecord, stage: str, reason: str, chosen: str | None = None,
+              message: str | None = None, kind: tuple[str, ...] = ("solution",)) -> Row:
+        row = empty_row()
+        subset = self.bugs.subset if self.bugs.enabled else self.readability.subset
+        row.update(id=stable_id(record.file, record.key, *kind), source=SOURCE, subset=subset,
+                   language=record.language, chosen=chosen, repo=record.file, path=record.key,
+                   generator="solution", message=message, strict_syntax=True)
+        drop(row, stage, reason)
+        return row
+
+
+class SynthesizeSolutions:
+    """Ray stage: one chunk of a solutions file in, the rows of its records out."""
+
+    def __init__(self, synthesizer: SolutionSynthesizer, source: SourceSettings) -> None:
+        self.synthesizer = synthesizer
+        self.source = source
+
+    def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
+        for chunk in batch.to_pylist():
+            for record in read_chunk(chunk, self.source.fields, self.source.language,
+                                     self.source.language_field):
+                yield to_table(self.synthesizer.rows(record, self.source.on_error))

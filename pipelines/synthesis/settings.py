@@ -1,0 +1,150 @@
+"""From the manifest's ``synthesis`` section to the objects the Ray stages run.
+
+:class:`SynthesisPlan` is built on the driver: it checks toolchains once (so a missing compiler
+is reported once, not per record), describes each solutions source for ``run.json`` and makes
+the picklable :class:`~pipelines.synthesis.pairs.SynthesizeSolutions` stage of each source.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from codeprefs.manifest import LanguageField, SolutionsSource, SynthesisConfig
+from codeprefs.schema import Language
+from pipelines.sources.solutions import FieldMap
+from pipelines.synthesis.harness import RunLimits, missing_commands
+from pipelines.synthesis.pairs import (
+    BugInjectionSettings,
+    ReadabilitySettings,
+    SandboxSettings,
+    SolutionSynthesizer,
+    SourceSettings,
+    SynthesizeSolutions,
+    ToolchainMissing,
+)
+from pipelines.synthesis.sandbox import Limits, detect_isolation
+from pipelines.synthesis.verify import VariantTimeout
+
+log = logging.getLogger(__name__)
+
+
+def sandbox_settings(config: SynthesisConfig) -> SandboxSettings:
+    box = config.sandbox
+    run = Limits(wall_s=box.run_timeout_s, cpu_s=max(1, int(box.run_timeout_s + 0.999)),
+                 memory_mb=box.memory_mb, output_kb=box.output_kb, processes=box.processes)
+    compile_limits = replace(RunLimits().compile, wall_s=box.compile_timeout_s,
+                             cpu_s=max(1, int(box.compile_timeout_s + 0.999)))
+    return SandboxSettings(isolation=box.isolation, root=box.root,
+                           limits=RunLimits(compile=compile_limits, run=run),
+                           variant_timeout=VariantTimeout(factor=box.variant_timeout_factor))
+
+
+class SynthesisPlan:
+    """The synthesis settings of one build, made once on the driver."""
+
+    def __init__(self, config: SynthesisConfig, cache_dir: Path) -> None:
+        self.config = config
+        self.cache_dir = cache_dir
+        self._warned: set[Language] = set()
+        self._warned_isolation = False
+
+    def _verifies(self) -> list[tuple[str, str]]:
+        """(what, on_missing_toolchain) for each enabled kind of pair that executes tests."""
+        bugs, readability = self.config.bug_injection, self.config.readability
+        kinds = []
+        if bugs.enabled and bugs.verify == "execute":
+            kinds.append(("bug_injection", bugs.on_missing_toolchain))
+        if readability.enabled and readability.verify == "execute":
+            kinds.append(("readability", readability.on_missing_toolchain))
+        return kinds
+
+    def check_toolchains(self, source: SolutionsSource) -> dict[str, list[str]]:
+        """Missing commands per language this source may need; raises when that must fail.
+
+        With a language field every language may appear, so all eight are checked; a missing
+        one then fails only when a record of that language turns up (on the worker).
+        """
+        kinds = self._verifies()
+        if not kinds:
+            return {}
+        constant = isinstance(source.language, str)
+        languages = [Language(source.language)] if constant else list(Language)
+        missing = {language.value: found for language in languages
+                   if (found := missing_commands(language))}
+        for name, commands in missing.items():
+            language = Language(name)
+            fail = any(policy == "fail" for _, policy in kinds)
+            if constant and fail:
+                raise ToolchainMissing(
+                    f"{name} toolchain missing ({', '.join(commands)} not installed); install it "
+                    "(`make toolchains`) or set synthesis.bug_injection.on_missing_toolchain: skip "
+                    "to keep the pairs marked unverified:no_toolchain")
+            if language not in self._warned:
+                self._warned.add(language)
+                action = ("records in it will fail the build" if fail
+                          else "its pairs are kept marked unverified:no_toolchain")
+                log.warning("%s toolchain missing (%s not installed): %s", name,
+                            ", ".join(commands), action)
+        return missing
+
+    def synthesizer(self, source: SolutionsSource) -> SolutionSynthesizer:
+        bugs, readability = self.config.bug_injection, self.config.readability
+        return SolutionSynthesizer(
+            bugs=BugInjectionSettings(
+                enabled=bugs.enabled, mutants_per_solution=bugs.mutants_per_solution,
+                max_mutants_tried=bugs.max_mutants_tried, verify=bugs.verify, seed=bugs.seed,
+                operators=tuple(bugs.operators) if bugs.operators else None,
+                on_missing_toolchain=bugs.on_missing_toolchain,
+                subset=source.subset or "bug-injection"),
+            readability=ReadabilitySettings(
+                enabled=readability.enabled, verify=readability.verify,
+                on_missing_toolchain=readability.on_missing_toolchain,
+                subset=source.subset or "readability"),
+            sandbox=sandbox_settings(self.config),
+            llm_bugs=self.llm_bug_writer() if bugs.backend == "llm" else None,
+        )
+
+    def llm_bug_writer(self):
+        from pipelines.synthesis.llm import ChatClient, LLMBugWriter
+
+        llm = self.config.llm
+        cache = Path(llm.cache_dir) if llm.cache_dir else self.cache_dir / "llm"
+        return LLMBugWriter(ChatClient.from_config(llm, cache))
+
+    @staticmethod
+    def source_settings(source: SolutionsSource) -> SourceSettings:
+        fields = source.fields
+        language_field = source.language.field if isinstance(source.language, LanguageField) else None
+        return SourceSettings(
+            fields=FieldMap(prompt=fields.prompt, solution=fields.solution, tests=fields.tests,
+                            task_id=fields.task_id, entry_point=fields.entry_point,
+                            instruction=fields.instruction),
+            language=None if language_field else source.language,
+            language_field=language_field, on_error=source.on_error)
+
+    def stage(self, source: SolutionsSource) -> SynthesizeSolutions:
+        return SynthesizeSolutions(self.synthesizer(source), self.source_settings(source))
+
+    def input_record(self, source: SolutionsSource, chunks: list[dict[str, Any]],
+                     missing: dict[str, list[str]]) -> dict[str, Any]:
+        """What run.json says about a solutions source."""
+        executes = bool(self._verifies())
+        isolation = self.config.sandbox.isolation
+        if executes and isolation == "auto":
+            isolation = detect_isolation()
+            if isolation != "namespaces" and not self._warned_isolation:
+                self._warned_isolation = True
+                log.warning("programs will run with resource limits only (no network or "
+                            "file-system isolation): namespaces need root and util-linux unshare")
+        return {
+            "type": source.type, "paths": list(source.path),
+            "language": source.language if isinstance(source.language, str)
+            else {"field": source.language.field},
+            "harness": source.harness, "records": sum(chunk["count"] for chunk in chunks),
+            "tasks": len(chunks), "status": "ok",
+            "toolchains_missing": missing,
+            "sandbox_isolation": isolation if executes else None,
+        }

@@ -1,0 +1,93 @@
+"""Execution verification: run a program against its tests in the sandbox and name the outcome.
+
+The original solution runs once; its run time then sets a tighter wall-clock limit for its
+variants (a mutant that loops forever is stopped after a few multiples of the original's time,
+not after the full limit). A variant *fails* when its tests fail, it crashes, it times out or it
+breaks a resource limit; a variant that does not compile is reported as such, never as a
+failure, so a pair is never "the rejected side does not build".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+from codeprefs.schema import Language
+from pipelines.synthesis.harness import RunLimits, build_job
+from pipelines.synthesis.sandbox import Sandbox, StepResult
+
+
+class Verdict(StrEnum):
+    PASSED = "passed"
+    FAILED = "failed"  # non-zero exit, failed assertion, crash
+    TIMEOUT = "timeout"  # wall-clock or CPU limit
+    LIMIT_EXCEEDED = "limit_exceeded"  # output or file-size limit
+    COMPILE_ERROR = "compile_error"
+    COMPILE_TIMEOUT = "compile_timeout"
+    TOOLCHAIN_ERROR = "toolchain_error"  # a command could not start
+
+
+@dataclass(frozen=True)
+class Outcome:
+    verdict: Verdict
+    run_wall_s: float  # of the run step (0 when it did not run)
+    detail: str = ""  # the tail of the failing step's stderr, for debugging
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict == Verdict.PASSED
+
+
+def classify(results: list[StepResult]) -> Outcome:
+    """The outcome of a job from its step results (compile steps first, ``run`` last)."""
+    for result in results:
+        if result.status == "launch_error":
+            return Outcome(Verdict.TOOLCHAIN_ERROR, 0.0, result.stderr)
+        if result.name != "run" and not result.ok:
+            verdict = Verdict.COMPILE_TIMEOUT if result.status in ("timeout", "cpu_limit") \
+                else Verdict.COMPILE_ERROR
+            return Outcome(verdict, 0.0, result.stderr[-2000:])
+    run = results[-1]
+    verdict = {
+        "ok": Verdict.PASSED, "exit": Verdict.FAILED, "signal": Verdict.FAILED,
+        "timeout": Verdict.TIMEOUT, "cpu_limit": Verdict.TIMEOUT,
+        "output_limit": Verdict.LIMIT_EXCEEDED, "file_limit": Verdict.LIMIT_EXCEEDED,
+    }.get(run.status, Verdict.FAILED)
+    return Outcome(verdict, run.wall_s, "" if verdict == Verdict.PASSED else run.stderr[-2000:])
+
+
+@dataclass(frozen=True)
+class VariantTimeout:
+    """Wall-clock limit of a variant: ``factor`` x the original's run time plus ``slack_s``,
+    at least ``minimum_s`` and at most the run limit."""
+
+    factor: float = 5.0
+    slack_s: float = 1.0
+    minimum_s: float = 2.0
+
+    def for_original(self, original_wall_s: float, limit_s: float) -> float:
+        return min(limit_s, max(self.minimum_s, self.factor * original_wall_s + self.slack_s))
+
+
+class Verifier:
+    """Runs programs in a :class:`Sandbox` with the limits of one synthesis configuration."""
+
+    def __init__(self, sandbox: Sandbox, limits: RunLimits = RunLimits(),
+                 variant_timeout: VariantTimeout = VariantTimeout()) -> None:
+        self.sandbox = sandbox
+        self.limits = limits
+        self.variant_timeout = variant_timeout
+
+    def run(self, language: Language, program: str, wall_s: float | None = None) -> Outcome:
+        """Build and run ``program``; ``wall_s`` overrides the run step's wall-clock limit."""
+        limits = self.limits
+        if wall_s is not None:
+            cpu = max(1, int(wall_s + 0.999))
+            limits = replace(limits, run=replace(limits.run, wall_s=wall_s,
+                                                 cpu_s=min(limits.run.cpu_s, cpu)))
+        with self.sandbox.slot() as slot:
+            job = build_job(language, program, self.sandbox, slot, limits)
+            return classify(self.sandbox.run(job.files, job.steps, slot=slot))
+
+    def variant_wall_s(self, original: Outcome) -> float:
+        return self.variant_timeout.for_original(original.run_wall_s, self.limits.run.wall_s)

@@ -1,0 +1,209 @@
+"""From solution records to verified rows: what is kept, what is dropped and why."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from codeprefs.manifest import parse_manifest
+from codeprefs.schema import Language
+from pipelines.sources.solutions import FieldMap, SolutionRecord, SolutionsError, plan_chunks, read_chunk
+from pipelines.synthesis import harness
+from pipelines.synthesis.harness import RunLimits
+from pipelines.synthesis.pairs import (
+    BugInjectionSettings,
+    ReadabilitySettings,
+    SandboxSettings,
+    SolutionSynthesizer,
+    ToolchainMissing,
+)
+from pipelines.synthesis.sandbox import Limits, detect_isolation
+from pipelines.synthesis.settings import SynthesisPlan
+
+FAST = SandboxSettings(limits=RunLimits(run=Limits(wall_s=3, cpu_s=3, output_kb=256)))
+
+CLAMP = SolutionRecord(
+    file="clamp.jsonl", line=1, task_id="clamp/0", language="Python",
+    prompt="def clamp(x):\n    \"\"\"x when it is not negative, else 0.\"\"\"\n",
+    solution="    if x >= 0:\n        return x\n    return 0\n",
+    tests="assert clamp(5) == 5\nassert clamp(-3) == 0\n",
+)
+
+
+def synthesizer(operators=None, mutants=3, readability=False, verify="execute", **bugs) -> SolutionSynthesizer:
+    return SolutionSynthesizer(
+        bugs=BugInjectionSettings(mutants_per_solution=mutants, seed=7, verify=verify,
+                                  operators=tuple(operators) if operators else None, **bugs),
+        readability=ReadabilitySettings(enabled=readability), sandbox=FAST)
+
+
+def kept(rows):
+    return [row for row in rows if row["drop_reason"] is None]
+
+
+def reasons(rows):
+    return sorted((row["drop_stage"], row["drop_reason"]) for row in rows if row["drop_reason"])
+
+
+def test_an_equivalent_mutant_survives_its_tests_and_is_dropped():
+    # x >= 0 -> x > 0 changes nothing: at x == 0 both branches return 0.
+    rows = synthesizer(["relational_boundary"]).rows(CLAMP)
+    assert len(rows) == 1
+    [row] = rows
+    assert "if x > 0:" in row["rejected"]
+    assert (row["drop_stage"], row["drop_reason"]) == ("verify", "mutant_survived")
+    assert row["verification"] == "executed:mutant_passed"
+
+
+def test_only_mutants_the_tests_kill_are_kept():
+    rows = synthesizer(["change_return", "relational_boundary"], mutants=5).rows(CLAMP)
+    pairs = kept(rows)
+    assert {row["generator"] for row in pairs} == {"mutation:change_return"}
+    assert len(pairs) == 2  # return x -> None, return 0 -> 1
+    for row in pairs:
+        assert row["verification"] == "executed:mutant_failed"
+        assert row["chosen"] == CLAMP.prompt + CLAMP.solution
+        assert row["rejected"] != row["chosen"]
+        assert row["aspect"] == "Functional_Correctness" and row["aspects"] == ["Functional_Correctness"]
+        assert (row["source"], row["subset"], row["repo"], row["path"]) == \
+            ("solutions", "bug-injection", "clamp.jsonl", "clamp/0")
+        assert row["strict_syntax"] is True
+        assert "def clamp(x):" in row["input"]
+    assert reasons(rows) == [("verify", "mutant_survived")]
+
+
+def test_rows_are_the_same_on_every_run():
+    first = synthesizer().rows(CLAMP)
+    second = synthesizer().rows(CLAMP)
+    assert [(r["id"], r["rejected"], r["drop_reason"]) for r in first] == \
+        [(r["id"], r["rejected"], r["drop_reason"]) for r in second]
+    assert len({r["id"] for r in first}) == len(first)
+
+
+def test_solutions_that_fail_their_own_tests_are_dropped_with_the_reason():
+    wrong = replace(CLAMP, solution="    return x\n")
+    [row] = synthesizer().rows(wrong)
+    assert (row["drop_stage"], row["drop_reason"]) == ("solutions", "solution_fails_own_tests")
+    assert "AssertionError" in row["message"]
+
+
+@pytest.mark.parametrize("solution, reason", [
+    ("    while True:\n        pass\n", "solution_timeout"),
+    ("    while True:\n        print('spam' * 100)\n", "solution_limit_exceeded"),
+    ("    import os\n    os.fork() or os.fork()\n    return max(x, 0)\n", None),
+])
+def test_hostile_solutions_are_contained_and_counted(solution, reason):
+    rows = synthesizer(["change_return"], mutants=1).rows(replace(CLAMP, solution=solution))
+    if reason is None:  # forks a few processes and passes: they are killed with the job
+        assert kept(rows)
+        return
+    [row] = rows
+    assert (row["drop_stage"], row["drop_reason"]) == ("solutions", reason)
+
+
+@pytest.mark.skipif(detect_isolation() != "namespaces", reason="needs namespaces isolation")
+def test_a_solution_writing_outside_its_folder_fails_its_tests():
+    solution = ("    open('/tmp/codeprefs-pairs-escape', 'w').write('x')\n"
+                "    return max(x, 0)\n")
+    [row] = synthesizer().rows(replace(CLAMP, solution=solution))
+    assert row["drop_reason"] == "solution_fails_own_tests"
+    assert "Read-only file system" in row["message"]
+    assert not Path("/tmp/codeprefs-pairs-escape").exists()
+
+
+def test_readability_pairs_keep_behaviour_and_are_dropped_when_it_changes():
+    record = replace(CLAMP, solution="    # keep non-negative values\n    result = x if x >= 0 else 0\n"
+                                     "    return result\n")
+    rows = synthesizer(readability=True, enabled=False).rows(record)
+    [row] = rows
+    assert row["drop_reason"] is None
+    assert row["aspect"] == "Readability_Maintainability"
+    assert row["generator"] == "readability:rename+strip"
+    assert row["verification"] == "executed:behaviour_kept"
+    assert "# keep" not in row["rejected"] and "result" not in row["rejected"]
+    assert row["subset"] == "readability"
+    # eval("result") reads the variable by its name: renaming it changes behaviour
+    fragile = replace(CLAMP, solution="    result = x if x >= 0 else 0\n    return eval('result')\n")
+    [row] = synthesizer(readability=True, enabled=False).rows(fragile)
+    assert (row["drop_stage"], row["drop_reason"]) == ("verify", "readability_behaviour_changed")
+
+
+def test_verify_none_keeps_mutants_unverified_without_running_anything():
+    broken = replace(CLAMP, tests="raise SystemExit(1)\n")  # would fail if it ran
+    rows = synthesizer(verify="none").rows(broken)
+    assert len(kept(rows)) == 3
+    assert {row["verification"] for row in rows} == {"unverified:disabled"}
+
+
+def test_a_missing_toolchain_marks_rows_unverified_or_fails(monkeypatch, caplog):
+    monkeypatch.setitem(harness.REQUIRED_COMMANDS, Language.PYTHON, ("codeprefs-no-python",))
+    rows = synthesizer(on_missing_toolchain="skip").rows(CLAMP)
+    assert len(kept(rows)) == 3
+    assert {row["verification"] for row in rows} == {"unverified:no_toolchain"}
+    with pytest.raises(ToolchainMissing, match="codeprefs-no-python"):
+        synthesizer(on_missing_toolchain="fail").rows(CLAMP)
+    manifest = parse_manifest({"name": "t", "sources": [
+        {"type": "solutions", "path": __file__, "language": "Python", "format": "jsonl"}]}, Path("/"))
+    with pytest.raises(ToolchainMissing, match="Python toolchain missing"):
+        SynthesisPlan(manifest.synthesis, Path("/tmp")).check_toolchains(manifest.sources[0])
+    skipping = parse_manifest({"name": "t", "sources": [
+        {"type": "solutions", "path": __file__, "language": {"field": "lang"}, "format": "jsonl"}],
+        "synthesis": {"bug_injection": {"on_missing_toolchain": "skip"}}}, Path("/"))
+    plan = SynthesisPlan(skipping.synthesis, Path("/tmp"))
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):
+            missing = plan.check_toolchains(skipping.sources[0])
+    assert missing == {"Python": ["codeprefs-no-python"]}
+    assert sum("Python toolchain missing" in message for message in caplog.messages) == 1
+
+
+def test_malformed_records_name_their_file_and_line(tmp_path):
+    path = tmp_path / "tasks.jsonl"
+    good = {"task_id": "t/1", "prompt": CLAMP.prompt, "canonical_solution": CLAMP.solution,
+            "test": CLAMP.tests}
+    path.write_text("\n".join([
+        json.dumps(good),
+        "{not json",
+        json.dumps({"prompt": "x"}),
+        json.dumps({**good, "test": 42}),
+        "",
+        json.dumps([1, 2]),
+        json.dumps({**good, "task_id": "t/6", "canonical_solution": None}),
+    ]) + "\n")
+    [chunk] = plan_chunks([("data/tasks.jsonl", path)], records_per_chunk=100)
+    records = list(read_chunk(chunk, FieldMap(), "Python", None))
+    assert [(r.line, r.error) for r in records] == [
+        (1, None),
+        (2, "data/tasks.jsonl:2: not valid JSON (Expecting property name enclosed in double quotes: "
+            "line 1 column 2 (char 1))"),
+        (3, "data/tasks.jsonl:3: missing field 'test'"),
+        (4, "data/tasks.jsonl:4: field 'test' is int, expected text"),
+        (6, "data/tasks.jsonl:6: expected a JSON object, got list"),
+        (7, None),
+    ]
+    with pytest.raises(SolutionsError, match="data/tasks.jsonl:2"):
+        synthesizer().rows(records[1])
+    [row] = synthesizer().rows(records[1], on_error="skip")
+    assert (row["drop_stage"], row["drop_reason"]) == ("solutions", "malformed_record")
+    assert row["message"].startswith("data/tasks.jsonl:2:")
+    [row] = synthesizer().rows(records[-1])
+    assert (row["drop_reason"], row["path"]) == ("no_solution", "t/6")
+
+
+def test_chunks_cover_every_record_once(tmp_path):
+    path = tmp_path / "many.jsonl"
+    path.write_text("".join(json.dumps({"prompt": f"p{i}", "test": "t", "canonical_solution": "s",
+                                        "lang": "py" if i % 2 else "Ruby"}) + "\n"
+                            for i in range(10)))
+    chunks = plan_chunks([("many.jsonl", path)], records_per_chunk=3)
+    assert [chunk["count"] for chunk in chunks] == [3, 3, 3, 1]
+    records = [r for chunk in chunks for r in read_chunk(chunk, FieldMap(), None, "lang")]
+    assert [r.prompt for r in records] == [f"p{i}" for i in range(10)]
+    assert [r.language for r in records[:2]] == ["Ruby", "Python"]
+    assert [r.key for r in records[:2]] == ["line:1", "line:2"]
+    capped = plan_chunks([("many.jsonl", path)], records_per_chunk=4, max_records=5)
+    assert sum(chunk["count"] for chunk in capped) == 5
