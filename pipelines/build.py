@@ -13,7 +13,6 @@ import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from collections import Counter
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,13 +31,12 @@ from pipelines.shards import (
     shard_name,
     write_parquet_atomic,
 )
-from pipelines.sources.dataset import DatasetRules, file_chunks, known_columns, plan_dataset
-from pipelines.sources.export import ExportRules, load_allowlist
+from pipelines.sources.dataset import DatasetRules
+from pipelines.sources.export import ExportRules
+from pipelines.sources.fileplan import FilePlan, plan_file_sources
 from pipelines.sources.gitrepo import GitError, RepoSpec, ResolvedRepo, resolve
-from pipelines.sources.records import FileChunk, plan_chunks
 from pipelines.sources.remote import ClusterHostSlots, FetchSettings
 from pipelines.splits import SplitRule, training_repositories
-from pipelines.shards import file_sha256
 from pipelines.steps import (
     AssemblePairs,
     Chain,
@@ -89,90 +87,6 @@ def _input_record(source: GitSource, repo: ResolvedRepo | None, error: str | Non
                 "sha": None, "status": "error", "error": error}
     return {"type": source.type, "repo": repo.spec.name, "kind": repo.spec.kind, "rev": repo.rev,
             "sha": repo.sha, "status": repo.status}
-
-
-@dataclass
-class FilePlan:
-    """An export or dataset source made ready before any Ray work: its chunks and fingerprints."""
-
-    index: int
-    source: ExportSource | DatasetSource
-    chunks: list[FileChunk] = field(default_factory=list)
-    inputs: list[dict[str, Any]] = field(default_factory=list)
-    allowlists: tuple[tuple[str, str], ...] | None = None  # (language, absolute path)
-
-
-def _fingerprint(kind: str, label: str, path: Path, **extra: Any) -> dict[str, Any]:
-    return {"type": kind, "path": label, "bytes": path.stat().st_size, "sha256": file_sha256(path),
-            **extra}
-
-
-def plan_file_sources(manifest: Manifest, workers: int = 8) -> list[FilePlan]:
-    """Chunk and fingerprint the files of every export and dataset source (metadata only).
-
-    Raises :class:`BuildError` naming the source and file that is missing or unreadable.
-    """
-    plans = []
-    for index, source in enumerate(manifest.sources):
-        if isinstance(source, GitSource):
-            continue
-        try:
-            if isinstance(source, ExportSource):
-                plans.append(_plan_export(index, source, manifest.base_dir))
-            else:
-                plans.append(_plan_dataset(index, source, manifest.base_dir))
-        except (ValueError, OSError) as error:
-            raise BuildError(f"sources.{index}: {error}") from None
-
-    def fingerprint(job: tuple[dict[str, Any], Path]) -> dict[str, Any]:
-        record, path = job
-        return {**record, **_fingerprint(record["type"], record["path"], path)}
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for plan in plans:
-            plan.inputs = list(pool.map(fingerprint, plan.inputs))
-    return plans
-
-
-def _resolve(written: str, base_dir: Path) -> Path:
-    path = Path(written).expanduser()
-    return path if path.is_absolute() else base_dir / path
-
-
-def _plan_export(index: int, source: ExportSource, base_dir: Path) -> FilePlan:
-    plan = FilePlan(index, source)
-    for written in source.path:
-        path = _resolve(written, base_dir)
-        if not path.is_file():
-            raise ValueError(f"path: no such export file: {written}")
-        plan.chunks += plan_chunks(str(path), written)
-        plan.inputs.append(({"type": "export", "path": written}, path))
-    if source.allowlists is not None:
-        allowlists = []
-        for language, written in source.allowlists.items():
-            path = _resolve(written, base_dir)
-            repos = len(load_allowlist(str(path)))  # fails here, naming the file, if malformed
-            allowlists.append((language, str(path)))
-            plan.inputs.append(({"type": "allowlist", "language": language, "path": written,
-                                 "repos": repos}, path))
-        plan.allowlists = tuple(allowlists)
-    return plan
-
-
-def _plan_dataset(index: int, source: DatasetSource, base_dir: Path) -> FilePlan:
-    plan = FilePlan(index, source)
-    files = plan_dataset(source, base_dir)
-    needed = DatasetRules.from_source(source).needed_columns()
-    for file in files:
-        columns = known_columns(file)
-        missing = sorted(needed - set(columns)) if columns is not None else []
-        if missing:
-            raise ValueError(f"{file.label}: no column {', '.join(missing)} (it has {columns}); "
-                             "map ours to theirs with `columns:`, or give language/aspect constants")
-        extra = {"name": source.name, "split": source.split} if source.name else {}
-        plan.inputs.append(({"type": "dataset", "path": file.label, **extra}, Path(file.path)))
-    plan.chunks = file_chunks(files)
-    return plan
 
 
 def _listing(plan: FilePlan, rules: Any):
@@ -278,7 +192,10 @@ def build(manifest: Manifest, output: str | Path, manifest_path: str | None = No
     """Run the whole build; returns the run record also written to ``<output>/run.json``."""
     started = time.time()
     pinned = resolve_inputs(manifest)  # fail on a missing or corrupt input before any work
-    plans = plan_file_sources(manifest)  # export and dataset files: chunks and fingerprints
+    try:  # export and dataset files: chunks and fingerprints, from metadata only
+        plans = plan_file_sources(manifest)
+    except ValueError as error:
+        raise BuildError(str(error)) from None
     output_dir = Path(output).expanduser().resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
     inputs = []

@@ -106,13 +106,31 @@ def repository_times(batch: pa.Table) -> pa.Table:
 
 def training_repositories(listings: list[Dataset], train_before: int) -> frozenset[str]:
     """The repositories whose earliest commit in ``listings`` is before ``train_before``."""
+    from ray.data.context import DataContext, ShuffleStrategy
+
     if not listings:
         return frozenset()
-    pairs = [listing.map_batches(repository_times, batch_format="pyarrow") for listing in listings]
-    union = pairs[0].union(*pairs[1:]) if len(pairs) > 1 else pairs[0]
-    earliest = union.groupby("repository").min("unix_time")
-    found = earliest.map_batches(_before, fn_kwargs={"cutoff": train_before}, batch_format="pyarrow")
-    return frozenset(row["repository"] for row in found.take_all())
+    context = DataContext.get_current()
+    default = context.shuffle_strategy
+    # A task-based sort shuffle: the hash shuffle starts aggregator actors for every groupby,
+    # which costs seconds, and the result here is one small row per repository.
+    context.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
+    try:
+        pairs = [listing.map_batches(repository_times, batch_format="pyarrow") for listing in listings]
+        union = pairs[0].union(*pairs[1:]) if len(pairs) > 1 else pairs[0]
+        earliest = union.groupby("repository", num_partitions=_partitions()).min("unix_time")
+        found = earliest.map_batches(_before, fn_kwargs={"cutoff": train_before},
+                                     batch_format="pyarrow")
+        return frozenset(row["repository"] for row in found.take_all())
+    finally:
+        context.shuffle_strategy = default
+
+
+def _partitions() -> int:
+    """One shuffle partition per CPU of the cluster (Ray's default of hundreds is slow here)."""
+    import ray
+
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
 def _before(batch: pa.Table, cutoff: int) -> pa.Table:

@@ -45,7 +45,15 @@ from pipelines.sources.gitrepo import (
     read_blobs,
 )
 from pipelines.sources.records import FileChunk, Malformed, read_records
-from pipelines.sources.remote import FetchSettings, HostSlots, Located, RemoteCache, Retriever, Slots
+from pipelines.sources.remote import (
+    FetchSettings,
+    HostSlots,
+    Located,
+    RemoteCache,
+    Retrieved,
+    Retriever,
+    Slots,
+)
 from pipelines.splits import SplitRule, row_repositories
 
 
@@ -313,10 +321,12 @@ class ReadContents(Step):
 class FetchContents(Step):
     """Get each exported commit from its remotes, then read both file versions.
 
-    Commits are retrieved through :class:`~pipelines.sources.remote.Retriever` (cache first,
-    then ``git fetch --depth=2`` from each allowed repository of the row's ``repos`` in turn),
-    ``max_concurrent`` at a time in threads, each distinct commit once per batch. Then the file
-    is located with ``git diff-tree`` against the parent and read as in :class:`ReadContents`.
+    Commits are retrieved through :class:`~pipelines.sources.remote.Retriever`, each distinct
+    commit once per batch, ``max_concurrent`` git commands at a time in threads: the caches
+    first; then one fetch per repository for the commits of the batch it would be asked for
+    first; then, for what is still missing, ``git fetch --depth=2`` from each allowed
+    repository of the row's ``repos`` in turn. The file is then located with ``git diff-tree``
+    against the parent and read as in :class:`ReadContents`.
     Drops: ``repo_vanished``, ``commit_not_found``, ``fetch_timeout``, ``fetch_failed``,
     ``root_commit``, ``file_missing`` (the commit did not modify the file),
     ``not_regular_file``, ``read_error``, and those of :class:`ReadContents`.
@@ -342,15 +352,24 @@ class FetchContents(Step):
             return rows
         retriever = Retriever(self.settings, RemoteCache(self.cache_dir),
                               self.slots or HostSlots(self.settings.max_concurrent))
-        workers = min(self.settings.max_concurrent, len(groups))
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            for _ in pool.map(lambda group: self._commit(retriever, *group), groups.items()):
-                pass
+        keys = list(groups)
+        with ThreadPoolExecutor(max_workers=min(self.settings.max_concurrent, len(keys))) as pool:
+            cached = dict(zip(keys, pool.map(lambda key: retriever.cached(key[0], list(key[1])), keys)))
+            wanted: dict[str, list[str]] = defaultdict(list)  # repository -> commits to fetch
+            for (sha, candidates), located in cached.items():
+                first = None if located else retriever.first_to_try(sha, list(candidates))
+                if first is not None:
+                    wanted[first].append(sha)
+            batches = [(repo, shas) for repo, shas in wanted.items()
+                       if len(shas) > 1 and self.settings.batch > 1]
+            list(pool.map(lambda batch: retriever.prefetch(*batch), batches))
+            list(pool.map(lambda key: self._commit(retriever, key, groups[key], cached[key]), keys))
         return ReadContents(self.max_bytes).run(rows)
 
-    def _commit(self, retriever: Retriever, key: tuple[str, tuple[str, ...]], rows: list[Row]) -> None:
+    def _commit(self, retriever: Retriever, key: tuple[str, tuple[str, ...]], rows: list[Row],
+                located: Located | None) -> None:
         sha, candidates = key
-        found = retriever.retrieve(sha, list(candidates))
+        found = Retrieved(located) if located else retriever.retrieve(sha, list(candidates))
         for row in rows:
             if found.located is None:
                 drop(row, self.stage, found.reason or "fetch_failed")

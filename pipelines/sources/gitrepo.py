@@ -365,16 +365,16 @@ def init_bare(target: Path, what: str) -> Path:
     return target
 
 
-def fetch_commit(git_dir: Path, url: str, sha: str, *, what: str, depth: int = 2,
-                 timeout: float = 120) -> None:
-    """Fetch commit ``sha`` and ``depth - 1`` ancestors from ``url`` into ``git_dir``.
+def fetch_commits(git_dir: Path, url: str, shas: list[str], *, what: str, depth: int = 2,
+                  timeout: float = 120) -> None:
+    """Fetch commits ``shas`` and ``depth - 1`` ancestors of each from ``url`` into ``git_dir``.
 
-    No ref and no FETCH_HEAD are written (the objects are the cache). Raises
-    :class:`GitTimeout` past ``timeout`` seconds and :class:`GitError` (with git's stderr) when
-    the remote refuses.
+    One command for all of them (it fails as a whole if the remote lacks any). No ref and no
+    FETCH_HEAD are written (the objects are the cache). Raises :class:`GitTimeout` past
+    ``timeout`` seconds and :class:`GitError` (with git's stderr) when the remote refuses.
     """
     run_git(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules",
-             f"--depth={depth}", "--", url, sha],
+             f"--depth={depth}", "--", url, *shas],
             git_dir=git_dir, what=what, timeout=timeout, config=FETCH_CONFIG)
 
 

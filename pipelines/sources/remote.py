@@ -18,6 +18,8 @@ parent), run under a time limit that kills it, in a per-repository file lock (co
 into one repository would race on its ``shallow`` file) and in one of ``max_concurrent`` slots of
 the remote's host. Transient failures (time-outs, network errors) are retried with exponential
 backoff; permanent ones (``repo_vanished``, ``commit_not_found``) are recorded and not retried.
+:meth:`Retriever.prefetch` first asks one repository for many commits in one command (one
+connection and one pack instead of one per commit); whatever it did not get goes the way above.
 
 Host slots: :class:`HostSlots` bounds the fetches of one process; :class:`ClusterHostSlots`
 bounds them across a Ray cluster through one small actor that leases slots (a lease expires
@@ -40,7 +42,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from pipelines.sources.gitrepo import GitError, GitTimeout, fetch_commit, init_bare, run_git
+from pipelines.sources.gitrepo import GitError, GitTimeout, fetch_commits, init_bare, run_git
 
 REPO_VANISHED = "repo_vanished"
 COMMIT_NOT_FOUND = "commit_not_found"
@@ -97,6 +99,7 @@ class FetchSettings:
     backoff_s: float = 1.0
     max_repo_tries: int = 3
     max_concurrent: int = 8  # per host
+    batch: int = 64  # commits asked of one repository in one fetch (1: one fetch per commit)
 
 
 @dataclass(frozen=True)
@@ -296,17 +299,63 @@ class Retriever:
         self.cache = cache
         self.slots = slots
 
-    def retrieve(self, sha: str, repos: list[str]) -> Retrieved:
-        """Find or fetch commit ``sha`` from the first of ``repos`` (in order) that has it."""
-        candidates = repos[: self.settings.max_repo_tries]
-        targets = [(repo, host_of(remote_url(self.settings.remote, repo))) for repo in candidates]
-        for repo, host in targets:  # a cache that has it already: no network at all
+    def _targets(self, repos: list[str]) -> list[tuple[str, str]]:
+        """(repository, host) of the first ``max_repo_tries`` repositories."""
+        return [(repo, host_of(remote_url(self.settings.remote, repo)))
+                for repo in repos[: self.settings.max_repo_tries]]
+
+    def cached(self, sha: str, repos: list[str]) -> Located | None:
+        """Commit ``sha`` from the cache of any of ``repos``, without network work."""
+        for repo, host in self._targets(repos):
             located = locate(self.cache.git_dir(host, repo), repo, sha)
             if located is not None:
-                return Retrieved(located)
+                return located
+        return None
+
+    def first_to_try(self, sha: str, repos: list[str]) -> str | None:
+        """The repository a fetch of ``sha`` would try first (none recorded as failing for it)."""
+        for repo, host in self._targets(repos):
+            if self.cache.known_failure(host, repo, sha) is None:
+                return repo
+        return None
+
+    def prefetch(self, repo: str, shas: list[str]) -> None:
+        """Fetch many commits of one repository with one command per ``batch`` of them.
+
+        Best effort and never retried: :meth:`retrieve` then finds the commits this fetched in
+        the cache and fetches the others one by one (one missing commit fails a whole batch).
+        A repository found gone is recorded, so that no single fetch tries it again.
+        """
+        host = host_of(remote_url(self.settings.remote, repo))
+        url = remote_url(self.settings.remote, repo)
+        git_dir = init_bare(self.cache.git_dir(host, repo), repo)
+        batch = max(1, self.settings.batch)
+        for start in range(0, len(shas), batch):
+            chunk = shas[start : start + batch]
+            with self.cache.locked(git_dir):
+                try:
+                    with self.slots.slot(host):
+                        fetch_commits(git_dir, url, chunk, what=repo, timeout=self.settings.timeout_s)
+                    outcome, detail = "ok", ""
+                except GitTimeout as error:
+                    outcome, detail = FETCH_TIMEOUT, str(error)
+                except GitError as error:
+                    outcome, detail = classify_failure(error.stderr or str(error)), str(error)
+                self.cache.log_fetch(repo, ",".join(chunk), f"batch:{outcome}")
+            if outcome == REPO_VANISHED:
+                self.cache.remember_failure(host, repo, chunk[0], outcome, detail)
+                return
+            if outcome == FETCH_TIMEOUT:  # a slow remote: leave the rest to retrieve()
+                return
+
+    def retrieve(self, sha: str, repos: list[str]) -> Retrieved:
+        """Find or fetch commit ``sha`` from the first of ``repos`` (in order) that has it."""
+        located = self.cached(sha, repos)  # a cache that has it already: no network at all
+        if located is not None:
+            return Retrieved(located)
         reasons: list[str] = []
         fetches = 0
-        for repo, host in targets:
+        for repo, host in self._targets(repos):
             known = self.cache.known_failure(host, repo, sha)
             if known is not None:
                 reasons.append(known)
@@ -335,7 +384,7 @@ class Retriever:
                 attempts += 1
                 try:
                     with self.slots.slot(host):
-                        fetch_commit(git_dir, url, sha, what=repo, timeout=settings.timeout_s)
+                        fetch_commits(git_dir, url, [sha], what=repo, timeout=settings.timeout_s)
                 except GitTimeout as error:
                     reason, detail = FETCH_TIMEOUT, str(error)
                 except GitError as error:
