@@ -46,6 +46,7 @@ from pipelines.steps import (
     ListCommits,
     ListRecords,
     ReadContents,
+    RecordRules,
     SplitCommits,
     Step,
     ValidatePairs,
@@ -89,7 +90,8 @@ def _input_record(source: GitSource, repo: ResolvedRepo | None, error: str | Non
             "sha": repo.sha, "status": repo.status}
 
 
-def _listing(plan: FilePlan, rules: Any):
+def _listing(plan: FilePlan, rules: RecordRules):
+    """One ``ListRecords`` task per chunk of the source's files."""
     import ray.data
 
     return ray.data.from_items([chunk.to_item() for chunk in plan.chunks],

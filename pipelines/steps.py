@@ -343,7 +343,7 @@ class FetchContents(Step):
         self.slots = slots  # None: a per-process limit (tests, a single machine)
 
     def run(self, rows: list[Row]) -> list[Row]:
-        groups: dict[tuple[str, tuple[str, ...]], list[Row]] = defaultdict(list)
+        groups: dict[tuple[str, tuple[str, ...]], list[Row]] = defaultdict(list)  # by commit
         for row in rows:
             if row["drop_reason"] is None:
                 candidates = self.rules.allowed_repos(split_repos(row["repos"]), row["path"])
@@ -354,17 +354,24 @@ class FetchContents(Step):
                               self.slots or HostSlots(self.settings.max_concurrent))
         keys = list(groups)
         with ThreadPoolExecutor(max_workers=min(self.settings.max_concurrent, len(keys))) as pool:
+            # 1. the caches: no network work for a commit any of its repositories holds already
             cached = dict(zip(keys, pool.map(lambda key: retriever.cached(key[0], list(key[1])), keys)))
-            wanted: dict[str, list[str]] = defaultdict(list)  # repository -> commits to fetch
-            for (sha, candidates), located in cached.items():
-                first = None if located else retriever.first_to_try(sha, list(candidates))
-                if first is not None:
-                    wanted[first].append(sha)
-            batches = [(repo, shas) for repo, shas in wanted.items()
-                       if len(shas) > 1 and self.settings.batch > 1]
-            list(pool.map(lambda batch: retriever.prefetch(*batch), batches))
+            # 2. one fetch per repository for the commits it is the first to be asked for
+            list(pool.map(lambda batch: retriever.prefetch(*batch), self._batches(retriever, cached)))
+            # 3. per commit: the caches again, then single fetches from each repository in turn
             list(pool.map(lambda key: self._commit(retriever, key, groups[key], cached[key]), keys))
         return ReadContents(self.max_bytes).run(rows)
+
+    def _batches(self, retriever: Retriever,
+                 cached: dict[tuple[str, tuple[str, ...]], Located | None]) -> list[tuple[str, list[str]]]:
+        wanted: dict[str, list[str]] = defaultdict(list)  # repository -> commits to fetch
+        for (sha, candidates), located in cached.items():
+            first = None if located else retriever.first_to_try(sha, list(candidates))
+            if first is not None:
+                wanted[first].append(sha)
+        if self.settings.batch <= 1:
+            return []
+        return [(repo, shas) for repo, shas in wanted.items() if len(shas) > 1]
 
     def _commit(self, retriever: Retriever, key: tuple[str, tuple[str, ...]], rows: list[Row],
                 located: Located | None) -> None:

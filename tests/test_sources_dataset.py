@@ -36,8 +36,8 @@ def record(prompt="Sum a list.", accepted=SUM_FAST, declined=SUM_SLOW, lang="Pyt
 # Records in order, each with the outcome of the list stage (None: passes).
 CASES = [
     (record(), None),
-    (record(prompt="Add two ints.", accepted=ADD_FAST, declined=ADD_SLOW, lang="cpp", kind="Memory_Efficiency",
-            rejected_time=6.0), None),
+    (record(prompt="Add two ints.", accepted=ADD_FAST, declined=ADD_SLOW, lang="cpp",
+            kind="Memory_Efficiency", rejected_time=6.0), None),
     (record(prompt="Sum, barely faster.", rejected_time=2.0), "ratio_below_min:rejected_time/chosen_time"),
     (record(prompt="Sum, no time.", chosen_time=0.0), "ratio_undefined:rejected_time/chosen_time"),
     (record(prompt="No chosen.", accepted=None), "missing_field"),
@@ -150,3 +150,20 @@ def test_build_from_three_dataset_sources(ray_local, data, tmp_path):
     types = sorted({(item["type"], Path(item["path"]).suffix) for item in record["inputs"]})
     assert types == [("dataset", ".arrow"), ("dataset", ".jsonl"), ("dataset", ".parquet")]
     assert all(len(item["sha256"]) == 64 for item in record["inputs"])
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    ({"path": "a.parquet", "name": "org/pairs"}, "give exactly one of path"),
+    ({}, "give exactly one of path"),
+    ({"path": "a.parquet", "filters": [{"ratio": ["a", "b"]}]}, "a ratio filter needs min or max"),
+    ({"path": "a.parquet", "filters": [{"column": "x", "equals": 1, "one_of": [2]}]},
+     "exactly one of equals, one_of"),
+    ({"path": "a.parquet", "aspect": "speed"}, "unknown criterion 'speed'"),
+    ({"path": "a.parquet", "columns": {"prompt": "q"}}, "columns.prompt: unknown key"),
+])
+def test_dataset_manifest_mistakes_name_the_key(tmp_path, source, message):
+    from codeprefs.manifest import ManifestError
+
+    with pytest.raises(ManifestError) as caught:
+        parse_manifest({"name": "d", "sources": [{"type": "dataset", **source}]}, tmp_path)
+    assert message in str(caught.value)

@@ -342,3 +342,32 @@ def test_build_from_an_export_and_a_rerun_without_remotes(ray_local, tmp_path, r
     assert fetch_log(cache) == log  # nothing fetched twice
     assert again["funnel"] == record["funnel"]
     assert file_sha256(shard) == digest
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    ({"path": "e.jsonl", "remote": "https://example.com/repo.git"},
+     "remote: Value error, must contain {repo}"),
+    ({"path": "e.jsonl", "remote": "https://x/{repo}/{other}"}, "only {repo} may be substituted"),
+    ({"path": "e.jsonl", "allowlists": {"cobol": "c.json"}}, "unknown language 'cobol'"),
+    ({"path": "e.jsonl", "max_concurrent_fetches": 0}, "max_concurrent_fetches"),
+    ({"path": "missing/*.jsonl"}, "sources.0.path: pattern 'missing/*.jsonl' matches nothing"),
+    ({"path": "e.jsonl", "retry": 3}, "retry: unknown key"),
+])
+def test_export_manifest_mistakes_name_the_key(tmp_path, source, message):
+    from codeprefs.manifest import ManifestError
+
+    with pytest.raises(ManifestError) as caught:
+        parse_manifest({"name": "e", "sources": [{"type": "export", **source}]}, tmp_path)
+    assert message in str(caught.value)
+
+
+def test_export_defaults_and_a_missing_file(tmp_path):
+    from pipelines.build import BuildError
+
+    manifest = parse_manifest({"name": "e", "sources": [{"type": "export", "path": "e.jsonl"}]}, tmp_path)
+    source = manifest.sources[0]
+    assert source.licenses == list(PERMISSIVE_LICENSES) and len(source.licenses) == 12
+    assert (source.remote, source.max_repo_tries, source.fetch_timeout_s, source.retries,
+            source.max_concurrent_fetches) == ("https://github.com/{repo}.git", 3, 120, 2, 8)
+    with pytest.raises(BuildError, match="sources.0: path: no such export file: e.jsonl"):
+        build(manifest, tmp_path / "out")

@@ -203,6 +203,8 @@ def locate(git_dir: Path, repo: str, sha: str) -> Located | None:
 
 
 class Slots(Protocol):
+    """Bounds concurrent fetches per host: ``with slots.slot(host): fetch``."""
+
     def slot(self, host: str) -> contextlib.AbstractContextManager[None]: ...
 
 
@@ -213,22 +215,13 @@ class HostSlots:
         self.limit = limit
         self._lock = threading.Lock()
         self._semaphores: dict[str, threading.Semaphore] = {}
-        self.peak: dict[str, int] = {}  # the most fetches seen at once per host
-        self._active: dict[str, int] = {}
 
     @contextlib.contextmanager
     def slot(self, host: str) -> Iterator[None]:
         with self._lock:
             semaphore = self._semaphores.setdefault(host, threading.Semaphore(self.limit))
         with semaphore:
-            with self._lock:
-                self._active[host] = self._active.get(host, 0) + 1
-                self.peak[host] = max(self.peak.get(host, 0), self._active[host])
-            try:
-                yield
-            finally:
-                with self._lock:
-                    self._active[host] -= 1
+            yield
 
 
 class SlotLeases:
