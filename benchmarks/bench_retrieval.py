@@ -18,18 +18,21 @@ history, ``--commits`` in all. Then, each in a fresh cache folder:
 
 It checks that both read the same bytes and prints commits/s of each and the ratio.
 
-Measured 2026-11-26 on the development machine (2 cores, 24 GiB, no GPU; other jobs kept the
-load average at 7-10), 400 commits from four mirrors (psf/requests, expressjs/express,
-spf13/cobra, google/gson), default 8 threads::
+Measured 2026-11-26 on the development machine (2 cores, 24 GiB, no GPU; load average 1-3
+from other jobs), 400 commits from four mirrors (psf/requests, expressjs/express, spf13/cobra,
+google/gson), default 8 threads::
 
     run                     baseline c/s   retrieval c/s   ratio   rerun (all cached)
-    batches of 64 (default)          3.8            86.4   22.8x   1.35 s, 0 fetches
-    --batch 1                        5.2             6.0    1.16x  1.85 s, 0 fetches
-    quickstart bundles (56)         42.8           158.2    3.7x   0.21 s, 0 fetches
+    batches of 64 (default)         10.5           108.8   10.4x   1.29 s, 0 fetches
+    --batch 1                        8.5             9.9    1.17x  1.58 s, 0 fetches
+    quickstart bundles (56)         41.0           179.9    4.4x   0.18 s, 0 fetches
 
-Every run read the same bytes as the baseline for every commit. The gain is the one fetch per
-repository for many commits (8 fetch commands instead of 400): each fetch has the server pack a
-full tree, which is CPU work, so on two busy cores eight threads alone gain little.
+(An earlier run at load average 7-10: 3.8 vs 86.4 commits/s, 22.8x.) The retrieval read the
+same bytes as the baseline for every commit; once, the baseline's own fetch failed with "shallow
+file has changed since we read it", a background ``gc --auto`` that git starts after a fetch by
+default (the retrieval turns it off). The gain is the one fetch per repository for many commits
+(8 fetch commands instead of 400): each fetch has the server pack a full tree, which is CPU
+work, so on two cores eight threads alone gain little.
 """
 
 from __future__ import annotations

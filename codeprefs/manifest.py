@@ -7,6 +7,10 @@ The smallest manifest names a run and one source; every other setting has a defa
       - type: git
         repos: [/abs/path/repo-a, file:///abs/path/repo-b.git]
 
+A source is ``git`` (repositories), ``export`` (a commit export whose file contents are fetched
+from the repositories' remotes) or ``dataset`` (an existing preference dataset); an optional
+``split`` keeps the training or the benchmark commits of the git and export sources.
+
 Relative paths are read relative to the manifest's own folder. Unknown keys and wrong types are
 errors that name the key (``sources.0.repo: unknown key``), never silently ignored.
 """

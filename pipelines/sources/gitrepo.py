@@ -334,7 +334,7 @@ def list_files(git_dir: Path, sha: str, what: str) -> list[str]:
     return [p.decode("utf-8", "replace") for p in out.split(b"\0") if p]
 
 
-# -- one commit from a remote --------------------------------------------------------------------
+# -- commits from a remote ----------------------------------------------------------------------
 
 # Fetches into a cache repository never run maintenance: a background ``gc --auto`` would outlive
 # the command's time limit, and concurrent fetches would race on it.
@@ -396,13 +396,6 @@ def changed_file(git_dir: Path, parent: str, sha: str, path: str, what: str) -> 
         old_mode, new_mode, old_blob, new_blob, status = raw[1:].decode().split(" ")
         return FileChange(status[0], old_mode, new_mode, old_blob, new_blob, name)
     return None
-
-
-def has_commit(git_dir: Path, sha: str, what: str) -> bool:
-    """Whether commit ``sha`` is in ``git_dir``."""
-    found = run_git(["cat-file", "-e", f"{sha}^{{commit}}"], git_dir=git_dir, what=what,
-                    check=False, timeout=60)
-    return found.returncode == 0
 
 
 # -- reading blobs --------------------------------------------------------------------------------
