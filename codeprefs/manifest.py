@@ -19,6 +19,10 @@ A ``solutions`` source turns correct solutions with tests into verified pairs (s
     synthesis:
       bug_injection: {mutants_per_solution: 3, verify: execute, seed: 7}
 
+A source is ``git`` (repositories), ``export`` (a commit export whose file contents are fetched
+from the repositories' remotes) or ``dataset`` (an existing preference dataset); an optional
+``split`` keeps the training or the benchmark commits of the git and export sources.
+
 Relative paths are read relative to the manifest's own folder. Unknown keys and wrong types are
 errors that name the key (``sources.0.repo: unknown key``), never silently ignored.
 """
@@ -27,11 +31,23 @@ from __future__ import annotations
 
 import glob
 import os
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from codeprefs.schema import parse_aspect, parse_language
 
 
 class ManifestError(ValueError):
@@ -109,7 +125,180 @@ class SolutionsSource(_Strict):
         return paths
 
 
-Source = Annotated[GitSource | SolutionsSource, Field(discriminator="type")]
+# The paper's permissive licences (SPDX ids, lower case), the default licence allowlist.
+PERMISSIVE_LICENSES: tuple[str, ...] = (
+    "mit", "apache-2.0", "bsd-2-clause", "bsd-3-clause", "isc", "cc0-1.0", "epl-1.0", "mpl-2.0",
+    "unlicense", "agpl-3.0", "lgpl-2.1", "artistic-2.0",
+)
+
+
+def _one_or_many(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+PathList = Annotated[list[str], BeforeValidator(_one_or_many), Field(min_length=1)]
+
+
+class ExportSource(_Strict):
+    """Commits listed in an export file (the paper's schema); file contents fetched from remotes.
+
+    Each row has ``commit, subject, message, repos, license, old_file, new_file, unix_time``
+    (``repos``: comma-separated ``owner/repo`` names that hold the commit, tried in order).
+    """
+
+    type: Literal["export"]
+    path: PathList  # JSONL or Parquet files or globs, relative to the manifest's folder
+    remote: str = "https://github.com/{repo}.git"  # clone URL of a repository named in `repos`
+    licenses: list[str] = Field(default_factory=lambda: list(PERMISSIVE_LICENSES))
+    allowlists: dict[str, str] | None = None  # language -> JSON array of "owner/repo"
+    max_repo_tries: int = Field(default=3, ge=1)  # repositories of `repos` tried per commit
+    fetch_timeout_s: float = Field(default=120, gt=0)  # per git command; the process is killed
+    retries: int = Field(default=2, ge=0)  # extra attempts after a transient failure
+    retry_backoff_s: float = Field(default=1.0, ge=0)  # doubled after each attempt
+    max_concurrent_fetches: int = Field(default=8, ge=1)  # per host, across the whole cluster
+    subset: str = "commits"
+
+    @field_validator("remote")
+    @classmethod
+    def _remote_has_repo(cls, remote: str) -> str:
+        if "{repo}" not in remote:
+            raise ValueError("must contain {repo}, e.g. https://github.com/{repo}.git")
+        try:
+            remote.format(repo="owner/name")
+        except (KeyError, IndexError, ValueError) as error:
+            raise ValueError(f"only {{repo}} may be substituted: {error}") from None
+        return remote
+
+    @field_validator("licenses")
+    @classmethod
+    def _lower_licenses(cls, licenses: list[str]) -> list[str]:
+        return list(dict.fromkeys(license.strip().lower() for license in licenses if license.strip()))
+
+    @field_validator("allowlists")
+    @classmethod
+    def _known_languages(cls, allowlists: dict[str, str] | None) -> dict[str, str] | None:
+        if allowlists is None:
+            return None
+        return {parse_language(language).value: path for language, path in allowlists.items()}
+
+
+class DatasetColumns(_Strict):
+    """Our column <- their column. ``system`` may be absent from the data (it is then null)."""
+
+    input: str = "input"
+    chosen: str = "chosen"
+    rejected: str = "rejected"
+    system: str = "system"
+    language: str = "language"
+    aspect: str = "aspect"
+
+
+class RatioFilter(_Strict):
+    """Keep rows where ``ratio[0] / ratio[1]`` is at least ``min`` (and at most ``max``)."""
+
+    ratio: tuple[str, str]  # their columns: numerator, denominator
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _a_bound(self) -> RatioFilter:
+        if self.min is None and self.max is None:
+            raise ValueError("a ratio filter needs min or max")
+        return self
+
+
+Scalar = str | int | float | bool
+
+
+class ValueFilter(_Strict):
+    """Keep rows whose ``column`` equals ``equals`` (or is one of ``one_of``)."""
+
+    column: str
+    equals: Scalar | None = None
+    one_of: list[Scalar] | None = None
+
+    @model_validator(mode="after")
+    def _one_test(self) -> ValueFilter:
+        if (self.equals is None) == (self.one_of is None):
+            raise ValueError("a value filter needs exactly one of equals, one_of")
+        return self
+
+
+DatasetFilter = RatioFilter | ValueFilter
+
+
+class DatasetSource(_Strict):
+    """Pairs from an existing preference dataset: a ``datasets`` folder, files, or a Hub name."""
+
+    type: Literal["dataset"]
+    path: PathList | None = None  # a save_to_disk folder, or Parquet/JSONL files or globs
+    name: str | None = None  # a Hub dataset (needs the network)
+    split: str = "train"
+    columns: DatasetColumns = DatasetColumns()
+    language: str | None = None  # a constant, when the data have no language column
+    aspect: str | None = None  # a constant, when the data have no criterion column
+    filters: list[DatasetFilter] = Field(default_factory=list)
+    subset: str = "dataset"
+    license: str | None = None  # declared for the dataset card
+
+    @field_validator("language")
+    @classmethod
+    def _known_language(cls, language: str | None) -> str | None:
+        return None if language is None else parse_language(language).value
+
+    @field_validator("aspect")
+    @classmethod
+    def _known_aspect(cls, aspect: str | None) -> str | None:
+        return None if aspect is None else parse_aspect(aspect).value
+
+    @model_validator(mode="after")
+    def _path_or_name(self) -> DatasetSource:
+        if (self.path is None) == (self.name is None):
+            raise ValueError("give exactly one of path (local files) or name (a Hub dataset)")
+        return self
+
+
+Source = Annotated[GitSource | SolutionsSource | ExportSource | DatasetSource, Field(discriminator="type")]
+
+
+class BenchmarkWindow(_Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_by_name=True,
+                              validate_by_alias=True, serialize_by_alias=True)
+
+    start: date = Field(alias="from")  # inclusive
+    end: date = Field(alias="to")  # exclusive
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BenchmarkWindow:
+        if self.end <= self.start:
+            raise ValueError("`to` must be after `from`")
+        return self
+
+
+class SplitConfig(_Strict):
+    """The training/benchmark split of commits (git and export sources) by time and repository.
+
+    ``train``: commits before ``train_before``. ``benchmark``: commits in the window, and with
+    ``repository_disjoint`` only from repositories with no commit before ``train_before`` (so
+    no repository is in both). Dates are UTC midnights.
+    """
+
+    train_before: date | None = None
+    benchmark: BenchmarkWindow | None = None
+    keep: Literal["train", "benchmark"] = "train"
+    repository_disjoint: bool = True
+
+    @model_validator(mode="after")
+    def _complete(self) -> SplitConfig:
+        if self.keep == "train" and self.train_before is None:
+            raise ValueError("keep: train needs train_before")
+        if self.keep == "benchmark" and self.benchmark is None:
+            raise ValueError("keep: benchmark needs a benchmark window")
+        if self.keep == "benchmark" and self.repository_disjoint and self.train_before is None:
+            raise ValueError("repository_disjoint needs train_before (it defines a training repository)")
+        if self.benchmark and self.train_before and self.benchmark.start < self.train_before:
+            raise ValueError("the benchmark window must start on or after train_before")
+        return self
 
 
 class MessageFilterConfig(_Strict):
@@ -226,6 +415,7 @@ class SynthesisConfig(_Strict):
 class Manifest(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     sources: list[Source] = Field(min_length=1)
+    split: SplitConfig | None = None  # applies to the git and export sources
     filters: FiltersConfig = FiltersConfig()
     dedupe: DedupeConfig = DedupeConfig()
     output: OutputConfig = OutputConfig()
@@ -244,7 +434,7 @@ class Manifest(_Strict):
         return self.model_dump(mode="json")
 
 
-def _expand_paths(paths: list[str], base_dir: Path) -> list[str]:
+def _expand_files(paths: list[str], base_dir: Path) -> list[str]:
     """Expand globs (sorted); keep relative paths relative; every entry must name a file."""
     expanded: list[str] = []
     for path in paths:
@@ -263,21 +453,32 @@ def _expand_paths(paths: list[str], base_dir: Path) -> list[str]:
     return expanded
 
 
-def _expand_repos(repos: list[str], base_dir: Path) -> list[str]:
+def _expand_paths(patterns: list[str], base_dir: Path) -> list[str]:
+    """Expand globs against ``base_dir`` (URLs and plain paths are kept as written)."""
     expanded: list[str] = []
-    for repo in repos:
-        if "://" in repo or repo.startswith("git@") or not glob.has_magic(repo):
-            expanded.append(repo)
+    for pattern_text in patterns:
+        if "://" in pattern_text or pattern_text.startswith("git@") or not glob.has_magic(pattern_text):
+            expanded.append(pattern_text)
             continue
-        pattern = os.path.expanduser(repo)
+        pattern = os.path.expanduser(pattern_text)
         if os.path.isabs(pattern):
             matches = sorted(glob.glob(pattern))
         else:  # keep matches relative, as written, so that row ids do not depend on the checkout
             matches = sorted(os.path.relpath(m, base_dir) for m in glob.glob(str(base_dir / pattern)))
         if not matches:
-            raise ManifestError(f"repository pattern {repo!r} matches nothing")
+            raise ManifestError(f"pattern {pattern_text!r} matches nothing")
         expanded.extend(matches)
     return expanded
+
+
+def _expand_source(source: Any, base_dir: Path) -> Any:
+    if isinstance(source, SolutionsSource):
+        return source.model_copy(update={"path": _expand_files(source.path, base_dir)})
+    if isinstance(source, GitSource):
+        return source.model_copy(update={"repos": _expand_paths(source.repos, base_dir)})
+    if isinstance(source, ExportSource | DatasetSource) and source.path is not None:
+        return source.model_copy(update={"path": _expand_paths(source.path, base_dir)})
+    return source
 
 
 def _format_error(error: ValidationError) -> str:
@@ -299,13 +500,11 @@ def parse_manifest(data: Any, base_dir: Path, origin: str = "<manifest>") -> Man
         raise ManifestError(f"{origin}: invalid manifest\n{_format_error(error)}") from None
     sources = []
     for index, source in enumerate(manifest.sources):
-        key = "repos" if isinstance(source, GitSource) else "path"
-        expand = _expand_repos if isinstance(source, GitSource) else _expand_paths
         try:
-            expanded = expand(getattr(source, key), base_dir)
+            sources.append(_expand_source(source, base_dir))
         except ManifestError as error:
+            key = "repos" if isinstance(source, GitSource) else "path"
             raise ManifestError(f"{origin}: sources.{index}.{key}: {error}") from None
-        sources.append(source.model_copy(update={key: expanded}))
     if manifest.synthesis.bug_injection.backend == "llm" and manifest.synthesis.llm is None:
         raise ManifestError(f"{origin}: synthesis.bug_injection.backend is llm but synthesis.llm "
                             "is not set")

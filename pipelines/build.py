@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from codeprefs.manifest import GitSource, Manifest, SolutionsSource
+from codeprefs.manifest import DatasetSource, ExportSource, GitSource, Manifest, SolutionsSource
 from codeprefs.raycluster import ray_session
 from filters.messages import MessageFilter
 from filters.validation import ValidationConfig
@@ -31,14 +31,24 @@ from pipelines.shards import (
     shard_name,
     write_parquet_atomic,
 )
+from pipelines.sources.dataset import DatasetRules
+from pipelines.sources.export import ExportRules
+from pipelines.sources.fileplan import FilePlan, plan_file_sources
 from pipelines.sources.gitrepo import GitError, RepoSpec, ResolvedRepo, resolve
+from pipelines.sources.remote import ClusterHostSlots, FetchSettings
+from pipelines.splits import SplitRule, training_repositories
 from pipelines.steps import (
     AssemblePairs,
     Chain,
+    FetchContents,
     FilterMessages,
     LabelCriteria,
     ListCommits,
+    ListRecords,
     ReadContents,
+    RecordRules,
+    SplitCommits,
+    Step,
     ValidatePairs,
     repo_task,
 )
@@ -80,23 +90,73 @@ def _input_record(source: GitSource, repo: ResolvedRepo | None, error: str | Non
             "sha": repo.sha, "status": repo.status}
 
 
-def git_rows(manifest: Manifest, tasks: list[dict], cache_dir: Path):
-    """The Ray dataset of every commit of the git sources, through the per-row stages."""
+def _listing(plan: FilePlan, rules: RecordRules):
+    """One ``ListRecords`` task per chunk of the source's files."""
     import ray.data
 
+    return ray.data.from_items([chunk.to_item() for chunk in plan.chunks],
+                               override_num_blocks=len(plan.chunks)).map_batches(
+        ListRecords(rules), batch_size=1, batch_format="pyarrow")
+
+
+def export_rules(plan: FilePlan) -> ExportRules:
+    source = plan.source
+    assert isinstance(source, ExportSource)
+    return ExportRules(source.subset, frozenset(source.licenses), plan.allowlists)
+
+
+def git_listing(tasks: list[dict], cache_dir: Path):
+    """One ``ListCommits`` task per repository: every commit, structural drops marked."""
+    import ray.data
+
+    return ray.data.from_items(tasks, override_num_blocks=len(tasks)).map_batches(
+        ListCommits(str(cache_dir)), batch_size=1, batch_format="pyarrow")
+
+
+def _commit_filters(manifest: Manifest, split: Step | None) -> list[Step]:
     filters = manifest.filters
-    validation = ValidationConfig(**filters.validation.model_dump())
-    per_row = Chain([
+    return [
+        *([split] if split is not None else []),
         FilterMessages(MessageFilter(filters.message.min_length, filters.message.max_length)),
         LabelCriteria(filters.criteria.match, filters.criteria.terms_dir),
+    ]
+
+
+def git_rows(manifest: Manifest, tasks: list[dict], cache_dir: Path, split: Step | None = None):
+    """The Ray dataset of every commit of the git sources, through the per-row stages."""
+    validation = ValidationConfig(**manifest.filters.validation.model_dump())
+    per_row = Chain([
+        *_commit_filters(manifest, split),
         ReadContents(max_bytes=validation.max_bytes),
         AssemblePairs(),
         ValidatePairs(validation),
     ])
+    return git_listing(tasks, cache_dir).map_batches(
+        per_row, batch_size=manifest.ray.batch_rows, batch_format="pyarrow")
+
+
+def export_rows(manifest: Manifest, plan: FilePlan, cache_dir: Path, split: Step | None = None):
+    """The Ray dataset of one export source: listed, split, filtered, fetched, validated.
+
+    Criteria are labelled before the fetch, so no fetch is spent on a commit without one.
+    Fetches are bounded per host across the cluster by one slot actor per source.
+    """
+    source = plan.source
+    assert isinstance(source, ExportSource)
+    validation = ValidationConfig(**manifest.filters.validation.model_dump())
+    rules = export_rules(plan)
+    settings = FetchSettings(source.remote, source.fetch_timeout_s, source.retries,
+                             source.retry_backoff_s, source.max_repo_tries, source.max_concurrent_fetches)
+    slots = ClusterHostSlots(source.max_concurrent_fetches, lease_s=source.fetch_timeout_s + 60)
+    fetch = FetchContents(settings, str(cache_dir / "remotes"), rules, validation.max_bytes, slots)
+    batch_rows = manifest.ray.batch_rows
     return (
-        ray.data.from_items(tasks, override_num_blocks=len(tasks))
-        .map_batches(ListCommits(str(cache_dir)), batch_size=1, batch_format="pyarrow")
-        .map_batches(per_row, batch_size=manifest.ray.batch_rows, batch_format="pyarrow")
+        _listing(plan, rules)
+        .map_batches(Chain(_commit_filters(manifest, split)), batch_size=batch_rows,
+                     batch_format="pyarrow")
+        .map_batches(fetch, batch_size=batch_rows, batch_format="pyarrow")
+        .map_batches(Chain([AssemblePairs(), ValidatePairs(validation)]), batch_size=batch_rows,
+                     batch_format="pyarrow")
     )
 
 
@@ -157,10 +217,44 @@ def _resolve_path(name: str, base_dir: Path) -> Path:
     return path if path.is_absolute() else base_dir / path
 
 
+def dataset_rows(manifest: Manifest, plan: FilePlan):
+    """The Ray dataset of one dataset source: records mapped and filtered, pairs validated."""
+    source = plan.source
+    assert isinstance(source, DatasetSource)
+    validation = ValidationConfig(**manifest.filters.validation.model_dump())
+    return _listing(plan, DatasetRules.from_source(source)).map_batches(
+        Chain([AssemblePairs(), ValidatePairs(validation)]), batch_size=manifest.ray.batch_rows,
+        batch_format="pyarrow")
+
+
+def commit_split(manifest: Manifest, tasks: list[dict], plans: list[FilePlan],
+                 cache_dir: Path) -> SplitCommits | None:
+    """The split step of the git and export sources (``None`` without a ``split`` section).
+
+    A benchmark split with ``repository_disjoint`` first lists every commit source once more to
+    find the training repositories (see :mod:`pipelines.splits`).
+    """
+    if manifest.split is None:
+        return None
+    rule = SplitRule.from_config(manifest.split)
+    training: frozenset[str] = frozenset()
+    if rule.needs_training_repositories:
+        assert rule.train_before is not None
+        listings = [git_listing(tasks, cache_dir)] if tasks else []
+        listings += [_listing(plan, export_rules(plan)) for plan in plans
+                     if isinstance(plan.source, ExportSource) and plan.chunks]
+        training = training_repositories(listings, rule.train_before)
+    return SplitCommits(rule, training)
+
+
 def build(manifest: Manifest, output: str | Path, manifest_path: str | None = None) -> dict[str, Any]:
     """Run the whole build; returns the run record also written to ``<output>/run.json``."""
     started = time.time()
     pinned = resolve_inputs(manifest)  # fail on a missing or corrupt input before any work
+    try:  # export and dataset files: chunks and fingerprints, from metadata only
+        plans = plan_file_sources(manifest)
+    except ValueError as error:
+        raise BuildError(str(error)) from None
     output_dir = Path(output).expanduser().resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
     inputs = []
@@ -169,15 +263,25 @@ def build(manifest: Manifest, output: str | Path, manifest_path: str | None = No
         inputs.append(_input_record(source, repo, error))
         if repo is not None and repo.status == "ok":
             tasks.append(repo_task(repo, source.subset, source.max_commits, source.on_error))
+    inputs += [record for plan in plans for record in plan.inputs]
     synthesis_plan, solution_work, solution_inputs = plan_solutions(manifest, output_dir / CACHE_DIR)
     inputs.extend(solution_inputs)
 
     out = manifest.output
+    cache_dir = output_dir / CACHE_DIR
     with ray_session(manifest.ray.address, manifest.ray.num_cpus):
         # Every source contributes a dataset of rows with WORK_SCHEMA; they are written together.
+        split = commit_split(manifest, tasks, plans, cache_dir)
         parts = []
         if tasks:
-            parts.append(git_rows(manifest, tasks, output_dir / CACHE_DIR))
+            parts.append(git_rows(manifest, tasks, cache_dir, split))
+        for plan in plans:
+            if not plan.chunks:  # empty files: no rows
+                continue
+            if isinstance(plan.source, ExportSource):
+                parts.append(export_rows(manifest, plan, cache_dir, split))
+            else:
+                parts.append(dataset_rows(manifest, plan))
         synthesized = solutions_rows(manifest, synthesis_plan, solution_work)
         if synthesized is not None:
             parts.append(synthesized)

@@ -17,14 +17,17 @@ from codeprefs.schema import PAIR_SCHEMA
 Row = dict[str, Any]
 
 # The stages a row can be dropped at, in pipeline order (the funnel in run.json follows it).
+# "split" (the training/benchmark time and repository split) comes right after listing, so that
+# no later work is spent on a commit outside the kept split.
 STAGES: tuple[str, ...] = (
-    "list", "message", "criteria", "content",  # mined pairs (git sources)
+    "list", "split", "message", "criteria", "content",  # mined pairs (git and export sources)
     "solutions", "verify",  # synthesized pairs (solutions sources)
     "validate", "decontaminate", "dedupe",
 )
 
 _BOOKKEEPING = [
     pa.field("git_dir", pa.string()),  # where the worker reads blobs from
+    pa.field("repos", pa.string()),  # an exported commit's repositories, comma-separated, in order
     pa.field("old_blob", pa.string()),
     pa.field("new_blob", pa.string()),
     pa.field("strict_syntax", pa.bool_()),  # synthesized code must parse with zero errors

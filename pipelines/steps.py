@@ -5,9 +5,11 @@ returns the same rows, having filled columns in or marked rows as dropped. Steps
 their configuration, so Ray ships them to workers as they are; each one can also be called on
 a plain list of row dicts, which is how the tests drive them.
 
-Data flows one way: ListCommits -> FilterMessages -> LabelCriteria -> ReadContents ->
-AssemblePairs -> ValidatePairs; the shard writer (:mod:`pipelines.shards`) then dedupes and
-writes.
+Data flows one way: ListCommits -> SplitCommits -> FilterMessages -> LabelCriteria ->
+ReadContents -> AssemblePairs -> ValidatePairs; the shard writer (:mod:`pipelines.shards`) then
+dedupes and writes. Export sources start with ListRecords and read contents with FetchContents
+(criteria are labelled before any fetch, so no fetch is spent on a commit without one); dataset
+sources start with ListRecords and go straight to AssemblePairs.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar, Protocol
 
 import pyarrow as pa
 
@@ -27,6 +30,7 @@ from filters.validation import PairValidator, ValidationConfig
 from parsers.headers import HeaderContext, resolve_header_language
 from parsers.languages import is_ambiguous, language_for_path
 from pipelines.rows import Row, drop, empty_row, to_table
+from pipelines.sources.export import ExportRules, split_repos
 from pipelines.sources.gitrepo import (
     REGULAR_FILE_MODES,
     Commit,
@@ -34,11 +38,23 @@ from pipelines.sources.gitrepo import (
     RepoSpec,
     ResolvedRepo,
     blob_sizes,
+    changed_file,
     iter_commits,
     list_files,
     materialize,
     read_blobs,
 )
+from pipelines.sources.records import FileChunk, Malformed, read_records
+from pipelines.sources.remote import (
+    FetchSettings,
+    HostSlots,
+    Located,
+    RemoteCache,
+    Retrieved,
+    Retriever,
+    Slots,
+)
+from pipelines.splits import SplitRule, row_repositories
 
 
 class Step:
@@ -161,6 +177,54 @@ class ListCommits:
         return row
 
 
+class RecordRules(Protocol):
+    """Turns one record of a file into a work row (export and dataset sources)."""
+
+    def row(self, label: str, position: int, record: dict[str, Any] | Malformed) -> Row: ...
+
+
+class ListRecords:
+    """Read one chunk of a record file and emit one row per record.
+
+    ``rules`` decides what a record becomes and drops the ones it refuses at stage ``list``
+    (:class:`~pipelines.sources.export.ExportRules`,
+    :class:`~pipelines.sources.dataset.DatasetRules`).
+    """
+
+    stage = "list"
+
+    def __init__(self, rules: RecordRules, yield_rows: int = 4096) -> None:
+        self.rules = rules
+        self.yield_rows = yield_rows
+
+    def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
+        for item in batch.to_pylist():
+            chunk = FileChunk(**item)
+            rows: list[Row] = []
+            for position, record in read_records(chunk):
+                rows.append(self.rules.row(chunk.label, position, record))
+                if len(rows) >= self.yield_rows:
+                    yield to_table(rows)
+                    rows = []
+            if rows:
+                yield to_table(rows)
+
+
+class SplitCommits(Step):
+    """Keep the commits of one split (see :mod:`pipelines.splits`); drop the rest at ``split``."""
+
+    stage = "split"
+
+    def __init__(self, rule: SplitRule, training_repositories: frozenset[str] = frozenset()) -> None:
+        self.rule = rule
+        self.training_repositories = training_repositories
+
+    def process(self, row: Row) -> None:
+        reason = self.rule.reason(row["unix_time"], row_repositories(row), self.training_repositories)
+        if reason:
+            drop(row, self.stage, reason)
+
+
 # -- filters on the commit --------------------------------------------------------------------
 
 
@@ -252,6 +316,93 @@ class ReadContents(Step):
                 continue
             if row["language"] is None:
                 row["language"] = resolve_header_language(row["path"], new).value
+
+
+class FetchContents(Step):
+    """Get each exported commit from its remotes, then read both file versions.
+
+    Commits are retrieved through :class:`~pipelines.sources.remote.Retriever`, each distinct
+    commit once per batch, ``max_concurrent`` git commands at a time in threads: the caches
+    first; then one fetch per repository for the commits of the batch it would be asked for
+    first; then, for what is still missing, ``git fetch --depth=2`` from each allowed
+    repository of the row's ``repos`` in turn. The file is then located with ``git diff-tree``
+    against the parent and read as in :class:`ReadContents`.
+    Drops: ``repo_vanished``, ``commit_not_found``, ``fetch_timeout``, ``fetch_failed``,
+    ``root_commit``, ``file_missing`` (the commit did not modify the file),
+    ``not_regular_file``, ``read_error``, and those of :class:`ReadContents`.
+    """
+
+    stage = "content"
+
+    def __init__(self, settings: FetchSettings, cache_dir: str, rules: ExportRules, max_bytes: int,
+                 slots: Slots | None = None) -> None:
+        self.settings = settings
+        self.cache_dir = cache_dir
+        self.rules = rules
+        self.max_bytes = max_bytes
+        self.slots = slots  # None: a per-process limit (tests, a single machine)
+
+    def run(self, rows: list[Row]) -> list[Row]:
+        groups: dict[tuple[str, tuple[str, ...]], list[Row]] = defaultdict(list)  # by commit
+        for row in rows:
+            if row["drop_reason"] is None:
+                candidates = self.rules.allowed_repos(split_repos(row["repos"]), row["path"])
+                groups[(row["commit"], tuple(candidates))].append(row)
+        if not groups:
+            return rows
+        retriever = Retriever(self.settings, RemoteCache(self.cache_dir),
+                              self.slots or HostSlots(self.settings.max_concurrent))
+        keys = list(groups)
+        with ThreadPoolExecutor(max_workers=min(self.settings.max_concurrent, len(keys))) as pool:
+            # 1. the caches: no network work for a commit any of its repositories holds already
+            cached = dict(zip(keys, pool.map(lambda key: retriever.cached(key[0], list(key[1])), keys)))
+            # 2. one fetch per repository for the commits it is the first to be asked for
+            list(pool.map(lambda batch: retriever.prefetch(*batch), self._batches(retriever, cached)))
+            # 3. per commit: the caches again, then single fetches from each repository in turn
+            list(pool.map(lambda key: self._commit(retriever, key, groups[key], cached[key]), keys))
+        return ReadContents(self.max_bytes).run(rows)
+
+    def _batches(self, retriever: Retriever,
+                 cached: dict[tuple[str, tuple[str, ...]], Located | None]) -> list[tuple[str, list[str]]]:
+        wanted: dict[str, list[str]] = defaultdict(list)  # repository -> commits to fetch
+        for (sha, candidates), located in cached.items():
+            first = None if located else retriever.first_to_try(sha, list(candidates))
+            if first is not None:
+                wanted[first].append(sha)
+        if self.settings.batch <= 1:
+            return []
+        return [(repo, shas) for repo, shas in wanted.items() if len(shas) > 1]
+
+    def _commit(self, retriever: Retriever, key: tuple[str, tuple[str, ...]], rows: list[Row],
+                located: Located | None) -> None:
+        sha, candidates = key
+        found = Retrieved(located) if located else retriever.retrieve(sha, list(candidates))
+        for row in rows:
+            if found.located is None:
+                drop(row, self.stage, found.reason or "fetch_failed")
+            elif found.located.parent is None:
+                drop(row, self.stage, "root_commit")
+            else:
+                try:
+                    self._locate_file(row, found.located)
+                except GitError:
+                    drop(row, self.stage, "read_error")
+
+    def _locate_file(self, row: Row, located: Located) -> None:
+        git_dir, sha, path = located.git_dir, row["commit"], row["path"]
+        change = changed_file(git_dir, located.parent, sha, path, located.repo)
+        if change is None or change.status in ("A", "D"):
+            drop(row, self.stage, "file_missing")
+            return
+        if (change.status != "M" or change.old_mode not in REGULAR_FILE_MODES
+                or change.new_mode not in REGULAR_FILE_MODES):
+            drop(row, self.stage, "not_regular_file")
+            return
+        row.update(git_dir=str(git_dir), repo=located.repo, parent=located.parent,
+                   old_blob=change.old_blob, new_blob=change.new_blob)
+        if row["language"] is None:  # a .h file: the tree at the commit decides, if it can
+            context = HeaderContext.from_paths(list_files(git_dir, sha, located.repo))
+            row["language"] = context.decide(path)
 
 
 # -- the pair -----------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import atexit
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections import OrderedDict
@@ -48,6 +49,14 @@ REGULAR_FILE_MODES = frozenset({"100644", "100755"})
 class GitError(RuntimeError):
     """A git command failed; the message names the repository and git's own words."""
 
+    def __init__(self, message: str, stderr: str = "") -> None:
+        super().__init__(message)
+        self.stderr = stderr  # git's full error output, for callers that classify failures
+
+
+class GitTimeout(GitError):
+    """A git command ran past its time limit and was killed (with every process it started)."""
+
 
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
@@ -64,24 +73,47 @@ def run_git(
     input: bytes | None = None,
     timeout: float | None = 600,
     check: bool = True,
+    config: Iterable[str] = (),
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run one git command; ``what`` names the repository in any error."""
-    command = ["git", *SAFE_CONFIG]
+    """Run one git command; ``what`` names the repository in any error.
+
+    The command runs in a process group of its own: on timeout the whole group is killed (git
+    starts helpers such as ``upload-pack`` or ``remote-https`` that would otherwise hold its pipes
+    open), and :class:`GitTimeout` is raised. ``config`` adds ``-c key=value`` options.
+    """
+    args = list(args)
+    command = ["git", *SAFE_CONFIG, *config]
     if git_dir is not None:
         command += ["-C", str(git_dir)]
-    command += list(args)
+    command += args
+    process = subprocess.Popen(
+        command, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(), start_new_session=True,
+    )
     try:
-        result = subprocess.run(
-            command, input=input, capture_output=True, timeout=timeout, env=_env(),
-            stdin=None if input is not None else subprocess.DEVNULL,
-        )
-    except subprocess.TimeoutExpired as error:
-        raise GitError(f"{what}: `git {' '.join(args)}` timed out after {timeout}s") from error
+        stdout, stderr = process.communicate(input, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(process)
+        process.communicate()
+        raise GitTimeout(f"{what}: `git {' '.join(args[:3])}` timed out after {timeout}s") from None
+    except BaseException:
+        _kill_group(process)
+        process.communicate()
+        raise
+    result = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
     if check and result.returncode != 0:
-        message = result.stderr.decode("utf-8", "replace").strip().splitlines()
-        detail = message[-1] if message else f"exit code {result.returncode}"
-        raise GitError(f"{what}: `git {' '.join(list(args)[:3])}` failed: {detail}")
+        text = stderr.decode("utf-8", "replace").strip()
+        lines = text.splitlines()
+        detail = lines[-1] if lines else f"exit code {result.returncode}"
+        raise GitError(f"{what}: `git {' '.join(args[:3])}` failed: {detail}", text)
     return result
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 # -- naming and resolving repositories ----------------------------------------------------------
@@ -300,6 +332,70 @@ def list_files(git_dir: Path, sha: str, what: str) -> list[str]:
     """Every file path in the tree of commit ``sha``."""
     out = run_git(["ls-tree", "-r", "-z", "--name-only", sha], git_dir=git_dir, what=what).stdout
     return [p.decode("utf-8", "replace") for p in out.split(b"\0") if p]
+
+
+# -- commits from a remote ----------------------------------------------------------------------
+
+# Fetches into a cache repository never run maintenance: a background ``gc --auto`` would outlive
+# the command's time limit, and concurrent fetches would race on it.
+FETCH_CONFIG: tuple[str, ...] = (
+    "-c", "gc.auto=0",
+    "-c", "maintenance.auto=false",
+    "-c", "fetch.writeCommitGraph=false",
+    "-c", "protocol.version=2",
+)
+
+
+def init_bare(target: Path, what: str) -> Path:
+    """An empty bare repository at ``target``, created atomically (safe when tasks race)."""
+    if (target / "HEAD").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".init-", dir=target.parent))
+    try:
+        run_git(["init", "--quiet", "--bare", "--template=", str(staging / "repo.git")], what=what,
+                timeout=60)
+        try:
+            os.rename(staging / "repo.git", target)
+        except OSError:
+            if not (target / "HEAD").exists():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def fetch_commits(git_dir: Path, url: str, shas: list[str], *, what: str, depth: int = 2,
+                  timeout: float = 120) -> None:
+    """Fetch commits ``shas`` and ``depth - 1`` ancestors of each from ``url`` into ``git_dir``.
+
+    One command for all of them (it fails as a whole if the remote lacks any). No ref and no
+    FETCH_HEAD are written (the objects are the cache). Raises :class:`GitTimeout` past
+    ``timeout`` seconds and :class:`GitError` (with git's stderr) when the remote refuses.
+    """
+    run_git(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules",
+             f"--depth={depth}", "--", url, *shas],
+            git_dir=git_dir, what=what, timeout=timeout, config=FETCH_CONFIG)
+
+
+def changed_file(git_dir: Path, parent: str, sha: str, path: str, what: str) -> FileChange | None:
+    """How commit ``sha`` changed ``path`` against ``parent``; ``None`` if it did not.
+
+    The parent is named explicitly: in a shallow repository a commit fetched as a boundary has
+    no visible parents. Raises :class:`GitError` when either commit is not in ``git_dir``. The
+    path is matched literally (no pathspec magic).
+    """
+    out = run_git(["--literal-pathspecs", "diff-tree", "-r", "-z", "--raw", "--no-abbrev",
+                   "--no-renames", "--no-ext-diff", "--no-textconv", parent, sha, "--", path],
+                  git_dir=git_dir, what=what, timeout=120).stdout
+    tokens = out.split(b"\0")
+    for index in range(0, len(tokens) - 1, 2):
+        raw, name = tokens[index], tokens[index + 1].decode("utf-8", "replace")
+        if not raw.startswith(b":") or name != path:
+            continue
+        old_mode, new_mode, old_blob, new_blob, status = raw[1:].decode().split(" ")
+        return FileChange(status[0], old_mode, new_mode, old_blob, new_blob, name)
+    return None
 
 
 # -- reading blobs --------------------------------------------------------------------------------

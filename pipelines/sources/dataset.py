@@ -1,0 +1,213 @@
+"""Existing preference datasets as a source: their rows mapped onto ours and filtered.
+
+Where the data come from (:func:`plan_dataset`, run by the driver, which reads only metadata):
+
+* ``path`` naming one folder: a ``datasets`` folder written by ``save_to_disk`` (a
+  ``DatasetDict`` folder: the ``split`` is taken);
+* ``path`` naming files or globs: Parquet or JSON Lines files;
+* ``name``: a Hub dataset, downloaded once by the driver with ``datasets.load_dataset`` into the
+  Hugging Face cache (on a cluster the cache must be on a file system every node sees).
+
+Every case becomes :class:`~pipelines.sources.records.FileChunk` descriptions (Arrow files for
+``datasets`` folders and the Hub) that Ray tasks read. Each record then becomes one work row
+(:meth:`DatasetRules.row`); a record is dropped at stage ``list`` when
+
+* a mapped ``input``/``chosen``/``rejected`` is missing or empty (``missing_field``) or not a
+  string (``not_text``);
+* a declared filter rejects it: ``ratio_below_min:<num>/<den>``, ``ratio_above_max:...``,
+  ``ratio_undefined:...`` (a missing, non-numeric or non-positive value), ``not_equal:<col>``,
+  ``not_one_of:<col>``;
+* its language or criterion is none we know (``unknown_language``, ``unknown_criterion``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from codeprefs.manifest import DatasetSource, RatioFilter, ValueFilter
+from codeprefs.schema import parse_aspect, parse_language, stable_id
+from pipelines.rows import Row, drop, empty_row
+from pipelines.sources.records import FileChunk, Malformed, read_arrow, plan_chunks, record_format
+
+STAGE = "list"
+_TEXT = ("input", "chosen", "rejected")
+
+
+@dataclass(frozen=True)
+class DatasetFile:
+    """One file of a dataset source: where it is, what it is called, and how to read it."""
+
+    path: str  # absolute
+    label: str  # the name in row ids: as written in the manifest, or hub:<name>/<split>/<file>
+
+
+def plan_dataset(source: DatasetSource, base_dir: Path) -> list[DatasetFile]:
+    """The files of ``source``; raises ``ValueError`` naming the input when they cannot be had."""
+    if source.name is not None:
+        return _hub_files(source)
+    assert source.path is not None
+    if len(source.path) == 1 and _resolve(source.path[0], base_dir).is_dir():
+        return _saved_files(source, _resolve(source.path[0], base_dir))
+    files = []
+    for written in source.path:
+        path = _resolve(written, base_dir)
+        if not path.is_file():
+            raise ValueError(f"no such file: {written}" + (" (a folder must be the only path)"
+                                                            if path.is_dir() else ""))
+        record_format(str(path))
+        files.append(DatasetFile(str(path), written))
+    return files
+
+
+def _resolve(written: str, base_dir: Path) -> Path:
+    path = Path(written).expanduser()
+    return path if path.is_absolute() else base_dir / path
+
+
+def _arrow_files(dataset: Any, label: str) -> list[DatasetFile]:
+    files = [entry["filename"] for entry in dataset.cache_files]
+    if not files:
+        raise ValueError(f"{label}: the dataset has no files on disk (an in-memory dataset?)")
+    return [DatasetFile(name, f"{label}/{Path(name).name}") for name in files]
+
+
+def _saved_files(source: DatasetSource, folder: Path) -> list[DatasetFile]:
+    import datasets
+
+    written = source.path[0]  # type: ignore[index]
+    try:
+        loaded = datasets.load_from_disk(str(folder))
+    except (FileNotFoundError, ValueError) as error:
+        raise ValueError(f"{written}: not a datasets folder written by save_to_disk ({error})") from None
+    if isinstance(loaded, datasets.DatasetDict):
+        if source.split not in loaded:
+            raise ValueError(f"{written}: no split {source.split!r} (it has {sorted(loaded)})")
+        return _arrow_files(loaded[source.split], f"{written}/{source.split}")
+    return _arrow_files(loaded, written)
+
+
+def _hub_files(source: DatasetSource) -> list[DatasetFile]:
+    import datasets
+
+    try:
+        loaded = datasets.load_dataset(source.name, split=source.split)
+    except Exception as error:  # offline, unknown name, no such split: all stop the build here
+        raise ValueError(f"Hub dataset {source.name!r} (split {source.split!r}) cannot be "
+                         f"loaded: {type(error).__name__}: {error}") from None
+    return _arrow_files(loaded, f"hub:{source.name}/{source.split}")
+
+
+def file_chunks(files: list[DatasetFile]) -> list[FileChunk]:
+    return [chunk for file in files for chunk in plan_chunks(file.path, file.label)]
+
+
+def known_columns(file: DatasetFile) -> list[str] | None:
+    """The column names of a Parquet or Arrow file (``None`` for JSON Lines: per record)."""
+    kind = record_format(file.path)
+    if kind == "parquet":
+        return pq.read_schema(file.path).names
+    if kind == "arrow":
+        return read_arrow(file.path).column_names
+    return None
+
+
+@dataclass(frozen=True)
+class DatasetRules:
+    """How one dataset source's records become rows (see the module doc)."""
+
+    subset: str
+    columns: tuple[tuple[str, str], ...]  # (ours, theirs)
+    language: str | None = None  # a constant
+    aspect: str | None = None  # a constant
+    filters: tuple[RatioFilter | ValueFilter, ...] = ()
+
+    @classmethod
+    def from_source(cls, source: DatasetSource) -> DatasetRules:
+        return cls(source.subset, tuple(source.columns.model_dump().items()), source.language,
+                   source.aspect, tuple(source.filters))
+
+    def needed_columns(self) -> set[str]:
+        """Their columns every record must have (the optional ``system`` is not one)."""
+        mapping = dict(self.columns)
+        needed = {mapping[name] for name in _TEXT}
+        if self.language is None:
+            needed.add(mapping["language"])
+        if self.aspect is None:
+            needed.add(mapping["aspect"])
+        for rule in self.filters:
+            needed |= set(rule.ratio) if isinstance(rule, RatioFilter) else {rule.column}
+        return needed
+
+    def row(self, label: str, position: int, record: dict[str, Any] | Malformed) -> Row:
+        row = empty_row()
+        row.update(id=stable_id("dataset", label, str(position)), source="dataset",
+                   subset=self.subset, generator="dataset", strict_syntax=False)
+        if isinstance(record, Malformed):
+            row["message"] = record.error
+            drop(row, STAGE, "malformed_row")
+            return row
+        reason = self._fill(row, record)
+        if reason:
+            drop(row, STAGE, reason)
+        return row
+
+    def _fill(self, row: Row, record: dict[str, Any]) -> str | None:
+        mapping = dict(self.columns)
+        for name in _TEXT:
+            value = record.get(mapping[name])
+            if value is None or value == "":
+                return "missing_field"
+            if not isinstance(value, str):
+                return "not_text"
+            row[name] = value
+        system = record.get(mapping["system"])
+        if system is not None and not isinstance(system, str):
+            return "not_text"
+        row["system"] = system or None
+        for rule in self.filters:
+            reason = _filter_reason(rule, record)
+            if reason:
+                return reason
+        try:
+            language = parse_language(self.language or record.get(mapping["language"]) or "")
+        except ValueError:
+            return "unknown_language"
+        try:
+            aspect = parse_aspect(self.aspect or record.get(mapping["aspect"]) or "")
+        except ValueError:
+            return "unknown_criterion"
+        row.update(language=language.value, aspect=aspect.value, aspects=[aspect.value])
+        return None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _filter_reason(rule: RatioFilter | ValueFilter, record: dict[str, Any]) -> str | None:
+    if isinstance(rule, RatioFilter):
+        name = f"{rule.ratio[0]}/{rule.ratio[1]}"
+        numerator, denominator = (_number(record.get(column)) for column in rule.ratio)
+        if numerator is None or denominator is None or numerator < 0 or denominator <= 0:
+            return f"ratio_undefined:{name}"
+        ratio = numerator / denominator
+        if rule.min is not None and ratio < rule.min:
+            return f"ratio_below_min:{name}"
+        if rule.max is not None and ratio > rule.max:
+            return f"ratio_above_max:{name}"
+        return None
+    value = record.get(rule.column)
+    if rule.one_of is not None:
+        return None if value in rule.one_of else f"not_one_of:{rule.column}"
+    return None if value == rule.equals else f"not_equal:{rule.column}"

@@ -1,0 +1,166 @@
+"""Commit export rows (the paper's export schema) checked and turned into work rows.
+
+An export row names one single-file commit::
+
+    {"commit": "<40 hex>", "subject": "...", "message": "...", "repos": "owner/a,owner/b",
+     "license": "mit", "old_file": "src/x.py", "new_file": "src/x.py", "unix_time": 1546300800}
+
+Every check below runs before any network work; a row that fails one is dropped at stage
+``list`` with the reason in brackets:
+
+* the record is a JSON object (``malformed_row``) with every field (``missing_field``);
+* ``commit`` is a full hexadecimal sha (``bad_sha``), ``unix_time`` an integer (``bad_time``);
+* every name in ``repos`` is a plain ``owner/name`` (``bad_repo_name``), so that it can go into
+  a URL and a cache path;
+* both paths are relative, without ``.``/``..`` segments, NUL or control characters
+  (``unsafe_path``), and the same path (``not_modified_in_place``);
+* the licence is in the allowlist (``license_not_allowed``), the extension one of the eight
+  languages (``not_target_language``), and, with allowlists, at least one repository is in the
+  language's allowlist (``not_in_allowlist``; a ``.h`` file may be in the C or the C++ list).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from codeprefs.schema import Language, stable_id
+from parsers.languages import is_ambiguous, language_for_path
+from pipelines.rows import Row, drop, empty_row
+from pipelines.sources.records import Malformed
+
+REQUIRED_FIELDS: tuple[str, ...] = ("commit", "repos", "license", "old_file", "new_file", "unix_time")
+
+_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+_REPO_PART = re.compile(r"[A-Za-z0-9_.-]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+STAGE = "list"
+
+
+def split_repos(value: Any) -> list[str]:
+    """The repositories of an export row: a comma-separated string (or a list), in order."""
+    parts = value if isinstance(value, list) else str(value).split(",")
+    return [str(part).strip() for part in parts if str(part).strip()]
+
+
+def is_repo_name(name: str) -> bool:
+    """``owner/name`` with only letters, digits, ``_ . -`` and no ``.``/``..`` part."""
+    parts = name.split("/")
+    return len(parts) == 2 and all(
+        _REPO_PART.fullmatch(part) and part not in (".", "..") for part in parts
+    )
+
+
+def is_safe_path(path: str) -> bool:
+    """A relative repository path with no ``.``, ``..`` or empty segment and no control bytes."""
+    if not path or path.startswith("/") or _CONTROL.search(path):
+        return False
+    return all(segment not in ("", ".", "..") for segment in path.split("/"))
+
+
+def repo_key(name: str) -> str:
+    """The case-insensitive key of a repository name (GitHub names ignore case)."""
+    return name.strip().lower()
+
+
+@functools.lru_cache(maxsize=32)
+def load_allowlist(path: str) -> frozenset[str]:
+    """The repository keys of an allowlist file (a JSON array of ``"owner/repo"``)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"allowlist {path}: cannot read it as JSON: {error}") from None
+    if not isinstance(data, list) or not all(isinstance(item, str) for item in data):
+        raise ValueError(f"allowlist {path}: expected a JSON array of \"owner/repo\" strings")
+    return frozenset(repo_key(item) for item in data)
+
+
+@dataclass(frozen=True)
+class ExportRules:
+    """What an export row must satisfy; allowlist files are read lazily, once per process."""
+
+    subset: str
+    licenses: frozenset[str]
+    allowlists: tuple[tuple[str, str], ...] | None = None  # (language, absolute path)
+
+    def allowed_repos(self, repos: list[str], path: str) -> list[str]:
+        """The repositories of ``repos`` allowed for the language of ``path``, in order."""
+        if self.allowlists is None:
+            return repos
+        languages = {language_for_path(path)}
+        if is_ambiguous(path):
+            languages |= {Language.C, Language.CPP}
+        allowed: frozenset[str] = frozenset()
+        for language, file in self.allowlists:
+            if language in languages:
+                allowed |= load_allowlist(file)
+        return [repo for repo in repos if repo_key(repo) in allowed]
+
+    def row(self, label: str, position: int, record: dict[str, Any] | Malformed) -> Row:
+        """The work row of the record at ``position`` of export file ``label``.
+
+        It is dropped at ``list`` when it fails a check. The id of a row that passes is a hash
+        of its provenance (repositories, commit, path), so only a record repeated verbatim
+        shares it (and its pair is then an exact duplicate); a refused record is named by its
+        file and position instead.
+        """
+        row = empty_row()
+        row.update(source="git", subset=self.subset, generator="commit", strict_syntax=False,
+                   id=stable_id("export", label, str(position)))
+        if isinstance(record, Malformed):
+            row["message"] = record.error
+            drop(row, STAGE, "malformed_row")
+            return row
+        reason = self._fill(row, record)
+        if reason:
+            drop(row, STAGE, reason)
+        return row
+
+    def _fill(self, row: Row, record: dict[str, Any]) -> str | None:
+        message = record.get("message") or record.get("subject")
+        if any(record.get(name) in (None, "", []) for name in REQUIRED_FIELDS) or not message:
+            return "missing_field"
+        sha, repos = str(record["commit"]).strip().lower(), split_repos(record["repos"])
+        old_file, new_file = str(record["old_file"]), str(record["new_file"])
+        row.update(commit=sha, message=str(message), path=new_file,
+                   repos=",".join(repos), repo=repos[0] if repos else None)
+        if not _SHA.fullmatch(sha):
+            return "bad_sha"
+        unix_time = _integer(record["unix_time"])
+        if unix_time is None:
+            return "bad_time"
+        row["unix_time"] = unix_time
+        if not repos:
+            return "missing_field"
+        if not all(is_repo_name(repo) for repo in repos):
+            return "bad_repo_name"
+        if not (is_safe_path(old_file) and is_safe_path(new_file)):
+            return "unsafe_path"
+        if old_file != new_file:
+            return "not_modified_in_place"
+        if str(record["license"]).strip().lower() not in self.licenses:
+            return "license_not_allowed"
+        language = language_for_path(new_file)
+        if language is None:
+            return "not_target_language"
+        if not self.allowed_repos(repos, new_file):
+            return "not_in_allowlist"
+        row["language"] = None if is_ambiguous(new_file) else language.value  # .h: decided later
+        row["id"] = stable_id("export", row["repos"], sha, new_file)
+        return None
+
+
+def _integer(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"-?\d{1,12}", value.strip()):
+        return int(value)
+    return None
