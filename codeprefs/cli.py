@@ -31,8 +31,14 @@ def build_command(
     manifest: Annotated[Path, typer.Option("--manifest", "-m", help="The run's YAML manifest.")],
     output: Annotated[Path | None, typer.Option("--output", "-o",
                       help="Output folder (default: out/<manifest name>).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted run, reusing its finished work.")] = False,
+    restart: Annotated[bool, typer.Option("--restart", help="Discard an interrupted run's partial work.")] = False,
 ) -> None:
-    """Build preference pairs from MANIFEST into OUTPUT (data/, rejects/, run.json)."""
+    """Build preference pairs from MANIFEST into OUTPUT (data/, rejects/, run.json).
+
+    Unchanged manifest, inputs and code: nothing to do. A changed setting reruns its stage and
+    the stages after it.
+    """
     from codeprefs.manifest import ManifestError, load_manifest
     from pipelines.build import BuildError, build
 
@@ -42,7 +48,8 @@ def build_command(
         _fail(str(error))
     target = output or Path("out") / parsed.name
     try:
-        record = build(parsed, target, manifest_path=str(manifest))
+        record = build(parsed, target, manifest_path=str(manifest), resume=resume, restart=restart,
+                       log=lambda line: _err.print(line, highlight=False, markup=False))
     except BuildError as error:
         _fail(str(error))
     except Exception as error:  # a stage failed on a Ray worker: show its own message
@@ -50,7 +57,31 @@ def build_command(
         if cause is error:
             raise
         _fail(f"{type(cause).__name__}: {cause}")
+    if record.get("up_to_date"):
+        _out.print(f"{target}: up to date, nothing to do ({record['rows']['kept']} pairs, "
+                   f"fingerprint {record['fingerprints']['write']})")
+        return
     _print_summary(record, target)
+
+
+@app.command("runs")
+def runs_command(
+    root: Annotated[Path, typer.Argument(help="Folder searched for build outputs.")] = Path("out"),
+) -> None:
+    """List the builds under ROOT: name, state, rows, fingerprint, manifest."""
+    from pipelines.runrecord import list_runs
+
+    runs = list_runs(root)
+    if not runs:
+        _out.print(f"no build outputs under {root}")
+        return
+    table = Table(title=f"builds under {root}")
+    for column in ("output", "name", "state", "finished", "kept", "total", "fingerprint", "manifest"):
+        table.add_column(column)
+    for run in runs:
+        table.add_row(run["output"], run["name"], run["state"], run["finished_at"] or "",
+                      str(run["kept"]), str(run["total"]), run["fingerprint"] or "", run["manifest_path"] or "")
+    _out.print(table)
 
 
 def _root_cause(error: BaseException) -> BaseException:

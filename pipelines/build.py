@@ -1,21 +1,46 @@
 """The build driver: manifest in, shards and ``run.json`` out, with the work done on Ray.
 
-The driver stays thin. It validates the manifest, pins every repository to a commit (failing
-fast, before any Ray work, on a missing or corrupt one), then describes the pipeline as Ray
-Data stages: one ``ListCommits`` task per repository, the per-row stages in batches, one
-writer task per shard partition. Only per-file summaries and per-reason counts come back to
-the driver, never rows.
+The driver stays thin. It validates the manifest, pins every input (repositories to commits,
+files to hashes; a missing or corrupt one fails before any work), fingerprints every stage, and
+describes the work as Ray Data stages. Only per-unit and per-file summaries and per-reason
+counts come back to the driver, never rows.
+
+Stages, each kept under ``<output>/.cache/stages/<stage>/<fingerprint>/`` (see
+:mod:`pipelines.stagecache`):
+
+``source``
+    one per manifest source: every unit of work (a repository, a chunk of an export, dataset or
+    solutions file) becomes rows in one Ray task: listing, the split, message and criteria
+    filters, file contents (read or fetched), synthesis, and the assembled pair. Finished units
+    survive a crash.
+``validate``
+    tree-sitter validation of every pair.
+``clean``
+    decontamination and near-dedupe (only when the manifest asks for them).
+``write``
+    exact dedupe and the shards (:mod:`pipelines.shards`), then ``run.json``.
+
+A stage whose fingerprint is unchanged is not run again; a rerun of an unchanged manifest with
+the same inputs does no work at all.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
 import math
+import os
+import shutil
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import pyarrow as pa
 
 from codeprefs.manifest import DatasetSource, ExportSource, GitSource, Manifest, SolutionsSource
 from codeprefs.raycluster import ray_session
@@ -26,6 +51,7 @@ from pipelines.shards import (
     WritePartition,
     add_partition_column,
     empty_shard,
+    file_sha256,
     publish_staged,
     remove_stale_files,
     shard_name,
@@ -37,6 +63,7 @@ from pipelines.sources.fileplan import FilePlan, plan_file_sources
 from pipelines.sources.gitrepo import GitError, RepoSpec, ResolvedRepo, resolve
 from pipelines.sources.remote import ClusterHostSlots, FetchSettings
 from pipelines.splits import SplitRule, training_repositories
+from pipelines.stagecache import StageDir, code_fingerprint, fingerprint, unit_key, write_unit
 from pipelines.steps import (
     AssemblePairs,
     Chain,
@@ -54,14 +81,18 @@ from pipelines.steps import (
 )
 
 CACHE_DIR = ".cache"
+RUN_STATE = "run-state.json"
 
 
 class BuildError(RuntimeError):
     """The build cannot start or finish; the message says which input or step is at fault."""
 
 
+# -- pinning the inputs -----------------------------------------------------------------------------
+
+
 def resolve_inputs(manifest: Manifest, workers: int = 16) -> list[tuple[GitSource, ResolvedRepo | None, str | None]]:
-    """Pin each repository of each source to a commit: (source, pinned repo, error text).
+    """Pin each repository of each git source to a commit: (source, pinned repo, error text).
 
     Runs a few git look-ups at a time (``ls-remote`` of a URL waits on the network).
     """
@@ -90,82 +121,17 @@ def _input_record(source: GitSource, repo: ResolvedRepo | None, error: str | Non
             "sha": repo.sha, "status": repo.status}
 
 
-def _listing(plan: FilePlan, rules: RecordRules):
-    """One ``ListRecords`` task per chunk of the source's files."""
-    import ray.data
-
-    return ray.data.from_items([chunk.to_item() for chunk in plan.chunks],
-                               override_num_blocks=len(plan.chunks)).map_batches(
-        ListRecords(rules), batch_size=1, batch_format="pyarrow")
-
-
-def export_rules(plan: FilePlan) -> ExportRules:
-    source = plan.source
-    assert isinstance(source, ExportSource)
-    return ExportRules(source.subset, frozenset(source.licenses), plan.allowlists)
-
-
-def git_listing(tasks: list[dict], cache_dir: Path):
-    """One ``ListCommits`` task per repository: every commit, structural drops marked."""
-    import ray.data
-
-    return ray.data.from_items(tasks, override_num_blocks=len(tasks)).map_batches(
-        ListCommits(str(cache_dir)), batch_size=1, batch_format="pyarrow")
-
-
-def _commit_filters(manifest: Manifest, split: Step | None) -> list[Step]:
-    filters = manifest.filters
-    return [
-        *([split] if split is not None else []),
-        FilterMessages(MessageFilter(filters.message.min_length, filters.message.max_length)),
-        LabelCriteria(filters.criteria.match, filters.criteria.terms_dir),
-    ]
-
-
-def git_rows(manifest: Manifest, tasks: list[dict], cache_dir: Path, split: Step | None = None):
-    """The Ray dataset of every commit of the git sources, through the per-row stages."""
-    validation = ValidationConfig(**manifest.filters.validation.model_dump())
-    per_row = Chain([
-        *_commit_filters(manifest, split),
-        ReadContents(max_bytes=validation.max_bytes),
-        AssemblePairs(),
-        ValidatePairs(validation),
-    ])
-    return git_listing(tasks, cache_dir).map_batches(
-        per_row, batch_size=manifest.ray.batch_rows, batch_format="pyarrow")
-
-
-def export_rows(manifest: Manifest, plan: FilePlan, cache_dir: Path, split: Step | None = None):
-    """The Ray dataset of one export source: listed, split, filtered, fetched, validated.
-
-    Criteria are labelled before the fetch, so no fetch is spent on a commit without one.
-    Fetches are bounded per host across the cluster by one slot actor per source.
-    """
-    source = plan.source
-    assert isinstance(source, ExportSource)
-    validation = ValidationConfig(**manifest.filters.validation.model_dump())
-    rules = export_rules(plan)
-    settings = FetchSettings(source.remote, source.fetch_timeout_s, source.retries,
-                             source.retry_backoff_s, source.max_repo_tries, source.max_concurrent_fetches)
-    slots = ClusterHostSlots(source.max_concurrent_fetches, lease_s=source.fetch_timeout_s + 60)
-    fetch = FetchContents(settings, str(cache_dir / "remotes"), rules, validation.max_bytes, slots)
-    batch_rows = manifest.ray.batch_rows
-    return (
-        _listing(plan, rules)
-        .map_batches(Chain(_commit_filters(manifest, split)), batch_size=batch_rows,
-                     batch_format="pyarrow")
-        .map_batches(fetch, batch_size=batch_rows, batch_format="pyarrow")
-        .map_batches(Chain([AssemblePairs(), ValidatePairs(validation)]), batch_size=batch_rows,
-                     batch_format="pyarrow")
-    )
+def _resolve_path(name: str, base_dir: Path) -> Path:
+    path = Path(name).expanduser()
+    return path if path.is_absolute() else base_dir / path
 
 
 def plan_solutions(manifest: Manifest, cache_dir: Path):
     """Check every solutions source and split its files into chunks, before any Ray work.
 
-    Returns (the synthesis plan, [(source, chunks)], one input record per source). A missing
-    toolchain with ``on_missing_toolchain: fail`` stops the build here; with ``skip`` it is
-    logged once and recorded in the input record.
+    Returns (the synthesis plan, [(index, source, chunks)], one input record per source). A
+    missing toolchain with ``on_missing_toolchain: fail`` stops the build here; with ``skip`` it
+    is logged once and recorded in the input record.
     """
     from pipelines.sources.solutions import SolutionsError, plan_chunks
     from pipelines.synthesis.settings import SynthesisPlan
@@ -185,46 +151,130 @@ def plan_solutions(manifest: Manifest, cache_dir: Path):
             chunks = plan_chunks(files, source.records_per_task, source.format, source.max_records)
         except SolutionsError as error:
             raise BuildError(f"sources.{index}.path: {error}") from None
-        inputs.append(plan.input_record(source, chunks, missing))
-        work.append((source, chunks))
+        record = plan.input_record(source, chunks, missing)
+        record["files"] = [{"path": name, "bytes": path.stat().st_size, "sha256": file_sha256(path)}
+                           for name, path in files]
+        inputs.append(record)
+        work.append((index, source, chunks))
     return plan, work, inputs
 
 
-def solutions_rows(manifest: Manifest, plan, work):
-    """The Ray dataset of the solutions sources' rows (None when there is no record).
+# -- the source stage: units of work, each turned into rows by one task ---------------------------
 
-    One Ray task per chunk reads and synthesizes its records (see
-    :mod:`pipelines.synthesis.pairs`); the pairs are then assembled and validated like mined
-    ones, with zero syntax errors allowed.
+
+class UnitPipeline:
+    """What one unit of a source becomes: a listing step, then per-row steps batch by batch.
+
+    ``listing`` takes a one-row table (the unit) and returns a table or yields tables;
+    ``steps`` each take a batch table and return it with columns filled in or drops marked.
     """
+
+    def __init__(self, listing: Callable[[pa.Table], Any], steps: list[Callable[[pa.Table], pa.Table]],
+                 batch_rows: int) -> None:
+        self.listing = listing
+        self.steps = steps
+        self.batch_rows = batch_rows
+
+    def batches(self, unit: dict[str, Any]) -> Iterator[pa.Table]:
+        listed = self.listing(pa.Table.from_pylist([unit]))
+        for table in [listed] if isinstance(listed, pa.Table) else listed:
+            for start in range(0, table.num_rows, self.batch_rows):
+                batch = table.slice(start, self.batch_rows)
+                for step in self.steps:
+                    batch = step(batch)
+                yield batch
+
+
+_UNIT_RESULT = pa.schema([("unit_key", pa.string()), ("rows", pa.int64()), ("error", pa.string())])
+
+
+class RunUnits:
+    """The Ray task of the source stage: run each unit and keep its rows in the stage folder.
+
+    A unit that raises (a corrupt repository, a malformed record) reports its error instead of
+    failing the task, so the other units still finish and are kept; the driver then stops the
+    build naming the unit. A worker that dies is retried by Ray.
+    """
+
+    def __init__(self, stage_path: str, pipeline: UnitPipeline) -> None:
+        self.stage_path = Path(stage_path)
+        self.pipeline = pipeline
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        done = []
+        for item in batch.to_pylist():
+            key, unit = item["unit_key"], json.loads(item["unit"])
+            try:
+                rows = write_unit(self.stage_path / f"unit-{key}.parquet", self.pipeline.batches(unit))
+            except Exception as error:  # reported to the driver, which stops the build
+                done.append({"unit_key": key, "rows": 0, "error": f"{type(error).__name__}: {error}"})
+                continue
+            done.append({"unit_key": key, "rows": rows, "error": None})
+        return pa.Table.from_pylist(done, schema=_UNIT_RESULT)
+
+
+@dataclass
+class SourceWork:
+    """One manifest source's share of the source stage.
+
+    Its folder is keyed by the source's settings; inside it, each unit's rows are keyed by the
+    unit itself (a repository at a commit, a chunk of a file with that file's hash). A new
+    commit in one repository therefore reruns that repository only, and a changed setting
+    reruns the whole source.
+    """
+
+    index: int
+    units: list[dict[str, Any]]
+    settings: dict[str, Any]  # everything besides the units that shapes its rows
+    make_pipeline: Callable[[], UnitPipeline]  # called inside the Ray session
+    reused_units: int = 0
+
+    @property
+    def settings_fingerprint(self) -> str:
+        return fingerprint("source", self.settings, code_fingerprint())
+
+    @property
+    def unit_keys(self) -> list[str]:
+        return list(dict.fromkeys(unit_key(unit) for unit in self.units))
+
+    def fingerprint(self) -> str:
+        """What the stage's output depends on: the settings and every unit."""
+        return fingerprint(self.settings_fingerprint, self.unit_keys)
+
+    def stage(self, output_dir: Path) -> StageDir:
+        return StageDir(output_dir, "source", self.settings_fingerprint)
+
+
+def _commit_filters(manifest: Manifest, split: Step | None) -> list[Step]:
+    filters = manifest.filters
+    return [
+        *([split] if split is not None else []),
+        FilterMessages(MessageFilter(filters.message.min_length, filters.message.max_length)),
+        LabelCriteria(filters.criteria.match, filters.criteria.terms_dir),
+    ]
+
+
+def export_rules(plan: FilePlan) -> ExportRules:
+    source = plan.source
+    assert isinstance(source, ExportSource)
+    return ExportRules(source.subset, frozenset(source.licenses), plan.allowlists)
+
+
+def _listing(plan: FilePlan, rules: RecordRules):
+    """One ``ListRecords`` task per chunk of the source's files (used by the split pre-pass)."""
     import ray.data
 
-    datasets = [
-        ray.data.from_items(chunks, override_num_blocks=len(chunks))
-        .map_batches(plan.stage(source), batch_size=1, batch_format="pyarrow")
-        for source, chunks in work if chunks
-    ]
-    if not datasets:
-        return None
-    validation = ValidationConfig(**manifest.filters.validation.model_dump())
-    rows = datasets[0].union(*datasets[1:]) if len(datasets) > 1 else datasets[0]
-    return rows.map_batches(Chain([AssemblePairs(), ValidatePairs(validation)]),
-                            batch_size=manifest.ray.batch_rows, batch_format="pyarrow")
+    return ray.data.from_items([chunk.to_item() for chunk in plan.chunks],
+                               override_num_blocks=len(plan.chunks)).map_batches(
+        ListRecords(rules), batch_size=1, batch_format="pyarrow")
 
 
-def _resolve_path(name: str, base_dir: Path) -> Path:
-    path = Path(name).expanduser()
-    return path if path.is_absolute() else base_dir / path
+def git_listing(tasks: list[dict], cache_dir: Path):
+    """One ``ListCommits`` task per repository (used by the split pre-pass)."""
+    import ray.data
 
-
-def dataset_rows(manifest: Manifest, plan: FilePlan):
-    """The Ray dataset of one dataset source: records mapped and filtered, pairs validated."""
-    source = plan.source
-    assert isinstance(source, DatasetSource)
-    validation = ValidationConfig(**manifest.filters.validation.model_dump())
-    return _listing(plan, DatasetRules.from_source(source)).map_batches(
-        Chain([AssemblePairs(), ValidatePairs(validation)]), batch_size=manifest.ray.batch_rows,
-        batch_format="pyarrow")
+    return ray.data.from_items(tasks, override_num_blocks=len(tasks)).map_batches(
+        ListCommits(str(cache_dir)), batch_size=1, batch_format="pyarrow")
 
 
 def commit_split(manifest: Manifest, tasks: list[dict], plans: list[FilePlan],
@@ -247,60 +297,263 @@ def commit_split(manifest: Manifest, tasks: list[dict], plans: list[FilePlan],
     return SplitCommits(rule, training)
 
 
-def build(manifest: Manifest, output: str | Path, manifest_path: str | None = None) -> dict[str, Any]:
-    """Run the whole build; returns the run record also written to ``<output>/run.json``."""
-    started = time.time()
+@dataclass
+class Plan:
+    """Everything the driver decided before Ray starts."""
+
+    inputs: list[dict[str, Any]]
+    works: list[SourceWork]
+    fingerprints: dict[str, Any] = field(default_factory=dict)
+
+
+def plan_build(manifest: Manifest, output_dir: Path) -> Plan:
+    """Pin the inputs and describe every source's units (no Ray needed)."""
     pinned = resolve_inputs(manifest)  # fail on a missing or corrupt input before any work
     try:  # export and dataset files: chunks and fingerprints, from metadata only
         plans = plan_file_sources(manifest)
     except ValueError as error:
         raise BuildError(str(error)) from None
-    output_dir = Path(output).expanduser().resolve()
-    output_dir.mkdir(parents=True, exist_ok=True)
-    inputs = []
-    tasks = []
+    cache_dir = output_dir / CACHE_DIR
+    filters = manifest.filters
+    content_cap = filters.validation.max_bytes
+    commit_settings = {"split": manifest.split.model_dump(mode="json") if manifest.split else None,
+                       "message": filters.message.model_dump(mode="json"),
+                       "criteria": filters.criteria.model_dump(mode="json"), "max_bytes": content_cap}
+    inputs: list[dict[str, Any]] = []
+    works: list[SourceWork] = []
+    tasks_by_source: dict[int, list[dict]] = {}
     for source, repo, error in pinned:
         inputs.append(_input_record(source, repo, error))
         if repo is not None and repo.status == "ok":
-            tasks.append(repo_task(repo, source.subset, source.max_commits, source.on_error))
-    inputs += [record for plan in plans for record in plan.inputs]
-    synthesis_plan, solution_work, solution_inputs = plan_solutions(manifest, output_dir / CACHE_DIR)
-    inputs.extend(solution_inputs)
+            index = next(i for i, s in enumerate(manifest.sources) if s is source)
+            tasks_by_source.setdefault(index, []).append(
+                repo_task(repo, source.subset, source.max_commits, source.on_error))
+    all_tasks = [task for tasks in tasks_by_source.values() for task in tasks]
+    split_holder: dict[str, Step | None] = {}
 
+    def split_step() -> Step | None:  # one split for every commit source, made in the session
+        if "split" not in split_holder:
+            split_holder["split"] = commit_split(manifest, all_tasks, plans, cache_dir)
+        return split_holder["split"]
+
+    batch_rows = manifest.ray.batch_rows
+    for index, tasks in sorted(tasks_by_source.items()):
+        def git_pipeline() -> UnitPipeline:
+            return UnitPipeline(ListCommits(str(cache_dir)), [Chain([
+                *_commit_filters(manifest, split_step()), ReadContents(max_bytes=content_cap),
+                AssemblePairs()])], batch_rows)
+
+        works.append(SourceWork(index, tasks, {"source": manifest.sources[index].model_dump(mode="json"),
+                                               **commit_settings}, git_pipeline))
+    for plan in plans:
+        inputs += plan.inputs
+        units = [chunk.to_item() for chunk in plan.chunks]
+        settings = {"source": plan.source.model_dump(mode="json"), "files": plan.inputs}
+        if isinstance(plan.source, ExportSource):
+            def export_pipeline(plan: FilePlan = plan) -> UnitPipeline:
+                source = plan.source
+                rules = export_rules(plan)
+                fetch_settings = FetchSettings(source.remote, source.fetch_timeout_s, source.retries,
+                                               source.retry_backoff_s, source.max_repo_tries,
+                                               source.max_concurrent_fetches)
+                slots = ClusterHostSlots(source.max_concurrent_fetches, lease_s=source.fetch_timeout_s + 60)
+                fetch = FetchContents(fetch_settings, str(cache_dir / "remotes"), rules, content_cap, slots)
+                return UnitPipeline(ListRecords(rules), [Chain(_commit_filters(manifest, split_step())),
+                                                         fetch, Chain([AssemblePairs()])], batch_rows)
+
+            works.append(SourceWork(plan.index, units, {**settings, **commit_settings}, export_pipeline))
+        else:
+            def dataset_pipeline(plan: FilePlan = plan) -> UnitPipeline:
+                assert isinstance(plan.source, DatasetSource)
+                return UnitPipeline(ListRecords(DatasetRules.from_source(plan.source)),
+                                    [Chain([AssemblePairs()])], batch_rows)
+
+            works.append(SourceWork(plan.index, units, settings, dataset_pipeline))
+    synthesis_plan, solution_work, solution_inputs = plan_solutions(manifest, cache_dir)
+    inputs += solution_inputs
+    for (index, source, chunks), record in zip(solution_work, solution_inputs, strict=True):
+        def solutions_pipeline(source: SolutionsSource = source) -> UnitPipeline:
+            return UnitPipeline(synthesis_plan.stage(source), [Chain([AssemblePairs()])], batch_rows)
+
+        works.append(SourceWork(index, chunks, {"source": source.model_dump(mode="json"),
+                                                "synthesis": manifest.synthesis.model_dump(mode="json"),
+                                                "files": record["files"]}, solutions_pipeline))
+    works.sort(key=lambda work: work.index)
+    return Plan(inputs, works)
+
+
+def fingerprints(manifest: Manifest, works: list[SourceWork], clean: dict[str, Any]) -> dict[str, Any]:
+    """Every stage's fingerprint, each covering its settings and everything upstream."""
+    sources = [work.fingerprint() for work in works]
+    code = code_fingerprint()
+    validate = fingerprint("validate", manifest.filters.validation.model_dump(mode="json"), sources, code)
+    cleaned = fingerprint("clean", clean, validate, code) if clean else validate
+    write = fingerprint("write", manifest.dedupe.exact, manifest.output.model_dump(mode="json"), cleaned, code)
+    return {"code": code, "sources": sources, "validate": validate, "clean": cleaned if clean else None,
+            "write": write}
+
+
+def run_source_stage(work: SourceWork, output_dir: Path, log: Callable[[str], None]) -> list[str]:
+    """Run the units of ``work`` whose rows are not kept yet; return the files of all its units."""
+    import ray.data
+
+    stage = work.stage(output_dir)
+    stage.path.mkdir(parents=True, exist_ok=True)
+    by_key = {unit_key(unit): unit for unit in work.units}
+    todo = [{"unit_key": key, "unit": json.dumps(unit, sort_keys=True)}
+            for key, unit in by_key.items() if not stage.unit_done(key)]
+    work.reused_units = len(by_key) - len(todo)
+    if work.reused_units:
+        log(f"source {work.index}: reusing {work.reused_units} of {len(by_key)} units")
+    if todo:
+        results = (ray.data.from_items(todo, override_num_blocks=len(todo))
+                   .map_batches(RunUnits(str(stage.path), work.make_pipeline()), batch_size=1,
+                                batch_format="pyarrow")
+                   .take_all())
+        failed = [result for result in results if result["error"]]
+        if failed:
+            more = f" (and {len(failed) - 1} more unit(s))" if len(failed) > 1 else ""
+            raise BuildError(f"sources.{work.index}: {failed[0]['error']}{more}")
+    return [str(stage.unit_path(key)) for key in work.unit_keys]
+
+
+def run_dataset_stage(name: str, stage_fingerprint: str, files: list[str], output_dir: Path,
+                      transform: Callable[[Any], Any], log: Callable[[str], None]) -> list[str]:
+    """Read ``files``, apply ``transform`` (a Ray dataset to a Ray dataset), keep the result.
+
+    Unlike a source stage it is redone whole when it did not finish (it has no units).
+    """
+    import ray.data
+
+    stage = StageDir(output_dir, name, stage_fingerprint)
+    if stage.done:
+        log(f"{name}: reusing {stage.rows()} rows")
+        return stage.files()
+    shutil.rmtree(stage.path, ignore_errors=True)
+    stage.path.mkdir(parents=True)
+    rows = transform(ray.data.read_parquet(files, schema=None) if files else None)
+    if rows is not None:
+        rows.map_batches(_write_block, fn_kwargs={"folder": str(stage.path)}, batch_size=None,
+                         batch_format="pyarrow").materialize()
+    stage.mark_done()
+    return stage.files()
+
+
+def _write_block(block: pa.Table, folder: str) -> pa.Table:
+    import uuid
+
+    rows = write_unit(Path(folder) / f"unit-{uuid.uuid4().hex}.parquet", [block])
+    return pa.table({"rows": [rows]})
+
+
+# -- the run ----------------------------------------------------------------------------------------
+
+
+class RunLock:
+    """One build at a time per output folder, and a record of an unfinished one."""
+
+    def __init__(self, output_dir: Path) -> None:
+        self.path = output_dir / CACHE_DIR
+        self.state = self.path / RUN_STATE
+        self._handle = None
+
+    def __enter__(self) -> RunLock:
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._handle = open(self.path / "lock", "w")
+        try:
+            fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BuildError(f"another build is running on {self.path.parent}") from None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        fcntl.flock(self._handle, fcntl.LOCK_UN)
+        self._handle.close()
+
+    def interrupted(self) -> dict[str, Any] | None:
+        if not self.state.is_file():
+            return None
+        state = json.loads(self.state.read_text())
+        return state if state.get("status") == "running" else None
+
+    def mark(self, status: str, fingerprints: dict[str, Any]) -> None:
+        write_json_atomic(self.state, {"status": status, "fingerprints": fingerprints, "pid": os.getpid(),
+                                       "at": datetime.now(UTC).isoformat()})
+
+
+def up_to_date(output_dir: Path, write_fingerprint: str) -> dict[str, Any] | None:
+    """The previous run record when it came from the same fingerprint and its files are intact."""
+    path = output_dir / RUN_RECORD
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    if record.get("fingerprints", {}).get("write") != write_fingerprint:
+        return None
+    for item in record.get("outputs", []) + record.get("rejects", []):
+        file = output_dir / item["path"]
+        if not file.is_file() or file.stat().st_size != item["bytes"]:
+            return None
+    return record
+
+
+def build(manifest: Manifest, output: str | Path, manifest_path: str | None = None, *,
+          resume: bool = False, restart: bool = False,
+          log: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
+    """Run the build; return the run record (also in ``<output>/run.json``).
+
+    An unchanged manifest over unchanged inputs returns the existing record without any work.
+    A run that was interrupted must be continued with ``resume`` (finished units and stages are
+    reused) or discarded with ``restart``.
+    """
+    started = time.time()
+    output_dir = Path(output).expanduser().resolve()
+    plan = plan_build(manifest, output_dir)
+    clean_settings = clean_fingerprint_settings(manifest)
+    plan.fingerprints = fingerprints(manifest, plan.works, clean_settings)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with RunLock(output_dir) as lock:
+        interrupted = lock.interrupted()
+        if restart:
+            shutil.rmtree(output_dir / CACHE_DIR / "stages", ignore_errors=True)
+        elif interrupted and not resume:
+            raise BuildError(f"{output_dir} holds an interrupted run (state {interrupted['at']}): rerun "
+                             "with --resume to finish it, or --restart to discard its partial work")
+        previous = None if restart else up_to_date(output_dir, plan.fingerprints["write"])
+        if previous is not None and not interrupted:
+            log("up to date: same manifest, inputs and code as the last run; nothing to do")
+            return {**previous, "up_to_date": True}
+        lock.mark("running", plan.fingerprints)
+        record = _execute(manifest, plan, output_dir, manifest_path, started, resumed=bool(interrupted), log=log)
+        lock.mark("complete", plan.fingerprints)
+    return record
+
+
+def clean_fingerprint_settings(manifest: Manifest) -> dict[str, Any]:
+    """The settings of the clean stage (empty: the stage is skipped)."""
+    return {}
+
+
+def clean_transform(manifest: Manifest):
+    """The clean stage's transform of the validated rows, or ``None`` when there is nothing to do."""
+    return None
+
+
+def _execute(manifest: Manifest, plan: Plan, output_dir: Path, manifest_path: str | None,
+             started: float, resumed: bool, log: Callable[[str], None]) -> dict[str, Any]:
     out = manifest.output
-    cache_dir = output_dir / CACHE_DIR
+    fps = plan.fingerprints
+    validation = ValidationConfig(**manifest.filters.validation.model_dump())
     with ray_session(manifest.ray.address, manifest.ray.num_cpus):
-        # Every source contributes a dataset of rows with WORK_SCHEMA; they are written together.
-        split = commit_split(manifest, tasks, plans, cache_dir)
-        parts = []
-        if tasks:
-            parts.append(git_rows(manifest, tasks, cache_dir, split))
-        for plan in plans:
-            if not plan.chunks:  # empty files: no rows
-                continue
-            if isinstance(plan.source, ExportSource):
-                parts.append(export_rows(manifest, plan, cache_dir, split))
-            else:
-                parts.append(dataset_rows(manifest, plan))
-        synthesized = solutions_rows(manifest, synthesis_plan, solution_work)
-        if synthesized is not None:
-            parts.append(synthesized)
-        summaries: list[dict[str, Any]] = []
-        count = 1
-        if parts:
-            rows = (parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]).materialize()
-            payload = sum(part["bytes"] for part in rows.map_batches(_payload_bytes,
-                                                                      batch_format="pyarrow").take_all())
-            count = max(1, math.ceil(payload / out.max_shard_bytes))
-            writer = WritePartition(str(output_dir), count, manifest.dedupe.exact,
-                                    out.rejects.sample_rate, out.compression_level, out.row_group_rows)
-            summaries = (
-                rows.map_batches(add_partition_column, fn_kwargs={"count": count},
-                                 batch_format="pyarrow")
-                .groupby("partition", num_partitions=count)
-                .map_groups(writer.write, batch_format="pyarrow")
-                .take_all()
-            )
+        source_files = [f for work in plan.works for f in run_source_stage(work, output_dir, log)]
+        validate = Chain([ValidatePairs(validation)])
+        files = run_dataset_stage(
+            "validate", fps["validate"], source_files, output_dir, log=log,
+            transform=lambda rows: rows and rows.map_batches(validate, batch_size=manifest.ray.batch_rows,
+                                                             batch_format="pyarrow"))
+        transform = clean_transform(manifest)
+        if fps["clean"] is not None and transform is not None:
+            files = run_dataset_stage("clean", fps["clean"], files, output_dir, transform, log)
+        summaries = _write(files, output_dir, manifest) if files else []
     shards = publish_staged(output_dir, [s for s in summaries if s["kind"] == "shard"], "shard")
     if not shards:  # no row kept: one empty shard keeps the layout (datasets cannot load it)
         name = shard_name(0, 1)
@@ -320,13 +573,18 @@ def build(manifest: Manifest, output: str | Path, manifest_path: str | None = No
     written = sum(f["rows"] for f in shards)
     if written != kept:
         raise BuildError(f"row accounting mismatch: {kept} rows kept but {written} written")
+    _prune_stages(output_dir, plan)
 
     record = {
         "name": manifest.name,
         "manifest_path": manifest_path,
         "manifest": manifest.resolved(),
-        "code": code_version(),
-        "inputs": inputs,
+        "code": {**code_version(), "fingerprint": fps["code"]},
+        "inputs": plan.inputs,
+        "fingerprints": fps,
+        "resumed": resumed,
+        "stages": [{"stage": "source", "source": work.index, "fingerprint": work.settings_fingerprint,
+                    "units": len(work.unit_keys), "units_reused": work.reused_units} for work in plan.works],
         "rows": {"total": kept + sum(drops.values()), "kept": kept, "dropped": sum(drops.values())},
         "funnel": funnel(drops, kept),
         "outputs": shards,
@@ -340,8 +598,47 @@ def build(manifest: Manifest, output: str | Path, manifest_path: str | None = No
     return record
 
 
-def _payload_bytes(batch):
-    import pyarrow as pa
+def _write(files: list[str], output_dir: Path, manifest: Manifest) -> list[dict[str, Any]]:
+    """The write stage: partition, exact-dedupe and write; returns the writers' summaries."""
+    import ray.data
+
+    out = manifest.output
+    rows = ray.data.read_parquet(files)
+    payload = sum(part["bytes"] for part in rows.map_batches(_payload_bytes, batch_format="pyarrow").take_all())
+    count = max(1, math.ceil(payload / out.max_shard_bytes))
+    writer = WritePartition(str(output_dir), count, manifest.dedupe.exact, out.rejects.sample_rate,
+                            out.compression_level, out.row_group_rows)
+    return (
+        rows.map_batches(add_partition_column, fn_kwargs={"count": count}, batch_format="pyarrow")
+        .groupby("partition", num_partitions=count)
+        .map_groups(writer.write, batch_format="pyarrow")
+        .take_all()
+    )
+
+
+def _prune_stages(output_dir: Path, plan: Plan) -> None:
+    """Drop cached stage outputs this run did not use (superseded settings, inputs or units)."""
+    root = output_dir / CACHE_DIR / "stages"
+    keep_units: dict[str, set[str]] = {}
+    for work in plan.works:
+        keep_units.setdefault(work.settings_fingerprint, set()).update(
+            f"unit-{key}.parquet" for key in work.unit_keys)
+    for folder in sorted((root / "source").iterdir()) if (root / "source").is_dir() else []:
+        if folder.name not in keep_units:
+            shutil.rmtree(folder, ignore_errors=True)
+            continue
+        for unit in folder.glob("unit-*.parquet"):
+            if unit.name not in keep_units[folder.name]:
+                unit.unlink()
+    used = {f"validate/{plan.fingerprints['validate']}", f"clean/{plan.fingerprints['clean']}"}
+    for stage in ("validate", "clean"):
+        for folder in sorted((root / stage).iterdir()) if (root / stage).is_dir() else []:
+            if f"{stage}/{folder.name}" not in used:
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def _payload_bytes(batch: pa.Table) -> pa.Table:
     import pyarrow.compute as pc
 
     return pa.table({"bytes": [pc.sum(batch["row_bytes"]).as_py() or 0]})
+

@@ -61,3 +61,29 @@ def read_run_record(output_dir: str | Path) -> dict[str, Any]:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise FileNotFoundError(f"no {RUN_RECORD} in {output_dir}: is it a codeprefs output folder?") from None
+
+
+def list_runs(root: str | Path) -> list[dict[str, Any]]:
+    """Every build output under ``root`` (a folder with ``run.json`` or an unfinished run state)."""
+    root = Path(root)
+    found: dict[Path, dict[str, Any]] = {}
+    for record_path in sorted(root.rglob(RUN_RECORD)) if root.is_dir() else []:
+        if ".cache" in record_path.parts:
+            continue
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        found[record_path.parent] = {
+            "output": str(record_path.parent), "name": record.get("name"), "state": "complete",
+            "finished_at": record.get("finished_at"), "kept": record["rows"]["kept"],
+            "total": record["rows"]["total"],
+            "fingerprint": record.get("fingerprints", {}).get("write"),
+            "manifest_path": record.get("manifest_path"),
+        }
+    for state_path in sorted(root.rglob("run-state.json")) if root.is_dir() else []:
+        output = state_path.parent.parent
+        state = json.loads(state_path.read_text(encoding="utf-8"))
+        if state.get("status") == "running":
+            entry = found.setdefault(output, {"output": str(output), "name": output.name, "finished_at": None,
+                                              "kept": None, "total": None, "manifest_path": None})
+            entry["state"] = "interrupted"
+            entry["fingerprint"] = state["fingerprints"]["write"]
+    return [found[key] for key in sorted(found)]

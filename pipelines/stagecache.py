@@ -6,10 +6,10 @@ settings, the fingerprints of the stages it reads, the input fingerprints (pinne
 hashes) and the code fingerprint, so a change anywhere upstream gives new fingerprints from
 there on, and an unchanged stage finds its finished output again.
 
-Inside a stage, work is split in **units** (a repository, a chunk of an export file): each
-unit's rows go to ``unit-<key>.parquet`` through a temporary name and a rename, so after a
-crash the finished units are kept and only the others run again. A stage is finished when its
-``_SUCCESS`` file exists; it lists the unit files and their row counts.
+Work is written in **units**: ``unit-<key>.parquet``, through a temporary name and a rename,
+so a crash never leaves half a unit. In a source stage a unit is a repository at a commit or a
+chunk of a file, keyed by what it is, and after a crash the finished units are kept; other
+stages are finished when their ``_SUCCESS`` file, which lists their files and rows, exists.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import functools
 import hashlib
 import json
 import os
-import shutil
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -91,15 +90,6 @@ class StageDir:
         temporary.write_text(json.dumps({"stage": self.stage, "fingerprint": self.fingerprint,
                                          "files": names, "rows": rows}))
         os.replace(temporary, self.path / SUCCESS)
-
-    def prune_siblings(self) -> list[str]:
-        """Delete this stage's cached outputs under other fingerprints (superseded runs)."""
-        removed = []
-        for sibling in sorted(self.path.parent.iterdir()) if self.path.parent.is_dir() else []:
-            if sibling != self.path:
-                shutil.rmtree(sibling, ignore_errors=True)
-                removed.append(sibling.name)
-        return removed
 
 
 def write_unit(path: Path, batches: Iterable[pa.Table], schema: pa.Schema = WORK_SCHEMA) -> int:

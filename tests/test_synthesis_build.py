@@ -113,7 +113,7 @@ def test_a_malformed_record_fails_the_build_naming_its_file_and_line(tmp_path, r
     write_records(data)
     config = manifest_for(data)
     config["sources"][0].update(on_error="fail", max_records=3)
-    with pytest.raises(ValueError, match=re.escape("malformed record solutions.jsonl:3: not valid JSON")):
+    with pytest.raises(BuildError, match=re.escape("malformed record solutions.jsonl:3: not valid JSON")):
         build(parse_manifest(config, tmp_path), tmp_path / "out")
 
 
