@@ -18,6 +18,8 @@ from typing import Any
 
 from codeprefs.manifest import GitSource, Manifest
 from codeprefs.raycluster import ray_session
+from filters.dedupe import BenchmarkError, decontaminate, index_for, near_dedupe
+from filters.dedupe.decontaminate import BenchmarkIndex
 from filters.messages import MessageFilter
 from filters.validation import ValidationConfig
 from pipelines.runrecord import RUN_RECORD, code_version, funnel, write_json_atomic
@@ -91,12 +93,40 @@ def git_rows(manifest: Manifest, tasks: list[dict], cache_dir: Path):
     )
 
 
+def load_benchmarks(manifest: Manifest) -> BenchmarkIndex | None:
+    """Index the decontamination benchmarks up front, so a bad one fails before any Ray work."""
+    if manifest.decontaminate is None:
+        return None
+    try:
+        return index_for(manifest.decontaminate, manifest.base_dir)
+    except BenchmarkError as error:
+        raise BuildError(f"decontaminate.benchmarks: {error}") from None
+
+
+def clean_rows(manifest: Manifest, rows, benchmarks: BenchmarkIndex | None):
+    """Decontaminate, then near-dedupe ``rows`` as the manifest asks (marking, never filtering).
+
+    Returns the rows (materialised) and each step's statistics for the run record.
+    """
+    report: dict[str, Any] = {}
+    if manifest.decontaminate is not None and benchmarks is not None:
+        stats: dict[str, Any] = {}
+        rows = decontaminate(rows, manifest.decontaminate, index=benchmarks, stats=stats).materialize()
+        report["decontaminate"] = stats
+    if manifest.dedupe.near is not None:
+        stats = {}
+        rows = near_dedupe(rows, manifest.dedupe.near, stats=stats).materialize()
+        report["near_dedupe"] = stats
+    return rows, report
+
+
 def build(manifest: Manifest, output: str | Path, manifest_path: str | None = None) -> dict[str, Any]:
     """Run the whole build; returns the run record also written to ``<output>/run.json``."""
     started = time.time()
     output_dir = Path(output).expanduser().resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
     pinned = resolve_inputs(manifest)
+    benchmarks = load_benchmarks(manifest)
     inputs = []
     tasks = []
     for source, repo, error in pinned:
@@ -113,8 +143,10 @@ def build(manifest: Manifest, output: str | Path, manifest_path: str | None = No
             parts.append(git_rows(manifest, tasks, output_dir / CACHE_DIR))
         summaries: list[dict[str, Any]] = []
         count = 1
+        step_stats: dict[str, Any] = {}
         if parts:
             rows = (parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]).materialize()
+            rows, step_stats = clean_rows(manifest, rows, benchmarks)
             payload = sum(part["bytes"] for part in rows.map_batches(_payload_bytes,
                                                                       batch_format="pyarrow").take_all())
             count = max(1, math.ceil(payload / out.max_shard_bytes))
@@ -157,6 +189,7 @@ def build(manifest: Manifest, output: str | Path, manifest_path: str | None = No
         "inputs": inputs,
         "rows": {"total": kept + sum(drops.values()), "kept": kept, "dropped": sum(drops.values())},
         "funnel": funnel(drops, kept),
+        "steps": step_stats,
         "outputs": [_file_record(files[name]) for name in sorted(files)],
         "rejects": [_file_record(r) for r in rejects],
         "removed_stale_files": removed,
