@@ -110,8 +110,8 @@ def commit_before(code: str) -> str:
 
 def pair_row(row_id: str, chosen: str, rejected: str, **extra) -> dict:
     row = empty_row()
-    row.update(id=row_id, source="git", subset="commits", language="Python", input=f"task {row_id}",
-               chosen=chosen, rejected=rejected, **extra)
+    row.update({"id": row_id, "source": "git", "subset": "commits", "language": "Python",
+                "input": f"task {row_id}", "chosen": chosen, "rejected": rejected, **extra})
     return row
 
 

@@ -161,7 +161,7 @@ def connected_components(edges, partitions: int, max_rounds: int = 64):
     for round_number in range(1, max_rounds + 1):
         large = _star_step(edges, _both_directions, _large_star, partitions)
         small = _star_step(large, _larger_to_smaller, _small_star, partitions)
-        changed = _total_changed(large) + _total_changed(small)
+        changed = _total_changed(large.union(small))
         edges = small.select_columns(["a", "b"])
         if changed == 0:
             return edges, round_number

@@ -30,6 +30,7 @@ shingle sets reaches the threshold.
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import numpy as np
@@ -165,38 +166,59 @@ def near_dedupe(rows, config: NearDedupeConfig, *, partitions: int | None = None
                 stats: dict[str, Any] | None = None):
     """Mark near-duplicate rows of the Ray dataset ``rows`` (see the module doc).
 
-    ``partitions`` overrides the shuffle partitions (``config.partitions``, else
-    :func:`default_partitions`); the result does not depend on it. ``stats``, if given,
-    receives counts: band rows, candidate edges, edges kept, clustered rows and rounds.
+    Returns the rows, materialised. ``partitions`` overrides the shuffle partitions
+    (``config.partitions``, else :func:`default_partitions`); the result does not depend on
+    it. ``stats``, if given, receives counts (band rows, candidate and kept edges, clustered
+    rows, rounds) and the seconds each phase took.
     """
     stats = stats if stats is not None else {}
+    clock = _PhaseClock(stats)
     row_count = rows.count()
     bands, rows_per_band = bands_and_rows(config)
     partitions = partitions or config.partitions or default_partitions(row_count, bands)
     stats.update(rows=row_count, bands=bands, rows_per_band=rows_per_band, partitions=partitions,
-                 band_rows=0, candidate_edges=0,
-                 edges=0, clustered_rows=0, rounds=0)
+                 band_rows=0, candidate_edges=0, edges=0, clustered_rows=0, rounds=0)
     if row_count == 0:
         return rows
     band_rows = rows.map_batches(BandRows(config, partitions), batch_format="pyarrow").materialize()
     stats["band_rows"] = band_rows.count()
+    clock.lap("signatures")
     if stats["band_rows"] == 0:
         return rows
     edges = bucket_edges(band_rows, partitions).materialize()
     stats["candidate_edges"] = edges.count()
+    clock.lap("buckets")
     if config.verify_jaccard and stats["candidate_edges"]:
         edges = verified_edges(edges, rows, config, partitions).materialize()
+        clock.lap("verify")
     stats["edges"] = edges.count()
     if stats["edges"] == 0:
         return rows
     stars, stats["rounds"] = connected_components(edges, partitions)
     labels = component_labels(stars, partitions).materialize()
     stats["clustered_rows"] = labels.count()
-    labels = labels.map_batches(_rename_label, batch_format="pyarrow")
-    return (
-        rows.join(labels, "left_outer", partitions, on=("id",))
+    clock.lap("components")
+    marked = (
+        rows.join(labels.map_batches(_rename_label, batch_format="pyarrow"), "left_outer", partitions,
+                  on=("id",))
         .map_batches(mark_near_duplicates, batch_format="pyarrow")
+        .materialize()
     )
+    clock.lap("mark")
+    return marked
+
+
+class _PhaseClock:
+    """Records the seconds since the previous lap under ``stats["seconds"][phase]``."""
+
+    def __init__(self, stats: dict[str, Any]) -> None:
+        self.seconds = stats.setdefault("seconds", {})
+        self.last = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.seconds[phase] = round(now - self.last, 3)
+        self.last = now
 
 
 def _rename_label(batch: pa.Table) -> pa.Table:
