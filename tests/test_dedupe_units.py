@@ -6,6 +6,7 @@ import itertools
 import tracemalloc
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from filters.dedupe.hashing import hash_bytes, hash_strings
@@ -14,8 +15,6 @@ from filters.dedupe.minhash import EMPTY_SIGNATURE_VALUE, MinHasher, estimated_j
 from filters.dedupe.ngrams import field_salt, iter_ngram_blocks, jaccard, ngram_set
 from filters.dedupe.tokenize import hash_token, iter_token_blocks, token_hashes, tokens
 from tests.dedupe_helpers import commit_before, reformat, small_edit, stdlib_functions, stdlib_text
-
-import pyarrow as pa
 
 
 def _spans(text: str, chunk_chars: int) -> list[str]:
@@ -165,3 +164,34 @@ def test_band_keys_change_only_with_their_band():
     assert len(set(keys[0].tolist())) == 3  # equal values in different bands differ
     with pytest.raises(ValueError, match="too short"):
         band_keys(signatures, 4, 4)
+
+
+def test_manifest_accepts_the_issue_form_and_rejects_bad_near_settings(tmp_path):
+    import yaml
+
+    from codeprefs.manifest import ManifestError, parse_manifest
+
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "a.jsonl").write_text('{"prompt": "x"}\n', encoding="utf-8")
+    text = f"""
+name: run
+sources: [{{type: git, repos: [/tmp/repo]}}]
+dedupe: {{exact: true, near: {{fields: [chosen, rejected], ngram: 20, threshold: 0.75, num_perm: 256}}}}
+decontaminate: {{benchmarks: [{tmp_path}/bench/*.jsonl], field: prompt, ngram: 13}}
+"""
+    manifest = parse_manifest(yaml.safe_load(text), tmp_path)
+    near = manifest.dedupe.near
+    assert (near.fields, near.ngram, near.threshold, near.num_perm) == (["chosen", "rejected"], 20, 0.75, 256)
+    assert (near.bands, near.rows, near.verify_jaccard) == (None, None, False)
+    assert manifest.decontaminate.benchmarks == [f"{tmp_path}/bench/a.jsonl"]
+    assert manifest.resolved()["dedupe"]["near"]["threshold"] == 0.75
+    base = {"name": "run", "sources": [{"type": "git", "repos": ["/tmp/repo"]}]}
+    for near_settings, message in (
+        ({"bands": 8}, "set both bands and rows"),
+        ({"bands": 30, "rows": 10}, "exceeds num_perm"),
+        ({"fields": ["code"]}, "unknown field"),
+        ({"threshold": 1.0}, "threshold"),
+        ({"shingles": 5}, "unknown key"),
+    ):
+        with pytest.raises(ManifestError, match=message):
+            parse_manifest({**base, "dedupe": {"near": near_settings}}, tmp_path)
