@@ -173,6 +173,7 @@ def near_dedupe(rows, config: NearDedupeConfig, *, partitions: int | None = None
     """
     stats = stats if stats is not None else {}
     clock = _PhaseClock(stats)
+    rows = rows.materialize()  # read three times below; a no-op when already materialised
     row_count = rows.count()
     bands, rows_per_band = bands_and_rows(config)
     partitions = partitions or config.partitions or default_partitions(row_count, bands)
