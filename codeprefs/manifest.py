@@ -324,8 +324,64 @@ class FiltersConfig(_Strict):
     validation: ValidationSettings = ValidationSettings()
 
 
+# Row columns that hold text a dedupe or decontamination step can read.
+TEXT_FIELDS: tuple[str, ...] = ("system", "input", "chosen", "rejected", "message")
+
+
+def _check_text_fields(fields: list[str]) -> list[str]:
+    unknown = [name for name in fields if name not in TEXT_FIELDS]
+    if unknown:
+        raise ValueError(f"unknown field(s) {unknown}; expected some of {list(TEXT_FIELDS)}")
+    if len(set(fields)) != len(fields):
+        raise ValueError(f"a field is listed twice in {fields}")
+    return fields
+
+
+class NearDedupeConfig(_Strict):
+    """MinHash LSH near-dedupe over the row fields (see :mod:`filters.dedupe.near`)."""
+
+    fields: list[str] = Field(default=["chosen", "rejected"], min_length=1)
+    ngram: int = Field(default=20, ge=1)  # tokens per shingle
+    threshold: float = Field(default=0.75, gt=0.0, lt=1.0)  # Jaccard similarity
+    num_perm: int = Field(default=256, ge=2, le=8192)
+    bands: int | None = Field(default=None, ge=1)  # with rows; default: chosen from the threshold
+    rows: int | None = Field(default=None, ge=1)
+    verify_jaccard: bool = False  # check each candidate pair's true Jaccard before merging
+    seed: int = Field(default=1, ge=0)
+    partitions: int | None = Field(default=None, ge=1)  # shuffle partitions; default from data
+
+    @field_validator("fields")
+    @classmethod
+    def _known_fields(cls, fields: list[str]) -> list[str]:
+        return _check_text_fields(fields)
+
+    @model_validator(mode="after")
+    def _bands_fit(self) -> NearDedupeConfig:
+        if (self.bands is None) != (self.rows is None):
+            raise ValueError("set both bands and rows, or neither")
+        if self.bands is not None and self.rows is not None and self.bands * self.rows > self.num_perm:
+            raise ValueError(f"bands * rows = {self.bands * self.rows} exceeds num_perm = {self.num_perm}")
+        return self
+
+
 class DedupeConfig(_Strict):
     exact: bool = True  # drop rows whose (input, chosen, rejected) repeats; keep the lowest id
+    near: NearDedupeConfig | None = None  # MinHash near-dedupe; keeps the lowest id per cluster
+
+
+class DecontaminateConfig(_Strict):
+    """Drop rows that share an n-gram with a benchmark prompt (see :mod:`filters.dedupe.decontaminate`)."""
+
+    benchmarks: list[str] = Field(min_length=1)  # JSONL / Parquet files, `datasets` folders, globs
+    field: str = Field(default="prompt", min_length=1)  # the benchmark column holding the prompt
+    fields: list[str] = Field(default=["input"], min_length=1)  # row fields checked (the prompt)
+    ngram: int = Field(default=13, ge=1)
+    lowercase: bool = True  # compare case-insensitively
+
+    @field_validator("fields")
+    @classmethod
+    def _known_fields(cls, fields: list[str]) -> list[str]:
+        return _check_text_fields(fields)
 
 
 class RejectsConfig(_Strict):
@@ -418,6 +474,7 @@ class Manifest(_Strict):
     split: SplitConfig | None = None  # applies to the git and export sources
     filters: FiltersConfig = FiltersConfig()
     dedupe: DedupeConfig = DedupeConfig()
+    decontaminate: DecontaminateConfig | None = None
     output: OutputConfig = OutputConfig()
     ray: RayConfig = RayConfig()
     synthesis: SynthesisConfig = SynthesisConfig()
@@ -481,6 +538,24 @@ def _expand_source(source: Any, base_dir: Path) -> Any:
     return source
 
 
+def _expand_benchmarks(patterns: list[str], base_dir: Path) -> list[str]:
+    """Expand globs; every entry must name an existing file or folder (kept as written)."""
+    expanded: list[str] = []
+    for pattern in patterns:
+        path = os.path.expanduser(pattern)
+        full = path if os.path.isabs(path) else str(base_dir / path)
+        if glob.has_magic(pattern):
+            matches = sorted(glob.glob(full))
+            if not matches:
+                raise ManifestError(f"benchmark pattern {pattern!r} matches nothing")
+            expanded.extend(m if os.path.isabs(path) else os.path.relpath(m, base_dir) for m in matches)
+        elif not os.path.exists(full):
+            raise ManifestError(f"benchmark {pattern!r} does not exist (looked for {full})")
+        else:
+            expanded.append(pattern)
+    return expanded
+
+
 def _format_error(error: ValidationError) -> str:
     lines = []
     for problem in error.errors():
@@ -509,6 +584,13 @@ def parse_manifest(data: Any, base_dir: Path, origin: str = "<manifest>") -> Man
         raise ManifestError(f"{origin}: synthesis.bug_injection.backend is llm but synthesis.llm "
                             "is not set")
     manifest = manifest.model_copy(update={"sources": sources})
+    if manifest.decontaminate is not None:
+        try:
+            benchmarks = _expand_benchmarks(manifest.decontaminate.benchmarks, base_dir)
+        except ManifestError as error:
+            raise ManifestError(f"{origin}: decontaminate.benchmarks: {error}") from None
+        manifest = manifest.model_copy(update={
+            "decontaminate": manifest.decontaminate.model_copy(update={"benchmarks": benchmarks})})
     manifest._base_dir = base_dir
     return manifest
 

@@ -8,6 +8,11 @@
   fails to authenticate. A local instance therefore runs with ``RAY_AUTH_MODE=disabled`` unless
   the caller set ``RAY_AUTH_MODE`` itself; set it the same way for ``ray start``, the job CLI
   and drivers.
+* Ray Data's shuffles (groupby, join) run their map and reduce tasks in worker pools of their
+  own. With Ray's default cap on idle workers (one per CPU) every shuffle then kills and
+  restarts worker processes, several seconds each on a small machine; a local instance
+  therefore keeps up to three idle workers per CPU (``RAY_num_workers_soft_limit``, unless
+  the caller set it). Set the same variable for ``ray start`` on a cluster.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         ray.init(address=target, logging_level=logging.WARNING, log_to_driver=True)
     else:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        os.environ.setdefault("RAY_num_workers_soft_limit", str(3 * (num_cpus or os.cpu_count() or 1)))
         temp_dir = os.environ.get("CODEPREFS_RAY_TMPDIR") or os.path.join(
             tempfile.gettempdir(), f"codeprefs-ray-{os.getuid()}"
         )

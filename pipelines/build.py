@@ -44,6 +44,10 @@ import pyarrow as pa
 
 from codeprefs.manifest import DatasetSource, ExportSource, GitSource, Manifest, SolutionsSource
 from codeprefs.raycluster import ray_session
+from filters.dedupe import BenchmarkError, decontaminate, index_for, near_dedupe
+from filters.dedupe.decontaminate import BenchmarkIndex
+from filters.dedupe import BenchmarkError, decontaminate, index_for, near_dedupe
+from filters.dedupe.decontaminate import BenchmarkIndex
 from filters.messages import MessageFilter
 from filters.validation import ValidationConfig
 from pipelines.runrecord import RUN_RECORD, code_version, funnel, write_json_atomic
@@ -508,6 +512,7 @@ def build(manifest: Manifest, output: str | Path, manifest_path: str | None = No
     started = time.time()
     output_dir = Path(output).expanduser().resolve()
     plan = plan_build(manifest, output_dir)
+    benchmarks = load_benchmarks(manifest)
     clean_settings = clean_fingerprint_settings(manifest)
     plan.fingerprints = fingerprints(manifest, plan.works, clean_settings)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -523,23 +528,62 @@ def build(manifest: Manifest, output: str | Path, manifest_path: str | None = No
             log("up to date: same manifest, inputs and code as the last run; nothing to do")
             return {**previous, "up_to_date": True}
         lock.mark("running", plan.fingerprints)
-        record = _execute(manifest, plan, output_dir, manifest_path, started, resumed=bool(interrupted), log=log)
+        record = _execute(manifest, plan, output_dir, manifest_path, started, resumed=bool(interrupted),
+                          benchmarks=benchmarks, log=log)
         lock.mark("complete", plan.fingerprints)
     return record
 
 
+def load_benchmarks(manifest: Manifest) -> BenchmarkIndex | None:
+    """Index the decontamination benchmarks up front, so a bad one fails before any Ray work."""
+    if manifest.decontaminate is None:
+        return None
+    try:
+        return index_for(manifest.decontaminate, manifest.base_dir)
+    except BenchmarkError as error:
+        raise BuildError(f"decontaminate.benchmarks: {error}") from None
+
+
 def clean_fingerprint_settings(manifest: Manifest) -> dict[str, Any]:
-    """The settings of the clean stage (empty: the stage is skipped)."""
-    return {}
+    """The settings and inputs of the clean stage (empty: the stage is skipped)."""
+    settings: dict[str, Any] = {}
+    if manifest.decontaminate is not None:
+        files = []
+        for name in manifest.decontaminate.benchmarks:
+            path = _resolve_path(name, manifest.base_dir)
+            for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
+                if file.is_file():
+                    files.append([str(file.relative_to(path.parent)), file_sha256(file)])
+        settings["decontaminate"] = {**manifest.decontaminate.model_dump(mode="json"), "files": files}
+    if manifest.dedupe.near is not None:
+        settings["near"] = manifest.dedupe.near.model_dump(mode="json")
+    return settings
 
 
-def clean_transform(manifest: Manifest):
-    """The clean stage's transform of the validated rows, or ``None`` when there is nothing to do."""
-    return None
+def clean_transform(manifest: Manifest, benchmarks: BenchmarkIndex | None, stats: dict[str, Any]):
+    """Decontaminate, then near-dedupe, as the manifest asks (marking rows, never dropping them).
+
+    Each step's statistics go into ``stats`` for the run record.
+    """
+
+    def transform(rows):
+        if rows is None:
+            return None
+        if manifest.decontaminate is not None and benchmarks is not None:
+            stats["decontaminate"] = {}
+            rows = decontaminate(rows, manifest.decontaminate, index=benchmarks,
+                                 stats=stats["decontaminate"]).materialize()
+        if manifest.dedupe.near is not None:
+            stats["near_dedupe"] = {}
+            rows = near_dedupe(rows, manifest.dedupe.near, stats=stats["near_dedupe"]).materialize()
+        return rows
+
+    return transform
 
 
 def _execute(manifest: Manifest, plan: Plan, output_dir: Path, manifest_path: str | None,
-             started: float, resumed: bool, log: Callable[[str], None]) -> dict[str, Any]:
+             started: float, resumed: bool, benchmarks: BenchmarkIndex | None,
+             log: Callable[[str], None]) -> dict[str, Any]:
     out = manifest.output
     fps = plan.fingerprints
     validation = ValidationConfig(**manifest.filters.validation.model_dump())
@@ -550,9 +594,15 @@ def _execute(manifest: Manifest, plan: Plan, output_dir: Path, manifest_path: st
             "validate", fps["validate"], source_files, output_dir, log=log,
             transform=lambda rows: rows and rows.map_batches(validate, batch_size=manifest.ray.batch_rows,
                                                              batch_format="pyarrow"))
-        transform = clean_transform(manifest)
-        if fps["clean"] is not None and transform is not None:
-            files = run_dataset_stage("clean", fps["clean"], files, output_dir, transform, log)
+        steps: dict[str, Any] = {}
+        if fps["clean"] is not None:
+            files = run_dataset_stage("clean", fps["clean"], files, output_dir,
+                                      clean_transform(manifest, benchmarks, steps), log)
+            stats_file = StageDir(output_dir, "clean", fps["clean"]).path / "stats.json"
+            if steps:
+                write_json_atomic(stats_file, steps)
+            elif stats_file.is_file():
+                steps = {**json.loads(stats_file.read_text()), "reused": True}
         summaries = _write(files, output_dir, manifest) if files else []
     shards = publish_staged(output_dir, [s for s in summaries if s["kind"] == "shard"], "shard")
     if not shards:  # no row kept: one empty shard keeps the layout (datasets cannot load it)
@@ -587,6 +637,7 @@ def _execute(manifest: Manifest, plan: Plan, output_dir: Path, manifest_path: st
                     "units": len(work.unit_keys), "units_reused": work.reused_units} for work in plan.works],
         "rows": {"total": kept + sum(drops.values()), "kept": kept, "dropped": sum(drops.values())},
         "funnel": funnel(drops, kept),
+        "steps": steps,
         "outputs": shards,
         "rejects": rejects,
         "removed_stale_files": removed,

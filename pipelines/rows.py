@@ -33,6 +33,9 @@ _BOOKKEEPING = [
     pa.field("strict_syntax", pa.bool_()),  # synthesized code must parse with zero errors
     pa.field("row_bytes", pa.int64()),  # payload size, for sizing shards
     pa.field("dedupe_key", pa.string()),  # hash of (input, chosen, rejected)
+    pa.field("dedupe_cluster", pa.string()),  # near-duplicate cluster: its representative's id
+    pa.field("decontam_benchmark", pa.string()),  # the benchmark a dropped row overlaps
+    pa.field("decontam_ngram", pa.string()),  # the shared n-gram, as written in the row
     pa.field("drop_stage", pa.string()),
     pa.field("drop_reason", pa.string()),
 ]
@@ -42,7 +45,8 @@ WORK_SCHEMA = pa.schema([field.with_nullable(True) for field in PAIR_SCHEMA] + _
 # rejects/ keeps the shard columns (nullable: a commit dropped early has no code) and why.
 REJECTS_SCHEMA = pa.schema(
     [field.with_nullable(True) for field in PAIR_SCHEMA]
-    + [WORK_SCHEMA.field(name) for name in ("old_blob", "new_blob", "drop_stage", "drop_reason")]
+    + [WORK_SCHEMA.field(name) for name in ("old_blob", "new_blob", "dedupe_cluster", "decontam_benchmark",
+                                             "decontam_ngram", "drop_stage", "drop_reason")]
 )
 
 
