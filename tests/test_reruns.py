@@ -1,0 +1,196 @@
+"""Manifest-driven reruns: no work when nothing changed, only the changed stages otherwise, and
+a run killed mid-way (driver or worker, kill -9) finished by --resume with identical shards."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from codeprefs.manifest import parse_manifest
+from pipelines.build import build
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.ray
+
+
+def fast_repo(path: Path, commits: int, lines: int = 100) -> Path:
+    """A real repository of ``commits`` single-file fixes, written at once with git fast-import."""
+    path.mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
+    body = "\n".join(f"def helper_{k}(value):\n    return value + {k}\n" for k in range(lines))
+    stream = []
+    for i in range(commits):
+        content = f"# revision {i} of {path.name}\n{body}\n\ndef current():\n    return {i}\n".encode()
+        message = (f"Fix bug number {i} in current" if i else "Add module").encode()
+        stream += [b"commit refs/heads/main\n",
+                   f"committer T <t@example.com> {1_600_000_000 + i * 60} +0000\n".encode(),
+                   f"data {len(message)}\n".encode() + message + b"\n",
+                   f"M 100644 inline mod.py\ndata {len(content)}\n".encode() + content + b"\n"]
+    subprocess.run(["git", "-C", str(path), "fast-import", "--quiet"], input=b"".join(stream), check=True)
+    return path
+
+
+def shard_digests(output: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((output / "data").iterdir())}
+
+
+def test_unchanged_rerun_does_no_work_and_changes_rerun_only_later_stages(ray_local, tmp_path, make_repo):
+    first, second = make_repo("first"), make_repo("second")
+    for repo in (first, second):
+        repo.commit("Add module", {"m.py": "def f(x):\n    return x - 1\n"})
+        repo.commit("Fix bug: f subtracted one", {"m.py": "def f(x):\n    return x\n"})
+    data = {"name": "r", "sources": [{"type": "git", "repos": [str(first.path), str(second.path)]}]}
+    out = tmp_path / "out"
+    lines: list[str] = []
+    record = build(parse_manifest(data, tmp_path), out, log=lines.append)
+    assert record["stages"][0]["units_reused"] == 0 and record["stages"][0]["units"] == 2
+    digests = shard_digests(out)
+
+    again = build(parse_manifest(data, tmp_path), out, log=lines.append)
+    assert again["up_to_date"] is True
+    assert again["finished_at"] == record["finished_at"]  # run.json untouched
+    assert lines[-1].startswith("up to date")
+
+    # A validation setting: the source stage is reused, validation and writing run again.
+    lines.clear()
+    data["filters"] = {"validation": {"max_error_fraction": 0.2}}
+    changed = build(parse_manifest(data, tmp_path), out, log=lines.append)
+    assert "up_to_date" not in changed
+    assert changed["stages"][0]["units_reused"] == 2
+    assert not any(line.startswith("validate: reusing") for line in lines)
+    assert shard_digests(out) == digests
+
+    # An output setting: sources and validation are reused, only the writer runs.
+    lines.clear()
+    data["output"] = {"compression_level": 9}
+    build(parse_manifest(data, tmp_path), out, log=lines.append)
+    assert any(line.startswith("validate: reusing") for line in lines)
+
+    # A new commit in one repository reruns that repository's unit only.
+    second.commit("Fix bug: f returned the wrong value", {"m.py": "def f(x):\n    return +x\n"})
+    newer = build(parse_manifest(data, tmp_path), out, log=lines.append)
+    assert newer["stages"][0]["units_reused"] == 1
+    assert newer["rows"]["kept"] == record["rows"]["kept"] + 1
+
+    # A message-filter setting changes the source stage itself: every unit runs again.
+    data["filters"]["message"] = {"min_length": 12}
+    rerun = build(parse_manifest(data, tmp_path), out, log=lines.append)
+    assert rerun["stages"][0]["units_reused"] == 0
+    stage_root = out / ".cache" / "stages" / "source"
+    assert [p.name for p in stage_root.iterdir()] == [rerun["stages"][0]["fingerprint"]]  # old pruned
+
+
+def _start_build(manifest: Path, output: Path, env: dict[str, str], *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "pipelines" / "build_prefs.py"), "--manifest", str(manifest),
+         "--output", str(output), *extra],
+        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
+
+
+def _units(output: Path) -> list[Path]:
+    return sorted((output / ".cache" / "stages" / "source").glob("*/unit-*.parquet"))
+
+
+def _wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def _kill_ray_processes(temp_dir: Path) -> None:
+    """Kill whatever a killed driver's local Ray instance left running (matched by its temp dir)."""
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if str(temp_dir).encode() in command:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.fixture(scope="module")
+def crash_setup(tmp_path_factory):
+    """Five repositories of 1,200 commits, a manifest that mines them one at a time, and the
+    output of an uninterrupted build to compare with."""
+    base = tmp_path_factory.mktemp("crash")
+    repos = [fast_repo(base / f"repo{i}", 1200) for i in range(5)]
+    manifest = base / "crash.yaml"
+    manifest.write_text(yaml.safe_dump({
+        "name": "crash", "ray": {"num_cpus": 1},
+        "sources": [{"type": "git", "repos": [str(r) for r in repos]}]}))
+    temp_dir = Path(tempfile.mkdtemp(prefix="cpr-", dir="/tmp"))  # Ray's socket paths must stay short
+    env = {**os.environ, "CODEPREFS_RAY_TMPDIR": str(temp_dir), "RAY_AUTH_MODE": "disabled"}
+    env.pop("RAY_ADDRESS", None)
+    clean = base / "clean"
+    done = _start_build(manifest, clean, env)
+    assert done.wait(timeout=600) == 0, done.stderr.read()[-3000:]
+    yield manifest, env, clean
+    _kill_ray_processes(temp_dir)
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def test_kill_9_of_the_driver_then_resume_gives_the_clean_shards(crash_setup, tmp_path):
+    manifest, env, clean = crash_setup
+    out = tmp_path / "out"
+    run = _start_build(manifest, out, env)
+    _wait_for(lambda: len(_units(out)) >= 1, 300, "a first finished unit")
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    finished_before = len(_units(out))
+    assert 1 <= finished_before < 5, "the kill came too late to interrupt the source stage"
+    assert not (out / "data").exists() or not list((out / "data").glob("train-*"))
+
+    refused = _start_build(manifest, out, env)
+    assert refused.wait(timeout=300) == 2
+    assert "--resume" in refused.stderr.read()
+
+    resumed = _start_build(manifest, out, env, "--resume")
+    assert resumed.wait(timeout=600) == 0, resumed.stderr.read()[-3000:]
+    record = json.loads((out / "run.json").read_text())
+    assert record["resumed"] is True
+    assert record["stages"][0]["units_reused"] >= finished_before
+    assert shard_digests(out) == shard_digests(clean)
+    assert record["rows"] == json.loads((clean / "run.json").read_text())["rows"]
+
+
+def test_kill_9_of_a_worker_mid_run_is_retried_without_loss(crash_setup, tmp_path):
+    manifest, env, clean = crash_setup
+    out = tmp_path / "out"
+    run = _start_build(manifest, out, env)
+
+    def unit_worker() -> int | None:
+        for pid in os.listdir("/proc"):
+            try:
+                title = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"RunUnits" in title and pid.isdigit():
+                return int(pid)
+        return None
+
+    _wait_for(lambda: unit_worker() is not None and len(_units(out)) >= 1, 300, "a worker running units")
+    os.kill(unit_worker(), signal.SIGKILL)
+    assert run.wait(timeout=600) == 0, run.stderr.read()[-3000:]
+    assert shard_digests(out) == shard_digests(clean)
+    record = json.loads((out / "run.json").read_text())
+    assert record["rows"] == json.loads((clean / "run.json").read_text())["rows"]
