@@ -53,6 +53,12 @@ one run each. Two runs (A at 15:10, B at 15:25):
     removed: codeprefs 106, datasketch 101, datatrove 127 (same bands and rows, different
     hash functions, rows near the threshold fall either way).
 
+    Run C (16:00, machine quiet, load 2.3): signatures 561 / 138 / 96 docs/s per core
+    (4.06x datasketch, 5.83x datatrove); whole dedupe 384 docs/s per core on 1 Ray CPU (2.78x,
+    4.10x), 239 on 2 (1.73x, 2.55x); scaling 1 -> 2 CPUs 1.25x (signatures 1.33x; plain
+    processes at the same moment 1.84x); candidate precision 0.188, pair recall 0.917;
+    removed-row precision 0.207 without verification, 0.941 with it.
+
     quality (exact Jaccard of 20-token shingle sets): 159 candidate pairs, 18 true pairs
     (Jaccard >= 0.75, from an independent 64 x 4 LSH verified exactly).
       LSH candidates: precision 0.107 (median Jaccard of the false ones 0.68: lazy-import

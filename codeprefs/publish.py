@@ -21,7 +21,7 @@ from pathlib import Path
 
 from codeprefs.card import ASSETS_DIR, write_card
 from pipelines.runrecord import RUN_RECORD, read_run_record
-from pipelines.shards import DATA_DIR, file_sha256
+from pipelines.shards import DATA_DIR
 
 MAX_SHARD_BYTES = 500_000_000
 MAX_FILES_PER_COMMIT = 50

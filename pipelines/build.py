@@ -46,8 +46,6 @@ from codeprefs.manifest import DatasetSource, ExportSource, GitSource, Manifest,
 from codeprefs.raycluster import ray_session
 from filters.dedupe import BenchmarkError, decontaminate, index_for, near_dedupe
 from filters.dedupe.decontaminate import BenchmarkIndex
-from filters.dedupe import BenchmarkError, decontaminate, index_for, near_dedupe
-from filters.dedupe.decontaminate import BenchmarkIndex
 from filters.messages import MessageFilter
 from filters.validation import ValidationConfig
 from pipelines.runrecord import RUN_RECORD, code_version, funnel, write_json_atomic

@@ -7,7 +7,6 @@ from datetime import date
 from pathlib import Path
 
 import polars as pl
-import pyarrow as pa
 import pytest
 
 from codeprefs.manifest import ManifestError, SplitConfig, parse_manifest
