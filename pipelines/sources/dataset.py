@@ -31,8 +31,8 @@ import pyarrow.parquet as pq
 
 from codeprefs.manifest import DatasetSource, RatioFilter, ValueFilter
 from codeprefs.schema import parse_aspect, parse_language, stable_id
-from pipelines.rows import Row, drop, empty_row
-from pipelines.sources.records import FileChunk, Malformed, read_arrow, plan_chunks, record_format
+from pipelines.rows import Row, empty_row
+from pipelines.sources.records import FileChunk, Malformed, finish_row, plan_chunks, read_arrow, record_format
 
 STAGE = "list"
 _TEXT = ("input", "chosen", "rejected")
@@ -147,14 +147,7 @@ class DatasetRules:
         row = empty_row()
         row.update(id=stable_id("dataset", label, str(position)), source="dataset",
                    subset=self.subset, generator="dataset", strict_syntax=False)
-        if isinstance(record, Malformed):
-            row["message"] = record.error
-            drop(row, STAGE, "malformed_row")
-            return row
-        reason = self._fill(row, record)
-        if reason:
-            drop(row, STAGE, reason)
-        return row
+        return finish_row(row, record, self._fill, STAGE)
 
     def _fill(self, row: Row, record: dict[str, Any]) -> str | None:
         mapping = dict(self.columns)

@@ -30,8 +30,8 @@ from typing import Any
 
 from codeprefs.schema import Language, stable_id
 from parsers.languages import is_ambiguous, language_for_path
-from pipelines.rows import Row, drop, empty_row
-from pipelines.sources.records import Malformed
+from pipelines.rows import Row, empty_row
+from pipelines.sources.records import Malformed, finish_row
 
 REQUIRED_FIELDS: tuple[str, ...] = ("commit", "repos", "license", "old_file", "new_file", "unix_time")
 
@@ -111,14 +111,7 @@ class ExportRules:
         row = empty_row()
         row.update(source="git", subset=self.subset, generator="commit", strict_syntax=False,
                    id=stable_id("export", label, str(position)))
-        if isinstance(record, Malformed):
-            row["message"] = record.error
-            drop(row, STAGE, "malformed_row")
-            return row
-        reason = self._fill(row, record)
-        if reason:
-            drop(row, STAGE, reason)
-        return row
+        return finish_row(row, record, self._fill, STAGE)
 
     def _fill(self, row: Row, record: dict[str, Any]) -> str | None:
         message = record.get("message") or record.get("subject")

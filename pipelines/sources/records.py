@@ -12,7 +12,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -155,3 +155,19 @@ def _parse_line(line: bytes) -> dict[str, Any] | Malformed:
     if not isinstance(record, dict):
         return Malformed(f"a JSON {type(record).__name__}, not an object")
     return record
+
+
+def finish_row(row: dict[str, Any], record: dict[str, Any] | Malformed,
+               fill: Callable[[dict[str, Any], dict[str, Any]], str | None], stage: str = "list") -> dict[str, Any]:
+    """Fill ``row`` from ``record`` with ``fill``; a malformed record or a reason ``fill`` returns
+    marks the row dropped at ``stage`` (the record's parse error goes into ``message``)."""
+    from pipelines.rows import drop
+
+    if isinstance(record, Malformed):
+        row["message"] = record.error
+        drop(row, stage, "malformed_row")
+        return row
+    reason = fill(row, record)
+    if reason:
+        drop(row, stage, reason)
+    return row
