@@ -52,6 +52,8 @@ def build_command(
                        log=lambda line: _err.print(line, highlight=False, markup=False))
     except BuildError as error:
         _fail(str(error))
+    except OSError as error:  # the output folder cannot be created or written
+        _fail(f"{error.strerror or error}: {error.filename or target}")
     except Exception as error:  # a stage failed on a Ray worker: show its own message
         cause = _root_cause(error)
         if cause is error:
