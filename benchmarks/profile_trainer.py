@@ -1,0 +1,84 @@
+"""Where a training step's time goes: torch.profiler over a few steps of our trainer.
+
+    python benchmarks/profile_trainer.py [--lm-coef 0.25] [--steps 2] [--smoke]
+
+Same model and data as ``benchmarks/train_throughput.py`` (a Qwen3-0.6B shape, random weights,
+synthetic code-length pairs). After the warm-up steps it profiles ``--steps`` optimizer steps
+and prints the kernels and operators by device time, and how much of the wall time the device
+was busy: the starting point for raising MFU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from train_throughput import PAD_ID, model_config, parse_args, synthetic_pairs  # noqa: E402
+
+
+def main() -> None:
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+    from transformers import AutoModelForCausalLM
+
+    from trainers import distributed
+    from trainers.attention import choose_attention
+    from trainers.model import RewardModel
+    from trainers.train import TrainConfig, fit
+
+    extra = argparse.ArgumentParser(add_help=False)
+    extra.add_argument("--rows", type=int, default=25)
+    mine, rest = extra.parse_known_args()
+    args = parse_args(rest)
+    context = distributed.setup("auto")
+    config = model_config(args)
+    pairs = synthetic_pairs(args, config.vocab_size)
+    torch.manual_seed(args.seed)
+    attention = choose_attention(args.attention, context.device)
+    with torch.device(context.device):
+        causal = AutoModelForCausalLM.from_config(config, attn_implementation=attention, dtype=torch.float32)
+    model = RewardModel.from_causal_lm(causal, pad_token_id=PAD_ID)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    profiler = profile(activities=activities)
+    state = {"started": 0.0, "wall": 0.0}
+
+    def on_step(metrics: dict) -> None:
+        step = metrics["step"]
+        print(f"step {step}: {metrics['step_seconds']:.2f} s, {metrics['tokens']} tokens", flush=True)
+        if step == args.warmup_steps:
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            profiler.start()
+            state["started"] = time.perf_counter()
+        elif step == args.warmup_steps + args.steps:
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            state["wall"] = time.perf_counter() - state["started"]
+            profiler.stop()
+
+    with tempfile.TemporaryDirectory() as output:
+        cfg = TrainConfig(data=[], model="synthetic", output=output, global_batch=args.pairs_per_step,
+                          max_steps=args.warmup_steps + args.steps, micro_batch_tokens=args.micro_batch_tokens,
+                          max_length=args.max_length, lm_coef=args.lm_coef,
+                          gradient_checkpointing=args.gradient_checkpointing, attention=attention,
+                          log_every=10**9, seed=args.seed, liger="off")
+        fit(cfg, model, pairs, context, on_step=on_step, save=False)
+    distributed.teardown(context)
+    sort = "cuda_time_total" if torch.cuda.is_available() else "cpu_time_total"
+    averages = profiler.key_averages()
+    print(averages.table(sort_by=sort, row_limit=mine.rows, max_name_column_width=60))
+    if torch.cuda.is_available():
+        busy = sum(getattr(event, "self_device_time_total", None) or getattr(event, "self_cuda_time_total", 0)
+                   for event in averages) / 1e6
+        print(f"profiled wall {state['wall']:.2f} s, device busy {busy:.2f} s ({busy / state['wall']:.0%})")
+
+
+if __name__ == "__main__":
+    main()
