@@ -6,6 +6,15 @@ Same model and data as ``benchmarks/train_throughput.py`` (a Qwen3-0.6B shape, r
 synthetic code-length pairs). After the warm-up steps it profiles ``--steps`` optimizer steps
 and prints the kernels and operators by device time, and how much of the wall time the device
 was busy: the starting point for raising MFU.
+
+Seen 2026-11-26 on one H200 (2 steps, about 66k tokens each, activation checkpointing): the
+device is busy about 83% of the wall time (3.13 s of kernels in 3.79 s), but matrix products
+take only about 20% of the kernel time: elementwise multiplies (RMSNorm, RoPE, SwiGLU, in
+float32) 25%, dtype copies 15%, other elementwise kernels 20%, flash attention forward and
+backward 14%. The LM term costs about 10% of a step (lm_coef 0: 3.42 s against 3.79 s). So
+MFU is held down by unfused elementwise work and casts, not by padding or the host: fusing the
+decoder layer's elementwise ops (torch.compile per layer, or Liger's RMSNorm/RoPE/SwiGLU
+kernels) and keeping parameters in bf16 are the next steps.
 """
 
 from __future__ import annotations
@@ -75,8 +84,10 @@ def main() -> None:
     averages = profiler.key_averages()
     print(averages.table(sort_by=sort, row_limit=mine.rows, max_name_column_width=60))
     if torch.cuda.is_available():
-        busy = sum(getattr(event, "self_device_time_total", None) or getattr(event, "self_cuda_time_total", 0)
-                   for event in averages) / 1e6
+        from torch.autograd import DeviceType
+
+        busy = sum(event.self_device_time_total for event in averages
+                   if event.device_type == DeviceType.CUDA) / 1e6  # kernels only, each counted once
         print(f"profiled wall {state['wall']:.2f} s, device busy {busy:.2f} s ({busy / state['wall']:.0%})")
 
 
