@@ -318,9 +318,6 @@ def plan_build(manifest: Manifest, output_dir: Path) -> Plan:
     cache_dir = output_dir / CACHE_DIR
     filters = manifest.filters
     content_cap = filters.validation.max_bytes
-    commit_settings = {"split": manifest.split.model_dump(mode="json") if manifest.split else None,
-                       "message": filters.message.model_dump(mode="json"),
-                       "criteria": filters.criteria.model_dump(mode="json"), "max_bytes": content_cap}
     inputs: list[dict[str, Any]] = []
     works: list[SourceWork] = []
     tasks_by_source: dict[int, list[dict]] = {}
@@ -331,6 +328,12 @@ def plan_build(manifest: Manifest, output_dir: Path) -> Plan:
             tasks_by_source.setdefault(index, []).append(
                 repo_task(repo, source.subset, source.max_commits, source.on_error))
     all_tasks = [task for tasks in tasks_by_source.values() for task in tasks]
+    commit_settings = {"message": filters.message.model_dump(mode="json"),
+                       "criteria": filters.criteria.model_dump(mode="json"), "max_bytes": content_cap,
+                       "split": manifest.split.model_dump(mode="json") if manifest.split else None}
+    if manifest.split is not None:  # which repositories are training ones depends on every source
+        commit_settings["split_inputs"] = fingerprint(
+            all_tasks, [plan.inputs for plan in plans if isinstance(plan.source, ExportSource)])
     split_holder: dict[str, Step | None] = {}
 
     def split_step() -> Step | None:  # one split for every commit source, made in the session
@@ -345,12 +348,12 @@ def plan_build(manifest: Manifest, output_dir: Path) -> Plan:
                 *_commit_filters(manifest, split_step()), ReadContents(max_bytes=content_cap),
                 AssemblePairs()])], batch_rows)
 
-        works.append(SourceWork(index, tasks, {"source": manifest.sources[index].model_dump(mode="json"),
-                                               **commit_settings}, git_pipeline))
+        source_settings = manifest.sources[index].model_dump(mode="json", exclude={"repos"})
+        works.append(SourceWork(index, tasks, {"source": source_settings, **commit_settings}, git_pipeline))
     for plan in plans:
         inputs += plan.inputs
         units = [chunk.to_item() for chunk in plan.chunks]
-        settings = {"source": plan.source.model_dump(mode="json"), "files": plan.inputs}
+        settings = {"source": plan.source.model_dump(mode="json", exclude={"path"}), "files": plan.inputs}
         if isinstance(plan.source, ExportSource):
             def export_pipeline(plan: FilePlan = plan) -> UnitPipeline:
                 source = plan.source
@@ -377,7 +380,7 @@ def plan_build(manifest: Manifest, output_dir: Path) -> Plan:
         def solutions_pipeline(source: SolutionsSource = source) -> UnitPipeline:
             return UnitPipeline(synthesis_plan.stage(source), [Chain([AssemblePairs()])], batch_rows)
 
-        works.append(SourceWork(index, chunks, {"source": source.model_dump(mode="json"),
+        works.append(SourceWork(index, chunks, {"source": source.model_dump(mode="json", exclude={"path"}),
                                                 "synthesis": manifest.synthesis.model_dump(mode="json"),
                                                 "files": record["files"]}, solutions_pipeline))
     works.sort(key=lambda work: work.index)

@@ -84,6 +84,14 @@ def test_unchanged_rerun_does_no_work_and_changes_rerun_only_later_stages(ray_lo
     assert newer["stages"][0]["units_reused"] == 1
     assert newer["rows"]["kept"] == record["rows"]["kept"] + 1
 
+    # A repository added to the source runs alone; the others are reused.
+    third = make_repo("third")
+    third.commit("Add module", {"m.py": "def g(x):\n    return x * 3\n"})
+    third.commit("Fix bug: g tripled", {"m.py": "def g(x):\n    return x * 2\n"})
+    data["sources"][0]["repos"].append(str(third.path))
+    added = build(parse_manifest(data, tmp_path), out, log=lines.append)
+    assert added["stages"][0]["units_reused"] == 2 and added["stages"][0]["units"] == 3
+
     # A message-filter setting changes the source stage itself: every unit runs again.
     data["filters"]["message"] = {"min_length": 12}
     rerun = build(parse_manifest(data, tmp_path), out, log=lines.append)
