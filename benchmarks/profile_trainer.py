@@ -29,31 +29,21 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from train_throughput import PAD_ID, model_config, parse_args, synthetic_pairs  # noqa: E402
+from train_throughput import ours_config, parse_args, setup_ours  # noqa: E402
 
 
 def main() -> None:
     import torch
     from torch.profiler import ProfilerActivity, profile
-    from transformers import AutoModelForCausalLM
 
     from trainers import distributed
-    from trainers.attention import choose_attention
-    from trainers.model import RewardModel
-    from trainers.train import TrainConfig, fit
+    from trainers.train import fit
 
     extra = argparse.ArgumentParser(add_help=False)
     extra.add_argument("--rows", type=int, default=25)
     mine, rest = extra.parse_known_args()
     args = parse_args(rest)
-    context = distributed.setup("auto")
-    config = model_config(args)
-    pairs = synthetic_pairs(args, config.vocab_size)
-    torch.manual_seed(args.seed)
-    attention = choose_attention(args.attention, context.device)
-    with torch.device(context.device):
-        causal = AutoModelForCausalLM.from_config(config, attn_implementation=attention, dtype=torch.float32)
-    model = RewardModel.from_causal_lm(causal, pad_token_id=PAD_ID)
+    context, _config, pairs, attention, model = setup_ours(args)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
     profiler = profile(activities=activities)
     state = {"started": 0.0, "wall": 0.0}
@@ -73,12 +63,7 @@ def main() -> None:
             profiler.stop()
 
     with tempfile.TemporaryDirectory() as output:
-        cfg = TrainConfig(data=[], model="synthetic", output=output, global_batch=args.pairs_per_step,
-                          max_steps=args.warmup_steps + args.steps, micro_batch_tokens=args.micro_batch_tokens,
-                          max_length=args.max_length, lm_coef=args.lm_coef,
-                          gradient_checkpointing=args.gradient_checkpointing, attention=attention,
-                          log_every=10**9, seed=args.seed, liger="off")
-        fit(cfg, model, pairs, context, on_step=on_step, save=False)
+        fit(ours_config(args, output, attention), model, pairs, context, on_step=on_step, save=False)
     distributed.teardown(context)
     sort = "cuda_time_total" if torch.cuda.is_available() else "cpu_time_total"
     averages = profiler.key_averages()

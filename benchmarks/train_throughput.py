@@ -157,14 +157,14 @@ def summarize(times: list[float], tokens: list[int], slots: list[int], args: arg
 
 # -- ours --------------------------------------------------------------------------------------------
 
-def run_ours(args: argparse.Namespace) -> dict:
+def setup_ours(args: argparse.Namespace):
+    """(distributed context, model config, pairs, attention backend, reward model) for our side."""
     import torch
     from transformers import AutoModelForCausalLM
 
     from trainers import distributed
     from trainers.attention import choose_attention
     from trainers.model import RewardModel
-    from trainers.train import TrainConfig, fit
 
     context = distributed.setup("auto")
     config = model_config(args)
@@ -173,7 +173,24 @@ def run_ours(args: argparse.Namespace) -> dict:
     attention = choose_attention(args.attention, context.device)
     with torch.device(context.device):
         causal = AutoModelForCausalLM.from_config(config, attn_implementation=attention, dtype=torch.float32)
-    model = RewardModel.from_causal_lm(causal, pad_token_id=PAD_ID)
+    return context, config, pairs, attention, RewardModel.from_causal_lm(causal, pad_token_id=PAD_ID)
+
+
+def ours_config(args: argparse.Namespace, output: str, attention: str):
+    from trainers.train import TrainConfig
+
+    return TrainConfig(data=[], model="synthetic", output=output, global_batch=args.pairs_per_step,
+                       max_steps=args.warmup_steps + args.steps, micro_batch_tokens=args.micro_batch_tokens,
+                       max_length=args.max_length, lm_coef=args.lm_coef,
+                       gradient_checkpointing=args.gradient_checkpointing, attention=attention,
+                       log_every=10**9, seed=args.seed, liger="off")
+
+
+def run_ours(args: argparse.Namespace) -> dict:
+    from trainers import distributed
+    from trainers.train import fit
+
+    context, config, pairs, attention, model = setup_ours(args)
     times, tokens, slots = [], [], []
 
     def record(metrics: dict) -> None:
@@ -184,12 +201,7 @@ def run_ours(args: argparse.Namespace) -> dict:
         slots.append(round(metrics["tokens"] / metrics["non_pad_fraction"]))
 
     with tempfile.TemporaryDirectory() as output:
-        cfg = TrainConfig(data=[], model="synthetic", output=output, global_batch=args.pairs_per_step,
-                          max_steps=args.warmup_steps + args.steps, micro_batch_tokens=args.micro_batch_tokens,
-                          max_length=args.max_length, lm_coef=args.lm_coef,
-                          gradient_checkpointing=args.gradient_checkpointing, attention=attention,
-                          log_every=10**9, seed=args.seed, liger="off")
-        fit(cfg, model, pairs, context, on_step=record, save=False)
+        fit(ours_config(args, output, attention), model, pairs, context, on_step=record, save=False)
     distributed.teardown(context)
     result = summarize(times, tokens, slots, args, flops_per_token(config, pairs, args.lm_coef > 0))
     result.update(side="ours", attention=attention, versions=_versions())

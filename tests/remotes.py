@@ -14,16 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import GitRepo
+from tests.samples import JS_V1, JS_V2, STATS_V1, STATS_V2, STATS_V3
 
-STATS_V1 = """def mean(values):
-    total = 0
-    for value in values:
-        total += value
-    return total / len(values) - 1
-"""
-STATS_V2 = STATS_V1.replace(" - 1\n", "\n")
-STATS_V3 = STATS_V2.replace("    total = 0\n    for value in values:\n        total += value\n",
-                            "    total = sum(values)\n")
 RING_C = """#include "ring.h"
 
 int ring_push(struct ring *r, int value) {
@@ -43,20 +35,6 @@ int ring_push(struct ring *r, int value);
 #endif
 """
 RING_H_V2 = RING_H_V1.replace("    int head;\n", "    unsigned int head;\n")
-JS_V1 = """function join(parts) {
-  let out = "";
-  for (const part of parts) {
-    out = out + part + ",";
-  }
-  return out;
-}
-module.exports = { join };
-"""
-JS_V2 = JS_V1.replace("""  let out = "";
-  for (const part of parts) {
-    out = out + part + ",";
-  }
-  return out;""", """  return parts.join(",");""")
 
 LICENSE = "mit"
 

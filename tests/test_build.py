@@ -15,44 +15,9 @@ import pytest
 from codeprefs.manifest import parse_manifest
 from codeprefs.schema import PAIR_SCHEMA
 from pipelines.build import BuildError, build
+from tests.samples import GO_V1, GO_V2, JS_V1, JS_V2, STATS_V1, STATS_V2, STATS_V3
 
 pytestmark = pytest.mark.ray
-
-STATS_V1 = """def mean(values):
-    total = 0
-    for value in values:
-        total += value
-    return total / len(values) - 1
-"""
-STATS_V2 = STATS_V1.replace(" - 1\n", "\n")
-STATS_V3 = STATS_V2.replace("    total = 0\n    for value in values:\n        total += value\n",
-                            "    total = sum(values)\n")
-GO_V1 = """package main
-
-func Find(items []string, target string) int {
-	for i := 0; i <= len(items)-1; i++ {
-		if items[i] == target {
-			return i
-		}
-	}
-	return 0
-}
-"""
-GO_V2 = GO_V1.replace("return 0", "return -1")
-JS_V1 = """function join(parts) {
-  let out = "";
-  for (const part of parts) {
-    out = out + part + ",";
-  }
-  return out;
-}
-module.exports = { join };
-"""
-JS_V2 = JS_V1.replace("""  let out = "";
-  for (const part of parts) {
-    out = out + part + ",";
-  }
-  return out;""", """  return parts.join(",");""")
 
 
 @pytest.fixture
