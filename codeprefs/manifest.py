@@ -491,69 +491,46 @@ class Manifest(_Strict):
         return self.model_dump(mode="json")
 
 
-def _expand_files(paths: list[str], base_dir: Path) -> list[str]:
-    """Expand globs (sorted); keep relative paths relative; every entry must name a file."""
-    expanded: list[str] = []
-    for path in paths:
-        pattern = os.path.expanduser(path)
-        absolute = pattern if os.path.isabs(pattern) else str(base_dir / pattern)
-        if glob.has_magic(pattern):
-            matches = sorted(m for m in glob.glob(absolute) if os.path.isfile(m))
-            if not matches:
-                raise ManifestError(f"path pattern {path!r} matches no file")
-            expanded.extend(matches if os.path.isabs(pattern)
-                            else [os.path.relpath(m, base_dir) for m in matches])
-        elif not os.path.isfile(absolute):
-            raise ManifestError(f"no such file: {path!r}")
-        else:
-            expanded.append(path)
-    return expanded
+def _expand(patterns: list[str], base_dir: Path, check: Literal["none", "file", "exists"] = "none",
+            noun: str = "") -> list[str]:
+    """Expand the globs of ``patterns`` against ``base_dir``, sorted.
 
-
-def _expand_paths(patterns: list[str], base_dir: Path) -> list[str]:
-    """Expand globs against ``base_dir`` (URLs and plain paths are kept as written)."""
+    Matches of a relative pattern stay relative, as written, so that row ids do not depend on
+    the checkout. ``check``: ``none`` keeps URLs and plain paths as written; ``file`` keeps only
+    files and requires a plain path to be one; ``exists`` requires a plain path to exist.
+    ``noun`` names what the patterns are in error messages.
+    """
+    label = f"{noun} pattern" if noun else "pattern"
+    keep = {"none": lambda path: True, "file": os.path.isfile, "exists": os.path.exists}[check]
     expanded: list[str] = []
-    for pattern_text in patterns:
-        if "://" in pattern_text or pattern_text.startswith("git@") or not glob.has_magic(pattern_text):
-            expanded.append(pattern_text)
+    for text in patterns:
+        if check == "none" and ("://" in text or text.startswith("git@")):
+            expanded.append(text)
             continue
-        pattern = os.path.expanduser(pattern_text)
-        if os.path.isabs(pattern):
-            matches = sorted(glob.glob(pattern))
-        else:  # keep matches relative, as written, so that row ids do not depend on the checkout
-            matches = sorted(os.path.relpath(m, base_dir) for m in glob.glob(str(base_dir / pattern)))
+        pattern = os.path.expanduser(text)
+        absolute = pattern if os.path.isabs(pattern) else str(base_dir / pattern)
+        if not glob.has_magic(pattern):
+            if check == "file" and not keep(absolute):
+                raise ManifestError(f"no such file: {text!r}")
+            if check == "exists" and not keep(absolute):
+                raise ManifestError(f"{noun} {text!r} does not exist (looked for {absolute})")
+            expanded.append(text)
+            continue
+        matches = sorted(match for match in glob.glob(absolute) if keep(match))
         if not matches:
-            raise ManifestError(f"pattern {pattern_text!r} matches nothing")
-        expanded.extend(matches)
+            raise ManifestError(f"{label} {text!r} matches {'no file' if check == 'file' else 'nothing'}")
+        expanded.extend(matches if os.path.isabs(pattern) else [os.path.relpath(m, base_dir) for m in matches])
     return expanded
 
 
 def _expand_source(source: Any, base_dir: Path) -> Any:
     if isinstance(source, SolutionsSource):
-        return source.model_copy(update={"path": _expand_files(source.path, base_dir)})
+        return source.model_copy(update={"path": _expand(source.path, base_dir, "file", "path")})
     if isinstance(source, GitSource):
-        return source.model_copy(update={"repos": _expand_paths(source.repos, base_dir)})
+        return source.model_copy(update={"repos": _expand(source.repos, base_dir)})
     if isinstance(source, ExportSource | DatasetSource) and source.path is not None:
-        return source.model_copy(update={"path": _expand_paths(source.path, base_dir)})
+        return source.model_copy(update={"path": _expand(source.path, base_dir)})
     return source
-
-
-def _expand_benchmarks(patterns: list[str], base_dir: Path) -> list[str]:
-    """Expand globs; every entry must name an existing file or folder (kept as written)."""
-    expanded: list[str] = []
-    for pattern in patterns:
-        path = os.path.expanduser(pattern)
-        full = path if os.path.isabs(path) else str(base_dir / path)
-        if glob.has_magic(pattern):
-            matches = sorted(glob.glob(full))
-            if not matches:
-                raise ManifestError(f"benchmark pattern {pattern!r} matches nothing")
-            expanded.extend(m if os.path.isabs(path) else os.path.relpath(m, base_dir) for m in matches)
-        elif not os.path.exists(full):
-            raise ManifestError(f"benchmark {pattern!r} does not exist (looked for {full})")
-        else:
-            expanded.append(pattern)
-    return expanded
 
 
 def _format_error(error: ValidationError) -> str:
@@ -586,7 +563,7 @@ def parse_manifest(data: Any, base_dir: Path, origin: str = "<manifest>") -> Man
     manifest = manifest.model_copy(update={"sources": sources})
     if manifest.decontaminate is not None:
         try:
-            benchmarks = _expand_benchmarks(manifest.decontaminate.benchmarks, base_dir)
+            benchmarks = _expand(manifest.decontaminate.benchmarks, base_dir, "exists", "benchmark")
         except ManifestError as error:
             raise ManifestError(f"{origin}: decontaminate.benchmarks: {error}") from None
         manifest = manifest.model_copy(update={
