@@ -24,9 +24,7 @@ from pipelines.synthesis.mutations import (
     generate_mutants,
     iter_mutants,
 )
-
-sys.path.insert(0, str(Path(__file__).parent))
-from synthesis_programs import PROGRAMS  # noqa: E402
+from tests.synthesis_programs import PROGRAMS
 
 # One change each operator must make, as the mutated line (stripped), per language; "re:" marks
 # a regular expression where the operator picks among several right answers (a direction, a

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import re
-import sys
-from pathlib import Path
 
 import pytest
 
 from codeprefs.schema import Language
 from pipelines.synthesis.code import parse_program
 from pipelines.synthesis.readability import degrade, same_structure
-
-sys.path.insert(0, str(Path(__file__).parent))
-from synthesis_programs import PROGRAMS  # noqa: E402
+from tests.synthesis_programs import PROGRAMS
 
 COMMENT = {"Python": "#", "Ruby": "#"}
 

@@ -8,9 +8,9 @@ import random
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from trainer_fixtures import make_rows, one_torch_thread, tiny_model, tokenizer, write_shards  # noqa: F401
 
 from codeprefs.schema import Aspect
+from tests.trainer_fixtures import make_rows, one_torch_thread, tiny_model, tokenizer, write_shards  # noqa: F401
 from trainers.data import (
     PAIR_COLUMNS,
     DataError,

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from trainer_fixtures import make_rows, one_torch_thread, tiny_model, write_shards  # noqa: F401
 
+from tests.trainer_fixtures import make_rows, one_torch_thread, tiny_model, write_shards  # noqa: F401
 from trainers.train import TrainConfig, run
 
 ROOT = Path(__file__).resolve().parents[1]

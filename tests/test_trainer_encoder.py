@@ -6,8 +6,8 @@ import json
 
 import pandas as pd
 import torch
-from trainer_fixtures import make_rows, one_torch_thread, write_shards  # noqa: F401
 
+from tests.trainer_fixtures import make_rows, one_torch_thread, write_shards  # noqa: F401
 from trainers.data import PairEncoder, evaluation_system_prompts, load_pairs
 from trainers.model import RewardModel, detect_backbone
 from trainers.packing import pad_pairs

@@ -10,8 +10,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import torch
-from trainer_fixtures import make_rows, one_torch_thread, tiny_model, tokenizer, write_shards  # noqa: F401
 
+from tests.trainer_fixtures import make_rows, one_torch_thread, tiny_model, tokenizer, write_shards  # noqa: F401
 from trainers.data import DataError
 from trainers.evaluate import compile_results, evaluate, main
 from trainers.model import RewardModel

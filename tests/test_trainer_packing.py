@@ -10,8 +10,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import torch
-from trainer_fixtures import make_rows, one_torch_thread, tiny_model, tokenizer  # noqa: F401
 
+from tests.trainer_fixtures import make_rows, one_torch_thread, tiny_model, tokenizer  # noqa: F401
 from trainers.data import EncodedPair, PairEncoder, normalize_columns
 from trainers.loss import linear_cross_entropy, reference_linear_cross_entropy, reward_loss
 from trainers.model import RewardModel
@@ -56,14 +56,14 @@ def test_reward_loss_matches_the_formula_by_hand():
     assert terms.magnitude.item() == pytest.approx(4.0 + 0.16 + 2.25, rel=1e-6)
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_chunked_linear_cross_entropy_matches_full_logits(dtype):
+@pytest.mark.parametrize(("dtype", "fused"), [(torch.float64, False), (torch.float32, False), (torch.float32, True)])
+def test_chunked_linear_cross_entropy_matches_full_logits(dtype, fused):
     torch.manual_seed(0)
     hidden = torch.randn(37, 16, dtype=dtype, requires_grad=True)
     weight = torch.randn(50, 16, dtype=dtype, requires_grad=True)
     targets = torch.randint(0, 50, (37,))
     weights = torch.rand(37)
-    total, per_token = linear_cross_entropy(hidden, weight, targets, weights, chunk=8)
+    total, per_token = linear_cross_entropy(hidden, weight, targets, weights, chunk=8, fused=fused)
     (total * 1.7).backward()
     grads = hidden.grad.clone(), weight.grad.clone()
     hidden.grad = weight.grad = None
@@ -183,6 +183,7 @@ def test_varlen_wrapper_adapts_to_the_kernel_signature(tiny_model, tokenizer, mo
         return kernel(*args, **kwargs)
 
     monkeypatch.setattr(attention, "_torch_varlen", lambda: counted)
+    monkeypatch.setattr(attention, "_VARLEN", attention._varlen_setup())
     pairs = _encoded(tokenizer, 3)
     results = []
     for name in (attention.VARLEN, attention.SEGMENTS):
@@ -194,3 +195,102 @@ def test_varlen_wrapper_adapts_to_the_kernel_signature(tiny_model, tokenizer, mo
     assert calls[0] == (sum(pair.num_tokens for pair in pairs), 4, 16)
     assert torch.allclose(results[0].rewards, results[1].rewards, atol=1e-5)
     assert results[0].lm_weighted_sum.item() == pytest.approx(results[1].lm_weighted_sum.item(), rel=1e-5)
+
+
+@torch.library.custom_op("codeprefs_test::varlen_attn", mutates_args=())
+def _opaque_varlen(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, cu_seq_q: torch.Tensor,
+                   cu_seq_k: torch.Tensor, max_q: int, max_k: int, scale: float | None,
+                   window: list[int], gqa: bool) -> torch.Tensor:
+    return _reference_varlen(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, scale=scale,
+                             causal=list(window) == [-1, 0], gqa=gqa)
+
+
+@_opaque_varlen.register_fake
+def _(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, scale, window, gqa):
+    return torch.empty_like(query)
+
+
+@torch.library.custom_op("codeprefs_test::varlen_attn_backward", mutates_args=())
+def _opaque_varlen_grads(grad: torch.Tensor, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                         cu_seq_q: torch.Tensor, max_q: int, scale: float | None,
+                         gqa: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    # Autograd is off inside an op's implementation, so the attention gradient is written out:
+    # P = softmax(s QK^T + causal mask), dV = P^T dO, dS = P * (dO V^T - rowsum(dO * O)).
+    groups = query.shape[1] // key.shape[1]
+    scale = scale if scale is not None else query.shape[-1] ** -0.5
+    grads = [torch.zeros_like(query), torch.zeros_like(key), torch.zeros_like(value)]
+    for start, end in itertools.pairwise(cu_seq_q.tolist()):
+        q, k, v, d = (t[start:end].transpose(0, 1).float() for t in (query, key, value, grad))  # [heads, n, dim]
+        k, v = k.repeat_interleave(groups, 0), v.repeat_interleave(groups, 0)
+        mask = torch.ones(end - start, end - start, dtype=torch.bool).tril()
+        p = torch.softmax((scale * q @ k.transpose(1, 2)).masked_fill(~mask, float("-inf")), dim=-1)
+        o = p @ v
+        ds = p * (d @ v.transpose(1, 2) - (d * o).sum(-1, keepdim=True))
+        dq, dk, dv = scale * ds @ k, scale * ds.transpose(1, 2) @ q, p.transpose(1, 2) @ d
+        heads = key.shape[1]
+        dk, dv = (t.reshape(heads, groups, *t.shape[1:]).sum(1) for t in (dk, dv))
+        for target, value_grad in zip(grads, (dq, dk, dv), strict=True):
+            target[start:end] = value_grad.transpose(0, 1).to(target.dtype)
+    return tuple(grads)
+
+
+@_opaque_varlen_grads.register_fake
+def _(grad, query, key, value, cu_seq_q, max_q, scale, gqa):
+    return torch.empty_like(query), torch.empty_like(key), torch.empty_like(value)
+
+
+def _opaque_varlen_backward(ctx, grad):
+    query, key, value, cu_seq_q = ctx.saved_tensors
+    grads = _opaque_varlen_grads(grad, query, key, value, cu_seq_q, ctx.max_q, ctx.scale, ctx.gqa)
+    return (*grads, None, None, None, None, None, None, None)
+
+
+def _opaque_varlen_setup(ctx, inputs, output):
+    query, key, value, cu_seq_q, _, max_q, _, scale, _, gqa = inputs
+    ctx.save_for_backward(query, key, value, cu_seq_q)
+    ctx.max_q, ctx.scale, ctx.gqa = max_q, scale, gqa
+
+
+_opaque_varlen.register_autograd(_opaque_varlen_backward, setup_context=_opaque_varlen_setup)
+
+
+def _varlen_custom_op(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, *, return_aux=None, scale=None,
+                      window_size=(-1, -1), enable_gqa=False):
+    return _opaque_varlen(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, scale, list(window_size), enable_gqa)
+
+
+def test_compiled_blocks_take_packs_of_any_length_through_one_varlen_graph(tiny_model, tokenizer,  # noqa: F811
+                                                                         monkeypatch):
+    """torch's varlen kernel is an opaque custom op; a CPU op of the same kind stands in for it.
+
+    Compiled blocks must trace the attention wrapper without graph breaks, pass the pack's
+    maximum length as a symbol (not a constant that recompiles per pack), and match eager mode.
+    """
+    import trainers.attention as attention
+    from torch._dynamo.utils import counters
+
+    from trainers.distributed import transformer_blocks
+    from trainers.model import wrap_blocks
+
+    monkeypatch.setattr(attention, "_torch_varlen", lambda: _varlen_custom_op)
+    monkeypatch.setattr(attention, "_VARLEN", attention._varlen_setup())
+    eager = RewardModel.from_pretrained(tiny_model, attn_implementation=attention.VARLEN)
+    torch.nn.init.normal_(eager.score.weight, std=0.5)
+    compiled = RewardModel.from_pretrained(tiny_model, attn_implementation=attention.VARLEN)
+    compiled.load_state_dict(eager.state_dict())
+    torch._dynamo.reset()
+    counters.clear()
+    wrap_blocks(transformer_blocks(compiled.transformer()), compile=True, checkpoint=True)
+    for count in (2, 3, 5):
+        batch = pack_pairs(_encoded(tokenizer, count))
+        want, got = eager(batch, with_lm=True), compiled(batch, with_lm=True)
+        assert torch.allclose(want.rewards, got.rewards, atol=1e-5)
+        assert got.lm_weighted_sum.item() == pytest.approx(want.lm_weighted_sum.item(), rel=1e-5)
+        got.lm_weighted_sum.backward()
+        want.lm_weighted_sum.backward()
+        for (name, a), b in zip(eager.named_parameters(), compiled.parameters(), strict=True):
+            if a.grad is not None:
+                assert torch.allclose(a.grad, b.grad, atol=1e-5), name
+        eager.zero_grad(), compiled.zero_grad()
+    assert not counters["graph_break"], dict(counters["graph_break"])
+    assert counters["stats"]["unique_graphs"] == 1, dict(counters["stats"])

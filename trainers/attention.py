@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -38,16 +39,32 @@ def _torch_varlen() -> Any | None:
     return varlen_attn
 
 
-def _varlen_kwargs(varlen_attn: Any) -> tuple[dict[str, Any], bool]:
-    """Keyword arguments meaning "causal" for this torch version, and whether GQA is native."""
+@dataclass(frozen=True)
+class _Varlen:
+    """``varlen_attn`` and how this torch version spells "causal" and GQA for it."""
+
+    attend: Any
+    causal: dict[str, Any]
+    native_gqa: bool
+
+
+def _varlen_setup() -> _Varlen | None:
+    varlen_attn = _torch_varlen()
+    if varlen_attn is None:
+        return None
     parameters = inspect.signature(varlen_attn).parameters
     if "is_causal" in parameters:
-        causal = {"is_causal": True}
+        causal: dict[str, Any] = {"is_causal": True}
     elif "window_size" in parameters:
         causal = {"window_size": (-1, 0)}
     else:
         raise RuntimeError("torch.nn.attention.varlen.varlen_attn takes neither is_causal nor window_size")
-    return causal, "enable_gqa" in parameters
+    return _Varlen(varlen_attn, causal, "enable_gqa" in parameters)
+
+
+# Looked up once, at import: the attention call runs inside torch.compile'd blocks, where
+# signature inspection and imports would break the graph.
+_VARLEN = _varlen_setup()
 
 
 def _padded_fallback(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -76,8 +93,8 @@ def varlen_attention_forward(module: torch.nn.Module, query: torch.Tensor, key: 
         return _padded_fallback(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
                                 sliding_window=sliding_window, **kwargs)
     _check_packed(VARLEN, query, sliding_window, dropout)
-    varlen_attn = _torch_varlen()
-    causal, native_gqa = _varlen_kwargs(varlen_attn)
+    if _VARLEN is None:
+        raise RuntimeError("this torch has no torch.nn.attention.varlen; use --attention segments")
     q, k, v = (t.transpose(1, 2).squeeze(0).contiguous() for t in (query, key, value))  # [T, heads, dim]
     if q.dtype == torch.float32 and torch.is_autocast_enabled(q.device.type):
         dtype = torch.get_autocast_dtype(q.device.type)
@@ -85,16 +102,17 @@ def varlen_attention_forward(module: torch.nn.Module, query: torch.Tensor, key: 
     groups = q.shape[1] // k.shape[1]
     extra: dict[str, Any] = {}
     if groups > 1:
-        if native_gqa:
+        if _VARLEN.native_gqa:
             extra["enable_gqa"] = True
         else:
             k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
     cu_seqlens = cu_seqlens.to(torch.int32)
-    out = varlen_attn(q, k, v, cu_seqlens, cu_seqlens, int(max_length), int(max_length), scale=scaling,
-                      **causal, **extra)
+    out = _VARLEN.attend(q, k, v, cu_seqlens, cu_seqlens, max_length, max_length, scale=scaling,
+                         **_VARLEN.causal, **extra)
     return out.unsqueeze(0), None
 
 
+@torch.compiler.disable  # per-sequence Python loop: run eagerly inside a compiled block, never retraced
 def segmented_attention_forward(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor,
                                 value: torch.Tensor, attention_mask: torch.Tensor | None,
                                 scaling: float | None = None, dropout: float = 0.0,
@@ -144,9 +162,9 @@ def choose_attention(requested: str, device: torch.device) -> str:
     if requested == "auto":
         if device.type == "cuda" and importlib.util.find_spec("flash_attn") is not None:
             return "flash_attention_2"
-        return VARLEN if device.type == "cuda" and _torch_varlen() is not None else SEGMENTS
+        return VARLEN if device.type == "cuda" and _VARLEN is not None else SEGMENTS
     if requested in (VARLEN, "varlen"):
-        if device.type != "cuda" or _torch_varlen() is None:
+        if device.type != "cuda" or _VARLEN is None:
             raise ValueError("varlen attention needs CUDA and torch.nn.attention.varlen; use --attention segments")
         return VARLEN
     if requested in (SEGMENTS, "segments"):

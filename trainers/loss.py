@@ -14,6 +14,8 @@ linear cross-entropy trick), so the backward pass costs no recomputation.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -27,31 +29,55 @@ def _at_least_float32(tensor: torch.Tensor) -> torch.Tensor:
     return tensor if tensor.dtype == torch.float64 else tensor.float()
 
 
+def _cross_entropy_and_grad(logits: torch.Tensor, targets: torch.Tensor,
+                            token_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row CE of ``logits`` and ``w * dCE/dlogits`` in the logits' dtype, written for inductor,
+    which fuses it into a reduction and one elementwise pass."""
+    wide = _at_least_float32(logits)
+    log_norm = torch.logsumexp(wide, dim=-1, keepdim=True)
+    losses = (log_norm - wide.gather(1, targets[:, None])).squeeze(1)
+    hot = torch.arange(wide.shape[1], device=wide.device)[None, :] == targets[:, None]
+    grad = ((wide - log_norm).exp() - hot.to(wide.dtype)) * token_weights[:, None]
+    return losses, grad.to(logits.dtype)
+
+
+def _cross_entropy_and_grad_in_place(logits: torch.Tensor, targets: torch.Tensor,
+                                     token_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same in eager mode, turning one float32 copy of the logits into the gradient in place."""
+    logits = _at_least_float32(logits)
+    log_norm = torch.logsumexp(logits, dim=-1)
+    losses = log_norm - logits.gather(1, targets[:, None]).squeeze(1)
+    grad = logits.sub_(log_norm[:, None]).exp_()  # softmax
+    grad[torch.arange(len(targets), device=targets.device), targets] -= 1.0
+    return losses, grad.mul_(token_weights[:, None])
+
+
+@functools.cache
+def _fused_cross_entropy_and_grad() -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
+    return torch.compile(_cross_entropy_and_grad, dynamic=True)
+
+
 class _WeightedLinearCrossEntropy(torch.autograd.Function):
     """sum_t w_t * CE(hidden_t @ weight.T, target_t), with gradients computed in forward."""
 
     @staticmethod
     def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                token_weights: torch.Tensor, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+                token_weights: torch.Tensor, chunk: int, fused: bool) -> tuple[torch.Tensor, torch.Tensor]:
         need_hidden, need_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         losses = torch.empty(hidden.shape[0], dtype=_at_least_float32(hidden[:0]).dtype, device=hidden.device)
         grad_hidden = torch.empty_like(hidden) if need_hidden else None
         grad_weight = torch.zeros_like(_at_least_float32(weight)) if need_weight else None
         for start in range(0, hidden.shape[0], chunk):
-            h = hidden[start:start + chunk]
-            t = targets[start:start + chunk]
-            logits = _at_least_float32(h @ weight.t())
-            log_norm = torch.logsumexp(logits, dim=-1)
-            losses[start:start + chunk] = log_norm - logits.gather(1, t[:, None]).squeeze(1)
-            if need_hidden or need_weight:
-                grad_logits = logits.sub_(log_norm[:, None]).exp_()  # softmax, in place
-                grad_logits[torch.arange(len(t), device=t.device), t] -= 1.0
-                grad_logits.mul_(token_weights[start:start + chunk, None])
-                grad_logits = grad_logits.to(hidden.dtype)
-                if need_hidden:
-                    grad_hidden[start:start + chunk] = grad_logits @ weight
-                if need_weight:
-                    grad_weight += grad_logits.t() @ h
+            rows = slice(start, start + chunk)
+            h, t, w = hidden[rows], targets[rows], token_weights[rows]
+            if fused:
+                losses[rows], grad_logits = _fused_cross_entropy_and_grad()(h @ weight.t(), t, w)
+            else:
+                losses[rows], grad_logits = _cross_entropy_and_grad_in_place(h @ weight.t(), t, w)
+            if need_hidden:
+                grad_hidden[rows] = grad_logits.to(hidden.dtype) @ weight
+            if need_weight:
+                grad_weight += grad_logits.to(hidden.dtype).t() @ h
         ctx.save_for_backward(grad_hidden if need_hidden else None, grad_weight if need_weight else None)
         ctx.weight_dtype = weight.dtype
         ctx.mark_non_differentiable(losses)
@@ -64,18 +90,22 @@ class _WeightedLinearCrossEntropy(torch.autograd.Function):
             grad_hidden = grad_hidden * grad_total.to(grad_hidden.dtype)
         if grad_weight is not None:
             grad_weight = (grad_weight * grad_total).to(ctx.weight_dtype)
-        return grad_hidden, grad_weight, None, None, None
+        return grad_hidden, grad_weight, None, None, None, None
 
 
 def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                         token_weights: torch.Tensor, chunk: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(``sum_t w_t * CE_t`` with gradients, per-token ``CE_t`` without) for logits ``hidden @ weight.T``."""
+                         token_weights: torch.Tensor, chunk: int | None = None,
+                         fused: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(``sum_t w_t * CE_t`` with gradients, per-token ``CE_t`` without) for logits ``hidden @ weight.T``.
+
+    ``fused``: each chunk's softmax and gradient go through one ``torch.compile``'d function.
+    """
     if hidden.shape[0] == 0:
         zero = hidden.sum() * 0.0 + weight.sum() * 0.0
         return zero.float(), torch.zeros(0, device=hidden.device)
     chunk = chunk or max(16, _CHUNK_VALUES // weight.shape[0])
     token_weights = token_weights.to(_at_least_float32(hidden[:0]).dtype)
-    return _WeightedLinearCrossEntropy.apply(hidden, weight, targets, token_weights, chunk)
+    return _WeightedLinearCrossEntropy.apply(hidden, weight, targets, token_weights, chunk, fused)
 
 
 def reference_linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,

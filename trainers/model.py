@@ -18,11 +18,13 @@ Two kinds of backbone:
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.utils.checkpoint
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -69,6 +71,7 @@ class RewardModel(nn.Module):
         super().__init__()
         self.kind = kind
         self.pad_token_id = pad_token_id
+        self.fuse_lm_loss = False  # torch.compile the LM term's per-chunk softmax and gradient
         if kind == "causal":
             self.backbone = backbone
             self.score = score
@@ -169,7 +172,7 @@ class RewardModel(nn.Module):
         if self.lm_head is None:
             raise ValueError("this reward model has no LM head, so the LM term cannot be computed")
         lm_sum, token_losses = lm_loss(hidden[batch.lm_positions], self.lm_head.weight, batch.lm_targets,
-                                       batch.lm_weights)
+                                       batch.lm_weights, fused=self.fuse_lm_loss)
         return RewardOutput(rewards, lm_sum, token_losses)
 
     # -- saving --------------------------------------------------------------------------------
@@ -211,13 +214,14 @@ class RewardModel(nn.Module):
             tokenizer.save_pretrained(path)
 
 
-def lm_loss(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-            token_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The LM term: Liger's fused kernel on a GPU when installed, else our chunked version."""
+def lm_loss(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, token_weights: torch.Tensor,
+            fused: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """The LM term: Liger's fused kernel on a GPU when installed, else our chunked version
+    (``fused``: with its per-chunk elementwise work compiled)."""
     if hidden.is_cuda and _liger_cross_entropy() is not None:
         per_token = _liger_cross_entropy()(weight, hidden, targets)
         return (per_token.float() * token_weights).sum(), per_token.detach().float()
-    return linear_cross_entropy(hidden, weight, targets, token_weights)
+    return linear_cross_entropy(hidden, weight, targets, token_weights, fused=fused)
 
 
 _LIGER: list[Any] = []
@@ -252,14 +256,35 @@ def apply_liger_kernels(model: RewardModel) -> bool:
     return True
 
 
-def enable_activation_checkpointing(model: RewardModel) -> None:
-    """Recompute each transformer block's activations in the backward pass (non-reentrant)."""
-    inner = model.transformer()
-    kwargs = {"use_reentrant": False}
-    if hasattr(inner, "activation_checkpointing_enable"):  # transformers >= 5.2x
-        inner.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
-    else:
-        inner.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+def wrap_blocks(blocks: list[nn.Module], *, compile: bool = False, checkpoint: bool = False) -> None:
+    """Compile each transformer block's ``forward``, recompute its activations in backward, or both.
+
+    ``compile``: ``torch.compile`` per block (regional compilation). Inductor fuses the small
+    elementwise kernels of a block (RMSNorm with its float32 casts, RoPE, SwiGLU, residual adds),
+    which is where an unfused step of a small model spends most of its time. Shapes are dynamic,
+    so packs of any length reuse one graph, and blocks of one class share it.
+
+    ``checkpoint``: non-reentrant activation checkpointing around the (compiled) forward, done
+    here rather than by transformers so that the compiled region never contains the checkpoint
+    (a graph break inside a checkpointed region would make dynamo run the whole block eagerly) and
+    so that it works the same on every transformers version.
+
+    Only ``forward`` is wrapped: module hooks, FSDP2's all-gathers among them, run outside both.
+    """
+    if (compile or checkpoint) and not blocks:
+        raise ValueError("the model names no repeated transformer blocks (_no_split_modules), so they cannot be "
+                         "compiled or checkpointed; pass --no-compile --no-gradient-checkpointing")
+    for block in blocks:
+        forward = block.forward
+        if compile:
+            forward = torch.compile(forward, dynamic=True)
+        if checkpoint:
+            forward = functools.partial(_checkpointed, forward)
+        block.forward = forward
+
+
+def _checkpointed(forward: Any, *args: Any, **kwargs: Any) -> Any:
+    return torch.utils.checkpoint.checkpoint(forward, *args, use_reentrant=False, **kwargs)
 
 
 def disable_dropout(model: nn.Module) -> None:

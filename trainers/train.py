@@ -47,8 +47,8 @@ from trainers.model import (
     RewardModel,
     apply_liger_kernels,
     disable_dropout,
-    enable_activation_checkpointing,
     use_liger,
+    wrap_blocks,
 )
 from trainers.packing import pack_pairs, pad_pairs, plan_step
 
@@ -86,6 +86,7 @@ class TrainConfig:
     device: str = "auto"
     attention: str = "auto"
     gradient_checkpointing: bool = True
+    compile: bool = False  # torch.compile each transformer block and the LM loss's elementwise work
     liger: str = "auto"  # auto (when installed, on GPU) | on | off
     save_every: int = 0  # steps between checkpoints (0: only the final model)
     keep_checkpoints: int = 2
@@ -211,10 +212,11 @@ def fit(cfg: TrainConfig, model: RewardModel, pairs: Sequence[EncodedPair], cont
     bf16 = device.type == "cuda"
     use_liger(cfg.liger == "on" or (cfg.liger == "auto" and bf16))  # the LM term's kernel, if installed
     disable_dropout(model)
-    if cfg.gradient_checkpointing:
-        enable_activation_checkpointing(model)
     model.to(device)
-    model = distributed.shard(model, distributed.transformer_blocks(model.transformer()), context, bf16)
+    blocks = distributed.transformer_blocks(model.transformer())
+    wrap_blocks(blocks, compile=cfg.compile, checkpoint=cfg.gradient_checkpointing)
+    model.fuse_lm_loss = cfg.compile
+    model = distributed.shard(model, blocks, context, bf16)
     model.train()
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 and not context.grouped \
         else contextlib.nullcontext()
@@ -246,7 +248,8 @@ def fit(cfg: TrainConfig, model: RewardModel, pairs: Sequence[EncodedPair], cont
         micro_batches = plan_step(indices, [sizes[i] for i in indices], context.world_size,
                                   cfg.micro_batch_tokens)[context.rank]
         scale = context.world_size / len(indices)  # FSDP averages over ranks: this makes it a mean over pairs
-        sums = torch.zeros(8, device=device, dtype=torch.float64)
+        sums = torch.zeros(5, device=device, dtype=torch.float64)  # summed on the device: no sync per micro-batch
+        pairs_seen = tokens_seen = slots_seen = 0
         for micro in micro_batches:
             chosen = [pairs[i] for i in micro]
             batch = (pack_pairs(chosen) if model.packs else pad_pairs(chosen, pad_id)).to(device)
@@ -254,17 +257,19 @@ def fit(cfg: TrainConfig, model: RewardModel, pairs: Sequence[EncodedPair], cont
                 output = model(batch, with_lm=with_lm)
                 terms = reward_loss(output.rewards, output.lm_weighted_sum, cfg.lm_coef, cfg.magnitude_coef)
             (terms.total * scale).backward()
-            counts = torch.tensor([terms.pairs, batch.num_tokens, batch.num_slots], dtype=torch.float64)
-            sums += torch.cat([torch.stack([terms.total.detach(), terms.preference, terms.lm, terms.magnitude,
-                                            terms.correct]).double(), counts.to(device, non_blocking=True)])
+            sums += torch.stack([terms.total.detach(), terms.preference, terms.lm, terms.magnitude,
+                                 terms.correct]).double()
+            pairs_seen, tokens_seen, slots_seen = (pairs_seen + terms.pairs, tokens_seen + batch.num_tokens,
+                                                   slots_seen + batch.num_slots)
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
         lr = scheduler.get_last_lr()[0]
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
+        counts = torch.tensor([pairs_seen, tokens_seen, slots_seen], dtype=torch.float64).to(device)
         total, preference, lm, magnitude, correct, count, tokens, slots = \
-            distributed.all_reduce_sum(sums, context).tolist()
+            distributed.all_reduce_sum(torch.cat([sums, counts]), context).tolist()  # the step's one sync
         elapsed = time.perf_counter() - started
         metrics = {"step": step + 1, "lr": lr, "loss": total / count, "preference_loss": preference / count,
                    "lm_loss": lm / count, "magnitude": magnitude / count, "accuracy": correct / count,
@@ -399,6 +404,8 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
                         help="auto, varlen, flash_attention_2, sdpa or eager")
     parser.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction,
                         default=defaults["gradient_checkpointing"])
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=defaults["compile"],
+                        help="torch.compile each transformer block (one-off compile time, faster steps)")
     args = vars(parser.parse_args(argv))
     args["betas"] = tuple(args["betas"])
     return TrainConfig(**args)
