@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.codeprefs-installed
 
-.PHONY: venv quickstart quickstart-data test toolchains clean
+.PHONY: venv quickstart quickstart-data test toolchains device-wheels clean
 
 # Compilers and runtimes that verify synthesized pairs (Debian packages). testify comes from
 # golang-github-stretchr-testify-dev, used offline by `go test` in GOPATH mode (GOPATH=/usr/share/gocode).
@@ -44,6 +44,12 @@ toolchains:
 
 test: $(STAMP) toolchains
 	$(BIN)/python -m pytest -q
+
+# Wheels the GPU machine's image lacks (Python 3.12 there), for benchmarks/device_trainer.sh.
+DEVICE_WHEELS := trl==1.16.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 liger-kernel==0.8.5
+device-wheels:
+	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl $(DEVICE_WHEELS)
 
 clean:
 	rm -rf $(VENV) out .pytest_cache
