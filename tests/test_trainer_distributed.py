@@ -22,38 +22,80 @@ def _history(output: Path) -> list[dict]:
     return [json.loads(line) for line in (output / "log.jsonl").read_text().splitlines()]
 
 
-def test_two_gloo_processes_match_one_process(tmp_path, tiny_model):  # noqa: F811
+SETTINGS = dict(global_batch=8, epochs=1, lr=3e-3, final_lr=3e-4, micro_batch_tokens=600, seed=3)
+
+
+@pytest.fixture(scope="module")
+def one_process_run(tmp_path_factory, tiny_model):  # noqa: F811
+    """The pairs (uneven lengths, so ranks get different packs) and a one-process run on them."""
+    root = tmp_path_factory.mktemp("distributed")
     rows = make_rows(24, system="Judge code.")
-    for index, row in enumerate(rows):  # uneven lengths, so the ranks get different packs
+    for index, row in enumerate(rows):
         row["chosen"] += "# checked\n" * (index % 5)
-    data = write_shards(tmp_path / "pairs", rows, shards=3)
-    settings = dict(global_batch=8, epochs=1, lr=3e-3, final_lr=3e-4, micro_batch_tokens=600, seed=3)
+    data = write_shards(root / "pairs", rows, shards=3)
+    run(TrainConfig(data=[str(data)], model=str(tiny_model), output=str(root / "one"), **SETTINGS))
+    return data, root / "one"
 
-    run(TrainConfig(data=[str(data)], model=str(tiny_model), output=str(tmp_path / "one"), **settings))
 
+def _assert_same_training(one: Path, two: Path) -> None:
+    summary = json.loads((two / "train_summary.json").read_text())
+    assert summary["world_size"] == 2
+    history_one, history_two = _history(one), _history(two)
+    assert len(history_one) == len(history_two) == 3
+    for a, b in zip(history_one, history_two, strict=True):
+        assert (a["pairs"], a["tokens"]) == (b["pairs"], b["tokens"])
+        for key in ("loss", "preference_loss", "lm_loss", "accuracy", "grad_norm", "lr"):
+            assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-7), (a["step"], key)
+    assert history_one[-1]["preference_loss"] < history_one[0]["preference_loss"]  # it did train
+
+    weights_one = load_file(str(one / "model.safetensors"))
+    weights_two = load_file(str(two / "model.safetensors"))
+    assert weights_one.keys() == weights_two.keys()
+    for key, value in weights_one.items():
+        assert torch.allclose(value, weights_two[key], atol=1e-5), key
+
+
+def test_two_gloo_processes_under_torchrun_match_one_process(tmp_path, tiny_model, one_process_run):  # noqa: F811
+    data, one = one_process_run
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                "-m", "trainers.train", "--data", str(data), "--model", str(tiny_model),
                "--output", str(tmp_path / "two")]
-    for key, value in settings.items():
+    for key, value in SETTINGS.items():
         command += [f"--{key.replace('_', '-')}", str(value)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(name, None)
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-4000:]
+    _assert_same_training(one, tmp_path / "two")
 
-    summary = json.loads((tmp_path / "two" / "train_summary.json").read_text())
-    assert summary["world_size"] == 2
-    one, two = _history(tmp_path / "one"), _history(tmp_path / "two")
-    assert len(one) == len(two) == 3
-    for a, b in zip(one, two, strict=True):
-        assert (a["pairs"], a["tokens"]) == (b["pairs"], b["tokens"])
-        for key in ("loss", "preference_loss", "lm_loss", "accuracy", "grad_norm", "lr"):
-            assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-7), (a["step"], key)
-    assert one[-1]["preference_loss"] < one[0]["preference_loss"]  # it did train
 
-    weights_one = load_file(str(tmp_path / "one" / "model.safetensors"))
-    weights_two = load_file(str(tmp_path / "two" / "model.safetensors"))
-    assert weights_one.keys() == weights_two.keys()
-    for key, value in weights_one.items():
-        assert torch.allclose(value, weights_two[key], atol=1e-5), key
+@pytest.mark.ray
+def test_two_ray_train_workers_match_one_process(tmp_path, tiny_model, one_process_run, ray_local):  # noqa: F811
+    from trainers.raytrain import run_on_ray
+
+    data, one = one_process_run
+    summary = run_on_ray(TrainConfig(data=[str(data)], model=str(tiny_model), output=str(tmp_path / "two"),
+                                     **SETTINGS), workers=2)
+    assert summary["world_size"] == 2 and summary["config"]["device"] == "cpu"
+    _assert_same_training(one, tmp_path / "two")
+
+
+@pytest.mark.ray
+def test_a_ray_train_worker_error_reaches_the_caller_as_itself(tmp_path, tiny_model, ray_local):  # noqa: F811
+    from trainers.data import DataError
+    from trainers.raytrain import run_on_ray
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError, match="empty"):
+        run_on_ray(TrainConfig(data=[str(empty)], model=str(tiny_model), output=str(tmp_path / "out")), workers=2)
+
+
+def test_ray_workers_must_be_positive(tmp_path, capsys):
+    from trainers.train import main
+
+    code = main(["--data", str(tmp_path), "--model", str(tmp_path), "--output", str(tmp_path / "o"),
+                 "--ray-workers", "0"])
+    assert code == 2
+    assert "--ray-workers must be at least 1, got 0" in capsys.readouterr().err

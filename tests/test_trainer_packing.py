@@ -266,9 +266,9 @@ def test_compiled_blocks_take_packs_of_any_length_through_one_varlen_graph(tiny_
     Compiled blocks must trace the attention wrapper without graph breaks, pass the pack's
     maximum length as a symbol (not a constant that recompiles per pack), and match eager mode.
     """
-    import trainers.attention as attention
     from torch._dynamo.utils import counters
 
+    import trainers.attention as attention
     from trainers.distributed import transformer_blocks
     from trainers.model import wrap_blocks
 

@@ -5,10 +5,12 @@
 * :mod:`trainers.packing`: padding-free packs and padded batches, and the per-step plan.
 * :mod:`trainers.attention`: varlen / per-sequence attention for packs.
 * :mod:`trainers.loss`: the paper's loss and the chunked LM term.
-* :mod:`trainers.model`: backbone + scalar head, saved as ``*ForSequenceClassification``.
+* :mod:`trainers.model`: backbone + scalar head, saved as ``*ForSequenceClassification``;
+  compiled and checkpointed blocks.
 * :mod:`trainers.distributed`: FSDP2 under torchrun (or one process).
 * :mod:`trainers.checkpoint`: resumable checkpoints.
 * :mod:`trainers.train`: ``python -m trainers.train`` (the loop is ``fit``).
+* :mod:`trainers.raytrain`: the same loop as a Ray Train job (``--ray-workers N``).
 * :mod:`trainers.evaluate`: ``python -m trainers.evaluate`` (the paper's result files).
 * :mod:`trainers.tiny`: tiny random models and tokenizers for tests and smoke runs.
 """

@@ -2,6 +2,7 @@
 
     python -m trainers.train --data out/quickstart --model Qwen/Qwen3-0.6B --output ckpt/
     torchrun --nproc-per-node 8 -m trainers.train --data out/big --model ... --output ckpt/
+    python -m trainers.train --data /shared/out/big --model ... --output /shared/ckpt --ray-workers 8
 
 :func:`run` loads the tokenizer, the model and the pairs; :func:`fit` is the whole training loop.
 One optimizer step takes the next ``global_batch`` pairs of a seeded per-epoch shuffle, deals
@@ -378,7 +379,16 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
 
 # -- command line --------------------------------------------------------------------------------------
 
-def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
+@dataclass(frozen=True)
+class RayLaunch:
+    """Where ``main`` runs the loop: here / under torchrun (``workers`` None) or as a Ray Train job."""
+
+    workers: int | None = None
+    address: str | None = None
+    use_gpu: bool | None = None
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, RayLaunch]:
     parser = argparse.ArgumentParser(prog="python -m trainers.train", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     defaults = {f.name: f.default for f in fields(TrainConfig)}
@@ -406,16 +416,27 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
                         default=defaults["gradient_checkpointing"])
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=defaults["compile"],
                         help="torch.compile each transformer block (one-off compile time, faster steps)")
+    parser.add_argument("--ray-workers", type=int, default=None,
+                        help="train as a Ray Train job with this many workers (ranks) instead of in this process")
+    parser.add_argument("--ray-address", default=None, help="the Ray cluster (default: RAY_ADDRESS, else local)")
+    parser.add_argument("--ray-gpu", action=argparse.BooleanOptionalAction, default=None,
+                        help="one GPU per Ray worker (default: when the cluster has GPUs)")
     args = vars(parser.parse_args(argv))
+    launch = RayLaunch(args.pop("ray_workers"), args.pop("ray_address"), args.pop("ray_gpu"))
     args["betas"] = tuple(args["betas"])
-    return TrainConfig(**args)
+    return TrainConfig(**args), launch
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m trainers.train``: returns the exit code (2 for bad input)."""
-    cfg = parse_args(argv)
+    cfg, launch = parse_args(argv)
     try:
-        run(cfg)
+        if launch.workers is None:
+            run(cfg)
+        else:
+            from trainers.raytrain import run_on_ray
+
+            run_on_ray(cfg, launch.workers, use_gpu=launch.use_gpu, address=launch.address)
     except (DataError, OSError, ValueError) as error:  # bad input: say what, no traceback
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -1,0 +1,80 @@
+"""Data-parallel training as a Ray Train job, on the Ray cluster that built the data.
+
+    python -m trainers.train --data /shared/out/big --model Qwen/Qwen3-0.6B --output /shared/ckpt \\
+        --ray-workers 8 [--ray-address auto] [--ray-gpu | --no-ray-gpu]
+
+Ray Train's ``TorchTrainer`` starts one worker per rank (one GPU each when the cluster has GPUs),
+joins them in a torch process group (NCCL on GPUs, gloo on CPUs) and sets the ``RANK``,
+``WORLD_SIZE`` and ``LOCAL_RANK`` variables that :func:`trainers.distributed.setup` reads; every
+worker then runs :func:`trainers.train.run`, exactly the loop torchrun would start, so the results
+are those of a torchrun job with as many ranks. Every worker reads the data and the model, and
+rank 0 writes ``--output``: on a cluster of several machines these paths must be on storage all
+of them see. Local paths are made absolute before they travel.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from trainers.train import TrainConfig
+
+
+def _absolute(value: str | None) -> str | None:
+    """An existing local path as an absolute one; anything else (a Hub name, ``latest``) unchanged."""
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    return str(path.resolve()) if path.exists() else value
+
+
+def portable_config(cfg: TrainConfig, use_gpu: bool) -> TrainConfig:
+    """``cfg`` with absolute paths and the device the workers get."""
+    return replace(cfg, data=[_absolute(source) or source for source in cfg.data], model=_absolute(cfg.model),
+                   output=str(Path(cfg.output).expanduser().resolve()), eval_data=_absolute(cfg.eval_data),
+                   chat_template=_absolute(cfg.chat_template), resume=_absolute(cfg.resume),
+                   device="cuda" if use_gpu else "cpu")
+
+
+def _train_worker(config: dict[str, Any]) -> None:
+    from trainers.train import run
+
+    run(TrainConfig(**config))
+
+
+def run_on_ray(cfg: TrainConfig, workers: int, use_gpu: bool | None = None,
+               address: str | None = None) -> dict[str, Any]:
+    """Train with ``workers`` Ray Train workers; returns rank 0's ``train_summary.json``.
+
+    ``use_gpu`` None: one GPU per worker if the cluster has any GPU. A worker's failure is
+    raised here as the worker's own exception (a bad input stays a clear error).
+    """
+    import ray
+    from ray.train import RunConfig, ScalingConfig, WorkerGroupError
+    from ray.train.torch import TorchTrainer
+
+    from codeprefs.raycluster import ray_session
+
+    if workers < 1:
+        raise ValueError(f"--ray-workers must be at least 1, got {workers}")
+    with ray_session(address):
+        if use_gpu is None:
+            use_gpu = ray.cluster_resources().get("GPU", 0) > 0
+        cfg = portable_config(cfg, use_gpu)
+        output = Path(cfg.output)
+        output.mkdir(parents=True, exist_ok=True)
+        trainer = TorchTrainer(
+            _train_worker,
+            train_loop_config=asdict(cfg),
+            scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu,
+                                         resources_per_worker=None if use_gpu else {"CPU": 1}),
+            run_config=RunConfig(name="codeprefs-train", storage_path=str(output / "ray-train")),
+        )
+        try:
+            trainer.fit()
+        except WorkerGroupError as error:
+            failures = [error.worker_failures[rank] for rank in sorted(error.worker_failures)]
+            raise (failures[0] if failures else error) from error
+    return json.loads((output / "train_summary.json").read_text())
