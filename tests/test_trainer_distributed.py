@@ -99,3 +99,16 @@ def test_ray_workers_must_be_positive(tmp_path, capsys):
                  "--ray-workers", "0"])
     assert code == 2
     assert "--ray-workers must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_paths_travel_to_ray_workers_as_absolute_ones(tmp_path, monkeypatch):
+    from trainers.raytrain import portable_config
+
+    (tmp_path / "shards").mkdir()
+    (tmp_path / "model").mkdir()
+    monkeypatch.chdir(tmp_path)
+    cfg = portable_config(TrainConfig(data=["shards", "runs/*/data", "org/pairs"], model="model", output="ckpt",
+                                      resume="latest"), use_gpu=False)
+    assert cfg.data == [str(tmp_path / "shards"), str(tmp_path / "runs/*/data"), "org/pairs"]
+    assert (cfg.model, cfg.output, cfg.resume, cfg.device) == (str(tmp_path / "model"), str(tmp_path / "ckpt"),
+                                                               "latest", "cpu")

@@ -23,18 +23,23 @@ from trainers.train import TrainConfig
 
 
 def _absolute(value: str | None) -> str | None:
-    """An existing local path as an absolute one; anything else (a Hub name, ``latest``) unchanged."""
+    """An existing local path or a glob as an absolute one; anything else (a Hub name) unchanged."""
     if value is None:
         return None
     path = Path(value).expanduser()
-    return str(path.resolve()) if path.exists() else value
+    if path.exists():
+        return str(path.resolve())
+    if any(character in value for character in "*?["):
+        return str(Path.cwd() / path)
+    return value
 
 
 def portable_config(cfg: TrainConfig, use_gpu: bool) -> TrainConfig:
     """``cfg`` with absolute paths and the device the workers get."""
     return replace(cfg, data=[_absolute(source) or source for source in cfg.data], model=_absolute(cfg.model),
                    output=str(Path(cfg.output).expanduser().resolve()), eval_data=_absolute(cfg.eval_data),
-                   chat_template=_absolute(cfg.chat_template), resume=_absolute(cfg.resume),
+                   chat_template=_absolute(cfg.chat_template),
+                   resume=cfg.resume if cfg.resume == "latest" else _absolute(cfg.resume),
                    device="cuda" if use_gpu else "cpu")
 
 
