@@ -1,4 +1,4 @@
-"""Two CPU processes under torchrun (gloo, FSDP2) train exactly like one process."""
+"""Two CPU ranks (gloo, FSDP2), under torchrun or as Ray Train workers, train exactly like one process."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def one_process_run(tmp_path_factory, tiny_model):  # noqa: F811
     return data, root / "one"
 
 
-def _assert_same_training(one: Path, two: Path) -> None:
+def _assert_same_training(one: Path, two: Path, tolerance: float = 1e-5) -> None:
     summary = json.loads((two / "train_summary.json").read_text())
     assert summary["world_size"] == 2
     history_one, history_two = _history(one), _history(two)
@@ -45,14 +45,14 @@ def _assert_same_training(one: Path, two: Path) -> None:
     for a, b in zip(history_one, history_two, strict=True):
         assert (a["pairs"], a["tokens"]) == (b["pairs"], b["tokens"])
         for key in ("loss", "preference_loss", "lm_loss", "accuracy", "grad_norm", "lr"):
-            assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-7), (a["step"], key)
+            assert b[key] == pytest.approx(a[key], rel=tolerance, abs=1e-7), (a["step"], key)
     assert history_one[-1]["preference_loss"] < history_one[0]["preference_loss"]  # it did train
 
     weights_one = load_file(str(one / "model.safetensors"))
     weights_two = load_file(str(two / "model.safetensors"))
     assert weights_one.keys() == weights_two.keys()
     for key, value in weights_one.items():
-        assert torch.allclose(value, weights_two[key], atol=1e-5), key
+        assert torch.allclose(value, weights_two[key], atol=tolerance), key
 
 
 def test_two_gloo_processes_under_torchrun_match_one_process(tmp_path, tiny_model, one_process_run):  # noqa: F811
@@ -62,12 +62,14 @@ def test_two_gloo_processes_under_torchrun_match_one_process(tmp_path, tiny_mode
                "--output", str(tmp_path / "two")]
     for key, value in SETTINGS.items():
         command += [f"--{key.replace('_', '-')}", str(value)]
+    command.append("--compile")  # FSDP2 + compiled + checkpointed blocks: the GPU configuration, on gloo
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(name, None)
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-4000:]
-    _assert_same_training(one, tmp_path / "two")
+    _assert_same_training(one, tmp_path / "two", tolerance=1e-4)  # inductor's fused kernels round differently
+    assert json.loads((tmp_path / "two" / "train_summary.json").read_text())["config"]["compile"] is True
 
 
 @pytest.mark.ray
