@@ -166,7 +166,8 @@ class RewardModel(nn.Module):
                                position_ids=batch.position_ids, use_cache=False, **extra)
         hidden = output.last_hidden_state
         hidden = hidden.reshape(-1, hidden.shape[-1])
-        rewards = self.score(hidden[batch.last_token]).squeeze(-1).float()
+        # A copy, not a view: FSDP2 warns about views returned from a wrapped module.
+        rewards = self.score(hidden[batch.last_token]).squeeze(-1).to(torch.float32, copy=True)
         if not with_lm:
             return RewardOutput(rewards, None, None)
         if self.lm_head is None:
