@@ -12,7 +12,8 @@
 #
 #   device run: command "bash benchmarks/device_trainer.sh", carry [".whl"], timeout_s 560
 #
-# About 8 minutes in all. Logs go to $OUT (the device tool brings that folder back).
+# About 8 minutes in all. Logs go to $OUT (the device tool brings that folder back). Extra
+# arguments go to the benchmark: `bash benchmarks/device_trainer.sh --smoke` is a CPU dry run.
 set -uo pipefail
 OUT=${OUT:-/tmp/device-trainer}
 mkdir -p "$OUT"
@@ -29,4 +30,4 @@ timeout 400 python3 benchmarks/train_throughput.py --time-budget 390 --trl-reser
     --ours-variant=--compile \
     "--ours-variant=--compile --no-gradient-checkpointing --micro-batch-tokens 16384" \
     --ours-variant=--liger \
-    2>&1 | tee "$OUT/throughput.log"
+    "$@" 2>&1 | tee "$OUT/throughput.log"
