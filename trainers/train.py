@@ -191,7 +191,8 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.devi
 
 def _log(line: dict[str, Any], path: Path | None) -> None:
     text = json.dumps(line)
-    print(text, flush=True)
+    sys.stdout.write(text + "\n")  # not print(): Ray Train workers patch print and would show each line twice
+    sys.stdout.flush()
     if path is not None:
         with open(path, "a") as handle:
             handle.write(text + "\n")
@@ -346,7 +347,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         tokenizer = load_tokenizer(source, cfg.chat_template, cfg.pad_token)
         pairs, report = prepare_training_pairs(cfg, tokenizer)
         if context.is_main:
-            print(json.dumps({"data": report.as_dict()}), flush=True)
+            _log({"data": report.as_dict()}, None)
             write_report(report, output / "data_report.json")
         model = RewardModel.from_pretrained(source, backbone=cfg.backbone, attn_implementation=attention,
                                             pad_token_id=tokenizer.pad_token_id)
