@@ -23,9 +23,9 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH="/tmp/site:$PWD"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 
-timeout 90 python3 -m pytest -q -p no:cacheprovider tests/test_trainer_gpu.py 2>&1 | tee "$OUT/gpu-tests.log"
+timeout 75 python3 -m pytest -q -p no:cacheprovider tests/test_trainer_gpu.py 2>&1 | tee "$OUT/gpu-tests.log"
 
-timeout 400 python3 benchmarks/train_throughput.py --time-budget 390 --trl-reserve 130 --side-timeout 150 \
+timeout 380 python3 benchmarks/train_throughput.py --time-budget 370 --trl-reserve 130 --side-timeout 150 \
     --ours-variant= \
     --ours-variant=--compile \
     "--ours-variant=--compile --no-gradient-checkpointing --micro-batch-tokens 16384" \
