@@ -382,7 +382,8 @@ def plan_build(manifest: Manifest, output_dir: Path) -> Plan:
 
         works.append(SourceWork(index, chunks, {"source": source.model_dump(mode="json", exclude={"path"}),
                                                 "synthesis": manifest.synthesis.model_dump(mode="json"),
-                                                "files": record["files"]}, solutions_pipeline))
+                                                "files": record["files"], "toolchains": record["toolchains"]},
+                                solutions_pipeline))
     works.sort(key=lambda work: work.index)
     return Plan(inputs, works)
 

@@ -127,6 +127,47 @@ def test_a_missing_toolchain_stops_the_build_before_any_work(tmp_path, monkeypat
         build(parse_manifest(config, tmp_path), tmp_path / "out")
 
 
+def _fake_tool(folder: Path, name: str, version: str, stream: str = "stdout") -> None:
+    tool = folder / name
+    redirect = " >&2" if stream == "stderr" else ""
+    tool.write_text(f"#!/bin/sh\necho '{version}'{redirect}\n")
+    tool.chmod(0o755)
+
+
+def test_toolchain_versions_are_read_from_each_executable(tmp_path):
+    _fake_tool(tmp_path, "javac", "javac 17.0.9", stream="stderr")  # javac -version may print to stderr
+    _fake_tool(tmp_path, "java", "openjdk version \"17.0.9\" 2023-10-17", stream="stderr")
+    _fake_tool(tmp_path, "go", "go version go1.22.2 linux/amd64")
+    versions = harness.toolchain_versions([Language.JAVA, Language.GO, Language.RUBY], search_path=str(tmp_path))
+    assert versions == {"go": "go version go1.22.2 linux/amd64", "java": 'openjdk version "17.0.9" 2023-10-17',
+                        "javac": "javac 17.0.9"}  # ruby is not installed there: left out
+
+
+def test_a_toolchain_upgrade_changes_the_source_fingerprint(tmp_path, monkeypatch):
+    """Which mutants fail their tests depends on the compiler, so a new one reruns the source."""
+    from pipelines.build import plan_build
+
+    data = tmp_path / "solutions.jsonl"
+    write_records(data)
+    config = manifest_for(data)
+    config["sources"][0]["language"] = "Ruby"
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    monkeypatch.setattr(harness, "SAFE_PATH", str(tools))
+    monkeypatch.setitem(harness.REQUIRED_COMMANDS, Language.RUBY, ("codeprefs-fake-ruby",))
+
+    def source_fingerprint(version: str) -> tuple[str, dict]:
+        _fake_tool(tools, "codeprefs-fake-ruby", version)
+        [work] = plan_build(parse_manifest(config, tmp_path), tmp_path / "out").works
+        return work.settings_fingerprint, work.settings["toolchains"]
+
+    old, old_tools = source_fingerprint("ruby 3.2.3")
+    same, _ = source_fingerprint("ruby 3.2.3")
+    new, new_tools = source_fingerprint("ruby 3.3.0")
+    assert old_tools == {"codeprefs-fake-ruby": "ruby 3.2.3"} and new_tools == {"codeprefs-fake-ruby": "ruby 3.3.0"}
+    assert old == same != new
+
+
 def test_manifest_errors_name_the_key(tmp_path):
     with pytest.raises(ManifestError, match=re.escape("sources.0.path: path pattern 'none-*.jsonl'")):
         parse_manifest({"name": "x", "sources": [{"type": "solutions", "path": "none-*.jsonl",

@@ -30,6 +30,7 @@ import functools
 import glob
 import re
 import shutil
+import subprocess
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -129,6 +130,43 @@ def missing_commands(language: Language) -> list[str]:
     """The executables ``language`` needs that are not installed (empty: ready to run)."""
     return [command for command in REQUIRED_COMMANDS[Language(language)]
             if shutil.which(command, path=SAFE_PATH) is None]
+
+
+# How each required executable prints its version (the first line of its output is kept).
+_VERSION_ARGUMENT = {"go": "version", "javac": "-version", "java": "-version"}
+
+
+def command_version(command: str, search_path: str | None = None) -> str | None:
+    """The first line ``command`` prints about its version (None when it is not installed);
+    ``search_path`` defaults to the sandbox's PATH.
+
+    Verification results depend on the compilers and runtimes, so these lines go into the
+    fingerprint of every source whose pairs are verified by running them. Asked once per
+    executable file (a replaced file is asked again).
+    """
+    executable = shutil.which(command, path=search_path or SAFE_PATH)
+    if executable is None:
+        return None
+    status = Path(executable).stat()
+    return _version_line(executable, _VERSION_ARGUMENT.get(command, "--version"), status.st_ino,
+                         status.st_mtime_ns, status.st_size)
+
+
+@functools.cache
+def _version_line(executable: str, argument: str, *identity: int) -> str:
+    try:
+        done = subprocess.run([executable, argument], capture_output=True, text=True, timeout=30,
+                              env={"PATH": SAFE_PATH, "LANG": "C.UTF-8"})
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"{executable}: version unknown ({type(error).__name__})"
+    lines = [line.strip() for line in (done.stdout + "\n" + done.stderr).splitlines() if line.strip()]
+    return lines[0] if lines else f"{executable}: version unknown (exit {done.returncode})"
+
+
+def toolchain_versions(languages: list[Language], search_path: str | None = None) -> dict[str, str]:
+    """``{command: version line}`` for the installed executables that ``languages`` need."""
+    commands = sorted({command for language in languages for command in REQUIRED_COMMANDS[Language(language)]})
+    return {command: version for command in commands if (version := command_version(command, search_path))}
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Any
 from codeprefs.manifest import LanguageField, SolutionsSource, SynthesisConfig
 from codeprefs.schema import Language
 from pipelines.sources.solutions import FieldMap
-from pipelines.synthesis.harness import RunLimits, missing_commands
+from pipelines.synthesis.harness import RunLimits, missing_commands, toolchain_versions
 from pipelines.synthesis.pairs import (
     BugInjectionSettings,
     ReadabilitySettings,
@@ -71,7 +71,7 @@ class SynthesisPlan:
         if not kinds:
             return {}
         constant = isinstance(source.language, str)
-        languages = [Language(source.language)] if constant else list(Language)
+        languages = self._languages(source)
         missing = {language.value: found for language in languages
                    if (found := missing_commands(language))}
         for name, commands in missing.items():
@@ -89,6 +89,19 @@ class SynthesisPlan:
                 log.warning("%s toolchain missing (%s not installed): %s", name,
                             ", ".join(commands), action)
         return missing
+
+    @staticmethod
+    def _languages(source: SolutionsSource) -> list[Language]:
+        """The languages a source's records may be in (all eight with a language field)."""
+        return [Language(source.language)] if isinstance(source.language, str) else list(Language)
+
+    def toolchains(self, source: SolutionsSource) -> dict[str, str]:
+        """The version line of each compiler and runtime that verifies this source's pairs.
+
+        Part of the source's fingerprint: a new compiler can change which mutants fail their
+        tests, so a toolchain upgrade reruns the source. Empty when nothing is executed.
+        """
+        return toolchain_versions(self._languages(source)) if self._verifies() else {}
 
     def synthesizer(self, source: SolutionsSource) -> SolutionSynthesizer:
         bugs, readability = self.config.bug_injection, self.config.readability
@@ -146,5 +159,6 @@ class SynthesisPlan:
             "harness": source.harness, "records": sum(chunk["count"] for chunk in chunks),
             "tasks": len(chunks), "status": "ok",
             "toolchains_missing": missing,
+            "toolchains": self.toolchains(source),
             "sandbox_isolation": isolation if executes else None,
         }
