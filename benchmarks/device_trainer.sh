@@ -26,6 +26,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 timeout 75 python3 -m pytest -q -p no:cacheprovider tests/test_trainer_gpu.py 2>&1 | tee "$OUT/gpu-tests.log"
 
 timeout 380 python3 benchmarks/train_throughput.py --time-budget 370 --trl-reserve 130 --side-timeout 150 \
+    --summary "$OUT/throughput.json" \
     --ours-variant= \
     --ours-variant=--compile \
     "--ours-variant=--compile --no-gradient-checkpointing --micro-batch-tokens 16384" \

@@ -86,6 +86,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="run our side once per variant with these extra flags, e.g. "
                              "--ours-variant=--compile (repeatable; default: one run as configured)")
     parser.add_argument("--trl-reserve", type=int, default=150, help="seconds of the budget kept for TRL")
+    parser.add_argument("--summary", default=None, help="also write every side's result to this JSON file")
     parser.add_argument("--lm-coef", type=float, default=0.25)
     parser.add_argument("--peak-tflops", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0)
@@ -364,6 +365,8 @@ def main(argv: list[str] | None = None) -> int:
         results.append({**trl, "label": "trl"})
     if results:
         report(results)
+    if args.summary:
+        Path(args.summary).write_text(json.dumps(results, indent=2) + "\n")
     print(f"total wall time: {time.perf_counter() - started:.0f} s")
     wanted = len(args.ours_variant or [""]) + 1
     return 0 if len(results) == wanted else 1
