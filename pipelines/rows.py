@@ -8,6 +8,7 @@ how no row disappears silently.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -59,6 +60,18 @@ def empty_row() -> Row:
 
 def to_table(rows: list[Row]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=WORK_SCHEMA)
+
+
+def to_tables(rows: Iterable[Row], size: int) -> Iterator[pa.Table]:
+    """``rows`` as tables of at most ``size`` rows (none for no rows)."""
+    batch: list[Row] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield to_table(batch)
+            batch = []
+    if batch:
+        yield to_table(batch)
 
 
 def drop(row: Row, stage: str, reason: str) -> None:

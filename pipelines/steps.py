@@ -29,7 +29,7 @@ from filters.messages import MessageFilter
 from filters.validation import PairValidator, ValidationConfig
 from parsers.headers import HeaderContext, resolve_header_language
 from parsers.languages import is_ambiguous, language_for_path
-from pipelines.rows import Row, drop, empty_row, to_table
+from pipelines.rows import Row, drop, empty_row, to_table, to_tables
 from pipelines.sources.export import ExportRules, split_repos
 from pipelines.sources.gitrepo import (
     REGULAR_FILE_MODES,
@@ -117,14 +117,7 @@ class ListCommits:
 
     def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
         for task in batch.to_pylist():
-            rows: list[Row] = []
-            for row in self.rows_for(task):
-                rows.append(row)
-                if len(rows) >= self.yield_rows:
-                    yield to_table(rows)
-                    rows = []
-            if rows:
-                yield to_table(rows)
+            yield from to_tables(self.rows_for(task), self.yield_rows)
 
     def rows_for(self, task: Row) -> Iterator[Row]:
         spec = RepoSpec(task["repo_name"], task["repo_kind"], task["repo_location"])
@@ -200,14 +193,8 @@ class ListRecords:
     def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
         for item in batch.to_pylist():
             chunk = FileChunk(**item)
-            rows: list[Row] = []
-            for position, record in read_records(chunk):
-                rows.append(self.rules.row(chunk.label, position, record))
-                if len(rows) >= self.yield_rows:
-                    yield to_table(rows)
-                    rows = []
-            if rows:
-                yield to_table(rows)
+            rows = (self.rules.row(chunk.label, position, record) for position, record in read_records(chunk))
+            yield from to_tables(rows, self.yield_rows)
 
 
 class SplitCommits(Step):
