@@ -12,27 +12,14 @@ the next, so the n-grams are exactly those of the whole text, in order.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
 
 from filters.dedupe.hashing import MASK64, splitmix64
-from filters.dedupe.tokenize import CHUNK_CHARS, iter_token_blocks
+from filters.dedupe.tokenize import CHUNK_CHARS, SpanHashes, iter_token_blocks
 
 _SHORT_TEXT_MIX = 0xA0761D6478BD642F
-
-
-@dataclass(frozen=True)
-class NgramBlock:
-    """Consecutive n-grams: hashes and the [start, end) byte span of each in the UTF-8 text."""
-
-    hashes: np.ndarray  # uint64
-    starts: np.ndarray  # int64
-    ends: np.ndarray  # int64
-
-    def __len__(self) -> int:
-        return len(self.hashes)
 
 
 @cache
@@ -59,7 +46,7 @@ def _combine(hashes: np.ndarray, n: int, count: int, salt: np.uint64) -> np.ndar
 
 def iter_ngram_blocks(text: str, n: int, *, salt: np.uint64 = np.uint64(0), lowercase: bool = False,
                       whole_if_short: bool = False,
-                      chunk_chars: int = CHUNK_CHARS) -> Iterator[NgramBlock]:
+                      chunk_chars: int = CHUNK_CHARS) -> Iterator[SpanHashes]:
     """The n-grams of ``text``, in order, block by block (empty blocks are skipped).
 
     ``whole_if_short``: a text with at least one but fewer than ``n`` tokens gives one n-gram
@@ -79,7 +66,7 @@ def iter_ngram_blocks(text: str, n: int, *, salt: np.uint64 = np.uint64(0), lowe
         count = len(hashes) - n + 1
         if count > 0:
             produced = True
-            yield NgramBlock(_combine(hashes, n, count, salt), starts[:count], ends[n - 1:])
+            yield SpanHashes(_combine(hashes, n, count, salt), starts[:count], ends[n - 1:])
         keep = min(len(hashes), n - 1)
         pending_hashes = hashes[len(hashes) - keep:].copy()  # copies: free the block
         pending_starts = starts[len(starts) - keep:].copy()
@@ -89,7 +76,7 @@ def iter_ngram_blocks(text: str, n: int, *, salt: np.uint64 = np.uint64(0), lowe
         total = _combine(pending_hashes, short, 1, salt)[0]
         marker = np.uint64((short * _SHORT_TEXT_MIX) & MASK64)
         mixed = splitmix64(np.array([total ^ marker], dtype=np.uint64))
-        yield NgramBlock(mixed, pending_starts[:1], pending_ends[-1:])
+        yield SpanHashes(mixed, pending_starts[:1], pending_ends[-1:])
 
 
 def ngram_set(texts: list[str | None], n: int, *, lowercase: bool = False,

@@ -45,8 +45,9 @@ TOKEN_PATTERN = re.compile(r"(?:[A-Za-z0-9_]|[^\x00-\x7f])+|[\x21-\x7e]")
 
 
 @dataclass(frozen=True)
-class TokenBlock:
-    """The tokens of one chunk: hashes and [start, end) byte offsets into the UTF-8 text."""
+class SpanHashes:
+    """Hashed spans of a text (a chunk's tokens, or the n-grams over them): a hash and the
+    [start, end) byte offsets into the UTF-8 text of each."""
 
     hashes: np.ndarray  # uint64
     starts: np.ndarray  # int64
@@ -56,7 +57,7 @@ class TokenBlock:
         return len(self.hashes)
 
 
-def _tokens_of_bytes(data: np.ndarray, offset: int) -> TokenBlock:
+def _tokens_of_bytes(data: np.ndarray, offset: int) -> SpanHashes:
     """Tokenise one chunk of UTF-8 bytes that starts at byte ``offset`` of the document."""
     classes = np.take(BYTE_CLASS, data)
     word = classes == _WORD
@@ -69,7 +70,7 @@ def _tokens_of_bytes(data: np.ndarray, offset: int) -> TokenBlock:
     starts = np.flatnonzero(starts_here)
     ends = np.flatnonzero(ends_here) + 1
     hashes = span_hashes(data, starts, ends)
-    return TokenBlock(hashes, starts.astype(np.int64) + offset, ends.astype(np.int64) + offset)
+    return SpanHashes(hashes, starts.astype(np.int64) + offset, ends.astype(np.int64) + offset)
 
 
 def _cut_point(data: np.ndarray) -> int:
@@ -79,7 +80,7 @@ def _cut_point(data: np.ndarray) -> int:
 
 
 def iter_token_blocks(text: str, *, lowercase: bool = False,
-                      chunk_chars: int = CHUNK_CHARS) -> Iterator[TokenBlock]:
+                      chunk_chars: int = CHUNK_CHARS) -> Iterator[SpanHashes]:
     """The tokens of ``text`` chunk by chunk (see the module doc); empty blocks are skipped."""
     if chunk_chars < 1:
         raise ValueError(f"chunk_chars must be positive, got {chunk_chars}")
