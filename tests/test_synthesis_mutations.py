@@ -202,38 +202,27 @@ def test_same_input_and_seed_give_the_same_mutants_and_seeds_differ():
     assert len({operator for operator, _ in first[:5]}) == 5, "the first mutants come from different operators"
 
 
-_DIGEST_SCRIPT = """
-import hashlib, sys
-sys.path.insert(0, {tests!r})
-from synthesis_programs import PROGRAMS
-from codeprefs.schema import Language
-from pipelines.synthesis.code import parse_program
-from pipelines.synthesis.mutations import generate_mutants
-digest = hashlib.sha256()
-for language, (prompt, solution) in sorted(PROGRAMS.items()):
-    source = (prompt + solution).encode()
-    program = parse_program(Language(language), source, (len(prompt.encode()), len(source)))
-    for mutant in generate_mutants(program, seed=11, limit=20):
-        digest.update(mutant.operator.encode() + b"\\0" + mutant.source + b"\\0")
-print(digest.hexdigest())
-"""
-
-
-def test_mutants_do_not_depend_on_the_process_or_its_hash_seed():
-    script = _DIGEST_SCRIPT.format(tests=str(Path(__file__).parent))
-    digests = set()
-    for hash_seed in ("1", "12345"):
-        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
-        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                              env=env, timeout=120, check=True)
-        digests.add(done.stdout.strip())
-    local = hashlib.sha256()
+def mutant_digest() -> str:
+    """One hash over the first mutants of every test program (seed 11)."""
+    digest = hashlib.sha256()
     for language, (prompt, solution) in sorted(PROGRAMS.items()):
         source = (prompt + solution).encode()
         program = parse_program(Language(language), source, (len(prompt.encode()), len(source)))
         for mutant in generate_mutants(program, seed=11, limit=20):
-            local.update(mutant.operator.encode() + b"\0" + mutant.source + b"\0")
-    assert digests == {local.hexdigest()}
+            digest.update(mutant.operator.encode() + b"\0" + mutant.source + b"\0")
+    return digest.hexdigest()
+
+
+def test_mutants_do_not_depend_on_the_process_or_its_hash_seed():
+    script = "from tests.test_synthesis_mutations import mutant_digest; print(mutant_digest())"
+    root = str(Path(__file__).resolve().parents[1])
+    digests = set()
+    for hash_seed in ("1", "12345"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=root,
+                              env=env, timeout=120, check=True)
+        digests.add(done.stdout.strip())
+    assert digests == {mutant_digest()}
 
 
 class _BreaksSyntax(Operator):
