@@ -71,3 +71,23 @@ def test_compiled_blocks_train_like_eager_ones_on_the_gpu(tmp_path, tiny_model):
             assert after[key] == pytest.approx(before[key], rel=3e-2, abs=1e-3), (after["step"], key)
     assert not counters["graph_break"], dict(counters["graph_break"])  # varlen attention stays in the graph
     assert counters["stats"]["unique_graphs"] <= 4, dict(counters["stats"])
+
+
+def test_the_packing_probe_passes_varlen_packs_on_the_gpu(tiny_model):  # noqa: F811
+    from trainers.packcheck import packing_problem
+
+    model = RewardModel.from_pretrained(tiny_model, attn_implementation=VARLEN).cuda()
+    assert packing_problem(model) is None  # bfloat16 noise stays under the probe's tolerances
+
+
+def test_varlen_sliding_windows_match_transformers_on_the_gpu():
+    from tests.test_trainer_packcheck import _pairs, _reward_model
+
+    packed_model = _reward_model("mistral", attention=VARLEN, sliding_window=5).cuda()
+    padded_model = _reward_model("mistral", attention="eager", sliding_window=5).cuda()
+    padded_model.load_state_dict(packed_model.state_dict())
+    pairs = _pairs([(6, 9, 4), (3, 12, 10), (2, 3, 2)])
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+        packed = packed_model(pack_pairs(pairs).to("cuda")).rewards.float()
+        padded = padded_model(pad_pairs(pairs, 0).to("cuda")).rewards.float()
+    assert torch.allclose(packed, padded, rtol=3e-2, atol=3e-2), (packed, padded)

@@ -143,9 +143,11 @@ def test_step_plan_uses_every_pair_once_and_matches_micro_batch_counts():
     assert pack_by_budget([1, 2, 3], [2000, 10, 10], 1000) == [[1], [2, 3]]
 
 
-def _reference_varlen(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, *, scale=None, causal=False, gqa=False):
-    """What torch's CUDA varlen kernel computes, on CPU: causal attention within each sequence."""
-    assert causal and torch.equal(cu_seq_q, cu_seq_k) and cu_seq_q.dtype == torch.int32
+def _reference_varlen(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, *, scale=None, window=(-1, -1), gqa=False):
+    """What torch's CUDA varlen kernel computes, on CPU: attention within each sequence, where key j
+    is seen by query i when ``i - left <= j <= i + right`` (-1: unbounded), flash attention's window."""
+    left, right = window
+    assert right == 0 and torch.equal(cu_seq_q, cu_seq_k) and cu_seq_q.dtype == torch.int32  # causal only
     assert max_q == max_k == int(cu_seq_q.diff().max())
     if not gqa:
         assert query.shape[1] == key.shape[1]
@@ -153,20 +155,23 @@ def _reference_varlen(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, *, sc
     parts = []
     for start, end in itertools.pairwise(bounds):
         q, k, v = (t[start:end].transpose(0, 1) for t in (query, key, value))
+        offset = torch.arange(end - start)[:, None] - torch.arange(end - start)[None, :]
+        seen = (offset >= 0) & ((offset <= left) if left >= 0 else True)
         parts.append(torch.nn.functional.scaled_dot_product_attention(
-            q, k, v, is_causal=True, scale=scale, enable_gqa=gqa).transpose(0, 1))
+            q, k, v, attn_mask=seen, scale=scale, enable_gqa=gqa).transpose(0, 1))
     return torch.cat(parts)
 
 
 def _varlen_with_window(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, *, return_aux=None, scale=None,
                         window_size=(-1, -1), enable_gqa=False):  # torch >= 2.12 signature
     return _reference_varlen(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, scale=scale,
-                             causal=tuple(window_size) == (-1, 0), gqa=enable_gqa)
+                             window=tuple(window_size), gqa=enable_gqa)
 
 
 def _varlen_with_is_causal(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, *, return_aux=None, scale=None,
                            is_causal=False):  # older signature, no GQA
-    return _reference_varlen(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, scale=scale, causal=is_causal)
+    return _reference_varlen(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, scale=scale,
+                             window=(-1, 0) if is_causal else (-1, -1))
 
 
 @pytest.mark.parametrize("kernel", [_varlen_with_window, _varlen_with_is_causal])
@@ -202,7 +207,7 @@ def _opaque_varlen(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, 
                    cu_seq_k: torch.Tensor, max_q: int, max_k: int, scale: float | None,
                    window: list[int], gqa: bool) -> torch.Tensor:
     return _reference_varlen(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, scale=scale,
-                             causal=list(window) == [-1, 0], gqa=gqa)
+                             window=tuple(window), gqa=gqa)
 
 
 @_opaque_varlen.register_fake

@@ -7,6 +7,7 @@
 * :mod:`trainers.loss`: the paper's loss and the chunked LM term.
 * :mod:`trainers.model`: backbone + scalar head, saved as ``*ForSequenceClassification``;
   compiled and checkpointed blocks.
+* :mod:`trainers.packcheck`: whether a model computes packs exactly (else padded batches).
 * :mod:`trainers.distributed`: FSDP2 under torchrun (or one process).
 * :mod:`trainers.checkpoint`: resumable checkpoints.
 * :mod:`trainers.train`: ``python -m trainers.train`` (the loop is ``fit``).

@@ -13,8 +13,10 @@ then reads the same boundary arguments), else ``codeprefs_varlen`` on CUDA, else
 ``codeprefs_segments``. Plain ``sdpa`` also works on packs: transformers notices the position ids
 restarting and builds a block-diagonal causal mask (quadratic in the pack length).
 
-On a padded batch (no boundaries) both of our backends hand over to transformers' SDPA with the
-usual padding mask.
+Both honour a layer's sliding window (Mistral, Gemma 2/3: each token sees the ``window`` tokens
+ending at itself, transformers' convention) and refuse attention-logit soft-capping, which they
+cannot compute (Gemma 2: use ``--attention eager``). On a padded batch (no boundaries) both hand
+over to transformers' SDPA with the usual padding mask.
 """
 
 from __future__ import annotations
@@ -41,11 +43,21 @@ def _torch_varlen() -> Any | None:
 
 @dataclass(frozen=True)
 class _Varlen:
-    """``varlen_attn`` and how this torch version spells "causal" and GQA for it."""
+    """``varlen_attn`` and how this torch version spells "causal", sliding windows and GQA for it."""
 
     attend: Any
     causal: dict[str, Any]
+    windows: bool  # takes window_size=(left, right)
     native_gqa: bool
+
+    def mask(self, sliding_window: int | None) -> dict[str, Any]:
+        """The keyword arguments for causal attention, within ``sliding_window`` tokens if given."""
+        if sliding_window is None:
+            return self.causal
+        if not self.windows:
+            raise NotImplementedError("this torch's varlen_attn has no sliding windows; "
+                                      "use --attention segments or flash_attention_2")
+        return {"window_size": (sliding_window - 1, 0)}  # the token itself and the window - 1 before it
 
 
 def _varlen_setup() -> _Varlen | None:
@@ -59,7 +71,7 @@ def _varlen_setup() -> _Varlen | None:
         causal = {"window_size": (-1, 0)}
     else:
         raise RuntimeError("torch.nn.attention.varlen.varlen_attn takes neither is_causal nor window_size")
-    return _Varlen(varlen_attn, causal, "enable_gqa" in parameters)
+    return _Varlen(varlen_attn, causal, "window_size" in parameters, "enable_gqa" in parameters)
 
 
 # Looked up once, at import: the attention call runs inside torch.compile'd blocks, where
@@ -74,11 +86,15 @@ def _padded_fallback(module: torch.nn.Module, query: torch.Tensor, key: torch.Te
     return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
 
 
-def _check_packed(name: str, query: torch.Tensor, sliding_window: int | None, dropout: float) -> None:
+def _refuse_softcap(name: str, softcap: float | None) -> None:
+    if softcap:  # SDPA and the varlen kernel cannot cap logits; silently skipping it changes the model
+        raise NotImplementedError(f"{name} attention does not implement attention-logit soft-capping, "
+                                  "which this model uses; pass --attention eager")
+
+
+def _check_packed(name: str, query: torch.Tensor, dropout: float) -> None:
     if query.shape[0] != 1:
         raise ValueError(f"{name} attention takes one packed row, got a batch of {query.shape[0]}")
-    if sliding_window is not None:
-        raise NotImplementedError(f"{name} attention does not implement sliding windows")
     if dropout:
         raise NotImplementedError(f"{name} attention does not implement attention dropout")
 
@@ -88,11 +104,12 @@ def varlen_attention_forward(module: torch.nn.Module, query: torch.Tensor, key: 
                              scaling: float | None = None, dropout: float = 0.0,
                              sliding_window: int | None = None, **kwargs: Any) -> tuple[torch.Tensor, None]:
     """One packed row through ``varlen_attn``: [1, heads, T, dim] in, [1, T, heads, dim] out."""
+    _refuse_softcap(VARLEN, kwargs.get("softcap"))
     cu_seqlens, max_length = kwargs.get("cu_seq_lens_q"), kwargs.get("max_length_q")
     if cu_seqlens is None:
         return _padded_fallback(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
                                 sliding_window=sliding_window, **kwargs)
-    _check_packed(VARLEN, query, sliding_window, dropout)
+    _check_packed(VARLEN, query, dropout)
     if _VARLEN is None:
         raise RuntimeError("this torch has no torch.nn.attention.varlen; use --attention segments")
     q, k, v = (t.transpose(1, 2).squeeze(0).contiguous() for t in (query, key, value))  # [T, heads, dim]
@@ -108,7 +125,7 @@ def varlen_attention_forward(module: torch.nn.Module, query: torch.Tensor, key: 
             k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
     cu_seqlens = cu_seqlens.to(torch.int32)
     out = _VARLEN.attend(q, k, v, cu_seqlens, cu_seqlens, max_length, max_length, scale=scaling,
-                         **_VARLEN.causal, **extra)
+                         **_VARLEN.mask(sliding_window), **extra)
     return out.unsqueeze(0), None
 
 
@@ -118,11 +135,12 @@ def segmented_attention_forward(module: torch.nn.Module, query: torch.Tensor, ke
                                 scaling: float | None = None, dropout: float = 0.0,
                                 sliding_window: int | None = None, **kwargs: Any) -> tuple[torch.Tensor, None]:
     """One packed row, causal SDPA on each sequence in turn: [1, heads, T, dim] in, [1, T, heads, dim] out."""
+    _refuse_softcap(SEGMENTS, kwargs.get("softcap"))
     cu_seqlens = kwargs.get("cu_seq_lens_q")
     if cu_seqlens is None:
         return _padded_fallback(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
                                 sliding_window=sliding_window, **kwargs)
-    _check_packed(SEGMENTS, query, sliding_window, dropout)
+    _check_packed(SEGMENTS, query, dropout)
     groups = query.shape[1] // key.shape[1]
     if groups > 1:
         key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
@@ -130,10 +148,21 @@ def segmented_attention_forward(module: torch.nn.Module, query: torch.Tensor, ke
         dtype = torch.get_autocast_dtype(query.device.type)
         query, key, value = query.to(dtype), key.to(dtype), value.to(dtype)
     lengths = cu_seqlens.diff().tolist()
-    parts = [F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scaling)
+    parts = [_causal_attention(q, k, v, scaling, sliding_window)
              for q, k, v in zip(query.split(lengths, dim=2), key.split(lengths, dim=2), value.split(lengths, dim=2),
                                 strict=True)]
     return torch.cat(parts, dim=2).transpose(1, 2).contiguous(), None
+
+
+def _causal_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scaling: float | None,
+                      sliding_window: int | None) -> torch.Tensor:
+    """Causal SDPA over one sequence; with a window, each query sees only the last ``sliding_window`` keys."""
+    length = query.shape[2]
+    if sliding_window is None or length <= sliding_window:
+        return F.scaled_dot_product_attention(query, key, value, is_causal=True, scale=scaling)
+    offset = torch.arange(length, device=query.device)[:, None] - torch.arange(length, device=query.device)[None, :]
+    allowed = (offset >= 0) & (offset < sliding_window)
+    return F.scaled_dot_product_attention(query, key, value, attn_mask=allowed, scale=scaling)
 
 
 def _padding_mask_only(**kwargs: Any) -> torch.Tensor | None:

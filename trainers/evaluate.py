@@ -37,7 +37,8 @@ from trainers.attention import choose_attention
 from trainers.data import DataError, EncodedPair, PairEncoder, evaluation_system_prompts, load_pairs
 from trainers.distributed import resolve_device
 from trainers.model import RewardModel
-from trainers.packing import pack_by_budget, pack_pairs, pad_pairs
+from trainers.packcheck import fall_back_to_padding
+from trainers.packing import batch_cost, pack_by_budget, pack_pairs, pad_pairs
 
 SCORE_COLUMNS = ("id", "chosen_score", "rejected_score", "correct", "score_diff", "language", "aspect", "subset")
 
@@ -48,10 +49,7 @@ def score_pairs(model: RewardModel, pairs: Sequence[EncodedPair], micro_batch_to
     """(chosen scores, rejected scores) in the order of ``pairs``; any failure propagates."""
     model.eval()
     pad_id = model.pad_token_id if model.pad_token_id is not None else 0
-    if model.packs:
-        sizes = [pair.num_tokens for pair in pairs]
-    else:  # padded: a pair costs two rows of its longer sequence
-        sizes = [2 * max(pair.chosen_length, pair.rejected_length) for pair in pairs]
+    sizes = [batch_cost(pair, model.packs) for pair in pairs]
     chosen = np.full(len(pairs), np.nan)
     rejected = np.full(len(pairs), np.nan)
     for group in pack_by_budget(list(range(len(pairs))), sizes, micro_batch_tokens):
@@ -140,6 +138,7 @@ def evaluate(model_path: str | Path, data: str, output: str | Path, *, split: st
     model = RewardModel.from_pretrained(model_path, backbone=backbone, dtype=_dtype(dtype, target),
                                         attn_implementation=choose_attention(attention, target),
                                         pad_token_id=tokenizer.pad_token_id).to(target)
+    fall_back_to_padding(model, lambda problem: print(f"warning: {problem}", file=sys.stderr))
     chosen, rejected = score_pairs(model, pairs, micro_batch_tokens, target)
     scores = scores_frame(table, [pair.row for pair in pairs], chosen, rejected)
     if len(scores) + sum(report.skipped.values()) != table.num_rows:

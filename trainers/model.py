@@ -72,6 +72,9 @@ class RewardModel(nn.Module):
         self.kind = kind
         self.pad_token_id = pad_token_id
         self.fuse_lm_loss = False  # torch.compile the LM term's per-chunk softmax and gradient
+        # Padding-free packs (else padded batches); trainers.packcheck turns it off for a causal
+        # architecture that would mix the sequences of a pack.
+        self.packs = kind == "causal"
         if kind == "causal":
             self.backbone = backbone
             self.score = score
@@ -107,6 +110,10 @@ class RewardModel(nn.Module):
 
         config = AutoConfig.from_pretrained(path)
         kind = detect_backbone(config) if backbone == "auto" else backbone
+        softcap = getattr(config.get_text_config(), "attn_logit_softcapping", None)
+        if softcap and attn_implementation in (SEGMENTS, VARLEN):
+            raise ValueError(f"{path}: the model caps its attention logits (attn_logit_softcapping={softcap}), "
+                             f"which {attn_implementation} attention cannot do; pass --attention eager")
         is_reward_model = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
         pad = pad_token_id if pad_token_id is not None else config.get_text_config().pad_token_id
         if kind == "encoder":  # padded batches only: the packed-sequence backends do not apply
@@ -139,11 +146,6 @@ class RewardModel(nn.Module):
         return self.backbone.config if self.kind == "causal" else self.classifier.config
 
     @property
-    def packs(self) -> bool:
-        """Whether this model takes padding-free packs (else padded batches)."""
-        return self.kind == "causal"
-
-    @property
     def has_lm_head(self) -> bool:
         return self.kind == "causal" and self.lm_head is not None
 
@@ -158,14 +160,7 @@ class RewardModel(nn.Module):
                 raise ValueError("encoder reward models take padded batches")
             logits = self.classifier(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
             return RewardOutput(logits[:, 0].float(), None, None)
-        extra = {}
-        if batch.packed:
-            extra = {"cu_seq_lens_q": batch.cu_seqlens, "cu_seq_lens_k": batch.cu_seqlens,
-                     "max_length_q": batch.max_seqlen, "max_length_k": batch.max_seqlen}
-        output = self.backbone(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                               position_ids=batch.position_ids, use_cache=False, **extra)
-        hidden = output.last_hidden_state
-        hidden = hidden.reshape(-1, hidden.shape[-1])
+        hidden = self.hidden_states(batch)
         # A copy, not a view: FSDP2 warns about views returned from a wrapped module.
         rewards = self.score(hidden[batch.last_token]).squeeze(-1).to(torch.float32, copy=True)
         if not with_lm:
@@ -175,6 +170,17 @@ class RewardModel(nn.Module):
         lm_sum, token_losses = lm_loss(hidden[batch.lm_positions], self.lm_head.weight, batch.lm_targets,
                                        batch.lm_weights, fused=self.fuse_lm_loss)
         return RewardOutput(rewards, lm_sum, token_losses)
+
+    def hidden_states(self, batch: Batch) -> torch.Tensor:
+        """The causal backbone's last hidden states, ``[tokens or slots, hidden]`` (flat indices as in ``batch``)."""
+        extra = {}
+        if batch.packed:
+            extra = {"cu_seq_lens_q": batch.cu_seqlens, "cu_seq_lens_k": batch.cu_seqlens,
+                     "max_length_q": batch.max_seqlen, "max_length_k": batch.max_seqlen}
+        output = self.backbone(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                               position_ids=batch.position_ids, use_cache=False, **extra)
+        hidden = output.last_hidden_state
+        return hidden.reshape(-1, hidden.shape[-1])
 
     # -- saving --------------------------------------------------------------------------------
     def save_pretrained(self, path: str | Path, state_dict: dict[str, torch.Tensor] | None = None,

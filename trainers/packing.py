@@ -65,6 +65,11 @@ class Batch:
         return Batch(**moved)
 
 
+def batch_cost(pair: EncodedPair, packed: bool) -> int:
+    """Token slots ``pair`` takes: its tokens in a pack, two rows of its longer sequence when padded."""
+    return pair.num_tokens if packed else 2 * max(pair.chosen_length, pair.rejected_length)
+
+
 def _sequences(pairs: Sequence[EncodedPair]) -> list[tuple[torch.Tensor, int]]:
     """(ids, prompt length) of each sequence, chosen then rejected per pair."""
     out = []

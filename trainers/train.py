@@ -51,7 +51,8 @@ from trainers.model import (
     use_liger,
     wrap_blocks,
 )
-from trainers.packing import pack_pairs, pad_pairs, plan_step
+from trainers.packcheck import fall_back_to_padding
+from trainers.packing import batch_cost, pack_pairs, pad_pairs, plan_step
 
 
 @dataclass
@@ -104,6 +105,8 @@ _RESUME_KEYS = ("data", "split", "seed", "global_batch", "max_length", "epochs",
 class FitResult:
     steps: int
     left_out_per_epoch: int = 0  # pairs of a last partial batch too small to deal to every rank
+    packed: bool = True  # padding-free packs (else padded batches)
+    packing_problem: str | None = None  # why a causal model could not take packs
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -215,6 +218,12 @@ def fit(cfg: TrainConfig, model: RewardModel, pairs: Sequence[EncodedPair], cont
     use_liger(cfg.liger == "on" or (cfg.liger == "auto" and bf16))  # the LM term's kernel, if installed
     disable_dropout(model)
     model.to(device)
+
+    def warn(problem: str) -> None:
+        if context.is_main:
+            _log({"warning": problem}, None)
+
+    packing_problem = fall_back_to_padding(model, warn)
     blocks = distributed.transformer_blocks(model.transformer())
     wrap_blocks(blocks, compile=cfg.compile, checkpoint=cfg.gradient_checkpointing)
     model.fuse_lm_loss = cfg.compile
@@ -236,13 +245,14 @@ def fit(cfg: TrainConfig, model: RewardModel, pairs: Sequence[EncodedPair], cont
         rngs = resume_state["rng"]
         checkpoint.set_rng_state(rngs[context.rank] if len(rngs) == context.world_size else rngs[0])
         start = resume_state["step"]
-    sizes = [pair.num_tokens for pair in pairs]
+    sizes = [batch_cost(pair, model.packs) for pair in pairs]
     log_path = Path(cfg.output) / "log.jsonl" if context.is_main else None
     if log_path is not None and log_path.exists():  # keep the lines of the steps before ``start``
         kept = [line for line in log_path.read_text().splitlines() if json.loads(line)["step"] <= start]
         log_path.write_text("".join(line + "\n" for line in kept))
     pad_id = model.pad_token_id if model.pad_token_id is not None else 0
-    result = FitResult(steps=total_steps, left_out_per_epoch=order.left_out_per_epoch)
+    result = FitResult(steps=total_steps, left_out_per_epoch=order.left_out_per_epoch, packed=model.packs,
+                       packing_problem=packing_problem)
 
     for step in range(start, total_steps):
         started = time.perf_counter()
@@ -361,6 +371,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         summary = {"config": asdict(cfg), "data": report.as_dict(), "attention": attention, "liger": bool(liger),
                    "world_size": context.world_size, "steps": result.steps,
                    "left_out_per_epoch": result.left_out_per_epoch,
+                   "batches": "packed" if result.packed else "padded", "packing_problem": result.packing_problem,
                    "resumed_from_step": resume_state["step"] if resume_state else 0,
                    "seconds": time.perf_counter() - started,
                    "final": result.history[-1] if result.history else None}

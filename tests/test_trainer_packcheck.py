@@ -1,0 +1,150 @@
+"""Packing only where it is exact: the probe, the padded fallback, sliding windows, soft-capping."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.test_trainer_packing import _varlen_with_window
+from tests.trainer_fixtures import make_rows, one_torch_thread, tiny_model, write_shards  # noqa: F401
+from trainers.attention import SEGMENTS, VARLEN, register
+from trainers.data import EncodedPair
+from trainers.model import RewardModel
+from trainers.packcheck import packing_problem
+from trainers.packing import pack_pairs, pad_pairs
+from trainers.train import TrainConfig, run
+
+SMALL = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=2, max_position_embeddings=512)
+
+
+def _config(model_type: str, vocab_size: int = 256, pad_token_id: int = 0, **overrides):
+    from transformers import AutoConfig
+
+    return AutoConfig.for_model(model_type, **{**SMALL, **overrides}, vocab_size=vocab_size,
+                                pad_token_id=pad_token_id)
+
+
+def _reward_model(model_type: str, attention: str = SEGMENTS, seed: int = 0, **overrides) -> RewardModel:
+    from transformers import AutoModelForCausalLM
+
+    register()
+    torch.manual_seed(seed)
+    causal = AutoModelForCausalLM.from_config(_config(model_type, **overrides), attn_implementation=attention)
+    model = RewardModel.from_causal_lm(causal, pad_token_id=0).eval()
+    torch.nn.init.normal_(model.score.weight, std=1.0)
+    return model
+
+
+def _pairs(lengths: list[tuple[int, int, int]], seed: int = 0) -> list[EncodedPair]:
+    rng = np.random.default_rng(seed)
+    return [EncodedPair(i, *(rng.integers(1, 256, n).astype(np.int32) for n in triple))
+            for i, triple in enumerate(lengths)]
+
+
+def test_probe_passes_architectures_that_keep_packed_sequences_apart(tiny_model):  # noqa: F811
+    assert packing_problem(RewardModel.from_pretrained(tiny_model, attn_implementation=SEGMENTS)) is None
+    for model_type in ("llama", "gpt2"):
+        assert packing_problem(_reward_model(model_type)) is None, model_type
+
+
+def test_probe_catches_layers_that_let_packed_sequences_see_each_other():
+    # StableLM's decoder layer drops the keyword arguments that carry the pack's boundaries, so a
+    # packed-sequence attention backend sees one long sequence; Mamba carries its state along the row.
+    for model_type in ("stablelm", "mamba"):
+        model = _reward_model(model_type)
+        problem = packing_problem(model)
+        assert problem is not None and "see each other" in problem, model_type
+        pairs = _pairs([(5, 7, 4), (6, 3, 8)])
+        with torch.no_grad():  # what the probe prevents: packed rewards that differ from padded ones
+            packed, padded = model(pack_pairs(pairs)).rewards, model(pad_pairs(pairs, 0)).rewards
+        assert (packed - padded).abs().max() > 1e-3, model_type
+    # With SDPA transformers builds a block-diagonal mask from the restarting positions: exact again.
+    assert packing_problem(_reward_model("stablelm", attention="sdpa")) is None
+
+
+def test_probe_catches_positions_that_do_not_restart_in_a_pack():
+    model = _reward_model("gpt2")  # learned absolute positions
+    forward = model.backbone.forward
+
+    def without_position_ids(*args, position_ids=None, **kwargs):
+        return forward(*args, **kwargs)  # positions then run 0..T-1 across the whole pack
+
+    model.backbone.forward = without_position_ids
+    problem = packing_problem(model)
+    assert problem is not None and "positions do not restart" in problem
+
+
+def test_probe_leaves_the_model_as_it_found_it(tiny_model):  # noqa: F811
+    model = RewardModel.from_pretrained(tiny_model, attn_implementation=SEGMENTS).train()
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    assert packing_problem(model) is None
+    assert model.training and all(param.grad is None for param in model.parameters())
+    assert all(torch.equal(before[name], value) for name, value in model.state_dict().items())
+
+
+@pytest.mark.parametrize("backend", [SEGMENTS, VARLEN])
+def test_sliding_window_packs_match_transformers_padded_batches(backend, monkeypatch):
+    import trainers.attention as attention
+
+    if backend == VARLEN:  # torch's varlen kernel is CUDA-only: the CPU stand-in with its signature
+        monkeypatch.setattr(attention, "_torch_varlen", lambda: _varlen_with_window)
+        monkeypatch.setattr(attention, "_VARLEN", attention._varlen_setup())
+    window = 5
+    packed_model = _reward_model("mistral", attention=backend, sliding_window=window)
+    padded_model = _reward_model("mistral", attention="eager", sliding_window=window)
+    padded_model.load_state_dict(packed_model.state_dict())
+    pairs = _pairs([(6, 9, 4), (3, 12, 10), (2, 3, 2)])  # most sequences longer than the window
+    with torch.no_grad():
+        packed = packed_model(pack_pairs(pairs), with_lm=True)
+        padded = padded_model(pad_pairs(pairs, 0), with_lm=True)
+        unwindowed = _reward_model("mistral", attention="eager", sliding_window=None)
+        unwindowed.load_state_dict(packed_model.state_dict())
+        full = unwindowed(pad_pairs(pairs, 0)).rewards
+    assert torch.allclose(packed.rewards, padded.rewards, atol=1e-5)
+    assert packed.lm_weighted_sum.item() == pytest.approx(padded.lm_weighted_sum.item(), rel=1e-5)
+    assert (full - padded.rewards).abs().max() > 1e-3  # the window did change the numbers
+
+
+def test_soft_capped_attention_is_refused_with_a_way_out(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    with pytest.raises(NotImplementedError, match="--attention eager"):
+        packing_problem(_reward_model("gemma2", attn_logit_softcapping=50.0))
+    assert packing_problem(_reward_model("gemma2", attention="eager", attn_logit_softcapping=50.0)) is None
+    AutoModelForCausalLM.from_config(_config("gemma2", attn_logit_softcapping=50.0)).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="attn_logit_softcapping=50.0.*--attention eager"):  # at load: exit 2
+        RewardModel.from_pretrained(tmp_path, attn_implementation=SEGMENTS)
+
+
+def _save_stablelm(path: Path) -> Path:
+    from transformers import StableLmForCausalLM
+
+    from trainers.tiny import tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    torch.manual_seed(0)
+    StableLmForCausalLM(_config("stablelm", vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                                tie_word_embeddings=True)).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def test_training_an_architecture_that_mixes_packs_uses_padded_batches(tmp_path):
+    from trainers.evaluate import evaluate
+
+    model_path = _save_stablelm(tmp_path / "stablelm")
+    data = write_shards(tmp_path / "pairs", make_rows(8, seed=2))
+    output = tmp_path / "ckpt"
+    summary = run(TrainConfig(data=[str(data)], model=str(model_path), output=str(output), global_batch=4,
+                              micro_batch_tokens=200, lr=1e-3))
+    assert summary["batches"] == "padded" and "see each other" in summary["packing_problem"]
+    steps = [json.loads(line) for line in (output / "log.jsonl").read_text().splitlines()]
+    assert len(steps) == 2 and all(step["non_pad_fraction"] < 1.0 for step in steps)
+    assert all(np.isfinite(step["loss"]) for step in steps)
+    results = evaluate(output, str(data), tmp_path / "eval")
+    assert results["overall"]["total_examples"] == 8
