@@ -81,7 +81,7 @@ def test_the_packing_probe_passes_varlen_packs_on_the_gpu(tiny_model):  # noqa: 
 
 
 def test_varlen_sliding_windows_match_transformers_on_the_gpu():
-    from tests.test_trainer_packcheck import _pairs, _reward_model
+    from tests.test_trainer_architectures import _pairs, _reward_model
 
     packed_model = _reward_model("mistral", attention=VARLEN, sliding_window=5).cuda()
     padded_model = _reward_model("mistral", attention="eager", sliding_window=5).cuda()

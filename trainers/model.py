@@ -62,6 +62,17 @@ def _sequence_classification_class(config: Any) -> type:
     return getattr(transformers, name)
 
 
+def _attention_for_packs(config: Any, wanted: str) -> str:
+    """``wanted`` (one of our packed backends) if the model class can use it, else SDPA or eager."""
+    import transformers
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    model_class = getattr(transformers, MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(config.model_type, ""), None)
+    if model_class is None or model_class.is_backend_compatible():
+        return wanted
+    return "sdpa" if getattr(model_class, "_supports_sdpa", False) else "eager"
+
+
 class RewardModel(nn.Module):
     """Scalar reward per sequence; see the module doc for the two kinds."""
 
@@ -89,6 +100,7 @@ class RewardModel(nn.Module):
     @classmethod
     def from_causal_lm(cls, causal_lm: nn.Module, pad_token_id: int | None) -> RewardModel:
         """Wrap an ``AutoModelForCausalLM`` model: its base model, its LM head, a new zero score head."""
+        _sequence_classification_class(causal_lm.config)  # fail now, not at the save after training
         backbone = causal_lm.base_model
         lm_head = causal_lm.get_output_embeddings()
         hidden = backbone.config.get_text_config().hidden_size
@@ -102,7 +114,10 @@ class RewardModel(nn.Module):
                         attn_implementation: str = SEGMENTS, pad_token_id: int | None = None) -> RewardModel:
         """Load a causal LM to start from, or a reward model this class (or anyone) saved.
 
-        ``attn_implementation`` is any transformers value or one of :mod:`trainers.attention`'s.
+        ``attn_implementation`` is any transformers value or one of :mod:`trainers.attention`'s;
+        the latter need a model that passes the pack's boundaries down to its attention layers
+        (transformers marks such classes ``is_backend_compatible``); others get SDPA (or eager)
+        instead, and :mod:`trainers.packcheck` decides whether they can take packs at all.
         """
         from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 
@@ -110,6 +125,8 @@ class RewardModel(nn.Module):
 
         config = AutoConfig.from_pretrained(path)
         kind = detect_backbone(config) if backbone == "auto" else backbone
+        if kind == "causal" and attn_implementation in (SEGMENTS, VARLEN):
+            attn_implementation = _attention_for_packs(config, attn_implementation)
         softcap = getattr(config.get_text_config(), "attn_logit_softcapping", None)
         if softcap and attn_implementation in (SEGMENTS, VARLEN):
             raise ValueError(f"{path}: the model caps its attention logits (attn_logit_softcapping={softcap}), "
@@ -294,8 +311,27 @@ def _checkpointed(forward: Any, *args: Any, **kwargs: Any) -> Any:
     return torch.utils.checkpoint.checkpoint(forward, *args, use_reentrant=False, **kwargs)
 
 
+_DROPOUT_NAMES = ("dropout", "pdrop", "layerdrop")
+
+
 def disable_dropout(model: nn.Module) -> None:
-    """Set every dropout probability to 0 (reward-model training runs without dropout)."""
+    """Set every dropout probability to 0 (reward-model training runs without dropout).
+
+    Besides ``nn.Dropout`` modules, transformers layers keep probabilities as float attributes
+    for functional dropout (StarCoder2's ``residual_dropout`` and ``embedding_dropout``, the
+    ``attention_dropout`` every attention function receives in training) and some read them from
+    their config during the forward pass: all of those become 0 too, so the saved config says
+    what training did.
+    """
     for module in model.modules():
         if isinstance(module, nn.Dropout):
             module.p = 0.0
+        holders = [module]
+        config = getattr(module, "config", None)
+        if config is not None and not isinstance(config, dict):
+            holders += [config] + [getattr(config, key) for key in getattr(config, "sub_configs", {})
+                                   if getattr(config, key, None) is not None]
+        for holder in holders:
+            for name, value in list(vars(holder).items()):
+                if type(value) is float and value > 0 and any(part in name for part in _DROPOUT_NAMES):
+                    setattr(holder, name, 0.0)

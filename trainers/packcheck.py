@@ -62,6 +62,8 @@ def packing_problem(model: torch.nn.Module) -> str | None:
             after_first, after_second, alone = (
                 model.hidden_states(pack_pairs(pairs).to(device)).float()
                 for pairs in ([first, probe], [second, probe], [probe]))
+    except (ValueError, NotImplementedError) as error:  # layers that refuse packs (e.g. Qwen3.5's linear attention)
+        return f"{type(model.transformer()).__name__} cannot take padding-free packs ({error})"
     finally:
         model.train(training)
     after_first, after_second = after_first[start:], after_second[start:]

@@ -361,6 +361,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
             write_report(report, output / "data_report.json")
         model = RewardModel.from_pretrained(source, backbone=cfg.backbone, attn_implementation=attention,
                                             pad_token_id=tokenizer.pad_token_id)
+        attention = model.transformer().config._attn_implementation  # what the model class allowed
         liger = cfg.liger != "off" and context.device.type == "cuda" and apply_liger_kernels(model)
         started = time.perf_counter()
         result = fit(cfg, model, pairs, context, tokenizer=tokenizer, resume_state=resume_state)

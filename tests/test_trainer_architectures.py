@@ -1,4 +1,5 @@
-"""Packing only where it is exact: the probe, the padded fallback, sliding windows, soft-capping."""
+"""Causal LMs beyond Qwen3: packing only where it is exact (the probe, SDPA or padded fallbacks),
+sliding windows, soft-capping, dropout by any name, and models that cannot become reward models."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from tests.test_trainer_packing import _varlen_with_window
 from tests.trainer_fixtures import make_rows, one_torch_thread, tiny_model, write_shards  # noqa: F401
 from trainers.attention import SEGMENTS, VARLEN, register
 from trainers.data import EncodedPair
-from trainers.model import RewardModel
+from trainers.model import RewardModel, disable_dropout
 from trainers.packcheck import packing_problem
 from trainers.packing import pack_pairs, pad_pairs
 from trainers.train import TrainConfig, run
@@ -54,15 +55,16 @@ def test_probe_passes_architectures_that_keep_packed_sequences_apart(tiny_model)
 
 def test_probe_catches_layers_that_let_packed_sequences_see_each_other():
     # StableLM's decoder layer drops the keyword arguments that carry the pack's boundaries, so a
-    # packed-sequence attention backend sees one long sequence; Mamba carries its state along the row.
-    for model_type in ("stablelm", "mamba"):
+    # packed-sequence attention backend sees one long sequence; BLOOM's ALiBi attention ignores
+    # them; Jamba's Mamba layers carry their state along the row.
+    for model_type in ("stablelm", "bloom", "jamba"):
         model = _reward_model(model_type)
         problem = packing_problem(model)
         assert problem is not None and "see each other" in problem, model_type
         pairs = _pairs([(5, 7, 4), (6, 3, 8)])
         with torch.no_grad():  # what the probe prevents: packed rewards that differ from padded ones
             packed, padded = model(pack_pairs(pairs)).rewards, model(pad_pairs(pairs, 0)).rewards
-        assert (packed - padded).abs().max() > 1e-3, model_type
+        assert (packed - padded).abs().max() > 1e-5, model_type  # float32 noise: ~1e-6
     # With SDPA transformers builds a block-diagonal mask from the restarting positions: exact again.
     assert packing_problem(_reward_model("stablelm", attention="sdpa")) is None
 
@@ -113,38 +115,70 @@ def test_sliding_window_packs_match_transformers_padded_batches(backend, monkeyp
 def test_soft_capped_attention_is_refused_with_a_way_out(tmp_path):
     from transformers import AutoModelForCausalLM
 
-    with pytest.raises(NotImplementedError, match="--attention eager"):
-        packing_problem(_reward_model("gemma2", attn_logit_softcapping=50.0))
+    capped = _reward_model("gemma2", attn_logit_softcapping=50.0)
+    assert "--attention eager" in packing_problem(capped)
+    with pytest.raises(NotImplementedError, match="--attention eager"):  # padded batches refuse it too
+        capped(pad_pairs(_pairs([(3, 4, 5)]), 0))
     assert packing_problem(_reward_model("gemma2", attention="eager", attn_logit_softcapping=50.0)) is None
     AutoModelForCausalLM.from_config(_config("gemma2", attn_logit_softcapping=50.0)).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="attn_logit_softcapping=50.0.*--attention eager"):  # at load: exit 2
         RewardModel.from_pretrained(tmp_path, attn_implementation=SEGMENTS)
 
 
-def _save_stablelm(path: Path) -> Path:
-    from transformers import StableLmForCausalLM
+def _save_tiny(path: Path, model_type: str) -> Path:
+    from transformers import AutoModelForCausalLM
 
     from trainers.tiny import tiny_tokenizer
 
     tokenizer = tiny_tokenizer()
     torch.manual_seed(0)
-    StableLmForCausalLM(_config("stablelm", vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
-                                tie_word_embeddings=True)).save_pretrained(path)
+    config = _config(model_type, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+    AutoModelForCausalLM.from_config(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
 
 
-def test_training_an_architecture_that_mixes_packs_uses_padded_batches(tmp_path):
+@pytest.mark.parametrize(("model_type", "attention", "batches", "problem"), [
+    # Drops the boundary arguments, so not our backends: SDPA, whose block-diagonal mask from the
+    # restarting positions keeps packs exact.
+    ("stablelm", "sdpa", "packed", None),
+    ("bloom", "eager", "padded", "see each other"),  # ALiBi attention of its own: padded batches
+    ("qwen3_5_text", "sdpa", "padded", "cannot take padding-free packs"),  # gated-delta layers refuse packs
+])
+def test_each_architecture_trains_on_the_batches_it_computes_exactly(tmp_path, model_type, attention, batches,
+                                                                     problem):
     from trainers.evaluate import evaluate
 
-    model_path = _save_stablelm(tmp_path / "stablelm")
+    model_path = _save_tiny(tmp_path / model_type, model_type)
     data = write_shards(tmp_path / "pairs", make_rows(8, seed=2))
     output = tmp_path / "ckpt"
     summary = run(TrainConfig(data=[str(data)], model=str(model_path), output=str(output), global_batch=4,
                               micro_batch_tokens=200, lr=1e-3))
-    assert summary["batches"] == "padded" and "see each other" in summary["packing_problem"]
+    assert (summary["attention"], summary["batches"]) == (attention, batches)
+    assert summary["packing_problem"] is None if problem is None else problem in summary["packing_problem"]
     steps = [json.loads(line) for line in (output / "log.jsonl").read_text().splitlines()]
-    assert len(steps) == 2 and all(step["non_pad_fraction"] < 1.0 for step in steps)
-    assert all(np.isfinite(step["loss"]) for step in steps)
-    results = evaluate(output, str(data), tmp_path / "eval")
-    assert results["overall"]["total_examples"] == 8
+    assert len(steps) == 2 and all(np.isfinite(step["loss"]) for step in steps)
+    assert all((step["non_pad_fraction"] == 1.0) == (batches == "packed") for step in steps)
+    assert evaluate(output, str(data), tmp_path / "eval")["overall"]["total_examples"] == 8
+
+
+def test_a_model_that_cannot_be_saved_as_a_reward_model_fails_before_training(tmp_path):
+    with pytest.raises(ValueError, match="no sequence-classification class for model type 'mamba'"):
+        RewardModel.from_pretrained(_save_tiny(tmp_path / "mamba", "mamba"))
+
+
+def test_dropout_is_off_in_training_whatever_the_architecture_calls_it():
+    # Functional dropout reads float attributes (StarCoder2's residual and embedding dropout, the
+    # attention_dropout handed to every attention function); nn.Dropout modules are not all of it.
+    probabilities = dict(attention_dropout=0.1, residual_dropout=0.1, embedding_dropout=0.1, resid_pdrop=0.1,
+                         embd_pdrop=0.1, attn_pdrop=0.1)
+    batch = pack_pairs(_pairs([(5, 6, 7), (4, 3, 2)]))
+    for model_type in ("starcoder2", "llama", "gpt_bigcode"):
+        model = _reward_model(model_type, **probabilities)
+        disable_dropout(model)
+        model.train()
+        first, second = model(batch, with_lm=True), model(batch, with_lm=True)  # packed attention refuses dropout
+        assert torch.equal(first.rewards, second.rewards), model_type
+        assert torch.equal(first.lm_weighted_sum, second.lm_weighted_sum), model_type
+        config = model.config.to_dict()
+        assert all(config[name] == 0.0 for name in probabilities if name in config), model_type
