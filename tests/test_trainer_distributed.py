@@ -33,7 +33,8 @@ def one_process_run(tmp_path_factory, tiny_model):  # noqa: F811
     for index, row in enumerate(rows):
         row["chosen"] += "# checked\n" * (index % 5)
     data = write_shards(root / "pairs", rows, shards=3)
-    run(TrainConfig(data=[str(data)], model=str(tiny_model), output=str(root / "one"), **SETTINGS))
+    run(TrainConfig(data=[str(data)], model=str(tiny_model), output=str(root / "one"), eval_data=str(data),
+                    eval_every=1, **SETTINGS))
     return data, root / "one"
 
 
@@ -46,6 +47,10 @@ def _assert_same_training(one: Path, two: Path, tolerance: float = 1e-5) -> None
         assert (a["pairs"], a["tokens"]) == (b["pairs"], b["tokens"])
         for key in ("loss", "preference_loss", "lm_loss", "accuracy", "grad_norm", "lr"):
             assert b[key] == pytest.approx(a[key], rel=tolerance, abs=1e-7), (a["step"], key)
+        # Scoring during training: each rank scores its share of the pairs, every pair exactly once.
+        assert a["eval"]["total_examples"] == b["eval"]["total_examples"] == 24
+        assert (a["eval"]["accuracy"], a["eval"]["mean_score_difference"]) == pytest.approx(
+            (b["eval"]["accuracy"], b["eval"]["mean_score_difference"]), abs=2e-4)
     assert history_one[-1]["preference_loss"] < history_one[0]["preference_loss"]  # it did train
 
     weights_one = load_file(str(one / "model.safetensors"))
@@ -59,7 +64,7 @@ def test_two_gloo_processes_under_torchrun_match_one_process(tmp_path, tiny_mode
     data, one = one_process_run
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                "-m", "trainers.train", "--data", str(data), "--model", str(tiny_model),
-               "--output", str(tmp_path / "two")]
+               "--output", str(tmp_path / "two"), "--eval-data", str(data), "--eval-every", "1"]
     for key, value in SETTINGS.items():
         command += [f"--{key.replace('_', '-')}", str(value)]
     command.append("--compile")  # FSDP2 + compiled + checkpointed blocks: the GPU configuration, on gloo
@@ -78,7 +83,7 @@ def test_two_ray_train_workers_match_one_process(tmp_path, tiny_model, one_proce
 
     data, one = one_process_run
     summary = run_on_ray(TrainConfig(data=[str(data)], model=str(tiny_model), output=str(tmp_path / "two"),
-                                     **SETTINGS), workers=2)
+                                     eval_data=str(data), eval_every=1, **SETTINGS), workers=2)
     assert summary["world_size"] == 2 and summary["config"]["device"] == "cpu"
     _assert_same_training(one, tmp_path / "two")
 

@@ -44,7 +44,7 @@ def overfit_run(tmp_path_factory, tiny_model):  # noqa: F811
     data = write_shards(root / "pairs", random_rows(32, seed=5))
     cfg = TrainConfig(data=[str(data)], model=str(tiny_model), output=str(root / "rm"), global_batch=32, epochs=50,
                       lr=4e-3, final_lr=4e-4, warmup=0.0, micro_batch_tokens=8192, eval_data=str(data),
-                      eval_prompts="data", gradient_checkpointing=False)
+                      eval_prompts="data", eval_every=10, gradient_checkpointing=False)
     summary = run(cfg)
     return summary, root / "rm", data
 
@@ -70,6 +70,37 @@ def test_overfits_32_pairs_to_full_accuracy(overfit_run):
     assert _history(output)[-1]["accuracy"] == 1.0
     results = json.loads((output / "eval" / "results.json").read_text())
     assert results["overall"]["correct_predictions"] == 32
+
+
+def test_scoring_during_training_matches_the_evaluation_after_it(overfit_run):
+    summary, output, _ = overfit_run
+    history = _history(output)
+    scored = [h for h in history if "eval" in h]
+    assert [h["step"] for h in scored] == [10, 20, 30, 40, 50]
+    assert all(h["eval"]["total_examples"] == 32 for h in scored)
+    assert scored[-1]["eval"]["accuracy"] == summary["eval"]["accuracy"]  # the saved model, loaded afresh
+    assert scored[-1]["eval"]["mean_score_difference"] == pytest.approx(summary["eval"]["mean_score_difference"],
+                                                                        abs=2e-4)
+    assert scored[-1]["eval"]["mean_score_difference"] > scored[0]["eval"]["mean_score_difference"] > 0
+
+
+def test_eval_every_needs_evaluation_data(tmp_path, tiny_model, capsys):  # noqa: F811
+    code = main(["--data", str(tmp_path), "--model", str(tiny_model), "--output", str(tmp_path / "rm"),
+                 "--eval-every", "5"])
+    assert code == 2
+    assert "--eval-every takes a number of steps >= 0 and needs --eval-data" in capsys.readouterr().err
+
+
+def test_unscorable_evaluation_data_fails_before_training(tmp_path, tiny_model):  # noqa: F811
+    from trainers.data import DataError
+
+    data = write_shards(tmp_path / "pairs", make_rows(4))
+    rows = make_rows(3, prefix="e")
+    rows[1]["chosen"] = ""
+    bench = write_shards(tmp_path / "bench", rows)
+    with pytest.raises(DataError, match=r"1 pair\(s\) cannot be scored.*e0001"):
+        run(TrainConfig(data=[str(data)], model=str(tiny_model), output=str(tmp_path / "rm"), eval_data=str(bench)))
+    assert not (tmp_path / "rm" / "log.jsonl").exists()  # not a single step was spent
 
 
 def test_checkpoint_loads_with_auto_model_and_gives_the_trainers_scores(overfit_run):

@@ -98,6 +98,15 @@ def all_reduce_sum(tensor: torch.Tensor, context: Context) -> torch.Tensor:
     return tensor
 
 
+def all_reduce_max(value: int, context: Context) -> int:
+    """The largest ``value`` over the ranks."""
+    if not (context.grouped and context.world_size > 1):
+        return value
+    tensor = torch.tensor([value], dtype=torch.int64, device=context.device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return int(tensor.item())
+
+
 def barrier(context: Context) -> None:
     if context.grouped and context.world_size > 1:
         dist.barrier()

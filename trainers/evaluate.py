@@ -25,6 +25,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,8 @@ import pyarrow as pa
 import torch
 
 from trainers.attention import choose_attention
-from trainers.data import DataError, EncodedPair, PairEncoder, evaluation_system_prompts, load_pairs
-from trainers.distributed import resolve_device
+from trainers.data import DataError, DataReport, EncodedPair, PairEncoder, evaluation_system_prompts, load_pairs
+from trainers.distributed import Context, all_reduce_max, gather_objects, resolve_device
 from trainers.model import RewardModel
 from trainers.packcheck import fall_back_to_padding
 from trainers.packing import batch_cost, pack_by_budget, pack_pairs, pad_pairs
@@ -45,18 +46,36 @@ SCORE_COLUMNS = ("id", "chosen_score", "rejected_score", "correct", "score_diff"
 
 @torch.no_grad()
 def score_pairs(model: RewardModel, pairs: Sequence[EncodedPair], micro_batch_tokens: int,
-                device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """(chosen scores, rejected scores) in the order of ``pairs``; any failure propagates."""
-    model.eval()
+                device: torch.device, context: Context | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(chosen scores, rejected scores) in the order of ``pairs``; any failure propagates.
+
+    With a process group (scoring a sharded model during training), rank ``r`` scores pairs
+    ``r, r + world, ...``, every rank runs the same number of forward passes (FSDP's collectives
+    must match; a rank with fewer rescores its first batch) and every rank gets all the scores.
+    """
+    ranks, rank = (context.world_size, context.rank) if context is not None and context.grouped else (1, 0)
     pad_id = model.pad_token_id if model.pad_token_id is not None else 0
-    sizes = [batch_cost(pair, model.packs) for pair in pairs]
+    mine = list(range(rank, len(pairs), ranks))
+    groups = pack_by_budget(mine, [batch_cost(pairs[i], model.packs) for i in mine], micro_batch_tokens)
+    passes = all_reduce_max(len(groups), context) if ranks > 1 else len(groups)
     chosen = np.full(len(pairs), np.nan)
     rejected = np.full(len(pairs), np.nan)
-    for group in pack_by_budget(list(range(len(pairs))), sizes, micro_batch_tokens):
-        members = [pairs[i] for i in group]
-        batch = (pack_pairs(members) if model.packs else pad_pairs(members, pad_id)).to(device)
-        rewards = model(batch).rewards.double().cpu().numpy()
-        chosen[group], rejected[group] = rewards[0::2], rewards[1::2]
+    training = model.training
+    model.eval()
+    try:
+        for k in range(passes):
+            group = groups[k] if k < len(groups) else (groups[0] if groups else [0])
+            members = [pairs[i] for i in group]
+            batch = (pack_pairs(members) if model.packs else pad_pairs(members, pad_id)).to(device)
+            rewards = model(batch).rewards.double().cpu().numpy()
+            if k < len(groups):
+                chosen[group], rejected[group] = rewards[0::2], rewards[1::2]
+    finally:
+        model.train(training)
+    if ranks > 1:
+        for their_chosen, their_rejected in gather_objects((chosen, rejected), context):
+            seen = ~np.isnan(their_chosen)
+            chosen[seen], rejected[seen] = their_chosen[seen], their_rejected[seen]
     if np.isnan(chosen).any() or np.isnan(rejected).any():
         raise RuntimeError(f"{int(np.isnan(chosen).sum())} pair(s) got no score or a NaN score")
     return chosen, rejected
@@ -110,6 +129,41 @@ def _dtype(requested: str, device: torch.device) -> torch.dtype:
     return {"bfloat16": torch.bfloat16, "float32": torch.float32, "float16": torch.float16}[requested]
 
 
+@dataclass
+class EvalSet:
+    """Pairs to score: the table (ids and labels), its encoded pairs, and what was skipped."""
+
+    data: str
+    table: pa.Table
+    pairs: list[EncodedPair]
+    report: DataReport
+
+    def results(self, chosen: np.ndarray, rejected: np.ndarray) -> tuple[pd.DataFrame, dict[str, Any]]:
+        """The scores frame and the paper's results for scores in the order of ``pairs``."""
+        scores = scores_frame(self.table, [pair.row for pair in self.pairs], chosen, rejected)
+        if len(scores) + sum(self.report.skipped.values()) != self.table.num_rows:
+            raise RuntimeError(f"scored {len(scores)} of {self.table.num_rows} pairs")
+        return scores, compile_results(scores)
+
+
+def load_eval_set(data: str, tokenizer: Any, *, split: str | None = None, prompts: str = "own",
+                  max_length: int = 4096, template: str = "auto", skip_invalid: bool = False) -> EvalSet:
+    """Read and encode ``data`` for scoring; a pair that cannot be scored is an error unless ``skip_invalid``."""
+    table = load_pairs(data, split)
+    table, _ = evaluation_system_prompts(table, prompts)
+    pairs, report = PairEncoder(tokenizer, max_length, template).encode(table)
+    if report.skipped:
+        described = "; ".join(f"{reason}: {', '.join(map(str, ids[:5]))}{' ...' if len(ids) > 5 else ''}"
+                              for reason, ids in sorted(report.skipped_ids.items()))
+        if not skip_invalid:
+            raise DataError(f"{data}: {sum(report.skipped.values())} pair(s) cannot be scored ({described}); "
+                            "fix them, raise --max-length, or pass --skip-invalid")
+        print(f"warning: skipped {sum(report.skipped.values())} pair(s): {described}", file=sys.stderr)
+    if not pairs:
+        raise DataError(f"{data}: no pair to score")
+    return EvalSet(data, table, pairs, report)
+
+
 def evaluate(model_path: str | Path, data: str, output: str | Path, *, split: str | None = None,
              prompts: str = "own", max_length: int = 4096, micro_batch_tokens: int = 16384,
              device: str = "auto", dtype: str = "auto", attention: str = "auto", template: str = "auto",
@@ -120,30 +174,17 @@ def evaluate(model_path: str | Path, data: str, output: str | Path, *, split: st
     target = resolve_device(device)
     output = Path(output)
     tokenizer = load_tokenizer(model_path)
-    table = load_pairs(data, split)
-    table, _ = evaluation_system_prompts(table, prompts)
-    pairs, report = PairEncoder(tokenizer, max_length, template).encode(table)
-    if report.skipped:
-        described = "; ".join(f"{reason}: {', '.join(map(str, ids[:5]))}{' ...' if len(ids) > 5 else ''}"
-                              for reason, ids in sorted(report.skipped_ids.items()))
-        if not skip_invalid:
-            raise DataError(f"{data}: {sum(report.skipped.values())} pair(s) cannot be scored ({described}); "
-                            "fix them, raise --max-length, or pass --skip-invalid")
+    eval_set = load_eval_set(data, tokenizer, split=split, prompts=prompts, max_length=max_length,
+                             template=template, skip_invalid=skip_invalid)
+    if eval_set.report.skipped:
         output.mkdir(parents=True, exist_ok=True)
         (output / "skipped.json").write_text(json.dumps(
-            {reason: [str(i) for i in ids] for reason, ids in report.skipped_ids.items()}, indent=2) + "\n")
-        print(f"warning: skipped {sum(report.skipped.values())} pair(s): {described}", file=sys.stderr)
-    if not pairs:
-        raise DataError(f"{data}: no pair to score")
+            {reason: [str(i) for i in ids] for reason, ids in eval_set.report.skipped_ids.items()}, indent=2) + "\n")
     model = RewardModel.from_pretrained(model_path, backbone=backbone, dtype=_dtype(dtype, target),
                                         attn_implementation=choose_attention(attention, target),
                                         pad_token_id=tokenizer.pad_token_id).to(target)
     fall_back_to_padding(model, lambda problem: print(f"warning: {problem}", file=sys.stderr))
-    chosen, rejected = score_pairs(model, pairs, micro_batch_tokens, target)
-    scores = scores_frame(table, [pair.row for pair in pairs], chosen, rejected)
-    if len(scores) + sum(report.skipped.values()) != table.num_rows:
-        raise RuntimeError(f"scored {len(scores)} of {table.num_rows} pairs")
-    results = compile_results(scores)
+    scores, results = eval_set.results(*score_pairs(model, eval_set.pairs, micro_batch_tokens, target))
     write_results(output, scores, results)
     return results
 

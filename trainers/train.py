@@ -12,7 +12,7 @@ them to the ranks, packs each rank's share into padding-free micro-batches of at
 schedule with warm-up down to ``final_lr``). Every ``save_every`` steps a checkpoint holds what
 an exact resume needs; the end of the run writes the reward model to ``--output`` (loadable with
 ``AutoModelForSequenceClassification``), ``train_summary.json`` and ``log.jsonl``, and evaluates
-``--eval-data`` if given.
+``--eval-data`` if given (also every ``--eval-every`` steps during training, into ``log.jsonl``).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from trainers.data import (
     load_pairs,
     write_report,
 )
+from trainers.evaluate import EvalSet, evaluate, load_eval_set, score_pairs
 from trainers.loss import reward_loss
 from trainers.model import (
     RewardModel,
@@ -66,6 +67,7 @@ class TrainConfig:
     eval_data: str | None = None
     eval_split: str | None = None
     eval_prompts: str = "own"
+    eval_every: int = 0  # steps between scorings of --eval-data during training (0: only after it)
     backbone: str = "auto"  # auto | causal | encoder
     template: str = "auto"  # auto | chat | plain
     chat_template: str | None = None  # a Jinja file replacing the tokenizer's template
@@ -205,10 +207,13 @@ def _log(line: dict[str, Any], path: Path | None) -> None:
 
 def fit(cfg: TrainConfig, model: RewardModel, pairs: Sequence[EncodedPair], context: distributed.Context,
         tokenizer: Any = None, resume_state: dict[str, Any] | None = None,
-        on_step: Callable[[dict[str, Any]], None] | None = None, save: bool = True) -> FitResult:
+        on_step: Callable[[dict[str, Any]], None] | None = None, save: bool = True,
+        eval_set: EvalSet | None = None) -> FitResult:
     """Train ``model`` on ``pairs``; returns the per-step metrics (same on every rank).
 
-    ``on_step`` sees each step's metrics; ``save=False`` skips writing the final model.
+    ``on_step`` sees each step's metrics; ``save=False`` skips writing the final model. With
+    ``eval_set`` and ``cfg.eval_every``, every ``eval_every``-th step also scores it (all ranks
+    together) and its metrics get ``eval``: accuracy, pairs and mean score difference.
     """
     device = context.device
     with_lm = cfg.lm_coef > 0 and model.kind == "causal"
@@ -287,6 +292,11 @@ def fit(cfg: TrainConfig, model: RewardModel, pairs: Sequence[EncodedPair], cont
                    "lm_loss": lm / count, "magnitude": magnitude / count, "accuracy": correct / count,
                    "grad_norm": float(grad_norm), "pairs": int(count), "tokens": int(tokens),
                    "non_pad_fraction": tokens / slots, "step_seconds": elapsed, "tokens_per_second": tokens / elapsed}
+        if eval_set is not None and cfg.eval_every and (step + 1) % cfg.eval_every == 0:
+            with autocast:
+                scores = score_pairs(model, eval_set.pairs, cfg.micro_batch_tokens, device, context)
+            overall = eval_set.results(*scores)[1]["overall"]
+            metrics["eval"] = {key: overall[key] for key in ("accuracy", "total_examples", "mean_score_difference")}
         result.history.append(metrics)
         if on_step is not None:
             on_step(metrics)
@@ -342,6 +352,8 @@ def _comparable(value: Any) -> Any:
 
 def run(cfg: TrainConfig) -> dict[str, Any]:
     """Load everything, train, save, evaluate; returns the summary written to ``train_summary.json``."""
+    if cfg.eval_every < 0 or (cfg.eval_every and not cfg.eval_data):
+        raise ValueError("--eval-every takes a number of steps >= 0 and needs --eval-data")
     context = distributed.setup(cfg.device)
     try:
         torch.manual_seed(cfg.seed)
@@ -356,6 +368,10 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
             check_resume(cfg, resume_state["config"])
         tokenizer = load_tokenizer(source, cfg.chat_template, cfg.pad_token)
         pairs, report = prepare_training_pairs(cfg, tokenizer)
+        eval_set = None
+        if cfg.eval_data:  # read before training: bad evaluation data fails now, not after the last step
+            eval_set = load_eval_set(cfg.eval_data, tokenizer, split=cfg.eval_split, prompts=cfg.eval_prompts,
+                                     max_length=cfg.max_length, template=cfg.template)
         if context.is_main:
             _log({"data": report.as_dict()}, None)
             write_report(report, output / "data_report.json")
@@ -364,7 +380,8 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         attention = model.transformer().config._attn_implementation  # what the model class allowed
         liger = cfg.liger != "off" and context.device.type == "cuda" and apply_liger_kernels(model)
         started = time.perf_counter()
-        result = fit(cfg, model, pairs, context, tokenizer=tokenizer, resume_state=resume_state)
+        result = fit(cfg, model, pairs, context, tokenizer=tokenizer, resume_state=resume_state,
+                     eval_set=eval_set if cfg.eval_every else None)
         del model, pairs  # free the training copy before the evaluation loads the saved one
         gc.collect()
         if context.device.type == "cuda":
@@ -377,8 +394,6 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
                    "seconds": time.perf_counter() - started,
                    "final": result.history[-1] if result.history else None}
         if cfg.eval_data and context.is_main:
-            from trainers.evaluate import evaluate
-
             summary["eval"] = evaluate(output, cfg.eval_data, output / "eval", split=cfg.eval_split,
                                        prompts=cfg.eval_prompts, max_length=cfg.max_length,
                                        micro_batch_tokens=cfg.micro_batch_tokens, device=str(context.device),
@@ -416,7 +431,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, RayLaunc
     parser.add_argument("--template", default=defaults["template"], choices=["auto", "chat", "plain"])
     parser.add_argument("--liger", default=defaults["liger"], choices=["auto", "on", "off"])
     for name in ("max_length", "epochs", "global_batch", "micro_batch_tokens", "seed", "save_every",
-                 "keep_checkpoints", "log_every"):
+                 "keep_checkpoints", "log_every", "eval_every"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=defaults[name])
     parser.add_argument("--max-steps", type=int, default=None)
     for name in ("lr", "final_lr", "warmup", "weight_decay", "eps", "grad_clip", "lm_coef", "magnitude_coef"):
