@@ -1,5 +1,6 @@
 """Causal LMs beyond Qwen3: packing only where it is exact (the probe, SDPA or padded fallbacks),
-sliding windows, soft-capping, dropout by any name, and models that cannot become reward models."""
+sliding windows, soft-capping, dropout by any name, and a reward-model class where transformers
+has none."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -162,9 +164,36 @@ def test_each_architecture_trains_on_the_batches_it_computes_exactly(tmp_path, m
     assert evaluate(output, str(data), tmp_path / "eval")["overall"]["total_examples"] == 8
 
 
-def test_a_model_that_cannot_be_saved_as_a_reward_model_fails_before_training(tmp_path):
-    with pytest.raises(ValueError, match="no sequence-classification class for model type 'mamba'"):
-        RewardModel.from_pretrained(_save_tiny(tmp_path / "mamba", "mamba"))
+@pytest.mark.parametrize("model_type", ["granite", "glm4_moe"])  # dense, and MoE (experts implementation)
+def test_architectures_without_a_transformers_reward_class_get_one_that_loads(tmp_path, model_type):
+    from transformers import AutoModelForSequenceClassification
+
+    from trainers.data import PairEncoder, evaluation_system_prompts, load_pairs
+    from trainers.evaluate import evaluate
+    from trainers.seqcls import REWARD_CODE_FILE
+    from trainers.train import load_tokenizer
+
+    model_path = _save_tiny(tmp_path / model_type, model_type)
+    data = write_shards(tmp_path / "pairs", make_rows(6, seed=4))
+    output = tmp_path / "ckpt"
+    run(TrainConfig(data=[str(data)], model=str(model_path), output=str(output), global_batch=6, lr=1e-2))
+    config = json.loads((output / "config.json").read_text())
+    (name,) = config["architectures"]
+    assert name.endswith("ForSequenceClassification") and (output / REWARD_CODE_FILE).exists()
+    assert config["auto_map"] == {"AutoModelForSequenceClassification": f"modeling_codeprefs_reward.{name}"}
+    evaluate(output, str(data), tmp_path / "eval")
+
+    model = AutoModelForSequenceClassification.from_pretrained(output, num_labels=1, trust_remote_code=True).eval()
+    assert type(model).__name__ == name and model.score.weight.abs().sum() > 0
+    tokenizer = load_tokenizer(output)
+    table, _ = evaluation_system_prompts(load_pairs(data), "own")
+    pairs, _ = PairEncoder(tokenizer, 4096).encode(table)
+    batch = pad_pairs(pairs, tokenizer.pad_token_id)
+    with torch.no_grad():
+        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, 0]
+    scores = pd.read_parquet(tmp_path / "eval" / "scores.parquet")
+    assert torch.allclose(logits[0::2], torch.tensor(scores["chosen_score"].values, dtype=torch.float32), atol=1e-5)
+    assert torch.allclose(logits[1::2], torch.tensor(scores["rejected_score"].values, dtype=torch.float32), atol=1e-5)
 
 
 def test_dropout_is_off_in_training_whatever_the_architecture_calls_it():

@@ -8,6 +8,7 @@
 * :mod:`trainers.model`: backbone + scalar head, saved as ``*ForSequenceClassification``;
   compiled and checkpointed blocks.
 * :mod:`trainers.packcheck`: whether a model computes packs exactly (else padded batches).
+* :mod:`trainers.seqcls`: the ``*ForSequenceClassification`` class a reward model is saved as.
 * :mod:`trainers.distributed`: FSDP2 under torchrun (or one process).
 * :mod:`trainers.checkpoint`: resumable checkpoints.
 * :mod:`trainers.train`: ``python -m trainers.train`` (the loop is ``fit``).

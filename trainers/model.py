@@ -7,7 +7,8 @@ Two kinds of backbone:
   for the LM term. Works on packed batches. Saved as ``<Arch>ForSequenceClassification``
   (``num_labels=1``, ``pad_token_id`` set) with the backbone under its base-model prefix and
   ``score.weight``, so ``AutoModelForSequenceClassification.from_pretrained`` gives the same
-  scores; an untied LM head goes to ``lm_head.safetensors`` beside it (only resuming needs it).
+  scores (for architectures transformers has no such class for, :mod:`trainers.seqcls` writes
+  one, loaded with ``trust_remote_code=True``); an untied LM head goes to ``lm_head.safetensors`` beside it (only resuming needs it).
 * ``encoder`` (BERT-like): ``AutoModelForSequenceClassification`` as is, on padded batches, no LM
   term.
 
@@ -32,6 +33,7 @@ from trainers.attention import SEGMENTS, VARLEN
 from trainers.attention import register as register_attention
 from trainers.loss import linear_cross_entropy
 from trainers.packing import Batch
+from trainers.seqcls import REWARD_CODE_FILE, sequence_classification_class
 
 LM_HEAD_FILE = "lm_head.safetensors"
 PACKED_BACKENDS = (SEGMENTS, VARLEN, "flash_attention_2", "flash_attention_3")
@@ -49,17 +51,6 @@ def detect_backbone(config: Any) -> str:
     from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
     return "encoder" if config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES else "causal"
-
-
-def _sequence_classification_class(config: Any) -> type:
-    import transformers
-    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
-
-    name = MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES.get(config.model_type)
-    if name is None:
-        raise ValueError(f"transformers has no sequence-classification class for model type "
-                         f"{config.model_type!r}, so the reward model could not be saved loadably")
-    return getattr(transformers, name)
 
 
 def _attention_for_packs(config: Any, wanted: str) -> str:
@@ -100,7 +91,7 @@ class RewardModel(nn.Module):
     @classmethod
     def from_causal_lm(cls, causal_lm: nn.Module, pad_token_id: int | None) -> RewardModel:
         """Wrap an ``AutoModelForCausalLM`` model: its base model, its LM head, a new zero score head."""
-        _sequence_classification_class(causal_lm.config)  # fail now, not at the save after training
+        sequence_classification_class(causal_lm.config)  # fail now, not at the save after training
         backbone = causal_lm.base_model
         lm_head = causal_lm.get_output_embeddings()
         hidden = backbone.config.get_text_config().hidden_size
@@ -142,7 +133,7 @@ class RewardModel(nn.Module):
         if not is_reward_model:
             causal_lm = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation=attn_implementation)
             return cls.from_causal_lm(causal_lm, pad)
-        loaded = AutoModelForSequenceClassification.from_pretrained(
+        loaded = sequence_classification_class(config).cls.from_pretrained(
             path, num_labels=1, dtype=dtype, attn_implementation=attn_implementation)
         base = getattr(loaded, loaded.base_model_prefix)
         embeddings = base.get_input_embeddings().weight
@@ -216,8 +207,11 @@ class RewardModel(nn.Module):
             self.classifier.save_pretrained(path, state_dict=classifier_state)
         else:
             config = copy.deepcopy(self.backbone.config)
-            class_ = _sequence_classification_class(config)
+            reward_class = sequence_classification_class(config)
+            class_ = reward_class.cls
             config.architectures = [class_.__name__]
+            if reward_class.auto_map is not None:
+                config.auto_map = reward_class.auto_map
             config.num_labels = 1
             config.pad_token_id = self.pad_token_id
             tensors = {}
@@ -229,6 +223,11 @@ class RewardModel(nn.Module):
             save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()},
                       str(path / "model.safetensors"), metadata={"format": "pt"})
             config.save_pretrained(path)
+            code_file = path / REWARD_CODE_FILE
+            if reward_class.source is not None:
+                code_file.write_text(reward_class.source)
+            elif code_file.exists():
+                code_file.unlink()
             lm_file = path / LM_HEAD_FILE
             if self.has_lm_head and not self.lm_tied:
                 save_file({"weight": state["lm_head.weight"].detach().cpu().contiguous().clone()}, str(lm_file))

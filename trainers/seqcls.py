@@ -1,0 +1,82 @@
+"""The class a causal reward model is saved as: transformers' ``<Arch>ForSequenceClassification``.
+
+Many causal LMs in transformers have no such class (Granite, Cohere, Gemma 4, the Mellum and
+IQuest code models, Mamba, ...). For those, :func:`sequence_classification_class` writes one from
+transformers' own ``GenericForSequenceClassification`` (the class most architectures' versions
+are made of: ``AutoModel`` backbone, bias-free ``score`` head, the last non-pad token's logit) on
+top of the architecture's ``PreTrainedModel``. The same source is used here in-process and saved
+beside the weights as :data:`REWARD_CODE_FILE`, with an ``auto_map`` in the config, so the
+checkpoint loads elsewhere with
+``AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=True)``.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+REWARD_CODE_FILE = "modeling_codeprefs_reward.py"
+
+_SOURCE = '''"""The reward-model class for {model_type}: transformers has no sequence-classification class
+for it, so codeprefs wrote this one from transformers' GenericForSequenceClassification."""
+
+from transformers.modeling_layers import GenericForSequenceClassification
+from {module} import {pretrained}
+
+
+class {name}(GenericForSequenceClassification, {pretrained}):
+    base_model_prefix = "{prefix}"
+
+    @classmethod
+    def _can_set_experts_implementation(cls) -> bool:
+        # transformers decides this by reading the class's own module; the answer is the architecture's
+        return {pretrained}._can_set_experts_implementation()
+'''
+
+
+@dataclass(frozen=True)
+class RewardClass:
+    """The class to save and load as, and the module source to save with it (None: in transformers)."""
+
+    cls: type
+    source: str | None = None
+
+    @property
+    def auto_map(self) -> dict[str, str] | None:
+        if self.source is None:
+            return None
+        return {"AutoModelForSequenceClassification": f"{REWARD_CODE_FILE.removesuffix('.py')}.{self.cls.__name__}"}
+
+
+def sequence_classification_class(config: Any) -> RewardClass:
+    """transformers' class for ``config.model_type``, else one written for it (see module doc)."""
+    import transformers
+    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
+
+    name = MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES.get(config.model_type)
+    if name is not None and hasattr(transformers, name):
+        return RewardClass(getattr(transformers, name))
+    return _written_class(config.model_type)
+
+
+@functools.cache
+def _written_class(model_type: str) -> RewardClass:
+    import transformers
+    from transformers import PreTrainedModel
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_MAPPING_NAMES
+
+    causal = getattr(transformers, MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(model_type, ""), None)
+    if causal is None or model_type not in MODEL_MAPPING_NAMES:
+        raise ValueError(f"transformers has neither a sequence-classification class nor a causal LM and base "
+                         f"model for model type {model_type!r}, so no reward model can be saved loadably")
+    pretrained = next((base for base in causal.__mro__[1:] if isinstance(base, type)
+                       and issubclass(base, PreTrainedModel) and base is not PreTrainedModel), None)
+    if pretrained is None:
+        raise ValueError(f"{causal.__name__} has no PreTrainedModel base to build a reward-model class on")
+    class_name = causal.__name__.removesuffix("ForCausalLM") + "ForSequenceClassification"
+    source = _SOURCE.format(model_type=model_type, module=pretrained.__module__, pretrained=pretrained.__name__,
+                            name=class_name, prefix=pretrained.base_model_prefix)
+    namespace: dict[str, Any] = {"__name__": f"codeprefs_reward_{model_type}"}
+    exec(compile(source, f"<{REWARD_CODE_FILE} for {model_type}>", "exec"), namespace)  # our own template
+    return RewardClass(namespace[class_name], source)
