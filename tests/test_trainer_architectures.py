@@ -114,17 +114,27 @@ def test_sliding_window_packs_match_transformers_padded_batches(backend, monkeyp
     assert (full - padded.rewards).abs().max() > 1e-3  # the window did change the numbers
 
 
-def test_soft_capped_attention_is_refused_with_a_way_out(tmp_path):
-    from transformers import AutoModelForCausalLM
+@pytest.mark.parametrize(("model_type", "options"), [
+    ("gemma2", dict(attn_logit_softcapping=50.0)),  # soft-capped attention logits
+    ("gpt_oss", dict(num_local_experts=4, num_experts_per_tok=2, layer_types=["full_attention"] * 2)),  # sinks
+])
+def test_attention_our_backends_cannot_compute_runs_eagerly_on_padded_batches(model_type, options):
+    from trainers.attention import UnsupportedAttention
+    from trainers.packcheck import fall_back_to_padding
 
-    capped = _reward_model("gemma2", attn_logit_softcapping=50.0)
-    assert "--attention eager" in packing_problem(capped)
-    with pytest.raises(NotImplementedError, match="--attention eager"):  # padded batches refuse it too
-        capped(pad_pairs(_pairs([(3, 4, 5)]), 0))
-    assert packing_problem(_reward_model("gemma2", attention="eager", attn_logit_softcapping=50.0)) is None
-    AutoModelForCausalLM.from_config(_config("gemma2", attn_logit_softcapping=50.0)).save_pretrained(tmp_path)
-    with pytest.raises(ValueError, match="attn_logit_softcapping=50.0.*--attention eager"):  # at load: exit 2
-        RewardModel.from_pretrained(tmp_path, attn_implementation=SEGMENTS)
+    model = _reward_model(model_type, **options)
+    with pytest.raises(UnsupportedAttention):  # never silently skipped
+        model(pack_pairs(_pairs([(3, 4, 5)])))
+    reports = []
+    problem = fall_back_to_padding(model, reports.append)
+    assert "eager" in problem and reports and not model.packs
+    assert model.config._attn_implementation == "eager"
+    reference = _reward_model(model_type, attention="eager", **options)  # the same weights (same seed)
+    pairs = _pairs([(5, 6, 7), (4, 9, 2)])
+    with torch.no_grad():
+        got = model(pad_pairs(pairs, 0)).rewards
+        want = reference(pad_pairs(pairs, 0)).rewards
+    assert torch.allclose(got, want, atol=1e-5)
 
 
 def _save_tiny(path: Path, model_type: str) -> Path:
@@ -146,6 +156,7 @@ def _save_tiny(path: Path, model_type: str) -> Path:
     ("stablelm", "sdpa", "packed", None),
     ("bloom", "eager", "padded", "see each other"),  # ALiBi attention of its own: padded batches
     ("qwen3_5_text", "sdpa", "padded", "cannot take padding-free packs"),  # gated-delta layers refuse packs
+    ("gemma2", "eager", "padded", "soft-capping"),  # what our backends cannot compute: its own attention
 ])
 def test_each_architecture_trains_on_the_batches_it_computes_exactly(tmp_path, model_type, attention, batches,
                                                                      problem):

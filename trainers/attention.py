@@ -14,9 +14,10 @@ then reads the same boundary arguments), else ``codeprefs_varlen`` on CUDA, else
 restarting and builds a block-diagonal causal mask (quadratic in the pack length).
 
 Both honour a layer's sliding window (Mistral, Gemma 2/3: each token sees the ``window`` tokens
-ending at itself, transformers' convention) and refuse attention-logit soft-capping, which they
-cannot compute (Gemma 2: use ``--attention eager``). On a padded batch (no boundaries) both hand
-over to transformers' SDPA with the usual padding mask.
+ending at itself, transformers' convention). What they cannot compute, attention-logit
+soft-capping (Gemma 2) and attention sinks (gpt-oss), raises :class:`UnsupportedAttention` rather
+than being skipped. On a padded batch (no boundaries) both hand over to transformers' SDPA with
+the usual padding mask.
 """
 
 from __future__ import annotations
@@ -86,10 +87,19 @@ def _padded_fallback(module: torch.nn.Module, query: torch.Tensor, key: torch.Te
     return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
 
 
-def _refuse_softcap(name: str, softcap: float | None) -> None:
-    if softcap:  # SDPA and the varlen kernel cannot cap logits; silently skipping it changes the model
-        raise NotImplementedError(f"{name} attention does not implement attention-logit soft-capping, "
-                                  "which this model uses; pass --attention eager")
+class UnsupportedAttention(NotImplementedError):
+    """The model's attention does something our backends do not compute; the trainer and the
+    evaluator then switch the model to its own eager attention (:mod:`trainers.packcheck`)."""
+
+
+def _refuse_what_we_cannot_compute(name: str, kwargs: dict[str, Any]) -> None:
+    # SDPA and the varlen kernel can neither cap logits nor add sink logits: skipping either
+    # silently would train a different model than the one loaded.
+    if kwargs.get("softcap"):
+        raise UnsupportedAttention(f"{name} attention cannot cap attention logits (soft-capping), "
+                                   "which this model does")
+    if kwargs.get("s_aux") is not None or kwargs.get("sinks") is not None:
+        raise UnsupportedAttention(f"{name} attention cannot add attention sinks, which this model uses")
 
 
 def _check_packed(name: str, query: torch.Tensor, dropout: float) -> None:
@@ -104,7 +114,7 @@ def varlen_attention_forward(module: torch.nn.Module, query: torch.Tensor, key: 
                              scaling: float | None = None, dropout: float = 0.0,
                              sliding_window: int | None = None, **kwargs: Any) -> tuple[torch.Tensor, None]:
     """One packed row through ``varlen_attn``: [1, heads, T, dim] in, [1, T, heads, dim] out."""
-    _refuse_softcap(VARLEN, kwargs.get("softcap"))
+    _refuse_what_we_cannot_compute(VARLEN, kwargs)
     cu_seqlens, max_length = kwargs.get("cu_seq_lens_q"), kwargs.get("max_length_q")
     if cu_seqlens is None:
         return _padded_fallback(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
@@ -135,7 +145,7 @@ def segmented_attention_forward(module: torch.nn.Module, query: torch.Tensor, ke
                                 scaling: float | None = None, dropout: float = 0.0,
                                 sliding_window: int | None = None, **kwargs: Any) -> tuple[torch.Tensor, None]:
     """One packed row, causal SDPA on each sequence in turn: [1, heads, T, dim] in, [1, T, heads, dim] out."""
-    _refuse_softcap(SEGMENTS, kwargs.get("softcap"))
+    _refuse_what_we_cannot_compute(SEGMENTS, kwargs)
     cu_seqlens = kwargs.get("cu_seq_lens_q")
     if cu_seqlens is None:
         return _padded_fallback(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,

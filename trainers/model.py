@@ -118,10 +118,6 @@ class RewardModel(nn.Module):
         kind = detect_backbone(config) if backbone == "auto" else backbone
         if kind == "causal" and attn_implementation in (SEGMENTS, VARLEN):
             attn_implementation = _attention_for_packs(config, attn_implementation)
-        softcap = getattr(config.get_text_config(), "attn_logit_softcapping", None)
-        if softcap and attn_implementation in (SEGMENTS, VARLEN):
-            raise ValueError(f"{path}: the model caps its attention logits (attn_logit_softcapping={softcap}), "
-                             f"which {attn_implementation} attention cannot do; pass --attention eager")
         is_reward_model = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
         pad = pad_token_id if pad_token_id is not None else config.get_text_config().pad_token_id
         if kind == "encoder":  # padded batches only: the packed-sequence backends do not apply

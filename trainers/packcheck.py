@@ -26,6 +26,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from trainers.attention import UnsupportedAttention
 from trainers.data import EncodedPair
 from trainers.packing import pack_pairs
 
@@ -62,6 +63,8 @@ def packing_problem(model: torch.nn.Module) -> str | None:
             after_first, after_second, alone = (
                 model.hidden_states(pack_pairs(pairs).to(device)).float()
                 for pairs in ([first, probe], [second, probe], [probe]))
+    except UnsupportedAttention:
+        raise  # not about packing: the attention backend itself cannot run this model
     except (ValueError, NotImplementedError) as error:  # layers that refuse packs (e.g. Qwen3.5's linear attention)
         return f"{type(model.transformer()).__name__} cannot take padding-free packs ({error})"
     finally:
@@ -79,10 +82,19 @@ def packing_problem(model: torch.nn.Module) -> str | None:
 
 
 def fall_back_to_padding(model: torch.nn.Module, report: Callable[[str], None]) -> str | None:
-    """Probe a packing model; on a problem switch it to padded batches and ``report`` what and why."""
+    """Probe a packing model; on a problem switch it to padded batches and ``report`` what and why.
+
+    If our packed attention cannot compute the model's attention at all (soft-capping, sinks),
+    the model gets its own eager attention and padded batches (an eager pack would hold a
+    ``[heads, T, T]`` score matrix for the whole pack).
+    """
     if not model.packs:
         return None
-    problem = packing_problem(model)
+    try:
+        problem = packing_problem(model)
+    except UnsupportedAttention as error:
+        model.transformer().set_attn_implementation("eager")
+        problem = f"{error}; switched to the model's eager attention"
     if problem is not None:
         model.packs = False
         report(f"{problem}; using padded batches instead of padding-free packs")

@@ -109,6 +109,7 @@ class FitResult:
     left_out_per_epoch: int = 0  # pairs of a last partial batch too small to deal to every rank
     packed: bool = True  # padding-free packs (else padded batches)
     packing_problem: str | None = None  # why a causal model could not take packs
+    attention: str | None = None  # the attention implementation the model trained with
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -257,7 +258,7 @@ def fit(cfg: TrainConfig, model: RewardModel, pairs: Sequence[EncodedPair], cont
         log_path.write_text("".join(line + "\n" for line in kept))
     pad_id = model.pad_token_id if model.pad_token_id is not None else 0
     result = FitResult(steps=total_steps, left_out_per_epoch=order.left_out_per_epoch, packed=model.packs,
-                       packing_problem=packing_problem)
+                       packing_problem=packing_problem, attention=model.transformer().config._attn_implementation)
 
     for step in range(start, total_steps):
         started = time.perf_counter()
@@ -377,7 +378,6 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
             write_report(report, output / "data_report.json")
         model = RewardModel.from_pretrained(source, backbone=cfg.backbone, attn_implementation=attention,
                                             pad_token_id=tokenizer.pad_token_id)
-        attention = model.transformer().config._attn_implementation  # what the model class allowed
         liger = cfg.liger != "off" and context.device.type == "cuda" and apply_liger_kernels(model)
         started = time.perf_counter()
         result = fit(cfg, model, pairs, context, tokenizer=tokenizer, resume_state=resume_state,
@@ -386,7 +386,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         gc.collect()
         if context.device.type == "cuda":
             torch.cuda.empty_cache()
-        summary = {"config": asdict(cfg), "data": report.as_dict(), "attention": attention, "liger": bool(liger),
+        summary = {"config": asdict(cfg), "data": report.as_dict(), "attention": result.attention, "liger": bool(liger),
                    "world_size": context.world_size, "steps": result.steps,
                    "left_out_per_epoch": result.left_out_per_epoch,
                    "batches": "packed" if result.packed else "padded", "packing_problem": result.packing_problem,
