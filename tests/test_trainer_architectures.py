@@ -222,3 +222,49 @@ def test_dropout_is_off_in_training_whatever_the_architecture_calls_it():
         assert torch.equal(first.lm_weighted_sum, second.lm_weighted_sum), model_type
         config = model.config.to_dict()
         assert all(config[name] == 0.0 for name in probabilities if name in config), model_type
+
+
+def test_a_reward_class_is_written_where_transformers_has_none_or_another_head():
+    import transformers
+
+    from trainers.seqcls import sequence_classification_class
+
+    qwen3, gpt2 = (sequence_classification_class(_config(name)) for name in ("qwen3", "gpt2"))
+    assert (qwen3.cls, qwen3.source) == (transformers.Qwen3ForSequenceClassification, None)
+    assert (gpt2.cls, gpt2.source) == (transformers.GPT2ForSequenceClassification, None)  # a bias-free score
+    ctrl = sequence_classification_class(_config("ctrl"))  # transformers' CTRL head is a `classifier`
+    assert ctrl.cls is not transformers.CTRLForSequenceClassification and "class CTRLForSequenceClassification(" \
+        in ctrl.source and ctrl.cls.base_model_prefix == "transformer"
+    granite = sequence_classification_class(_config("granite"))  # none in transformers
+    assert granite.auto_map == {"AutoModelForSequenceClassification":
+                                "modeling_codeprefs_reward.GraniteForSequenceClassification"}
+
+
+def test_blocks_are_found_in_models_that_do_not_name_them(tiny_model):  # noqa: F811
+    from trainers.distributed import transformer_blocks
+    from trainers.model import wrap_blocks
+
+    qwen3 = RewardModel.from_pretrained(tiny_model, attn_implementation=SEGMENTS)
+    assert [type(b).__name__ for b in transformer_blocks(qwen3.transformer())] == ["Qwen3DecoderLayer"] * 2
+    plain = _reward_model("biogpt", attention="eager")  # no _no_split_modules: its largest stack of layers
+    checkpointed = _reward_model("biogpt", attention="eager")
+    blocks = transformer_blocks(checkpointed.transformer())
+    assert [type(block).__name__ for block in blocks] == ["BioGptDecoderLayer"] * 2
+    wrap_blocks(blocks, checkpoint=True)
+    batch = pad_pairs(_pairs([(5, 6, 7)]), 0)
+    for model in (plain, checkpointed):
+        disable_dropout(model)
+        model.train()
+        model(batch).rewards.sum().backward()
+    for (name, a), b in zip(plain.named_parameters(), checkpointed.parameters(), strict=True):
+        assert (a.grad is None) == (b.grad is None), name
+        assert a.grad is None or torch.allclose(a.grad, b.grad, atol=1e-6), name
+
+
+def test_attention_over_more_keys_than_pack_tokens_is_not_computed_as_if_it_were():
+    from trainers.attention import UnsupportedAttention, segmented_attention_forward
+
+    query, key = torch.randn(1, 2, 6, 8), torch.randn(1, 2, 9, 8)  # three extra (e.g. memory) keys
+    boundaries = dict(cu_seq_lens_q=torch.tensor([0, 2, 6], dtype=torch.int32), max_length_q=4)
+    with pytest.raises(UnsupportedAttention, match="9 keys from 6 tokens"):
+        segmented_attention_forward(None, query, key, key, None, **boundaries)

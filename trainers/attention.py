@@ -102,9 +102,12 @@ def _refuse_what_we_cannot_compute(name: str, kwargs: dict[str, Any]) -> None:
         raise UnsupportedAttention(f"{name} attention cannot add attention sinks, which this model uses")
 
 
-def _check_packed(name: str, query: torch.Tensor, dropout: float) -> None:
+def _check_packed(name: str, query: torch.Tensor, key: torch.Tensor, dropout: float) -> None:
     if query.shape[0] != 1:
         raise ValueError(f"{name} attention takes one packed row, got a batch of {query.shape[0]}")
+    if key.shape[2] != query.shape[2]:  # e.g. extra compressed or memory keys: not one key per pack token
+        raise UnsupportedAttention(f"{name} attention needs one key per token of the pack; this model "
+                                   f"attends to {key.shape[2]} keys from {query.shape[2]} tokens")
     if dropout:
         raise NotImplementedError(f"{name} attention does not implement attention dropout")
 
@@ -119,7 +122,7 @@ def varlen_attention_forward(module: torch.nn.Module, query: torch.Tensor, key: 
     if cu_seqlens is None:
         return _padded_fallback(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
                                 sliding_window=sliding_window, **kwargs)
-    _check_packed(VARLEN, query, dropout)
+    _check_packed(VARLEN, query, key, dropout)
     if _VARLEN is None:
         raise RuntimeError("this torch has no torch.nn.attention.varlen; use --attention segments")
     q, k, v = (t.transpose(1, 2).squeeze(0).contiguous() for t in (query, key, value))  # [T, heads, dim]
@@ -150,7 +153,7 @@ def segmented_attention_forward(module: torch.nn.Module, query: torch.Tensor, ke
     if cu_seqlens is None:
         return _padded_fallback(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
                                 sliding_window=sliding_window, **kwargs)
-    _check_packed(SEGMENTS, query, dropout)
+    _check_packed(SEGMENTS, query, key, dropout)
     groups = query.shape[1] // key.shape[1]
     if groups > 1:
         key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)

@@ -87,9 +87,18 @@ def shard(model: nn.Module, blocks: list[nn.Module], context: Context, bf16: boo
 
 
 def transformer_blocks(model: nn.Module) -> list[nn.Module]:
-    """The repeated blocks of a transformers model, found by its ``_no_split_modules`` names."""
+    """The repeated blocks of a transformers model: the modules its ``_no_split_modules`` names,
+    else (models that name none, e.g. BioGPT, CTRL) the members of its largest ``nn.ModuleList``
+    of modules of one class."""
     names = set(getattr(model, "_no_split_modules", None) or [])
-    return [module for module in model.modules() if type(module).__name__ in names]
+    named = [module for module in model.modules() if type(module).__name__ in names]
+    if named:
+        return named
+    stacks = [list(stack) for stack in model.modules() if isinstance(stack, nn.ModuleList) and len(stack) > 0
+              and len({type(member) for member in stack}) == 1]
+    if not stacks:
+        return []
+    return max(stacks, key=lambda stack: sum(p.numel() for member in stack for p in member.parameters()))
 
 
 def all_reduce_sum(tensor: torch.Tensor, context: Context) -> torch.Tensor:

@@ -61,6 +61,11 @@ def _attention_for_packs(config: Any, wanted: str) -> str:
     model_class = getattr(transformers, MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(config.model_type, ""), None)
     if model_class is None or model_class.is_backend_compatible():
         return wanted
+    return _own_attention(model_class)
+
+
+def _own_attention(model_class: type) -> str:
+    """transformers' SDPA attention if ``model_class`` has it, else its eager attention."""
     return "sdpa" if getattr(model_class, "_supports_sdpa", False) else "eager"
 
 
@@ -121,7 +126,9 @@ class RewardModel(nn.Module):
         is_reward_model = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
         pad = pad_token_id if pad_token_id is not None else config.get_text_config().pad_token_id
         if kind == "encoder":  # padded batches only: the packed-sequence backends do not apply
-            encoder_attention = "sdpa" if attn_implementation in PACKED_BACKENDS else attn_implementation
+            encoder_attention = attn_implementation
+            if attn_implementation in PACKED_BACKENDS:
+                encoder_attention = _own_attention(AutoModelForSequenceClassification._model_mapping[type(config)])
             classifier = AutoModelForSequenceClassification.from_pretrained(
                 path, num_labels=1, dtype=dtype, attn_implementation=encoder_attention)
             classifier.config.pad_token_id = pad

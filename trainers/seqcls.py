@@ -1,7 +1,8 @@
 """The class a causal reward model is saved as: transformers' ``<Arch>ForSequenceClassification``.
 
 Many causal LMs in transformers have no such class (Granite, Cohere, Gemma 4, the Mellum and
-IQuest code models, Mamba, ...). For those, :func:`sequence_classification_class` writes one from
+IQuest code models, Mamba, ...), and a few have one with another head (CTRL's ``classifier``,
+which would drop the saved ``score`` and start at random). For those, :func:`sequence_classification_class` writes one from
 transformers' own ``GenericForSequenceClassification`` (the class most architectures' versions
 are made of: ``AutoModel`` backbone, bias-free ``score`` head, the last non-pad token's logit) on
 top of the architecture's ``PreTrainedModel``. The same source is used here in-process and saved
@@ -18,8 +19,9 @@ from typing import Any
 
 REWARD_CODE_FILE = "modeling_codeprefs_reward.py"
 
-_SOURCE = '''"""The reward-model class for {model_type}: transformers has no sequence-classification class
-for it, so codeprefs wrote this one from transformers' GenericForSequenceClassification."""
+_SOURCE = '''"""The reward-model class for {model_type}, written by codeprefs from transformers'
+GenericForSequenceClassification: transformers has no sequence-classification class for this
+architecture, or one whose head is not a bias-free linear `score`."""
 
 from transformers.modeling_layers import GenericForSequenceClassification
 from {module} import {pretrained}
@@ -50,14 +52,43 @@ class RewardClass:
 
 
 def sequence_classification_class(config: Any) -> RewardClass:
-    """transformers' class for ``config.model_type``, else one written for it (see module doc)."""
+    """transformers' class for ``config.model_type`` if its head is ours (a bias-free linear
+    ``score`` beside the base model), else one written for it (see module doc)."""
     import transformers
     from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
 
     name = MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES.get(config.model_type)
-    if name is not None and hasattr(transformers, name):
+    if name is not None and hasattr(transformers, name) and _has_our_head(getattr(transformers, name), config):
         return RewardClass(getattr(transformers, name))
     return _written_class(config.model_type)
+
+
+_HEADS: dict[type, bool] = {}
+
+
+def _has_our_head(cls: type, config: Any) -> bool:
+    """Whether ``cls`` scores with a bias-free linear ``score`` (CTRL's has a ``classifier``: the
+    saved ``score.weight`` would be dropped and the head initialised at random on loading)."""
+    import copy
+
+    import torch
+    from transformers.modeling_layers import GenericForSequenceClassification
+
+    if issubclass(cls, GenericForSequenceClassification):
+        return True
+    if cls not in _HEADS:
+        config = copy.deepcopy(config)
+        config.num_labels = 1
+        try:
+            with torch.device("meta"):  # modules only, no memory
+                instance = cls(config)
+        except (ValueError, TypeError, AttributeError, RuntimeError):
+            _HEADS[cls] = False
+        else:
+            score = getattr(instance, "score", None)
+            _HEADS[cls] = (isinstance(score, torch.nn.Linear) and score.bias is None
+                           and hasattr(instance, cls.base_model_prefix))
+    return _HEADS[cls]
 
 
 @functools.cache
@@ -74,7 +105,9 @@ def _written_class(model_type: str) -> RewardClass:
                        and issubclass(base, PreTrainedModel) and base is not PreTrainedModel), None)
     if pretrained is None:
         raise ValueError(f"{causal.__name__} has no PreTrainedModel base to build a reward-model class on")
-    class_name = causal.__name__.removesuffix("ForCausalLM") + "ForSequenceClassification"
+    stem = (pretrained.__name__.removesuffix("PreTrainedModel") if pretrained.__name__.endswith("PreTrainedModel")
+            else causal.__name__.removesuffix("ForCausalLM"))
+    class_name = stem + "ForSequenceClassification"
     source = _SOURCE.format(model_type=model_type, module=pretrained.__module__, pretrained=pretrained.__name__,
                             name=class_name, prefix=pretrained.base_model_prefix)
     namespace: dict[str, Any] = {"__name__": f"codeprefs_reward_{model_type}"}
