@@ -137,14 +137,14 @@ def test_attention_our_backends_cannot_compute_runs_eagerly_on_padded_batches(mo
     assert torch.allclose(got, want, atol=1e-5)
 
 
-def _save_tiny(path: Path, model_type: str) -> Path:
+def _save_tiny(path: Path, model_type: str, **options) -> Path:
     from transformers import AutoModelForCausalLM
 
     from trainers.tiny import tiny_tokenizer
 
     tokenizer = tiny_tokenizer()
     torch.manual_seed(0)
-    config = _config(model_type, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+    config = _config(model_type, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, **options)
     AutoModelForCausalLM.from_config(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
@@ -175,8 +175,13 @@ def test_each_architecture_trains_on_the_batches_it_computes_exactly(tmp_path, m
     assert evaluate(output, str(data), tmp_path / "eval")["overall"]["total_examples"] == 8
 
 
-@pytest.mark.parametrize("model_type", ["granite", "glm4_moe"])  # dense, and MoE (experts implementation)
-def test_architectures_without_a_transformers_reward_class_get_one_that_loads(tmp_path, model_type):
+# Dense; MoE (experts implementation); a text model whose PreTrainedModel is multimodal (config
+# class); a hybrid whose non-persistent buffers only initialisation sets (mup_vector).
+@pytest.mark.parametrize(("model_type", "options"), [
+    ("granite", {}), ("glm4_moe", {}), ("gemma4_text", {}),
+    ("falcon_h1", dict(mamba_d_ssm=64, mamba_n_heads=8, mamba_d_state=16, mamba_chunk_size=16)),
+])
+def test_architectures_without_a_transformers_reward_class_get_one_that_loads(tmp_path, model_type, options):
     from transformers import AutoModelForSequenceClassification
 
     from trainers.data import PairEncoder, evaluation_system_prompts, load_pairs
@@ -184,7 +189,7 @@ def test_architectures_without_a_transformers_reward_class_get_one_that_loads(tm
     from trainers.seqcls import REWARD_CODE_FILE
     from trainers.train import load_tokenizer
 
-    model_path = _save_tiny(tmp_path / model_type, model_type)
+    model_path = _save_tiny(tmp_path / model_type, model_type, **options)
     data = write_shards(tmp_path / "pairs", make_rows(6, seed=4))
     output = tmp_path / "ckpt"
     run(TrainConfig(data=[str(data)], model=str(model_path), output=str(output), global_batch=6, lr=1e-2))

@@ -24,16 +24,24 @@ GenericForSequenceClassification: transformers has no sequence-classification cl
 architecture, or one whose head is not a bias-free linear `score`."""
 
 from transformers.modeling_layers import GenericForSequenceClassification
+from {config_module} import {config}
 from {module} import {pretrained}
 
 
 class {name}(GenericForSequenceClassification, {pretrained}):
+    config_class = {config}  # the causal LM's (a text model's, where its PreTrainedModel is multimodal)
     base_model_prefix = "{prefix}"
 
     @classmethod
     def _can_set_experts_implementation(cls) -> bool:
         # transformers decides this by reading the class's own module; the answer is the architecture's
         return {pretrained}._can_set_experts_implementation()
+
+    @classmethod
+    def is_custom_code(cls) -> bool:
+        # Made of transformers' own modules and initialisation: loading must initialise what the
+        # checkpoint lacks (non-persistent buffers such as Falcon-H1's mup_vector) as for them.
+        return False
 '''
 
 
@@ -108,8 +116,10 @@ def _written_class(model_type: str) -> RewardClass:
     stem = (pretrained.__name__.removesuffix("PreTrainedModel") if pretrained.__name__.endswith("PreTrainedModel")
             else causal.__name__.removesuffix("ForCausalLM"))
     class_name = stem + "ForSequenceClassification"
+    config = causal.config_class
     source = _SOURCE.format(model_type=model_type, module=pretrained.__module__, pretrained=pretrained.__name__,
-                            name=class_name, prefix=pretrained.base_model_prefix)
+                            config_module=config.__module__, config=config.__name__, name=class_name,
+                            prefix=pretrained.base_model_prefix)
     namespace: dict[str, Any] = {"__name__": f"codeprefs_reward_{model_type}"}
     exec(compile(source, f"<{REWARD_CODE_FILE} for {model_type}>", "exec"), namespace)  # our own template
     return RewardClass(namespace[class_name], source)
