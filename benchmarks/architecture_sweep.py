@@ -12,9 +12,10 @@ it after a transformers upgrade.
 
 Run 2026-11-26 on the 2-core dev machine, transformers 5.24: all 36 families below pass (4 min
 17 s; Qwen3.5/Next, Gemma 2, gpt-oss, Falcon-H1, BLOOM, Mamba and Jamba on padded batches, each
-with its reason). Of all 196 types (an earlier run of the same steps), the failures were the decoder halves of encoder-decoder models (BART family: no
-``get_input_embeddings``), multimodal wrappers whose base model is not a text decoder (Llama 4,
-mllama), and types whose default config the tiny sizes contradict.
+with its reason). Of all 196 types (an earlier run of the same steps), the failures were the
+decoder halves of encoder-decoder models (BART family: no ``get_input_embeddings``), multimodal
+wrappers whose base model is not a text decoder (Llama 4, mllama), and types whose default config
+the tiny sizes contradict.
 """
 
 from __future__ import annotations

@@ -133,7 +133,6 @@ def _dtype(requested: str, device: torch.device) -> torch.dtype:
 class EvalSet:
     """Pairs to score: the table (ids and labels), its encoded pairs, and what was skipped."""
 
-    data: str
     table: pa.Table
     pairs: list[EncodedPair]
     report: DataReport
@@ -161,7 +160,7 @@ def load_eval_set(data: str, tokenizer: Any, *, split: str | None = None, prompt
         print(f"warning: skipped {sum(report.skipped.values())} pair(s): {described}", file=sys.stderr)
     if not pairs:
         raise DataError(f"{data}: no pair to score")
-    return EvalSet(data, table, pairs, report)
+    return EvalSet(table, pairs, report)
 
 
 def evaluate(model_path: str | Path, data: str, output: str | Path, *, split: str | None = None,

@@ -8,7 +8,8 @@ Two kinds of backbone:
   (``num_labels=1``, ``pad_token_id`` set) with the backbone under its base-model prefix and
   ``score.weight``, so ``AutoModelForSequenceClassification.from_pretrained`` gives the same
   scores (for architectures transformers has no such class for, :mod:`trainers.seqcls` writes
-  one, loaded with ``trust_remote_code=True``); an untied LM head goes to ``lm_head.safetensors`` beside it (only resuming needs it).
+  one, loaded with ``trust_remote_code=True``); an untied LM head goes to
+  ``lm_head.safetensors`` beside it (only resuming needs it).
 * ``encoder`` (BERT-like): ``AutoModelForSequenceClassification`` as is, on padded batches, no LM
   term.
 

@@ -2,10 +2,11 @@
 
 Many causal LMs in transformers have no such class (Granite, Cohere, Gemma 4, the Mellum and
 IQuest code models, Mamba, ...), and a few have one with another head (CTRL's ``classifier``,
-which would drop the saved ``score`` and start at random). For those, :func:`sequence_classification_class` writes one from
-transformers' own ``GenericForSequenceClassification`` (the class most architectures' versions
-are made of: ``AutoModel`` backbone, bias-free ``score`` head, the last non-pad token's logit) on
-top of the architecture's ``PreTrainedModel``. The same source is used here in-process and saved
+which would drop the saved ``score`` and start at random). For those,
+:func:`sequence_classification_class` writes one from transformers' own
+``GenericForSequenceClassification`` (the class most architectures' versions are made of:
+``AutoModel`` backbone, bias-free ``score`` head, the last non-pad token's logit) on top of the
+architecture's ``PreTrainedModel``. The same source is used here in-process and saved
 beside the weights as :data:`REWARD_CODE_FILE`, with an ``auto_map`` in the config, so the
 checkpoint loads elsewhere with
 ``AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=True)``.
