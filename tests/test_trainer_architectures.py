@@ -8,12 +8,17 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
 from tests.test_trainer_packing import _varlen_with_window
-from tests.trainer_fixtures import make_rows, one_torch_thread, tiny_model, write_shards  # noqa: F401
+from tests.trainer_fixtures import (  # noqa: F401
+    assert_scores_match_the_evaluator,
+    make_rows,
+    one_torch_thread,
+    tiny_model,
+    write_shards,
+)
 from trainers.attention import SEGMENTS, VARLEN, register
 from trainers.data import EncodedPair
 from trainers.model import RewardModel, disable_dropout
@@ -184,7 +189,6 @@ def test_each_architecture_trains_on_the_batches_it_computes_exactly(tmp_path, m
 def test_architectures_without_a_transformers_reward_class_get_one_that_loads(tmp_path, model_type, options):
     from transformers import AutoModelForSequenceClassification
 
-    from trainers.data import PairEncoder, evaluation_system_prompts, load_pairs
     from trainers.evaluate import evaluate
     from trainers.seqcls import REWARD_CODE_FILE
     from trainers.train import load_tokenizer
@@ -199,17 +203,9 @@ def test_architectures_without_a_transformers_reward_class_get_one_that_loads(tm
     assert config["auto_map"] == {"AutoModelForSequenceClassification": f"modeling_codeprefs_reward.{name}"}
     evaluate(output, str(data), tmp_path / "eval")
 
-    model = AutoModelForSequenceClassification.from_pretrained(output, num_labels=1, trust_remote_code=True).eval()
+    model = AutoModelForSequenceClassification.from_pretrained(output, num_labels=1, trust_remote_code=True)
     assert type(model).__name__ == name and model.score.weight.abs().sum() > 0
-    tokenizer = load_tokenizer(output)
-    table, _ = evaluation_system_prompts(load_pairs(data), "own")
-    pairs, _ = PairEncoder(tokenizer, 4096).encode(table)
-    batch = pad_pairs(pairs, tokenizer.pad_token_id)
-    with torch.no_grad():
-        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, 0]
-    scores = pd.read_parquet(tmp_path / "eval" / "scores.parquet")
-    assert torch.allclose(logits[0::2], torch.tensor(scores["chosen_score"].values, dtype=torch.float32), atol=1e-5)
-    assert torch.allclose(logits[1::2], torch.tensor(scores["rejected_score"].values, dtype=torch.float32), atol=1e-5)
+    assert_scores_match_the_evaluator(model, load_tokenizer(output), data, "own", tmp_path / "eval" / "scores.parquet")
 
 
 def test_dropout_is_off_in_training_whatever_the_architecture_calls_it():

@@ -8,16 +8,22 @@ import random
 import shutil
 from pathlib import Path
 
-import pandas as pd
 import pyarrow as pa
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.trainer_fixtures import make_rows, one_torch_thread, tiny_model, tokenizer, write_shards  # noqa: F401
-from trainers.data import PairEncoder, evaluation_system_prompts, load_pairs, normalize_columns
+from tests.trainer_fixtures import (  # noqa: F401
+    assert_scores_match_the_evaluator,
+    make_rows,
+    one_torch_thread,
+    tiny_model,
+    tokenizer,
+    write_shards,
+)
+from trainers.data import PairEncoder, normalize_columns
 from trainers.model import RewardModel
-from trainers.packing import pack_pairs, pad_pairs
+from trainers.packing import pack_pairs
 from trainers.train import TrainConfig, load_tokenizer, lr_at, main, run
 
 WORDS = ["x", "y", "total", "+", "-", "*", "return", "if", "for", "(", ")", "0", "1", "2", "i", "n", "=", ":", "\n"]
@@ -114,16 +120,7 @@ def test_checkpoint_loads_with_auto_model_and_gives_the_trainers_scores(overfit_
     assert "_attn_implementation" not in json.dumps(config)
     model = AutoModelForSequenceClassification.from_pretrained(output, num_labels=1).eval()
     assert model.score.weight.abs().sum() > 0 and model.score.bias is None
-
-    table, _ = evaluation_system_prompts(load_pairs(data), "data")
-    pairs, _ = PairEncoder(saved_tokenizer, 4096).encode(table)
-    batch = pad_pairs(pairs, saved_tokenizer.pad_token_id)
-    with torch.no_grad():
-        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, 0]
-    scores = pd.read_parquet(output / "eval" / "scores.parquet")
-    assert scores.index.name == "id" and list(scores.index) == table["id"].to_pylist()
-    assert torch.allclose(logits[0::2], torch.tensor(scores["chosen_score"].values, dtype=torch.float32), atol=1e-5)
-    assert torch.allclose(logits[1::2], torch.tensor(scores["rejected_score"].values, dtype=torch.float32), atol=1e-5)
+    assert_scores_match_the_evaluator(model, saved_tokenizer, data, "data", output / "eval" / "scores.parquet")
 
 
 def test_untied_lm_head_survives_the_round_trip(tmp_path, tokenizer):  # noqa: F811

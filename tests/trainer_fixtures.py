@@ -67,3 +67,23 @@ def tokenizer(tiny_model: Path):
     from trainers.train import load_tokenizer
 
     return load_tokenizer(tiny_model)
+
+
+def assert_scores_match_the_evaluator(model, tokenizer, data: Path, prompts: str, scores_file: Path) -> None:
+    """A loaded ``*ForSequenceClassification`` scores the pairs of ``data`` (padded, with ``prompts``
+    system prompts) as the evaluator did in ``scores_file``."""
+    import pandas as pd
+    import torch
+
+    from trainers.data import PairEncoder, evaluation_system_prompts, load_pairs
+    from trainers.packing import pad_pairs
+
+    table, _ = evaluation_system_prompts(load_pairs(str(data)), prompts)
+    pairs, _ = PairEncoder(tokenizer, 4096).encode(table)
+    batch = pad_pairs(pairs, tokenizer.pad_token_id)
+    with torch.no_grad():
+        logits = model.eval()(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, 0]
+    scores = pd.read_parquet(scores_file)
+    assert scores.index.name == "id" and list(scores.index) == table["id"].to_pylist()
+    assert torch.allclose(logits[0::2], torch.tensor(scores["chosen_score"].values, dtype=torch.float32), atol=1e-5)
+    assert torch.allclose(logits[1::2], torch.tensor(scores["rejected_score"].values, dtype=torch.float32), atol=1e-5)
