@@ -170,18 +170,28 @@ def evaluate(model_path: str | Path, data: str, output: str | Path, *, split: st
     """Score ``data`` with the reward model at ``model_path``; write and return the results."""
     from trainers.train import load_tokenizer
 
-    target = resolve_device(device)
-    output = Path(output)
     tokenizer = load_tokenizer(model_path)
     eval_set = load_eval_set(data, tokenizer, split=split, prompts=prompts, max_length=max_length,
                              template=template, skip_invalid=skip_invalid)
+    return evaluate_set(model_path, eval_set, output, pad_token_id=tokenizer.pad_token_id,
+                        micro_batch_tokens=micro_batch_tokens, device=device, dtype=dtype, attention=attention,
+                        backbone=backbone)
+
+
+def evaluate_set(model_path: str | Path, eval_set: EvalSet, output: str | Path, *, pad_token_id: int | None,
+                 micro_batch_tokens: int = 16384, device: str = "auto", dtype: str = "auto",
+                 attention: str = "auto", backbone: str = "auto") -> dict[str, Any]:
+    """Score pairs already read by :func:`load_eval_set` with the reward model at ``model_path``;
+    write and return the results (the trainer's final evaluation reuses the set it checked)."""
+    target = resolve_device(device)
+    output = Path(output)
     if eval_set.report.skipped:
         output.mkdir(parents=True, exist_ok=True)
         (output / "skipped.json").write_text(json.dumps(
             {reason: [str(i) for i in ids] for reason, ids in eval_set.report.skipped_ids.items()}, indent=2) + "\n")
     model = RewardModel.from_pretrained(model_path, backbone=backbone, dtype=_dtype(dtype, target),
                                         attn_implementation=choose_attention(attention, target),
-                                        pad_token_id=tokenizer.pad_token_id).to(target)
+                                        pad_token_id=pad_token_id).to(target)
     fall_back_to_padding(model, lambda problem: print(f"warning: {problem}", file=sys.stderr))
     scores, results = eval_set.results(*score_pairs(model, eval_set.pairs, micro_batch_tokens, target))
     write_results(output, scores, results)

@@ -43,7 +43,7 @@ from trainers.data import (
     load_pairs,
     write_report,
 )
-from trainers.evaluate import EvalSet, evaluate, load_eval_set, score_pairs
+from trainers.evaluate import EvalSet, evaluate_set, load_eval_set, score_pairs
 from trainers.loss import reward_loss
 from trainers.model import (
     RewardModel,
@@ -371,6 +371,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         pairs, report = prepare_training_pairs(cfg, tokenizer)
         eval_set = None
         if cfg.eval_data:  # read before training: bad evaluation data fails now, not after the last step
+            # (and read once: the final evaluation of the saved model scores this set too)
             eval_set = load_eval_set(cfg.eval_data, tokenizer, split=cfg.eval_split, prompts=cfg.eval_prompts,
                                      max_length=cfg.max_length, template=cfg.template)
         if context.is_main:
@@ -394,10 +395,9 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
                    "seconds": time.perf_counter() - started,
                    "final": result.history[-1] if result.history else None}
         if cfg.eval_data and context.is_main:
-            summary["eval"] = evaluate(output, cfg.eval_data, output / "eval", split=cfg.eval_split,
-                                       prompts=cfg.eval_prompts, max_length=cfg.max_length,
-                                       micro_batch_tokens=cfg.micro_batch_tokens, device=str(context.device),
-                                       template=cfg.template)["overall"]
+            summary["eval"] = evaluate_set(output, eval_set, output / "eval", pad_token_id=tokenizer.pad_token_id,
+                                           micro_batch_tokens=cfg.micro_batch_tokens,
+                                           device=str(context.device))["overall"]
         if context.is_main:
             (output / "train_summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
         return summary
