@@ -326,15 +326,17 @@ def disable_dropout(model: nn.Module) -> None:
     their config during the forward pass: all of those become 0 too, so the saved config says
     what training did.
     """
+    holders: dict[int, Any] = {}  # modules and their configs, each once (modules share configs)
     for module in model.modules():
         if isinstance(module, nn.Dropout):
             module.p = 0.0
-        holders = [module]
+        holders[id(module)] = module
         config = getattr(module, "config", None)
         if config is not None and not isinstance(config, dict):
-            holders += [config] + [getattr(config, key) for key in getattr(config, "sub_configs", {})
-                                   if getattr(config, key, None) is not None]
-        for holder in holders:
-            for name, value in list(vars(holder).items()):
-                if type(value) is float and value > 0 and any(part in name for part in _DROPOUT_NAMES):
-                    setattr(holder, name, 0.0)
+            for holder in [config] + [getattr(config, key, None) for key in getattr(config, "sub_configs", {})]:
+                if holder is not None:
+                    holders[id(holder)] = holder
+    for holder in holders.values():
+        for name, value in list(vars(holder).items()):
+            if type(value) is float and value > 0 and any(part in name for part in _DROPOUT_NAMES):
+                setattr(holder, name, 0.0)
