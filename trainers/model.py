@@ -299,8 +299,9 @@ def wrap_blocks(blocks: list[nn.Module], *, compile: bool = False, checkpoint: b
     Only ``forward`` is wrapped: module hooks, FSDP2's all-gathers among them, run outside both.
     """
     if (compile or checkpoint) and not blocks:
-        raise ValueError("the model names no repeated transformer blocks (_no_split_modules), so they cannot be "
-                         "compiled or checkpointed; pass --no-compile --no-gradient-checkpointing")
+        raise ValueError("found no repeated transformer blocks in the model (neither _no_split_modules nor a stack "
+                         "of same-class layers), so none can be compiled or checkpointed; pass --no-compile "
+                         "--no-gradient-checkpointing")
     for block in blocks:
         forward = block.forward
         if compile:
