@@ -5,7 +5,7 @@
 #   2. benchmarks/train_throughput.py: ours eager (the baseline, re-measured on the same card), then
 #      in order of promise: --compile without activation checkpointing (inductor's partitioner
 #      recomputes the cheap elementwise work itself, so no whole-block recomputation), --compile
-#      with checkpointing, Liger's kernels, --compile without checkpointing on 32k-token packs;
+#      with checkpointing, Liger's kernels without checkpointing, --compile without checkpointing on 32k-token packs;
 #      then TRL's RewardTrainer. Variants that no longer fit the time budget are skipped; TRL keeps
 #      its reserve, so every ratio printed is against TRL on the same card in the same run;
 #   3. benchmarks/profile_trainer.py on the compiled, uncheckpointed step, in the time left: where
@@ -14,9 +14,9 @@
 # The device image lacks trl, datasets (with dill, multiprocess) and liger-kernel; they travel as
 # wheels in .whl (ignored by git; `make device-wheels` downloads them):
 #
-#   device run: command "bash benchmarks/device_trainer.sh", carry [".whl"], timeout_s 560
+#   device run: command "bash benchmarks/device_trainer.sh", carry [".whl"], timeout_s 600
 #
-# About 9 minutes in all. Logs go to $OUT (the device tool brings that folder back). Extra
+# About 9.5 minutes in all. Logs go to $OUT (the device tool brings that folder back). Extra
 # arguments go to the benchmark: `bash benchmarks/device_trainer.sh --smoke` is a CPU dry run.
 set -uo pipefail
 OUT=${OUT:-/tmp/device-trainer}
@@ -27,16 +27,16 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH="/tmp/site:$PWD"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 
-timeout 75 python3 -m pytest -q -p no:cacheprovider tests/test_trainer_gpu.py 2>&1 | tee "$OUT/gpu-tests.log"
+timeout 60 python3 -m pytest -q -p no:cacheprovider tests/test_trainer_gpu.py 2>&1 | tee "$OUT/gpu-tests.log"
 
-timeout 370 python3 benchmarks/train_throughput.py --time-budget 360 --trl-reserve 130 --side-timeout 150 \
+timeout 440 python3 benchmarks/train_throughput.py --time-budget 430 --trl-reserve 125 --side-timeout 150 \
     --summary "$OUT/throughput.json" \
     --ours-variant= \
     "--ours-variant=--compile --no-gradient-checkpointing --micro-batch-tokens 16384" \
     --ours-variant=--compile \
-    --ours-variant=--liger \
+    "--ours-variant=--liger --no-gradient-checkpointing --micro-batch-tokens 16384" \
     "--ours-variant=--compile --no-gradient-checkpointing --micro-batch-tokens 32768" \
     "$@" 2>&1 | tee "$OUT/throughput.log"
 
-timeout 70 python3 benchmarks/profile_trainer.py --compile --no-gradient-checkpointing --micro-batch-tokens 16384 \
+timeout 60 python3 benchmarks/profile_trainer.py --compile --no-gradient-checkpointing --micro-batch-tokens 16384 \
     --steps 2 "$@" 2>&1 | tee "$OUT/profile.log"
