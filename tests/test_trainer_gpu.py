@@ -62,9 +62,11 @@ def test_compiled_blocks_train_like_eager_ones_on_the_gpu(tmp_path, tiny_model):
                         epochs=2, lr=2e-3, final_lr=2e-4, micro_batch_tokens=300, device="cuda", **options))
         return [json.loads(line) for line in Path(tmp_path / name / "log.jsonl").read_text().splitlines()]
 
-    eager = train("eager")
+    eager = train("eager", compile=False, liger="off")
     counters.clear()
-    compiled = train("compiled", compile=True)
+    compiled = train("compiled")  # the default on a GPU, also where Liger is installed
+    summary = json.loads((tmp_path / "compiled" / "train_summary.json").read_text())
+    assert summary["compiled"] is True and summary["compile_problem"] is None and summary["liger"] is False
     assert len(compiled) == 6
     for before, after in zip(eager, compiled, strict=True):
         for key in ("loss", "preference_loss", "lm_loss"):

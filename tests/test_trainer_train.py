@@ -24,7 +24,8 @@ from tests.trainer_fixtures import (  # noqa: F401
 from trainers.data import PairEncoder, normalize_columns
 from trainers.model import RewardModel
 from trainers.packing import pack_pairs
-from trainers.train import TrainConfig, load_tokenizer, lr_at, main, run
+from trainers import model as model_module
+from trainers.train import TrainConfig, choose_kernels, load_tokenizer, lr_at, main, run
 
 WORDS = ["x", "y", "total", "+", "-", "*", "return", "if", "for", "(", ")", "0", "1", "2", "i", "n", "=", ":", "\n"]
 
@@ -193,6 +194,9 @@ def test_checkpointed_and_compiled_blocks_train_like_plain_ones(tmp_path, tiny_m
     counters.clear()
     compiled = train("compiled", gradient_checkpointing=True, compile=True)
     assert len(plain) == 4 and plain[0]["tokens"] != plain[1]["tokens"]  # packs of several lengths
+    compiled_flags = {name: json.loads((tmp_path / name / "train_summary.json").read_text())["compiled"]
+                      for name in ("plain", "compiled")}
+    assert compiled_flags == {"plain": False, "compiled": True}  # a CPU run compiles only when told to
     for variant in (checkpointed, compiled):
         for before, after in zip(plain, variant, strict=True):
             for key in ("loss", "preference_loss", "lm_loss", "grad_norm"):
@@ -202,6 +206,71 @@ def test_checkpointed_and_compiled_blocks_train_like_plain_ones(tmp_path, tiny_m
     # the first call), and the LM loss's softmax. Each was compiled once for packs of every
     # length; a recompile per shape would make --compile slower than eager.
     assert 2 <= counters["stats"]["unique_graphs"] <= 6, {k: dict(v) for k, v in counters.items()}
+
+
+@pytest.mark.parametrize(("device", "compile", "liger", "chosen"), [
+    ("cpu", None, "auto", (False, False)),  # CPU: eager blocks, no Liger
+    ("cuda", None, "auto", (True, False)),  # GPU: compiled blocks, which beat Liger's kernels
+    ("cuda", None, "on", (False, True)),  # Liger asked for: eager blocks (dynamo cannot trace Liger)
+    ("cuda", False, "auto", (False, True)),  # eager blocks asked for: Liger's kernels when installed
+    ("cpu", True, "off", (True, False)),
+])
+def test_a_gpu_run_compiles_its_blocks_unless_told_otherwise(device, compile, liger, chosen):
+    cfg = TrainConfig(data=[], model="m", output="o", compile=compile, liger=liger)
+    assert choose_kernels(cfg, torch.device(device)) == chosen
+
+
+def test_compile_and_liger_on_together_are_refused(tmp_path, tiny_model, capsys):  # noqa: F811
+    data = write_shards(tmp_path / "pairs", random_rows(4, seed=1))
+    code = main(["--data", str(data), "--model", str(tiny_model), "--output", str(tmp_path / "rm"),
+                 "--compile", "--liger", "on"])
+    assert code == 2
+    assert "--compile and --liger on exclude each other" in capsys.readouterr().err
+
+
+def _failing_compiler(graph, example_inputs):
+    raise RuntimeError("this compiler has no code generator")
+
+
+def test_a_compile_that_fails_is_an_error_when_asked_for(tmp_path, tiny_model, monkeypatch, capsys):  # noqa: F811
+    monkeypatch.setattr(model_module, "COMPILE_BACKEND", _failing_compiler)
+    data = write_shards(tmp_path / "pairs", random_rows(4, seed=1))
+    code = main(["--data", str(data), "--model", str(tiny_model), "--output", str(tmp_path / "rm"), "--compile"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "torch.compile cannot compile the blocks of Qwen3Model" in err
+    assert "this compiler has no code generator); train without --compile" in err
+    assert not (tmp_path / "rm" / "model.safetensors").exists()
+
+
+def test_a_compile_that_fails_by_default_falls_back_to_eager_blocks(tiny_model, tokenizer, monkeypatch):  # noqa: F811
+    """What a GPU run does when dynamo or inductor cannot take a model: say why, train eagerly."""
+    import contextlib
+
+    from trainers.compilecheck import compile_or_fall_back
+    from trainers.distributed import transformer_blocks
+    from trainers.model import _checkpointed, wrap_blocks
+
+    monkeypatch.setattr(model_module, "COMPILE_BACKEND", _failing_compiler)
+    plain = RewardModel.from_pretrained(tiny_model)
+    torch.nn.init.normal_(plain.score.weight, std=0.5)
+    model = RewardModel.from_pretrained(tiny_model)
+    model.load_state_dict(plain.state_dict())
+    blocks = transformer_blocks(model.transformer())
+    wrap_blocks(blocks, compile=True, checkpoint=True)
+    model.fuse_lm_loss = True
+    reports: list[str] = []
+    problem = compile_or_fall_back(model, blocks, checkpoint=True, autocast=contextlib.nullcontext(),
+                                   required=False, report=reports.append)
+    assert problem.startswith("torch.compile cannot compile the blocks of Qwen3Model (BackendCompilerFailed: ")
+    assert reports == [f"{problem}; training with eager blocks"]
+    assert not model.fuse_lm_loss
+    for block in blocks:  # checkpointed as asked, around the class's own forward
+        assert block.forward.func is _checkpointed and block.forward.args[0] == type(block).forward.__get__(block)
+    assert all(parameter.grad is None for parameter in model.parameters())  # the probe left no gradients
+    pairs, _ = PairEncoder(tokenizer, 256).encode(normalize_columns(pa.Table.from_pylist(make_rows(3)), "inline"))
+    batch = pack_pairs(pairs)
+    assert torch.allclose(model(batch).rewards, plain(batch).rewards, atol=1e-5)
 
 
 def test_checkpointing_keeps_only_block_inputs_for_backward(tokenizer):  # noqa: F811

@@ -8,6 +8,7 @@
 * :mod:`trainers.model`: backbone + scalar head, saved as ``*ForSequenceClassification``;
   compiled and checkpointed blocks.
 * :mod:`trainers.packcheck`: whether a model computes packs exactly (else padded batches).
+* :mod:`trainers.compilecheck`: whether torch.compile takes a model's blocks (else eager ones).
 * :mod:`trainers.seqcls`: the ``*ForSequenceClassification`` class a reward model is saved as.
 * :mod:`trainers.distributed`: FSDP2 under torchrun (or one process).
 * :mod:`trainers.checkpoint`: resumable checkpoints.

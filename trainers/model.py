@@ -283,6 +283,11 @@ def apply_liger_kernels(model: RewardModel) -> bool:
     return True
 
 
+# The torch.compile backend of the blocks; a test puts a failing compiler here.
+COMPILE_BACKEND: Any = "inductor"
+_PLAIN_FORWARD = "_codeprefs_plain_forward"  # where a wrapped block keeps its forward from before
+
+
 def wrap_blocks(blocks: list[nn.Module], *, compile: bool = False, checkpoint: bool = False) -> None:
     """Compile each transformer block's ``forward``, recompute its activations in backward, or both.
 
@@ -297,18 +302,32 @@ def wrap_blocks(blocks: list[nn.Module], *, compile: bool = False, checkpoint: b
     so that it works the same on every transformers version.
 
     Only ``forward`` is wrapped: module hooks, FSDP2's all-gathers among them, run outside both.
+    Wrapping again replaces the earlier wrapping.
     """
     if (compile or checkpoint) and not blocks:
         raise ValueError("found no repeated transformer blocks in the model (neither _no_split_modules nor a stack "
                          "of same-class layers), so none can be compiled or checkpointed; pass --no-compile "
                          "--no-gradient-checkpointing")
     for block in blocks:
+        unwrap_block(block)
+        vars(block)[_PLAIN_FORWARD] = vars(block).get("forward")  # None: the class's own
         forward = block.forward
         if compile:
-            forward = torch.compile(forward, dynamic=True)
+            forward = torch.compile(forward, dynamic=True, backend=COMPILE_BACKEND)
         if checkpoint:
             forward = functools.partial(_checkpointed, forward)
         block.forward = forward
+
+
+def unwrap_block(block: nn.Module) -> None:
+    """Undo :func:`wrap_blocks` on one block: its ``forward`` from before again."""
+    if _PLAIN_FORWARD not in vars(block):
+        return
+    plain = vars(block).pop(_PLAIN_FORWARD)
+    if plain is None:
+        vars(block).pop("forward", None)
+    else:
+        block.forward = plain
 
 
 def _checkpointed(forward: Any, *args: Any, **kwargs: Any) -> Any:

@@ -42,17 +42,8 @@ def packing_problem(model: torch.nn.Module) -> str | None:
     """Why padding-free packs would change ``model``'s outputs (a :class:`RewardModel`), or None."""
     parameter = next(model.parameters())
     device, dtype = parameter.device, parameter.dtype
-    vocab = model.backbone.get_input_embeddings().num_embeddings
     rng = np.random.default_rng(0)
-
-    def pair(prompt: int, chosen: int, rejected: int) -> EncodedPair:
-        ids = [rng.integers(0, vocab, n).astype(np.int32) for n in (prompt, chosen, rejected)]
-        if model.pad_token_id is not None:  # keep the pad id out: some embeddings zero it
-            for part in ids:
-                part[part == model.pad_token_id] = (model.pad_token_id + 1) % vocab
-        return EncodedPair(0, *ids)
-
-    first, second, probe = pair(4, 5, 3), pair(4, 5, 3), pair(6, 7, 5)
+    first, second, probe = (random_pair(model, rng, *lengths) for lengths in ((4, 5, 3), (4, 5, 3), (6, 7, 5)))
     start = first.num_tokens
     low_precision = device.type == "cuda" or dtype in (torch.bfloat16, torch.float16)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
@@ -79,6 +70,17 @@ def packing_problem(model: torch.nn.Module) -> str | None:
         return (f"{type(model.transformer()).__name__} computes a sequence differently at another place in "
                 "a pack (its positions do not restart with each sequence)")
     return None
+
+
+def random_pair(model: torch.nn.Module, rng: np.random.Generator, prompt: int, chosen: int,
+                rejected: int) -> EncodedPair:
+    """A pair of random token ids (never the pad id: some embeddings zero it) for probing ``model``."""
+    vocab = model.backbone.get_input_embeddings().num_embeddings
+    ids = [rng.integers(0, vocab, n).astype(np.int32) for n in (prompt, chosen, rejected)]
+    if model.pad_token_id is not None:
+        for part in ids:
+            part[part == model.pad_token_id] = (model.pad_token_id + 1) % vocab
+    return EncodedPair(0, *ids)
 
 
 def fall_back_to_padding(model: torch.nn.Module, report: Callable[[str], None]) -> str | None:

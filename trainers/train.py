@@ -34,6 +34,7 @@ import torch
 
 from trainers import checkpoint, distributed
 from trainers.attention import choose_attention
+from trainers.compilecheck import compile_or_fall_back
 from trainers.data import (
     DataError,
     DataReport,
@@ -90,8 +91,10 @@ class TrainConfig:
     device: str = "auto"
     attention: str = "auto"
     gradient_checkpointing: bool = True
-    compile: bool = False  # torch.compile each transformer block and the LM loss's elementwise work
-    liger: str = "auto"  # auto (when installed, on GPU) | on | off
+    # torch.compile each transformer block and the LM loss's elementwise work (None: on a GPU,
+    # unless --liger on; a model the compiler fails on then trains with eager blocks)
+    compile: bool | None = None
+    liger: str = "auto"  # auto (when installed, on GPU, blocks not compiled) | on | off
     save_every: int = 0  # steps between checkpoints (0: only the final model)
     keep_checkpoints: int = 2
     resume: str | None = None  # a checkpoint folder or "latest"
@@ -109,6 +112,8 @@ class FitResult:
     left_out_per_epoch: int = 0  # pairs of a last partial batch too small to deal to every rank
     packed: bool = True  # padding-free packs (else padded batches)
     packing_problem: str | None = None  # why a causal model could not take packs
+    compiled: bool = False  # the blocks ran through torch.compile
+    compile_problem: str | None = None  # why compiling by default was given up
     attention: str | None = None  # the attention implementation the model trained with
     history: list[dict[str, Any]] = field(default_factory=list)
 
@@ -206,6 +211,22 @@ def _log(line: dict[str, Any], path: Path | None) -> None:
 
 # -- the loop ---------------------------------------------------------------------------------------
 
+def choose_kernels(cfg: TrainConfig, device: torch.device) -> tuple[bool, bool]:
+    """(compile the blocks, use Liger's kernels) for a run of ``cfg`` on ``device``.
+
+    Both fuse the same small kernels (RMSNorm, RoPE, SwiGLU, the LM loss); on an H200 compiled
+    blocks train 1.6x faster than Liger's and Liger's Triton functions stop dynamo, so a GPU run
+    compiles unless told ``--liger on`` and uses Liger (when installed) only with eager blocks.
+    """
+    if cfg.compile and cfg.liger == "on":
+        raise ValueError("--compile and --liger on exclude each other: torch.compile cannot trace Liger's "
+                         "kernels; pick one (--compile alone is the faster)")
+    cuda = device.type == "cuda"
+    compile = cfg.compile if cfg.compile is not None else (cuda and cfg.liger != "on")
+    liger = cfg.liger == "on" or (cfg.liger == "auto" and cuda and not compile)
+    return compile, liger
+
+
 def fit(cfg: TrainConfig, model: RewardModel, pairs: Sequence[EncodedPair], context: distributed.Context,
         tokenizer: Any = None, resume_state: dict[str, Any] | None = None,
         on_step: Callable[[dict[str, Any]], None] | None = None, save: bool = True,
@@ -221,7 +242,8 @@ def fit(cfg: TrainConfig, model: RewardModel, pairs: Sequence[EncodedPair], cont
     if with_lm and not model.has_lm_head:
         raise ValueError("the model has no LM head (untied and not saved); pass --lm-coef 0")
     bf16 = device.type == "cuda"
-    use_liger(cfg.liger == "on" or (cfg.liger == "auto" and bf16))  # the LM term's kernel, if installed
+    compile, liger = choose_kernels(cfg, device)
+    use_liger(liger)  # the LM term's fused kernel, if installed
     disable_dropout(model)
     model.to(device)
 
@@ -231,12 +253,16 @@ def fit(cfg: TrainConfig, model: RewardModel, pairs: Sequence[EncodedPair], cont
 
     packing_problem = fall_back_to_padding(model, warn)
     blocks = distributed.transformer_blocks(model.transformer())
-    wrap_blocks(blocks, compile=cfg.compile, checkpoint=cfg.gradient_checkpointing)
-    model.fuse_lm_loss = cfg.compile
-    model = distributed.shard(model, blocks, context, bf16)
+    wrap_blocks(blocks, compile=compile, checkpoint=cfg.gradient_checkpointing)
+    model.fuse_lm_loss = compile
     model.train()
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 and not context.grouped \
         else contextlib.nullcontext()
+    model = distributed.shard(model, blocks, context, bf16)
+    compile_problem = None
+    if compile:  # after sharding: FSDP's bf16 compute is what the compiled blocks get in training
+        compile_problem = compile_or_fall_back(model, blocks, checkpoint=cfg.gradient_checkpointing,
+                                               autocast=autocast, required=bool(cfg.compile), report=warn)
 
     optimizer = build_optimizer(model, cfg, device)
     order = StepOrder(len(pairs), cfg.global_batch, cfg.seed, context.world_size)
@@ -258,7 +284,8 @@ def fit(cfg: TrainConfig, model: RewardModel, pairs: Sequence[EncodedPair], cont
         log_path.write_text("".join(line + "\n" for line in kept))
     pad_id = model.pad_token_id if model.pad_token_id is not None else 0
     result = FitResult(steps=total_steps, left_out_per_epoch=order.left_out_per_epoch, packed=model.packs,
-                       packing_problem=packing_problem, attention=model.transformer().config._attn_implementation)
+                       packing_problem=packing_problem, compiled=compile and compile_problem is None,
+                       compile_problem=compile_problem, attention=model.transformer().config._attn_implementation)
 
     for step in range(start, total_steps):
         started = time.perf_counter()
@@ -379,7 +406,8 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
             write_report(report, output / "data_report.json")
         model = RewardModel.from_pretrained(source, backbone=cfg.backbone, attn_implementation=attention,
                                             pad_token_id=tokenizer.pad_token_id)
-        liger = cfg.liger != "off" and context.device.type == "cuda" and apply_liger_kernels(model)
+        liger = (choose_kernels(cfg, context.device)[1] and context.device.type == "cuda"
+                 and apply_liger_kernels(model))
         started = time.perf_counter()
         result = fit(cfg, model, pairs, context, tokenizer=tokenizer, resume_state=resume_state,
                      eval_set=eval_set if cfg.eval_every else None)
@@ -391,6 +419,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
                    "world_size": context.world_size, "steps": result.steps,
                    "left_out_per_epoch": result.left_out_per_epoch,
                    "batches": "packed" if result.packed else "padded", "packing_problem": result.packing_problem,
+                   "compiled": result.compiled, "compile_problem": result.compile_problem,
                    "resumed_from_step": resume_state["step"] if resume_state else 0,
                    "seconds": time.perf_counter() - started,
                    "final": result.history[-1] if result.history else None}
@@ -443,7 +472,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, RayLaunc
     parser.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction,
                         default=defaults["gradient_checkpointing"])
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=defaults["compile"],
-                        help="torch.compile each transformer block (one-off compile time, faster steps)")
+                        help="torch.compile each transformer block: a one-off compile, then faster steps "
+                             "(default: on a GPU, unless --liger on)")
     parser.add_argument("--ray-workers", type=int, default=None,
                         help="train as a Ray Train job with this many workers (ranks) instead of in this process")
     parser.add_argument("--ray-address", default=None, help="the Ray cluster (default: RAY_ADDRESS, else local)")
