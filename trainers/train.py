@@ -388,6 +388,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         output = Path(cfg.output)
         output.mkdir(parents=True, exist_ok=True)
         attention = choose_attention(cfg.attention, context.device)
+        liger = choose_kernels(cfg, context.device)[1]  # (a contradiction fails here, before any loading)
         source: str | Path = cfg.model
         resume_state = None
         if cfg.resume:
@@ -406,8 +407,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
             write_report(report, output / "data_report.json")
         model = RewardModel.from_pretrained(source, backbone=cfg.backbone, attn_implementation=attention,
                                             pad_token_id=tokenizer.pad_token_id)
-        liger = (choose_kernels(cfg, context.device)[1] and context.device.type == "cuda"
-                 and apply_liger_kernels(model))
+        liger = liger and context.device.type == "cuda" and apply_liger_kernels(model)
         started = time.perf_counter()
         result = fit(cfg, model, pairs, context, tokenizer=tokenizer, resume_state=resume_state,
                      eval_set=eval_set if cfg.eval_every else None)
