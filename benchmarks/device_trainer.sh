@@ -16,10 +16,10 @@
 # The device image lacks trl, datasets (with dill, multiprocess) and liger-kernel; they travel as
 # wheels in .whl (ignored by git; `make device-wheels` downloads them):
 #
-#   device run: command "bash benchmarks/device_trainer.sh", carry [".whl"], timeout_s 600
+#   device run: command "bash benchmarks/device_trainer.sh", carry [".whl"], timeout_s 520
 #
-# About 9.5 minutes in all. Logs go to $OUT (the device tool brings that folder back). Extra
-# arguments go to the benchmark: `bash benchmarks/device_trainer.sh --smoke` is a CPU dry run.
+# At most 8 minutes in all (the limit). Logs go to $OUT (the device tool brings that folder
+# back). Extra arguments go to the benchmark: `bash benchmarks/device_trainer.sh --smoke` is a CPU dry run.
 set -uo pipefail
 OUT=${OUT:-/tmp/device-trainer}
 mkdir -p "$OUT"
@@ -29,9 +29,9 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH="/tmp/site:$PWD"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 
-timeout 75 python3 -m pytest -q -p no:cacheprovider tests/test_trainer_gpu.py 2>&1 | tee "$OUT/gpu-tests.log"
+timeout 70 python3 -m pytest -q -p no:cacheprovider tests/test_trainer_gpu.py 2>&1 | tee "$OUT/gpu-tests.log"
 
-timeout 430 python3 benchmarks/train_throughput.py --time-budget 420 --trl-reserve 125 --side-timeout 150 \
+timeout 345 python3 benchmarks/train_throughput.py --time-budget 340 --trl-reserve 125 --side-timeout 150 \
     --summary "$OUT/throughput.json" \
     --ours-variant=--no-compile \
     "--ours-variant=--compile --no-gradient-checkpointing --micro-batch-tokens 131072" \
@@ -40,5 +40,5 @@ timeout 430 python3 benchmarks/train_throughput.py --time-budget 420 --trl-reser
     "--ours-variant=--compile --no-gradient-checkpointing --micro-batch-tokens 32768" \
     "$@" 2>&1 | tee "$OUT/throughput.log"
 
-timeout 60 python3 benchmarks/profile_trainer.py --compile --no-gradient-checkpointing --micro-batch-tokens 32768 \
+timeout 50 python3 benchmarks/profile_trainer.py --compile --no-gradient-checkpointing --micro-batch-tokens 32768 \
     --steps 2 "$@" 2>&1 | tee "$OUT/profile.log"
