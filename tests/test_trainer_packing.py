@@ -202,6 +202,33 @@ def test_varlen_wrapper_adapts_to_the_kernel_signature(tiny_model, tokenizer, mo
     assert results[0].lm_weighted_sum.item() == pytest.approx(results[1].lm_weighted_sum.item(), rel=1e-5)
 
 
+def test_packed_attention_computes_float32_inputs_in_autocasts_dtype(monkeypatch):
+    """RoPE may hand q and k over in float32; under autocast both packed backends compute in its
+    dtype (the varlen kernel takes nothing else), outside it in the inputs' own."""
+    import trainers.attention as attention
+
+    seen = []
+
+    @functools.wraps(_varlen_with_window)  # the wrapper reads the kernel's signature
+    def kernel(query, key, value, *args, **kwargs):
+        seen.append({query.dtype, key.dtype, value.dtype})
+        return _varlen_with_window(query, key, value, *args, **kwargs)
+
+    monkeypatch.setattr(attention, "_torch_varlen", lambda: kernel)
+    monkeypatch.setattr(attention, "_VARLEN", attention._varlen_setup())
+    torch.manual_seed(0)
+    query, key, value = torch.randn(1, 4, 7, 16), torch.randn(1, 2, 7, 16), torch.randn(1, 2, 7, 16)
+    bounds = torch.tensor([0, 3, 7])
+    packed = {"cu_seq_lens_q": bounds, "cu_seq_lens_k": bounds, "max_length_q": 4, "max_length_k": 4}
+    for forward in (attention.varlen_attention_forward, attention.segmented_attention_forward):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low, _ = forward(torch.nn.Module(), query, key, value, None, **packed)
+        full, _ = forward(torch.nn.Module(), query, key, value, None, **packed)
+        assert (low.dtype, full.dtype) == (torch.bfloat16, torch.float32)
+        assert torch.allclose(low.float(), full, atol=5e-2)
+    assert seen == [{torch.bfloat16}, {torch.float32}]
+
+
 @torch.library.custom_op("codeprefs_test::varlen_attn", mutates_args=())
 def _opaque_varlen(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, cu_seq_q: torch.Tensor,
                    cu_seq_k: torch.Tensor, max_q: int, max_k: int, scale: float | None,

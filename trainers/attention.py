@@ -126,9 +126,7 @@ def varlen_attention_forward(module: torch.nn.Module, query: torch.Tensor, key: 
     if _VARLEN is None:
         raise RuntimeError("this torch has no torch.nn.attention.varlen; use --attention segments")
     q, k, v = (t.transpose(1, 2).squeeze(0).contiguous() for t in (query, key, value))  # [T, heads, dim]
-    if q.dtype == torch.float32 and torch.is_autocast_enabled(q.device.type):
-        dtype = torch.get_autocast_dtype(q.device.type)
-        q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
+    q, k, v = _in_autocast_dtype(q, k, v)
     groups = q.shape[1] // k.shape[1]
     extra: dict[str, Any] = {}
     if groups > 1:
@@ -157,14 +155,23 @@ def segmented_attention_forward(module: torch.nn.Module, query: torch.Tensor, ke
     groups = query.shape[1] // key.shape[1]
     if groups > 1:
         key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
-    if query.dtype == torch.float32 and torch.is_autocast_enabled(query.device.type):
-        dtype = torch.get_autocast_dtype(query.device.type)
-        query, key, value = query.to(dtype), key.to(dtype), value.to(dtype)
+    query, key, value = _in_autocast_dtype(query, key, value)
     lengths = cu_seqlens.diff().tolist()
     parts = [_causal_attention(q, k, v, scaling, sliding_window)
              for q, k, v in zip(query.split(lengths, dim=2), key.split(lengths, dim=2), value.split(lengths, dim=2),
                                 strict=True)]
     return torch.cat(parts, dim=2).transpose(1, 2).contiguous(), None
+
+
+def _in_autocast_dtype(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Float32 attention inputs in autocast's dtype when autocast is on: a model's RoPE can hand
+    them over in float32, the varlen kernel takes only half precision, and autocast has no rule
+    for it (nor for our per-sequence loop's inputs)."""
+    device = tensors[0].device.type
+    if tensors[0].dtype != torch.float32 or not torch.is_autocast_enabled(device):
+        return tensors
+    dtype = torch.get_autocast_dtype(device)
+    return tuple(tensor.to(dtype) for tensor in tensors)
 
 
 def _causal_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scaling: float | None,
