@@ -21,10 +21,10 @@ from tests.trainer_fixtures import (  # noqa: F401
     tokenizer,
     write_shards,
 )
+from trainers import model as model_module
 from trainers.data import PairEncoder, normalize_columns
 from trainers.model import RewardModel
 from trainers.packing import pack_pairs
-from trainers import model as model_module
 from trainers.train import TrainConfig, choose_kernels, load_tokenizer, lr_at, main, run
 
 WORDS = ["x", "y", "total", "+", "-", "*", "return", "if", "for", "(", ")", "0", "1", "2", "i", "n", "=", ":", "\n"]
