@@ -25,7 +25,6 @@ import torch
 
 from trainers.model import RewardModel, wrap_blocks
 from trainers.packcheck import random_pair
-from trainers.packing import pack_pairs, pad_pairs
 
 
 def compile_problem(model: RewardModel, autocast: contextlib.AbstractContextManager) -> str | None:
@@ -33,8 +32,7 @@ def compile_problem(model: RewardModel, autocast: contextlib.AbstractContextMana
     device = next(model.parameters()).device
     rng = np.random.default_rng(1)
     pairs = [random_pair(model, rng, 5, 6, 4), random_pair(model, rng, 7, 3, 5)]
-    pad_id = model.pad_token_id if model.pad_token_id is not None else 0
-    batch = (pack_pairs(pairs) if model.packs else pad_pairs(pairs, pad_id)).to(device)
+    batch = model.batch(pairs).to(device)
     try:
         with autocast:
             rewards = model(batch, with_lm=False).rewards

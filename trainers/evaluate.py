@@ -39,7 +39,7 @@ from trainers.data import DataError, DataReport, EncodedPair, PairEncoder, evalu
 from trainers.distributed import Context, all_reduce_max, gather_objects, resolve_device
 from trainers.model import RewardModel
 from trainers.packcheck import fall_back_to_padding
-from trainers.packing import batch_cost, pack_by_budget, pack_pairs, pad_pairs
+from trainers.packing import batch_cost, pack_by_budget
 
 SCORE_COLUMNS = ("id", "chosen_score", "rejected_score", "correct", "score_diff", "language", "aspect", "subset")
 
@@ -54,7 +54,6 @@ def score_pairs(model: RewardModel, pairs: Sequence[EncodedPair], micro_batch_to
     must match; a rank with fewer rescores its first batch) and every rank gets all the scores.
     """
     ranks, rank = (context.world_size, context.rank) if context is not None and context.grouped else (1, 0)
-    pad_id = model.pad_token_id if model.pad_token_id is not None else 0
     mine = list(range(rank, len(pairs), ranks))
     groups = pack_by_budget(mine, [batch_cost(pairs[i], model.packs) for i in mine], micro_batch_tokens)
     passes = all_reduce_max(len(groups), context) if ranks > 1 else len(groups)
@@ -66,7 +65,7 @@ def score_pairs(model: RewardModel, pairs: Sequence[EncodedPair], micro_batch_to
         for k in range(passes):
             group = groups[k] if k < len(groups) else (groups[0] if groups else [0])
             members = [pairs[i] for i in group]
-            batch = (pack_pairs(members) if model.packs else pad_pairs(members, pad_id)).to(device)
+            batch = model.batch(members).to(device)
             rewards = model(batch).rewards.double().cpu().numpy()
             if k < len(groups):
                 chosen[group], rejected[group] = rewards[0::2], rewards[1::2]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,9 @@ from torch import nn
 
 from trainers.attention import SEGMENTS, VARLEN
 from trainers.attention import register as register_attention
+from trainers.data import EncodedPair
 from trainers.loss import linear_cross_entropy
-from trainers.packing import Batch
+from trainers.packing import Batch, pack_pairs, pad_pairs
 from trainers.seqcls import REWARD_CODE_FILE, sequence_classification_class
 
 LM_HEAD_FILE = "lm_head.safetensors"
@@ -166,6 +168,12 @@ class RewardModel(nn.Module):
         return self.backbone if self.kind == "causal" else self.classifier
 
     # -- forward -------------------------------------------------------------------------------
+    def batch(self, pairs: Sequence[EncodedPair]) -> Batch:
+        """``pairs`` the way this model takes them: one padding-free pack, or padded rows."""
+        if self.packs:
+            return pack_pairs(pairs)
+        return pad_pairs(pairs, self.pad_token_id if self.pad_token_id is not None else 0)
+
     def forward(self, batch: Batch, with_lm: bool = False) -> RewardOutput:
         if self.kind == "encoder":
             if batch.packed:

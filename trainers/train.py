@@ -54,7 +54,7 @@ from trainers.model import (
     wrap_blocks,
 )
 from trainers.packcheck import fall_back_to_padding
-from trainers.packing import batch_cost, pack_pairs, pad_pairs, plan_step
+from trainers.packing import batch_cost, plan_step
 
 
 @dataclass
@@ -282,7 +282,6 @@ def fit(cfg: TrainConfig, model: RewardModel, pairs: Sequence[EncodedPair], cont
     if log_path is not None and log_path.exists():  # keep the lines of the steps before ``start``
         kept = [line for line in log_path.read_text().splitlines() if json.loads(line)["step"] <= start]
         log_path.write_text("".join(line + "\n" for line in kept))
-    pad_id = model.pad_token_id if model.pad_token_id is not None else 0
     result = FitResult(steps=total_steps, left_out_per_epoch=order.left_out_per_epoch, packed=model.packs,
                        packing_problem=packing_problem, compiled=compile and compile_problem is None,
                        compile_problem=compile_problem, attention=model.transformer().config._attn_implementation)
@@ -297,7 +296,7 @@ def fit(cfg: TrainConfig, model: RewardModel, pairs: Sequence[EncodedPair], cont
         pairs_seen = tokens_seen = slots_seen = 0
         for micro in micro_batches:
             chosen = [pairs[i] for i in micro]
-            batch = (pack_pairs(chosen) if model.packs else pad_pairs(chosen, pad_id)).to(device)
+            batch = model.batch(chosen).to(device)
             with autocast:
                 output = model(batch, with_lm=with_lm)
                 terms = reward_loss(output.rewards, output.lm_weighted_sum, cfg.lm_coef, cfg.magnitude_coef)
