@@ -21,7 +21,7 @@ from pipelines.synthesis.pairs import (
     SolutionSynthesizer,
     ToolchainMissing,
 )
-from pipelines.synthesis.sandbox import Limits, detect_isolation
+from pipelines.synthesis.sandbox import Limits, detect_isolation, memory_limit_mode
 from pipelines.synthesis.settings import SynthesisPlan
 
 FAST = SandboxSettings(limits=RunLimits(run=Limits(wall_s=3, cpu_s=3, output_kb=256)))
@@ -94,6 +94,12 @@ def test_solutions_that_fail_their_own_tests_are_dropped_with_the_reason():
 @pytest.mark.parametrize("solution, reason", [
     ("    while True:\n        pass\n", "solution_timeout"),
     ("    while True:\n        print('spam' * 100)\n", "solution_limit_exceeded"),
+    pytest.param("    import mmap\n    size = 3 * 1024 ** 3\n"
+                 "    block = mmap.mmap(-1, size, flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)\n"
+                 "    for offset in range(0, size, mmap.PAGESIZE):\n        block[offset] = 1\n"
+                 "    return max(x, 0)\n", "solution_limit_exceeded", id="3GiB-shared-mapping",
+                 marks=pytest.mark.skipif(memory_limit_mode() == "rlimit",
+                                          reason="needs a memory cgroup")),
     ("    import os\n    os.fork() or os.fork()\n    return max(x, 0)\n", None),
 ])
 def test_hostile_solutions_are_contained_and_counted(solution, reason):

@@ -21,7 +21,7 @@ class Verdict(StrEnum):
     PASSED = "passed"
     FAILED = "failed"  # non-zero exit, failed assertion, crash
     TIMEOUT = "timeout"  # wall-clock or CPU limit
-    LIMIT_EXCEEDED = "limit_exceeded"  # output or file-size limit
+    LIMIT_EXCEEDED = "limit_exceeded"  # memory, output or file-size limit
     COMPILE_ERROR = "compile_error"
     COMPILE_TIMEOUT = "compile_timeout"
     TOOLCHAIN_ERROR = "toolchain_error"  # a command could not start
@@ -51,7 +51,8 @@ def classify(results: list[StepResult]) -> Outcome:
     verdict = {
         "ok": Verdict.PASSED, "exit": Verdict.FAILED, "signal": Verdict.FAILED,
         "timeout": Verdict.TIMEOUT, "cpu_limit": Verdict.TIMEOUT,
-        "output_limit": Verdict.LIMIT_EXCEEDED, "file_limit": Verdict.LIMIT_EXCEEDED,
+        "memory_limit": Verdict.LIMIT_EXCEEDED, "output_limit": Verdict.LIMIT_EXCEEDED,
+        "file_limit": Verdict.LIMIT_EXCEEDED,
     }.get(run.status, Verdict.FAILED)
     return Outcome(verdict, run.wall_s, "" if verdict == Verdict.PASSED else run.stderr[-2000:])
 
