@@ -186,10 +186,10 @@ def test_a_root_other_uids_cannot_reach_is_refused(tmp_path):
 
 # Touches every page of a 3 GiB shared mapping: shmem, which RLIMIT_DATA does not count.
 SHARED_MAPPING = ("import mmap\n"
-                  "size = 3 * 1024 ** 3\n"
+                  "size, step = 3 * 1024 ** 3, 64 * 1024 ** 2\n"
                   "block = mmap.mmap(-1, size, flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)\n"
-                  "for offset in range(0, size, mmap.PAGESIZE):\n"
-                  "    block[offset] = 1\n"
+                  "for offset in range(0, size, step):\n"
+                  "    block[offset:offset + step] = b'x' * step\n"
                   "print('touched', size)\n")
 # A 3 GiB file in /dev/shm (tmpfs: memory, not disk), written 64 MiB at a time.
 SHM_FILE = ("import os\n"
