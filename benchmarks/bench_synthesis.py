@@ -191,14 +191,17 @@ def main() -> None:
     parser.add_argument("--mbxp-sample", type=int, default=100)
     parser.add_argument("--only", nargs="*", help="language names to run")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--data", type=Path, default=DATA,
+                        help="the seed-solutions folder (default: ../shared/data/seed-solutions)")
     args = parser.parse_args()
-    if not DATA.is_dir():
-        sys.exit(f"no benchmark data at {DATA}")
+    data = args.data
+    if not data.is_dir():
+        sys.exit(f"no benchmark data at {data}")
     results = []
-    sets = [(f"mceval/{lang}", DATA / "mceval" / file, lang, args.mceval_sample)
+    sets = [(f"mceval/{lang}", data / "mceval" / file, lang, args.mceval_sample)
             for lang, file in MCEVAL.items()]
     if args.mbxp_sample:
-        sets += [(f"mbxp/{lang}", DATA / "mbxp" / file, None, args.mbxp_sample)
+        sets += [(f"mbxp/{lang}", data / "mbxp" / file, None, args.mbxp_sample)
                  for lang, file in MBXP.items()]
     for name, path, language, sample in sets:
         if args.only and name.split("/")[1] not in args.only:
