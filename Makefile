@@ -6,9 +6,11 @@ STAMP  := $(VENV)/.codeprefs-installed
 
 .PHONY: venv quickstart quickstart-data test toolchains device-wheels clean
 
-# Compilers and runtimes that verify synthesized pairs (Debian packages). testify comes from
-# golang-github-stretchr-testify-dev, used offline by `go test` in GOPATH mode (GOPATH=/usr/share/gocode).
-TOOLCHAIN_PACKAGES := gcc g++ default-jdk-headless nodejs golang-go \
+# Compilers and runtimes that verify synthesized pairs (Debian packages), and the libraries the
+# supported data sets' tests import: testify (golang-github-stretchr-testify-dev, used offline by
+# `go test` in GOPATH mode, GOPATH=/usr/share/gocode) and lodash (node-lodash, which every MBXP
+# JavaScript test requires; the sandbox's NODE_PATH has /usr/share/nodejs, where it lands).
+TOOLCHAIN_PACKAGES := gcc g++ default-jdk-headless nodejs node-lodash golang-go \
 	golang-github-stretchr-testify-dev ruby mono-mcs mono-runtime python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

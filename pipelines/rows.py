@@ -39,6 +39,8 @@ _BOOKKEEPING = [
     pa.field("decontam_ngram", pa.string()),  # the shared n-gram, as written in the row
     pa.field("drop_stage", pa.string()),
     pa.field("drop_reason", pa.string()),
+    # why, in words: for a program run, its exit status and the first lines it printed (bounded)
+    pa.field("drop_detail", pa.string()),
 ]
 
 WORK_SCHEMA = pa.schema([field.with_nullable(True) for field in PAIR_SCHEMA] + _BOOKKEEPING)
@@ -47,7 +49,7 @@ WORK_SCHEMA = pa.schema([field.with_nullable(True) for field in PAIR_SCHEMA] + _
 REJECTS_SCHEMA = pa.schema(
     [field.with_nullable(True) for field in PAIR_SCHEMA]
     + [WORK_SCHEMA.field(name) for name in ("old_blob", "new_blob", "dedupe_cluster", "decontam_benchmark",
-                                             "decontam_ngram", "drop_stage", "drop_reason")]
+                                             "decontam_ngram", "drop_stage", "drop_reason", "drop_detail")]
 )
 
 
@@ -74,8 +76,13 @@ def to_tables(rows: Iterable[Row], size: int) -> Iterator[pa.Table]:
         yield to_table(batch)
 
 
-def drop(row: Row, stage: str, reason: str) -> None:
-    """Mark ``row`` as dropped at ``stage`` for ``reason`` (the first drop wins)."""
+DETAIL_CHARS = 2000
+
+
+def drop(row: Row, stage: str, reason: str, detail: str | None = None) -> None:
+    """Mark ``row`` as dropped at ``stage`` for ``reason`` (the first drop wins); ``detail``
+    (cut to :data:`DETAIL_CHARS`) says why in words, for ``rejects/``."""
     if row["drop_reason"] is None:
         row["drop_stage"] = stage
         row["drop_reason"] = reason
+        row["drop_detail"] = detail[:DETAIL_CHARS] if detail else None

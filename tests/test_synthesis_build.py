@@ -15,6 +15,7 @@ from codeprefs.schema import PAIR_SCHEMA, Language
 from pipelines.build import BuildError, build
 from pipelines.synthesis import harness
 from pipelines.synthesis.code import parse_program
+from pipelines.synthesis.sandbox import memory_limit_mode
 
 pytestmark = pytest.mark.ray
 
@@ -103,6 +104,13 @@ def test_solutions_become_verified_pairs_in_the_shards(tmp_path, ray_instance):
     rejects = pq.read_table(tmp_path / "out" / record["rejects"][0]["path"]).to_pylist()
     malformed = [r for r in rejects if r["drop_reason"] == "malformed_record"]
     assert malformed[0]["message"].startswith("solutions.jsonl:3:")
+    # every solutions/verify reject says why in rejects/, without rerunning anything
+    synthesized = [r for r in rejects if r["drop_stage"] in ("solutions", "verify")]
+    assert synthesized and all(r["drop_detail"] for r in synthesized)
+    [wrong] = [r for r in rejects if r["drop_reason"] == "solution_fails_own_tests"]
+    assert wrong["drop_detail"].splitlines()[0] == "run: exit status 1"
+    assert "AssertionError" in wrong["drop_detail"]
+    assert source["sandbox_memory_limit"] == memory_limit_mode()
 
     again = build(manifest, tmp_path / "again")
     assert [o["sha256"] for o in again["outputs"]] == [o["sha256"] for o in record["outputs"]]

@@ -157,3 +157,16 @@ def test_closing_suffix_and_java_class_names():
     assert closing_suffix(Language.PYTHON, "def f(:\n") is None
     assert java_classes("public class Main2 { }\nclass Runner { public static void main(String[] a) {} }") \
         == ("Main2", "Runner")
+
+
+def test_a_javascript_solution_requiring_lodash_passes(verifier):
+    # MBXP JavaScript tests start `const _ = require("lodash")` and compare with _.isEqual;
+    # `make toolchains` installs Debian's node-lodash, found through the sandbox's NODE_PATH.
+    _skip_without_toolchain(Language.JAVASCRIPT)
+    prompt = "/**\n * The unique values of an array, sorted.\n */\nconst sortedUnique = function (values) {\n"
+    solution = "    return [...new Set(values)].sort((a, b) => a - b);\n}"
+    tests = ("\nconst _ = require(\"lodash\")\n\nfunction compare(object1, object2){\n"
+             "    return _.isEqual(object1, object2)\n}\n\n"
+             "if(!compare(sortedUnique([3, 1, 3, 2]), [1, 2, 3])){\n    throw 'Error at 1th assert'\n}\n")
+    outcome = verifier.run(Language.JAVASCRIPT, _program(Language.JAVASCRIPT, prompt, solution, tests, None))
+    assert outcome.verdict == Verdict.PASSED, outcome.detail

@@ -21,7 +21,7 @@ from pipelines.synthesis.pairs import (
     SolutionSynthesizer,
     ToolchainMissing,
 )
-from pipelines.synthesis.sandbox import Limits, detect_isolation
+from pipelines.synthesis.sandbox import Limits, detect_isolation, memory_limit_mode
 from pipelines.synthesis.settings import SynthesisPlan
 
 FAST = SandboxSettings(limits=RunLimits(run=Limits(wall_s=3, cpu_s=3, output_kb=256)))
@@ -89,6 +89,42 @@ def test_solutions_that_fail_their_own_tests_are_dropped_with_the_reason():
     [row] = synthesizer().rows(wrong)
     assert (row["drop_stage"], row["drop_reason"]) == ("solutions", "solution_fails_own_tests")
     assert "AssertionError" in row["message"]
+    # why, without rerunning: the exit status, then the first lines of what the tests printed
+    status, *output = row["drop_detail"].splitlines()
+    assert status == "run: exit status 1"
+    assert output[0] == "Traceback (most recent call last):"
+    assert output[-1] == "AssertionError"
+
+
+def test_a_drop_detail_is_bounded_and_says_how_a_program_was_stopped():
+    noisy = replace(CLAMP, solution="    for i in range(30):\n        print('line', i, 'x' * 100)\n"
+                                    "    raise SystemExit(4)\n")
+    [row] = synthesizer().rows(noisy)
+    lines = row["drop_detail"].splitlines()
+    assert lines[0] == "run: exit status 4"
+    assert lines[1].startswith("line 0 xxx") and len(lines) <= 21
+    assert len(row["drop_detail"]) <= 2000
+    [killed] = synthesizer().rows(replace(CLAMP, solution="    import os, signal\n"
+                                                       "    os.kill(os.getpid(), signal.SIGSEGV)\n"))
+    assert killed["drop_detail"].splitlines()[0] == "run: killed by signal 11 (SIGSEGV)"
+    [slow] = synthesizer().rows(replace(CLAMP, solution="    while True:\n        pass\n"))
+    assert slow["drop_detail"].startswith("run: ") and "limit reached" in slow["drop_detail"]
+
+
+def test_every_solutions_and_verify_drop_has_a_detail():
+    records = [CLAMP, replace(CLAMP, solution=""), replace(CLAMP, solution="    return x\n"),
+               replace(CLAMP, solution="    return (\n")]
+    rows = [row for record in records
+            for row in synthesizer(["change_return", "relational_boundary"], mutants=5,
+                                   readability=True).rows(record)]
+    dropped = [row for row in rows if row["drop_reason"]]
+    assert {row["drop_reason"] for row in dropped} >= {"no_solution", "solution_fails_own_tests",
+                                                       "solution_syntax_error", "mutant_survived"}
+    for row in dropped:
+        assert row["drop_detail"], row["drop_reason"]
+    [survived] = [row for row in dropped if row["drop_reason"] == "mutant_survived"]
+    assert survived["drop_detail"].splitlines()[:2] == ["the tests still pass with the mutant",
+                                                        "run: exit status 0"]
 
 
 @pytest.mark.parametrize("solution, reason", [
@@ -103,6 +139,19 @@ def test_hostile_solutions_are_contained_and_counted(solution, reason):
         return
     [row] = rows
     assert (row["drop_stage"], row["drop_reason"]) == ("solutions", reason)
+
+
+@pytest.mark.skipif(memory_limit_mode() == "rlimit", reason="needs a memory cgroup")
+def test_a_solution_filling_3_gib_of_shared_memory_exceeds_the_limit():
+    solution = ("    import mmap\n    size, step = 3 * 1024 ** 3, 64 * 1024 ** 2\n"
+                "    block = mmap.mmap(-1, size, flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)\n"
+                "    for offset in range(0, size, step):\n        block[offset:offset + step] = b'x' * step\n"
+                "    return max(x, 0)\n")
+    slow_machine = SandboxSettings(limits=RunLimits(run=Limits(wall_s=30, cpu_s=30, memory_mb=1024)))
+    hog = SolutionSynthesizer(bugs=BugInjectionSettings(mutants_per_solution=1), sandbox=slow_machine)
+    [row] = hog.rows(replace(CLAMP, solution=solution))
+    assert (row["drop_stage"], row["drop_reason"]) == ("solutions", "solution_limit_exceeded")
+    assert row["drop_detail"].splitlines()[0] == "run: killed at the memory limit"
 
 
 @pytest.mark.skipif(detect_isolation() != "namespaces", reason="needs namespaces isolation")

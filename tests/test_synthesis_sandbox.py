@@ -7,11 +7,20 @@ import shutil
 import socket
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from pipelines.synthesis.sandbox import Limits, Sandbox, SandboxError, Step, detect_isolation
+from pipelines.synthesis.sandbox import (
+    MEMORY_LIMIT_MODES,
+    Limits,
+    Sandbox,
+    SandboxError,
+    Step,
+    detect_isolation,
+    memory_limit_mode,
+)
 
 PYTHON = "python3"
 NAMESPACES = detect_isolation() == "namespaces"
@@ -111,9 +120,10 @@ def test_a_fork_bomb_is_bounded_and_leaves_nothing_behind(sandbox):
 @needs_namespaces
 def test_writing_outside_the_job_folder_fails():
     sandbox = Sandbox("namespaces")
-    targets = ["/tmp/codeprefs-escape-test", "/dev/shm/codeprefs-escape-test",
+    targets = ["/tmp/codeprefs-escape-test",
                str(Path(sandbox.root) / "escape"), str(Path.home() / "codeprefs-escape-test")]
-    code = "import sys\nfailures = []\n"
+    # /dev/shm is the job's own tmpfs: writable, and gone with the job
+    code = "open('/dev/shm/codeprefs-escape-test', 'w').write('x')\n"
     for target in targets:
         code += (f"try:\n    open({target!r}, 'w').write('x')\n    print('WROTE {target}')\n"
                  f"except OSError as error:\n    print('blocked', error.strerror)\n")
@@ -123,7 +133,7 @@ def test_writing_outside_the_job_folder_fails():
     assert "WROTE" not in result.stdout
     assert result.stdout.count("blocked") == len(targets)
     assert "inside ok" in result.stdout
-    for target in targets:
+    for target in [*targets, "/dev/shm/codeprefs-escape-test"]:
         assert not os.path.exists(target)
 
 
@@ -173,3 +183,66 @@ def test_a_root_other_uids_cannot_reach_is_refused(tmp_path):
     os.chmod(tmp_path, 0o700)
     with pytest.raises(SandboxError, match="not searchable"):
         Sandbox("rlimits", root=private / "sandbox")
+
+# Touches every page of a 3 GiB shared mapping: shmem, which RLIMIT_DATA does not count.
+SHARED_MAPPING = ("import mmap\n"
+                  "size, step = 3 * 1024 ** 3, 64 * 1024 ** 2\n"
+                  "block = mmap.mmap(-1, size, flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)\n"
+                  "for offset in range(0, size, step):\n"
+                  "    block[offset:offset + step] = b'x' * step\n"
+                  "print('touched', size)\n")
+# A 3 GiB file in /dev/shm (tmpfs: memory, not disk), written 64 MiB at a time.
+SHM_FILE = ("import os\n"
+            "chunk = b'x' * (64 * 1024 ** 2)\n"
+            "with open('/dev/shm/codeprefs-hog', 'wb') as handle:\n"
+            "    for _ in range(48):\n"
+            "        handle.write(chunk)\n"
+            "print('wrote 3 GiB')\n")
+needs_memory_cgroup = pytest.mark.skipif(
+    memory_limit_mode() not in ("cgroup-v1", "cgroup-v2"),
+    reason="a per-job memory cgroup needs root and a writable memory controller")
+
+
+def _job_cgroups(sandbox: Sandbox) -> list[str]:
+    return sorted(path.name for path in sandbox.cgroups.base.iterdir() if path.name.startswith("codeprefs-"))
+
+
+@needs_memory_cgroup
+@pytest.mark.parametrize("code", [SHARED_MAPPING, SHM_FILE], ids=["shared-mmap", "dev-shm-file"])
+def test_shared_memory_counts_against_the_memory_limit(sandbox, code):
+    result = run_python(sandbox, code, memory_mb=1024, file_mb=4096, wall_s=60, cpu_s=60)
+    assert result.status == "memory_limit", (result.status, result.stdout, result.stderr)
+    assert "touched" not in result.stdout and "wrote" not in result.stdout
+    assert sandbox.memory_limit in ("cgroup-v1", "cgroup-v2")
+    assert _job_cgroups(sandbox) == [], "each job's cgroup is removed afterwards"
+
+
+@needs_memory_cgroup
+def test_parallel_jobs_each_get_a_cgroup_and_a_normal_program_still_passes(sandbox):
+    normal = "block = bytearray(200 * 1024 ** 2)\nprint('fine', len(block))\n"
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(lambda code: run_python(sandbox, code, memory_mb=1024, wall_s=60,
+                                                         cpu_s=60),
+                                [normal, SHARED_MAPPING, normal]))
+    assert [r.status for r in results] == ["ok", "memory_limit", "ok"]
+    assert "fine" in results[0].stdout
+    assert _job_cgroups(sandbox) == []
+
+
+def test_the_memory_limit_mode_is_reported(sandbox):
+    assert sandbox.memory_limit == memory_limit_mode()
+    assert sandbox.memory_limit in MEMORY_LIMIT_MODES
+
+
+@needs_namespaces
+def test_without_cgroups_dev_shm_is_still_a_capped_private_tmpfs():
+    root = tempfile.mkdtemp(prefix="codeprefs-sandbox-test-rlimit-memory-")
+    try:
+        sandbox = Sandbox("namespaces", root=root, memory_cgroups=False)
+        assert sandbox.memory_limit == "rlimit"
+        result = run_python(sandbox, SHM_FILE, memory_mb=256, file_mb=4096, wall_s=60, cpu_s=60)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    assert result.status == "exit"
+    assert "No space left on device" in result.stderr
+    assert not os.path.exists("/dev/shm/codeprefs-hog")

@@ -10,7 +10,9 @@ Python        ``python3 main.py``; a test that only defines ``check`` gets
               ``check(<entry_point>)`` appended, as HumanEval's own harness does
 Ruby          ``ruby main.rb``
 JavaScript    ``node -r assert-fails.js main.js``: the preloaded module makes a failed
-              ``console.assert`` (which only prints) set a non-zero exit code
+              ``console.assert`` (which only prints) set a non-zero exit code; ``NODE_PATH``
+              has Debian's module folders, so ``require('lodash')`` (MBXP's tests) finds
+              node-lodash
 C             ``gcc main.c -lm`` then ``./prog``
 C++           ``g++ -std=gnu++17 main.cpp`` then ``./prog``
 Java          ``javac`` then ``java -ea`` on the class declaring ``main`` (assertions on)
@@ -303,7 +305,9 @@ def _declares_main(class_node, source: bytes) -> bool:
 
 
 def _node_path() -> str:
-    return ":".join(path for path in NODE_PATHS if Path(path).is_dir())
+    """Debian's Node module folders that exist here (arch-specific ones included)."""
+    folders = [*NODE_PATHS, *sorted(glob.glob("/usr/lib/*-linux-gnu*/nodejs"))]
+    return ":".join(path for path in folders if Path(path).is_dir())
 
 
 _CPP_FLAGS = ("-std=gnu++17", "-O0", "-w")

@@ -10,7 +10,13 @@ With ``"mount": true`` (namespaces mode, run as root) it first
    folder can be written, whatever the file permissions (``/tmp`` and ``/dev/shm`` included),
 2. mounts a size-capped tmpfs on the job folder, so disk use is bounded and nothing is left
    behind, and writes the job's files there, owned by the job's user,
-3. bind-mounts the job's cache folders, writable only during the steps that ask for them.
+3. mounts a private tmpfs on ``/dev/shm``, capped at the job's largest memory limit,
+4. bind-mounts the job's cache folders, writable only during the steps that ask for them.
+
+With a ``"cgroup"`` (see :mod:`pipelines.synthesis.cgroups`) each step starts inside the job's
+memory cgroup, whose limit is set to the step's memory limit first; the jail itself steps back
+out to its own cgroup, so the kernel's OOM killer only ever picks the step's processes. A step
+the OOM killer hit ends ``memory_limit``.
 
 Each step then runs as the job's unprivileged user with ``no_new_privs``, its own session,
 resource limits (CPU seconds, data segment, file size, processes, open files, no core files),
@@ -65,7 +71,7 @@ def _mounts():
     return found
 
 
-def _lock_down(workdir, tmpfs_bytes, uid, gid, writable):
+def _lock_down(workdir, tmpfs_bytes, shm_bytes, uid, gid, writable):
     for point, flags in _mounts():
         if point == "/proc" or point.startswith(("/proc/", "/sys")):
             continue
@@ -77,6 +83,8 @@ def _lock_down(workdir, tmpfs_bytes, uid, gid, writable):
     owner = f",uid={uid},gid={gid}" if uid is not None else ""
     _mount("tmpfs", workdir, "tmpfs", MS_NOSUID | MS_NODEV,
            f"size={tmpfs_bytes},mode=0700{owner}")
+    if os.path.isdir("/dev/shm"):
+        _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, f"size={shm_bytes},mode=1777")
     for path in writable:
         _mount(path, path, None, MS_BIND)
     _set_writable(writable, ())
@@ -122,6 +130,43 @@ def _limiter(step):
             resource.setrlimit(kind, (soft, hard))
         _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
     return apply
+
+
+def _write(path, value):
+    with open(path, "w", encoding="ascii") as handle:
+        handle.write(value)
+
+
+def _set_memory_limit(cgroup, limit):
+    """Set the job cgroup's limit for the next step (None: no limit)."""
+    path = cgroup["path"]
+    if cgroup["version"] == 2:
+        _write(os.path.join(path, "memory.max"), str(limit) if limit else "max")
+        return
+    value = str(limit) if limit else "-1"
+    memory = os.path.join(path, "memory.limit_in_bytes")
+    swap = os.path.join(path, "memory.memsw.limit_in_bytes")  # only where swap is accounted
+    if not os.path.exists(swap):
+        _write(memory, value)
+        return
+    current = int(open(memory, encoding="ascii").read())
+    # memsw (memory + swap) may never be below the memory limit: raise it first, lower it last
+    order = (swap, memory) if not limit or limit > current else (memory, swap)
+    for name in order:
+        _write(name, value)
+
+
+def _oom_kills(cgroup):
+    """How many processes the OOM killer has killed in the job cgroup so far."""
+    name = "memory.events" if cgroup["version"] == 2 else "memory.oom_control"
+    counts = {}
+    with open(os.path.join(cgroup["path"], name), encoding="ascii") as handle:
+        for line in handle:
+            key, _, value = line.partition(" ")
+            counts[key] = int(value)
+    if "oom_kill" in counts:
+        return counts["oom_kill"]
+    return counts.get("oom", counts.get("under_oom", 0))
 
 
 def _reap_orphans():
@@ -192,15 +237,35 @@ def _reap(process, deadline):
         time.sleep(0.005)
 
 
-def _run_step(step, workdir, uid, gid):
-    started = time.monotonic()
+def _spawn(step, workdir, uid, gid, cgroup):
+    """Start the step, inside the job's cgroup when there is one (the jail steps back out)."""
+    if cgroup:
+        _write(os.path.join(cgroup["path"], "cgroup.procs"), "0")
     try:
-        process = subprocess.Popen(
+        return subprocess.Popen(
             step["argv"], cwd=os.path.join(workdir, step.get("cwd") or "."), env=step["env"],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             start_new_session=True, preexec_fn=_limiter(step),
             user=uid, group=gid, extra_groups=[] if uid is not None else None,
         )
+    finally:
+        if cgroup:
+            _write(os.path.join(cgroup["home"], "cgroup.procs"), "0")
+
+
+def _run_step(step, workdir, uid, gid, cgroup=None):
+    started = time.monotonic()
+    oom_before = 0
+    if cgroup:
+        try:
+            _set_memory_limit(cgroup, step.get("memory_bytes"))
+            oom_before = _oom_kills(cgroup)
+        except OSError as error:  # e.g. what earlier steps left in memory exceeds this limit
+            return {"pgid": None, "status": "memory_limit", "exit_code": None, "signal": None,
+                    "wall_s": 0.0, "stdout": "",
+                    "stderr": f"the memory limit could not be set: {error}"}
+    try:
+        process = _spawn(step, workdir, uid, gid, cgroup)
     except OSError as error:
         return {"pgid": None, "status": "launch_error", "exit_code": None, "signal": None,
                 "wall_s": 0.0, "stdout": "", "stderr": f"{step['argv'][0]}: {error.strerror}"}
@@ -246,10 +311,13 @@ def _run_step(step, workdir, uid, gid):
     process.stderr.close()
     wall = time.monotonic() - started
     killed_by = -returncode if returncode < 0 else None
+    out_of_memory = bool(cgroup) and returncode != 0 and _oom_kills(cgroup) > oom_before
     if timed_out:
         status = "timeout"
     elif over_output:
         status = "output_limit"
+    elif out_of_memory:
+        status = "memory_limit"
     elif killed_by == signal.SIGXCPU or (killed_by == signal.SIGKILL and cpu_s >= step["cpu_s"]):
         status = "cpu_limit"
     elif killed_by == signal.SIGXFSZ:
@@ -274,7 +342,8 @@ def main():
     report = {"steps": [], "setup_error": None}
     try:
         if job.get("mount"):
-            _lock_down(workdir, job["tmpfs_bytes"], uid, gid, writable)
+            _lock_down(workdir, job["tmpfs_bytes"], job.get("shm_bytes") or job["tmpfs_bytes"],
+                       uid, gid, writable)
         _write_files(workdir, job["files"], uid, gid)
     except OSError as error:
         report["setup_error"] = str(error)
@@ -283,7 +352,7 @@ def main():
     for step in job["steps"]:
         if job.get("mount") and writable:
             _set_writable(writable, step.get("writable", ()))
-        result = _run_step(step, workdir, uid, gid)
+        result = _run_step(step, workdir, uid, gid, job.get("cgroup"))
         result["name"] = step["name"]
         report["steps"].append(result)
         _kill_group(result.pop("pgid"))

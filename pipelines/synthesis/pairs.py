@@ -156,24 +156,31 @@ class SolutionSynthesizer:
         if record.error is not None:
             if on_error != "skip":
                 raise SolutionsError(f"malformed record {record.error}")
-            return [self._drop(record, SOLUTION_STAGE, "malformed_record", message=record.error)]
+            return [self._drop(record, SOLUTION_STAGE, "malformed_record", message=record.error,
+                               detail=f"malformed record {record.error}")]
         if record.unknown_language is not None:
-            return [self._drop(record, SOLUTION_STAGE, "unknown_language",
-                               message=f"{record.where}: language {record.unknown_language!r}")]
+            where = f"{record.where}: language {record.unknown_language!r}"
+            return [self._drop(record, SOLUTION_STAGE, "unknown_language", message=where,
+                               detail=f"{where} is not one codeprefs verifies")]
         if not record.solution.strip():
-            return [self._drop(record, SOLUTION_STAGE, "no_solution")]
+            return [self._drop(record, SOLUTION_STAGE, "no_solution",
+                               detail=f"{record.where}: the solution field is empty")]
         language = Language(record.language)
         runnable = user_code(language, record.prompt, record.solution)
         suffix = closing_suffix(language, runnable)
         if suffix is None:
-            return [self._drop(record, SOLUTION_STAGE, "solution_syntax_error", chosen=runnable)]
+            return [self._drop(record, SOLUTION_STAGE, "solution_syntax_error", chosen=runnable,
+                               detail=f"prompt + solution do not parse as {language.value} "
+                                      "(tree-sitter), not even with up to 3 closing brackets")]
         code = runnable + suffix
         encoded = code.encode("utf-8")
         solution_end = len(runnable.encode("utf-8"))
         span = (solution_end - len(record.solution.encode("utf-8")), solution_end)
         program = parse_program(language, encoded, span)
         if program is None:
-            return [self._drop(record, SOLUTION_STAGE, "solution_syntax_error", chosen=code)]
+            return [self._drop(record, SOLUTION_STAGE, "solution_syntax_error", chosen=code,
+                               detail=f"the solution's span is not whole {language.value} code "
+                                      "(tree-sitter)")]
         task = _Task(record, language, len(suffix), runnable[:len(runnable) - len(record.solution)])
         unverified = self._unverified_reason(record, language)
         original: Outcome | None = None
@@ -181,7 +188,8 @@ class SolutionSynthesizer:
             original = self.verifier.run(language, task.program(code))
             if not original.passed:
                 return [self._drop(record, SOLUTION_STAGE, _SOLUTION_REASONS[original.verdict],
-                                   chosen=code, message=original.detail[-1000:] or None)]
+                                   chosen=code, message=original.detail[-1000:] or None,
+                                   detail=original.summary)]
         instruction = task_instruction(language, record.prompt, record.instruction)
         rows: list[Row] = []
         if self.bugs.enabled:
@@ -234,15 +242,18 @@ class SolutionSynthesizer:
                     kept += 1
                 elif outcome.verdict == Verdict.PASSED:
                     row["verification"] = "executed:mutant_passed"
-                    drop(row, VERIFY_STAGE, "mutant_survived")
+                    drop(row, VERIFY_STAGE, "mutant_survived",
+                         f"the tests still pass with the mutant\n{outcome.summary}")
                 elif outcome.verdict in (Verdict.COMPILE_ERROR, Verdict.COMPILE_TIMEOUT):
-                    drop(row, VERIFY_STAGE, "mutant_compile_error")
+                    drop(row, VERIFY_STAGE, "mutant_compile_error", outcome.summary)
                 else:
-                    drop(row, VERIFY_STAGE, "mutant_toolchain_error")
+                    drop(row, VERIFY_STAGE, "mutant_toolchain_error", outcome.summary)
             rows.append(row)
         if not rows:
+            source = "the LLM bug writer" if self.llm_bugs is not None else "any mutation operator"
             rows.append(self._drop(record, VERIFY_STAGE, "no_mutant", chosen=code,
-                                   kind=("mutation",)))
+                                   kind=("mutation",),
+                                   detail=f"no variant of the solution came from {source}"))
         return rows
 
     def _variants(self, task: _Task, program: Program, instruction: str) -> Iterator[tuple[str, str]]:
@@ -271,13 +282,16 @@ class SolutionSynthesizer:
         degraded = degrade(program)
         kind = ("readability",)
         if degraded is None:
-            return [self._drop(record, VERIFY_STAGE, "readability_no_change", chosen=code, kind=kind)]
+            return [self._drop(record, VERIFY_STAGE, "readability_no_change", chosen=code, kind=kind,
+                               detail="nothing to rename or strip: the degraded code is the same")]
         rejected = degraded.source.decode("utf-8")
         row = self._pair(record, language, settings.subset, Aspect.READABILITY_MAINTAINABILITY,
                          instruction, code, rejected, degraded.generator, kind)
         reparsed = parse_program(language, degraded.source)
         if reparsed is None or not same_structure(program, reparsed):
-            drop(row, VERIFY_STAGE, "readability_structure_changed")
+            drop(row, VERIFY_STAGE, "readability_structure_changed",
+                 "the degraded code does not parse" if reparsed is None
+                 else "the degraded code's syntax tree differs beyond names and comments")
             return [row]
         if unverified is not None or settings.verify != "execute":
             row["verification"] = unverified if unverified else "unverified:disabled"
@@ -287,7 +301,8 @@ class SolutionSynthesizer:
         if outcome.passed:
             row["verification"] = "executed:behaviour_kept"
         else:
-            drop(row, VERIFY_STAGE, "readability_behaviour_changed")
+            drop(row, VERIFY_STAGE, "readability_behaviour_changed",
+                 f"the degraded code fails the tests the original passes\n{outcome.summary}")
         return [row]
 
     # -- rows ------------------------------------------------------------------------------
@@ -305,14 +320,15 @@ class SolutionSynthesizer:
         )
         return row
 
-    def _drop(self, record: SolutionRecord, stage: str, reason: str, chosen: str | None = None,
-              message: str | None = None, kind: tuple[str, ...] = ("solution",)) -> Row:
+    def _drop(self, record: SolutionRecord, stage: str, reason: str, *, detail: str,
+              chosen: str | None = None, message: str | None = None,
+              kind: tuple[str, ...] = ("solution",)) -> Row:
         row = empty_row()
         subset = self.bugs.subset if self.bugs.enabled else self.readability.subset
         row.update(id=stable_id(record.file, record.key, *kind), source=SOURCE, subset=subset,
                    language=record.language, chosen=chosen, repo=record.file, path=record.key,
                    generator="solution", message=message, strict_syntax=True)
-        drop(row, stage, reason)
+        drop(row, stage, reason, detail)
         return row
 
 

@@ -16,8 +16,24 @@ probes it once per process:
     environment and a temporary folder, but the network and the rest of the file system stay
     reachable. Chosen only when namespaces do not work; the build logs it once and records it.
 
-Limits per step (:class:`Limits`): wall-clock seconds, CPU seconds, data segment (memory),
-file size, printed output, processes and open files.
+Limits per step (:class:`Limits`): wall-clock seconds, CPU seconds, memory, file size, printed
+output, processes and open files.
+
+How strongly memory is bounded is the sandbox's ``memory_limit`` mode (:func:`memory_limit_mode`,
+recorded in run.json as ``sandbox_memory_limit``):
+
+``cgroup-v2`` / ``cgroup-v1`` (root, with a writable memory controller)
+    each job runs in a memory cgroup of its own (:mod:`pipelines.synthesis.cgroups`), limited
+    per step to ``memory_mb``; it counts every page the job touches, shared memory, ``/dev/shm``
+    files and the job folder's tmpfs included. A step the OOM killer stops ends
+    ``memory_limit``. The cgroup is removed after the job.
+``rlimit`` (the weaker mode: no memory cgroup can be made here)
+    ``RLIMIT_DATA`` bounds heap and private mappings only (``RLIMIT_AS`` would break the JVM,
+    V8 and Go, which reserve far more address space than they use). With ``namespaces``
+    isolation ``/dev/shm`` and the job folder are private tmpfs capped in size and SysV shared
+    memory dies with the job's IPC namespace, but anonymous shared mappings and ``memfd``
+    files are not bounded; the build logs that once.
+In every mode ``RLIMIT_DATA`` stays, so an oversized heap allocation fails fast.
 """
 
 from __future__ import annotations
@@ -41,13 +57,16 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from pipelines.synthesis.cgroups import JobCgroup, memory_cgroups
+
 log = logging.getLogger(__name__)
 
 JAIL = Path(__file__).with_name("jail.py")
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-UNSHARE = ("unshare", "--mount", "--net", "--pid", "--fork", "--kill-child", "--mount-proc",
+UNSHARE = ("unshare", "--mount", "--net", "--pid", "--ipc", "--fork", "--kill-child", "--mount-proc",
            "--propagation", "private", "--")
 ISOLATIONS = ("namespaces", "rlimits")
+MEMORY_LIMIT_MODES = ("cgroup-v2", "cgroup-v1", "rlimit")
 MiB = 1 << 20
 
 
@@ -57,7 +76,7 @@ class Limits:
 
     wall_s: float = 10.0
     cpu_s: int = 10
-    memory_mb: int | None = 1024  # RLIMIT_DATA: heap and private mappings
+    memory_mb: int | None = 1024  # the job's memory cgroup where there is one, and RLIMIT_DATA
     file_mb: int = 64  # largest file a step may write
     output_kb: int = 1024  # stdout + stderr before the step is killed
     processes: int = 256  # threads count too (JVMs and Go start many)
@@ -78,8 +97,8 @@ class Step:
 
 @dataclass(frozen=True)
 class StepResult:
-    """How a step ended. ``status``: ok, exit, signal, timeout, cpu_limit, file_limit,
-    output_limit, launch_error (the command could not start), not_run (an earlier step failed)."""
+    """How a step ended. ``status``: ok, exit, signal, timeout, cpu_limit, memory_limit (killed
+    by its memory cgroup's OOM killer), file_limit, output_limit, launch_error (the command could not start), not_run (an earlier step failed)."""
 
     name: str
     status: str
@@ -112,6 +131,12 @@ def _can_use_namespaces() -> bool:
 def detect_isolation() -> str:
     """The strongest isolation this machine allows (probed once per process)."""
     return "namespaces" if _can_use_namespaces() else "rlimits"
+
+
+def memory_limit_mode() -> str:
+    """How jobs' memory is bounded on this machine: one of :data:`MEMORY_LIMIT_MODES`."""
+    cgroups = memory_cgroups()
+    return cgroups.mode if cgroups else "rlimit"
 
 
 def default_root() -> Path:
@@ -148,10 +173,14 @@ class SlotPool:
 
 
 class Sandbox:
-    """Runs jobs in isolation; safe to share between threads (each job leases its own slot)."""
+    """Runs jobs in isolation; safe to share between threads (each job leases its own slot).
+
+    ``memory_cgroups=False`` keeps to the weaker ``rlimit`` memory mode even where cgroups work.
+    """
 
     def __init__(self, isolation: str = "auto", root: str | Path | None = None,
-                 uid_base: int = 2_000_000, slots: int = 64, tmpfs_mb: int = 512) -> None:
+                 uid_base: int = 2_000_000, slots: int = 64, tmpfs_mb: int = 512,
+                 memory_cgroups: bool = True) -> None:
         if isolation not in ("auto", *ISOLATIONS):
             raise ValueError(f"unknown isolation {isolation!r}; expected auto or one of {ISOLATIONS}")
         self.isolation = detect_isolation() if isolation == "auto" else isolation
@@ -165,6 +194,8 @@ class Sandbox:
             _check_reachable(self.root)
         self.slots = SlotPool(self.root, uid_base, slots)
         self.tmpfs_bytes = tmpfs_mb * MiB
+        self.cgroups = _memory_cgroups() if memory_cgroups else None
+        self.memory_limit = self.cgroups.mode if self.cgroups else "rlimit"
         self._lock = threading.Lock()
 
     def uid_for(self, slot: int) -> int | None:
@@ -207,16 +238,27 @@ class Sandbox:
         workdir.mkdir(parents=True)
         os.chmod(job_dir, 0o711)
         uid = self.uid_for(slot)
+        cgroup: JobCgroup | None = None
         try:
             if uid is not None and self.isolation == "rlimits":
                 os.chown(workdir, uid, uid)
                 os.chmod(workdir, 0o700)
-            job = self._job(files, steps, workdir, uid, stop_on_failure)
+            if self.cgroups is not None:
+                try:
+                    cgroup = self.cgroups.create()
+                except OSError as error:
+                    raise SandboxError(f"could not make the job's memory cgroup: {error}") from None
+            job = self._job(files, steps, workdir, uid, stop_on_failure, cgroup)
             return self._launch(job, steps)
         finally:
+            if cgroup is not None:
+                cgroup.remove()
+            if uid is not None and self.isolation == "rlimits":
+                _remove_shared_memory_of(uid)
             shutil.rmtree(job_dir, ignore_errors=True)
 
-    def _job(self, files, steps, workdir: Path, uid: int | None, stop_on_failure: bool) -> dict:
+    def _job(self, files, steps, workdir: Path, uid: int | None, stop_on_failure: bool,
+             cgroup: JobCgroup | None) -> dict:
         writable = sorted({path for step in steps for path in step.writable})
         encoded = {name: base64.b64encode(content.encode("utf-8") if isinstance(content, str)
                                           else content).decode("ascii")
@@ -224,6 +266,9 @@ class Sandbox:
         return {
             "workdir": str(workdir), "mount": self.isolation == "namespaces",
             "tmpfs_bytes": self.tmpfs_bytes, "uid": uid, "gid": uid, "files": encoded,
+            # the private /dev/shm (namespaces): no larger than the job's largest memory limit
+            "shm_bytes": max((step.limits.memory_mb or 0) * MiB for step in steps) or self.tmpfs_bytes,
+            "cgroup": cgroup.spec() if cgroup else None,
             "writable": writable if self.isolation == "namespaces" else [],
             "stop_on_failure": stop_on_failure,
             "steps": [self._step(step, workdir) for step in steps],
@@ -285,6 +330,21 @@ def _check_reachable(root: Path) -> None:
         if not os.stat(folder).st_mode & 0o001:
             raise SandboxError(f"sandbox root {root}: {folder} is not searchable by other users "
                                "(the sandbox's uids); pick a root under a folder with o+x, e.g. /tmp")
+
+
+_memory_cgroups = memory_cgroups
+
+
+def _remove_shared_memory_of(uid: int) -> None:
+    """Delete what a job (uid) left in the host's /dev/shm (``rlimits`` isolation shares it)."""
+    with contextlib.suppress(OSError):
+        for entry in os.scandir("/dev/shm"):
+            with contextlib.suppress(OSError):
+                if entry.stat(follow_symlinks=False).st_uid == uid:
+                    if entry.is_dir(follow_symlinks=False):
+                        shutil.rmtree(entry.path, ignore_errors=True)
+                    else:
+                        os.unlink(entry.path)
 
 
 def _processes_of(uid: int) -> int:

@@ -25,7 +25,7 @@ from pipelines.synthesis.pairs import (
     SynthesizeSolutions,
     ToolchainMissing,
 )
-from pipelines.synthesis.sandbox import Limits, detect_isolation
+from pipelines.synthesis.sandbox import Limits, detect_isolation, memory_limit_mode
 from pipelines.synthesis.verify import VariantTimeout
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ class SynthesisPlan:
         self.cache_dir = cache_dir
         self._warned: set[Language] = set()
         self._warned_isolation = False
+        self._warned_memory = False
 
     def _verifies(self) -> list[tuple[str, str]]:
         """(what, on_missing_toolchain) for each enabled kind of pair that executes tests."""
@@ -152,6 +153,11 @@ class SynthesisPlan:
                 self._warned_isolation = True
                 log.warning("programs will run with resource limits only (no network or "
                             "file-system isolation): namespaces need root and util-linux unshare")
+        memory_limit = memory_limit_mode() if executes else None
+        if memory_limit == "rlimit" and not self._warned_memory:
+            self._warned_memory = True
+            log.warning("no memory cgroup can be made here: the sandbox bounds memory with "
+                        "RLIMIT_DATA only, which shared memory escapes (see sandbox_memory_limit)")
         return {
             "type": source.type, "paths": list(source.path),
             "language": source.language if isinstance(source.language, str)
@@ -161,4 +167,6 @@ class SynthesisPlan:
             "toolchains_missing": missing,
             "toolchains": self.toolchains(source),
             "sandbox_isolation": isolation if executes else None,
+            # cgroup-v2 / cgroup-v1: every page a job touches counts; rlimit: the weaker mode
+            "sandbox_memory_limit": memory_limit if executes else None,
         }

@@ -9,6 +9,7 @@ failure, so a pair is never "the rejected side does not build".
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
@@ -16,12 +17,15 @@ from codeprefs.schema import Language
 from pipelines.synthesis.harness import RunLimits, build_job
 from pipelines.synthesis.sandbox import Sandbox, StepResult
 
+DETAIL_LINES = 20  # of a failing step's output, in a reject's drop_detail
+DETAIL_LINE_CHARS = 200
+
 
 class Verdict(StrEnum):
     PASSED = "passed"
     FAILED = "failed"  # non-zero exit, failed assertion, crash
     TIMEOUT = "timeout"  # wall-clock or CPU limit
-    LIMIT_EXCEEDED = "limit_exceeded"  # output or file-size limit
+    LIMIT_EXCEEDED = "limit_exceeded"  # memory, output or file-size limit
     COMPILE_ERROR = "compile_error"
     COMPILE_TIMEOUT = "compile_timeout"
     TOOLCHAIN_ERROR = "toolchain_error"  # a command could not start
@@ -32,28 +36,55 @@ class Outcome:
     verdict: Verdict
     run_wall_s: float  # of the run step (0 when it did not run)
     detail: str = ""  # the tail of the failing step's stderr, for debugging
+    summary: str = ""  # the deciding step's exit status and first lines of output (describe())
 
     @property
     def passed(self) -> bool:
         return self.verdict == Verdict.PASSED
 
 
+def describe(result: StepResult) -> str:
+    """How a step ended and the first lines it printed (stderr, else stdout), bounded in size:
+    e.g. ``run: exit status 1`` then ``AssertionError``. What a reject's ``drop_detail`` says."""
+    if result.status in ("ok", "exit"):
+        how = f"exit status {result.exit_code}"
+    elif result.status == "signal" and result.signal:
+        how = f"killed by signal {result.signal} ({_signal_name(result.signal)})"
+    else:
+        how = {"timeout": "wall-clock limit reached", "cpu_limit": "CPU-time limit reached",
+               "memory_limit": "killed at the memory limit", "file_limit": "file-size limit reached",
+               "output_limit": "output limit reached", "launch_error": "could not start",
+               "not_run": "not run"}.get(result.status, result.status)
+    output = result.stderr if result.stderr.strip() else result.stdout
+    lines = [line[:DETAIL_LINE_CHARS] for line in output.strip("\n").splitlines()[:DETAIL_LINES]]
+    return "\n".join([f"{result.name}: {how}", *lines])
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return "unknown"
+
+
 def classify(results: list[StepResult]) -> Outcome:
     """The outcome of a job from its step results (compile steps first, ``run`` last)."""
     for result in results:
         if result.status == "launch_error":
-            return Outcome(Verdict.TOOLCHAIN_ERROR, 0.0, result.stderr)
+            return Outcome(Verdict.TOOLCHAIN_ERROR, 0.0, result.stderr, describe(result))
         if result.name != "run" and not result.ok:
             verdict = Verdict.COMPILE_TIMEOUT if result.status in ("timeout", "cpu_limit") \
                 else Verdict.COMPILE_ERROR
-            return Outcome(verdict, 0.0, result.stderr[-2000:])
+            return Outcome(verdict, 0.0, result.stderr[-2000:], describe(result))
     run = results[-1]
     verdict = {
         "ok": Verdict.PASSED, "exit": Verdict.FAILED, "signal": Verdict.FAILED,
         "timeout": Verdict.TIMEOUT, "cpu_limit": Verdict.TIMEOUT,
-        "output_limit": Verdict.LIMIT_EXCEEDED, "file_limit": Verdict.LIMIT_EXCEEDED,
+        "memory_limit": Verdict.LIMIT_EXCEEDED, "output_limit": Verdict.LIMIT_EXCEEDED,
+        "file_limit": Verdict.LIMIT_EXCEEDED,
     }.get(run.status, Verdict.FAILED)
-    return Outcome(verdict, run.wall_s, "" if verdict == Verdict.PASSED else run.stderr[-2000:])
+    return Outcome(verdict, run.wall_s, "" if verdict == Verdict.PASSED else run.stderr[-2000:],
+                   describe(run))
 
 
 @dataclass(frozen=True)
