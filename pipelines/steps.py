@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Protocol
 import pyarrow as pa
 
 from codeprefs.schema import Language, stable_id
-from filters.criteria import CriteriaLabeler, load_terms
+from filters.criteria import CriteriaLabeler, load_exclusions, load_stems, load_terms
 from filters.messages import MessageFilter
 from filters.validation import PairValidator, ValidationConfig
 from parsers.headers import HeaderContext, resolve_header_language
@@ -234,8 +234,9 @@ class LabelCriteria(Step):
 
     stage = "criteria"
 
-    def __init__(self, match: str = "substring", terms_dir: str | None = None) -> None:
-        self.labeler = CriteriaLabeler(load_terms(terms_dir), match=match)  # type: ignore[arg-type]
+    def __init__(self, match: str = "word", terms_dir: str | None = None) -> None:
+        self.labeler = CriteriaLabeler(load_terms(terms_dir), match=match,  # type: ignore[arg-type]
+                                       stems=load_stems(terms_dir), exclusions=load_exclusions(terms_dir))
 
     def process(self, row: Row) -> None:
         found = self.labeler.label(row["message"] or "")

@@ -55,7 +55,7 @@ def test_missing_term_list_is_a_clear_error(tmp_path):
 
 @pytest.fixture(scope="module")
 def labeler():
-    return CriteriaLabeler()
+    return CriteriaLabeler()  # the default rule: match="word"
 
 
 @pytest.mark.parametrize(
@@ -140,3 +140,80 @@ def test_mined_code_tolerates_a_few_error_bytes_but_synthesized_code_none():
     assert synthesized.reason == "chosen_syntax_error"
     strict_bound = PairValidator(ValidationConfig(max_error_fraction=0.0))
     assert strict_bound.check(Language.PYTHON, noisy, PY_BEFORE).reason == "chosen_syntax_error"
+
+
+# -- precise criteria: the default word rule (issue #13, item 2) ---------------------------------
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Move resource loading to the source tree and force a reload",  # rce in source/resource/force
+        "Override hashcode in the model",  # hash in hashcode
+        "Catch IndexError when the list is empty",  # index in IndexError
+        "Add LruCacheTest for the eviction order",  # lru in LruCacheTest
+        "Seed SecureRandom from the clock in tests",  # secure in SecureRandom
+        "Fix documentation of the public methods",  # fix do in Fix documentation
+        "Code alignment in the header",  # align in Code alignment
+    ],
+)
+def test_default_word_rule_fires_on_none_of_the_issues_false_positives(labeler, message):
+    found = labeler.label(message)
+    assert found is None, (message, found)
+
+
+@pytest.mark.parametrize(
+    ("message", "aspect"),
+    [
+        ("Fix memory leak in parser", Aspect.MEMORY_EFFICIENCY),
+        ("Prevent SQL injection", Aspect.SECURITY_HARDNESS),
+        ("Speed up lookup with a hash map", Aspect.RUNTIME_EFFICIENCY),
+        ("Rename variables for clarity", Aspect.READABILITY_MAINTAINABILITY),
+        ("Fixed memory leaks in the tokenizer", Aspect.MEMORY_EFFICIENCY),  # inflections
+        ("Fixes class misuse in the parser", Aspect.FUNCTIONAL_CORRECTNESS),  # a stem of the list
+        ("Sanitized user input before rendering", Aspect.SECURITY_HARDNESS),  # stem: sanitiz
+        ("Simplified the retry loop", Aspect.READABILITY_MAINTAINABILITY),  # y -> ied
+        ("Block RCE via template names", Aspect.SECURITY_HARDNESS),
+    ],
+)
+def test_default_word_rule_keeps_true_positives(labeler, message, aspect):
+    found = labeler.label(message)
+    assert found is not None and found.aspect is aspect, (message, found)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Handle `hash` collisions in `lru` lookups",  # code spans
+        "Update link to https://example.com/secure/index.html",  # URL
+        "Move helpers from src/secure/index.py",  # path
+        "Tidy parse_index_secure and hashCode",  # snake_case and camelCase identifiers
+        'Handle the "memory leak detected" warning text',  # quoted program output
+        "Tidy the parser output\n\n    Traceback (most recent call last):\n    IndexError: index out of range",
+        "Tidy the parser output\n\n> secure hash index",  # quoted with >
+    ],
+)
+def test_default_word_rule_ignores_code_paths_urls_and_quoted_output(labeler, message):
+    assert labeler.label(message) is None, message
+
+
+def test_exclusions_suppress_a_term_in_its_excluded_context(labeler):
+    assert labeler.label("Fix index error in the pager") is None  # runtime 'index' in an error name
+    assert labeler.label("Align comments in the header") is None  # 'align' in its formatting sense
+    found = labeler.label("Align the buffer with the page size")
+    assert found is not None and found.aspect is Aspect.FUNCTIONAL_CORRECTNESS
+
+
+def test_paper_rule_is_kept_exactly_by_match_substring():
+    substring = CriteriaLabeler(match="substring")
+    for message in ("Move source files", "Fix documentation typos", "Add LruCacheTest"):
+        assert substring.label(message) is not None, message
+
+
+def test_shipped_exclusions_and_stems_name_their_provenance():
+    from importlib import resources
+
+    root = resources.files("filters") / "terms"
+    for path in [root / "stems.list", *sorted((root / "exclusions").iterdir())]:
+        header = [line for line in path.read_text(encoding="utf-8").splitlines() if line.startswith("#")]
+        assert any("source" in line.lower() or "from" in line.lower() for line in header), path
