@@ -307,8 +307,16 @@ class MessageFilterConfig(_Strict):
 
 
 class CriteriaConfig(_Strict):
-    match: Literal["substring", "word_start"] = "substring"
-    terms_dir: str | None = None  # a folder with the five *.list files; default: shipped lists
+    """How commit messages are labelled (:mod:`filters.criteria`) and what a change confined to
+    comments, docstrings and whitespace may be labelled (:mod:`filters.validation`)."""
+
+    # word: whole words with inflections, prose only (the default); substring: the paper's rule
+    match: Literal["word", "substring", "word_start"] = "word"
+    # a folder with the five *.list files (and optionally stems.list, exclusions/); default: shipped
+    terms_dir: str | None = None
+    # a comment-only change: relabelled Readability_Maintainability when that criterion matched,
+    # else dropped (readability); always dropped (drop); left as labelled (keep)
+    comment_only: Literal["readability", "drop", "keep"] = "readability"
 
 
 class ValidationSettings(_Strict):

@@ -1,10 +1,19 @@
 """Label a commit message with the five criteria by matching the seed term lists.
 
 Each term list (``filters/terms/*.list``, Apache-2.0, from the Themis reference code) names one
-criterion. A message matches a criterion when it contains one of its terms as a lower-case
-substring (``match="substring"``, the paper's rule) or only where the term starts a word
-(``match="word_start"``: ``rce`` no longer matches inside ``source``, while stems such as
-``class misus`` still match ``class misuse``). A message can match several criteria.
+criterion. A message can match several criteria. Three rules (``match``):
+
+* ``word`` (the default): terms match as whole words or phrases of the author's prose, with
+  English inflections, never inside identifiers, paths, code spans, URLs or quoted program
+  output (the rule is spelled out in :mod:`filters.wording`). The lists' truncated stems
+  (``class misus``) are named in ``filters/terms/stems.list`` and match every word they start.
+  A term does not count where it lies inside one of its criterion's exclusion phrases
+  (``filters/terms/exclusions/<list>``, e.g. ``fix documentation`` for ``fix do``), each file
+  headed by where its phrases came from. A ``terms_dir`` of one's own may hold its own
+  ``stems.list`` and ``exclusions/``; without them no term is a stem and nothing is excluded.
+* ``substring``: the paper's rule, a lower-case substring anywhere (``rce`` inside ``source``).
+* ``word_start``: a substring that starts a word (``rce`` no longer inside ``source``, but
+  ``hash`` still inside ``hashcode``).
 
 **Primary criterion** (the ``aspect`` column): the criterion with the most distinct matched
 terms; a tie goes to the rarer, more specific criterion in this order: Security_Hardness,
@@ -21,6 +30,7 @@ from typing import Literal
 import ahocorasick
 
 from codeprefs.schema import Aspect
+from filters.wording import PhraseIndex, prose_clauses, term_words
 
 TERM_FILES: dict[Aspect, str] = {
     Aspect.FUNCTIONAL_CORRECTNESS: "functionality.list",
@@ -39,7 +49,9 @@ PRIMARY_PRIORITY: tuple[Aspect, ...] = (
     Aspect.READABILITY_MAINTAINABILITY,
 )
 
-MatchMode = Literal["substring", "word_start"]
+MatchMode = Literal["word", "substring", "word_start"]
+STEMS_FILE = "stems.list"
+EXCLUSIONS_DIR = "exclusions"
 
 
 @dataclass(frozen=True)
@@ -53,7 +65,7 @@ class CriteriaMatch:
 
 def load_terms(terms_dir: str | Path | None = None) -> dict[Aspect, tuple[str, ...]]:
     """Read the five term lists (one term a line) from ``terms_dir`` or the shipped copy."""
-    root = Path(terms_dir) if terms_dir else resources.files("filters") / "terms"
+    root = _terms_root(terms_dir)
     terms: dict[Aspect, tuple[str, ...]] = {}
     for aspect, filename in TERM_FILES.items():
         path = root / filename
@@ -62,6 +74,32 @@ def load_terms(terms_dir: str | Path | None = None) -> dict[Aspect, tuple[str, .
         lines = path.read_text(encoding="utf-8").splitlines()
         terms[aspect] = tuple(sorted({line.strip().lower() for line in lines if line.strip()}))
     return terms
+
+
+def _data_lines(path: Path) -> list[str]:
+    """The non-blank, non-comment (``#``) lines of a data file, lower-cased and trimmed."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [line.strip().lower() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def _terms_root(terms_dir: str | Path | None):
+    return Path(terms_dir) if terms_dir else resources.files("filters") / "terms"
+
+
+def load_stems(terms_dir: str | Path | None = None) -> tuple[str, ...]:
+    """The stem-marked terms (``class misus*``) of ``terms_dir`` or the shipped copy; none if absent."""
+    path = _terms_root(terms_dir) / STEMS_FILE
+    return tuple(_data_lines(path)) if path.is_file() else ()
+
+
+def load_exclusions(terms_dir: str | Path | None = None) -> dict[Aspect, tuple[str, ...]]:
+    """Each criterion's exclusion phrases (``exclusions/<term list name>``); empty if absent."""
+    root = _terms_root(terms_dir) / EXCLUSIONS_DIR
+    exclusions: dict[Aspect, tuple[str, ...]] = {}
+    for aspect, filename in TERM_FILES.items():
+        path = root / filename
+        exclusions[aspect] = tuple(_data_lines(path)) if path.is_file() else ()
+    return exclusions
 
 
 def _is_word_char(char: str) -> bool:
@@ -74,10 +112,21 @@ class CriteriaLabeler:
     def __init__(
         self,
         terms: dict[Aspect, tuple[str, ...]] | None = None,
-        match: MatchMode = "substring",
+        match: MatchMode = "word",
+        stems: tuple[str, ...] | None = None,
+        exclusions: dict[Aspect, tuple[str, ...]] | None = None,
     ) -> None:
+        """``stems`` and ``exclusions`` default to the shipped ones with the shipped terms
+        (``terms=None``) and to none with terms of one's own."""
+        if match not in ("word", "substring", "word_start"):
+            raise ValueError(f"unknown criteria match rule {match!r}; expected word, substring or word_start")
+        shipped = terms is None
         self.terms = terms if terms is not None else load_terms()
         self.match = match
+        self.stems = stems if stems is not None else (load_stems() if shipped else ())
+        self.exclusions = exclusions if exclusions is not None else (
+            load_exclusions() if shipped else {aspect: () for aspect in Aspect})
+        self._words = self._word_index() if match == "word" else None
         self._automaton = ahocorasick.Automaton()
         owners: dict[str, set[Aspect]] = {}
         for aspect, aspect_terms in self.terms.items():
@@ -88,10 +137,42 @@ class CriteriaLabeler:
         self._automaton.make_automaton()
 
     def __reduce__(self):  # rebuild instead of pickling the automaton
-        return (type(self), (self.terms, self.match))
+        return (type(self), (self.terms, self.match, self.stems, self.exclusions))
+
+    def _word_index(self) -> tuple[PhraseIndex, dict[str, frozenset[Aspect]], PhraseIndex]:
+        marked = {stem.replace("*", ""): stem for stem in self.stems}
+        every_term = {term for aspect_terms in self.terms.values() for term in aspect_terms}
+        unknown = sorted(set(marked) - every_term)
+        if unknown:
+            raise ValueError(f"{STEMS_FILE}: not a term of any list: {unknown}")
+        owners: dict[str, set[Aspect]] = {}
+        for aspect, aspect_terms in self.terms.items():
+            for term in aspect_terms:
+                owners.setdefault(term, set()).add(aspect)
+        terms = PhraseIndex({term: term_words(marked.get(term, term)) for term in owners})
+        excluded = PhraseIndex({f"{aspect.value}\t{phrase}": term_words(phrase)
+                                for aspect, phrases in self.exclusions.items() for phrase in phrases})
+        return terms, {term: frozenset(aspects) for term, aspects in owners.items()}, excluded
+
+    def _label_words(self, message: str) -> dict[Aspect, set[str]]:
+        assert self._words is not None
+        terms, owners, excluded = self._words
+        clauses = prose_clauses(message)
+        blocked: dict[Aspect, list[tuple[int, int, int]]] = {}
+        for name, clause, start, end in excluded.find(clauses):
+            blocked.setdefault(Aspect(name.split("\t", 1)[0]), []).append((clause, start, end))
+        found: dict[Aspect, set[str]] = {}
+        for term, clause, start, end in terms.find(clauses):
+            for aspect in owners[term]:
+                if any(c == clause and s <= start and end <= e for c, s, e in blocked.get(aspect, ())):
+                    continue
+                found.setdefault(aspect, set()).add(term)
+        return found
 
     def label(self, message: str) -> CriteriaMatch | None:
         """The criteria ``message`` matches, or ``None`` when it matches none."""
+        if self.match == "word":
+            return self._result(self._label_words(message))
         text = message.lower()
         found: dict[Aspect, set[str]] = {}
         for end, (term, aspects) in self._automaton.iter(text):
@@ -101,6 +182,10 @@ class CriteriaLabeler:
                     continue
             for aspect in aspects:
                 found.setdefault(aspect, set()).add(term)
+        return self._result(found)
+
+    @staticmethod
+    def _result(found: dict[Aspect, set[str]]) -> CriteriaMatch | None:
         if not found:
             return None
         ordered = tuple(aspect for aspect in PRIMARY_PRIORITY if aspect in found)

@@ -3,6 +3,10 @@
 Following the paper: the stripped message must be strictly longer than 10 and strictly shorter
 than 15000 characters, must not be one of the low-signal messages below, must not start with
 "merge", and must not contain "pi push" or "push pi". Each rejection has its own reason.
+
+Beyond the paper, revert commits are dropped (``revert``): their subject is ``Revert "..."``
+(what ``git revert`` writes) or a line of their body reads "This reverts commit <sha>". A revert's
+pair is its original's pair with the sides swapped, the same label on opposite sides.
 """
 
 from __future__ import annotations
@@ -31,7 +35,14 @@ LOW_SIGNAL_MESSAGES: frozenset[str] = frozenset(
     }
 )
 
+_REVERT_SUBJECT = re.compile(r'^revert\s*"', re.IGNORECASE)
+_REVERTS_COMMIT = re.compile(r"^\s*this reverts commit [0-9a-f]{7,64}\b", re.IGNORECASE | re.MULTILINE)
 _TRAILING_PUNCTUATION = re.compile(r"[\s.!:;,\-]+$")
+
+
+def is_revert(message: str) -> bool:
+    """Whether ``message`` is a revert commit's (see the module doc)."""
+    return _REVERT_SUBJECT.match(message.strip()) is not None or _REVERTS_COMMIT.search(message) is not None
 
 
 def normalise_message(message: str) -> str:
@@ -58,6 +69,8 @@ class MessageFilter:
             return "message_merge"
         if "pi push" in lowered or "push pi" in lowered:
             return "message_pi_push"
+        if is_revert(stripped):
+            return "revert"
         if normalise_message(stripped) in self.blocked:
             return "message_low_signal"
         return None

@@ -3,21 +3,40 @@
 Checks, cheapest first; the first failure names the drop reason:
 
 1. each side is at most ``max_bytes`` (``chosen_too_large`` / ``rejected_too_large``);
-2. chosen and rejected differ after whitespace normalisation (``unchanged_after_whitespace``);
+2. chosen and rejected differ after whitespace normalisation, unless the pair may be labelled
+   Readability_Maintainability (see below) (``unchanged_after_whitespace``);
 3. each side parses within the time limit (``chosen_parse_timeout`` / ...);
 4. each side is at least ``min_depth`` levels deep (``chosen_too_shallow`` / ...);
 5. syntax errors. Tree-sitter grammars reject some valid code (macro-heavy C++ above all), so
    mined code, which compiled in its project, is kept while the share of its bytes under ERROR
    nodes is at most ``max_error_fraction`` on each side; synthesized code (``strict=True``)
-   must have no ERROR or MISSING node at all (``chosen_syntax_error`` / ...).
+   must have no ERROR or MISSING node at all (``chosen_syntax_error`` / ...);
+6. a change confined to comments, docstrings and whitespace (the same tree-sitter tokens once
+   comments and Python docstrings are dropped, :func:`parsers.treesitter.code_tokens`) can only
+   improve Readability_Maintainability. With ``comment_only="readability"`` (the default) such a
+   pair's ``aspect`` becomes Readability_Maintainability when its message matched that criterion
+   (``aspects``), else it is dropped (``comment_only_change``); ``"drop"`` drops every such pair;
+   ``"keep"`` leaves its label alone.
+
+A whitespace-only change is a comment-only change too, and is kept only as
+Readability_Maintainability: relabelled as above with ``"readability"``, kept only when already
+so labelled with ``"keep"``, dropped with ``"drop"``; its drop reason stays
+``unchanged_after_whitespace``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
-from codeprefs.schema import Language
-from parsers.treesitter import ParseLimitExceeded, ParseLimits, SyntaxReport, inspect_source
+from tree_sitter import Tree
+
+from codeprefs.schema import Aspect, Language
+from parsers.treesitter import ParseLimitExceeded, ParseLimits, SyntaxReport, inspect_tree, parse, same_code
+
+CommentOnly = Literal["readability", "drop", "keep"]
+READABILITY = Aspect.READABILITY_MAINTAINABILITY.value
 
 
 @dataclass(frozen=True)
@@ -30,40 +49,69 @@ class ValidationConfig:
 
 @dataclass(frozen=True)
 class PairVerdict:
-    """The outcome for one pair: ``reason`` is ``None`` when it is kept."""
+    """The outcome for one pair: ``reason`` is ``None`` when it is kept; ``aspect`` is the pair's
+    criterion afterwards (relabelled for a comment-only change)."""
 
     reason: str | None
     chosen: SyntaxReport | None = None
     rejected: SyntaxReport | None = None
+    aspect: str | None = None
 
 
 def normalise_whitespace(code: str) -> str:
     return " ".join(code.split())
 
 
+def readability_only(aspect: str | None, aspects: Sequence[str] | None, comment_only: CommentOnly,
+                     whitespace_only: bool) -> str | None:
+    """The criterion a comment-only (or whitespace-only) pair keeps, or ``None`` to drop it."""
+    if comment_only == "drop":
+        return None
+    if comment_only == "keep":
+        return aspect if (not whitespace_only or aspect == READABILITY) else None
+    matched = {*(aspects or ()), *([aspect] if aspect else [])}
+    return READABILITY if READABILITY in matched else None
+
+
 class PairValidator:
-    def __init__(self, config: ValidationConfig = ValidationConfig()) -> None:
+    def __init__(self, config: ValidationConfig = ValidationConfig(),
+                 comment_only: CommentOnly = "readability") -> None:
+        if comment_only not in ("readability", "drop", "keep"):
+            raise ValueError(f"unknown comment_only rule {comment_only!r}; expected readability, drop or keep")
         self.config = config
+        self.comment_only = comment_only
         self._limits = ParseLimits(max_bytes=config.max_bytes, timeout_s=config.parse_timeout_s)
 
-    def check(self, language: Language, chosen: str, rejected: str, strict: bool = False) -> PairVerdict:
+    def check(self, language: Language, chosen: str, rejected: str, strict: bool = False,
+              aspect: str | None = None, aspects: Sequence[str] | None = None) -> PairVerdict:
+        """Validate a pair labelled ``aspect`` (its message matched ``aspects``); see the module doc."""
         sides = {"chosen": chosen.encode("utf-8"), "rejected": rejected.encode("utf-8")}
         for side, source in sides.items():
             if len(source) > self.config.max_bytes:
-                return PairVerdict(f"{side}_too_large")
-        if normalise_whitespace(chosen) == normalise_whitespace(rejected):
-            return PairVerdict("unchanged_after_whitespace")
+                return PairVerdict(f"{side}_too_large", aspect=aspect)
+        whitespace_only = normalise_whitespace(chosen) == normalise_whitespace(rejected)
+        if whitespace_only:
+            aspect = readability_only(aspect, aspects, self.comment_only, whitespace_only=True)
+            if aspect is None:
+                return PairVerdict("unchanged_after_whitespace")
         reports: dict[str, SyntaxReport] = {}
+        trees: dict[str, Tree] = {}
         for side, source in sides.items():
             try:
-                reports[side] = inspect_source(source, language, self._limits, self.config.min_depth)
+                trees[side] = parse(source, language, self._limits)
             except ParseLimitExceeded as error:
-                return PairVerdict(f"{side}_{error.reason}", **reports)
+                return PairVerdict(f"{side}_{error.reason}", aspect=aspect, **reports)
+            reports[side] = inspect_tree(trees[side], source, self.config.min_depth)
         for side, report in reports.items():
             if not report.min_depth_reached:
-                return PairVerdict(f"{side}_too_shallow", **reports)
+                return PairVerdict(f"{side}_too_shallow", aspect=aspect, **reports)
         for side, report in reports.items():
             broken = report.has_error if strict else report.error_fraction > self.config.max_error_fraction
             if broken:
-                return PairVerdict(f"{side}_syntax_error", **reports)
-        return PairVerdict(None, **reports)
+                return PairVerdict(f"{side}_syntax_error", aspect=aspect, **reports)
+        if not whitespace_only and same_code((trees["chosen"], trees["rejected"]),
+                                             (sides["chosen"], sides["rejected"]), language):
+            aspect = readability_only(aspect, aspects, self.comment_only, whitespace_only=False)
+            if aspect is None:
+                return PairVerdict("comment_only_change", **reports)
+        return PairVerdict(None, aspect=aspect, **reports)

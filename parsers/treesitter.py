@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import zip_longest
 
 from tree_sitter import Node, Parser, Tree
 
@@ -160,7 +162,74 @@ def inspect_source(
     min_depth: int = 3,
 ) -> SyntaxReport:
     """Parse ``source`` and report its size, node count, errors and whether it is deep enough."""
-    tree = parse(source, language, limits)
+    return inspect_tree(parse(source, language, limits), source, min_depth)
+
+
+def _is_comment(node: Node) -> bool:
+    return "comment" in node.type  # comment, line_comment, block_comment, doc_comment, ...
+
+
+_PY_DOCSTRING_OWNERS = frozenset({"function_definition", "class_definition"})
+
+
+def _is_python_docstring(node: Node) -> bool:
+    """A string statement that opens a module, class or function body."""
+    if node.type != "expression_statement" or node.named_child_count != 1:
+        return False
+    if node.named_children[0].type not in ("string", "concatenated_string"):
+        return False
+    parent = node.parent
+    if parent is None or not (parent.type == "module" or (
+            parent.type == "block" and parent.parent is not None and parent.parent.type in _PY_DOCSTRING_OWNERS)):
+        return False
+    first = next((child for child in parent.named_children if not _is_comment(child)), None)
+    return first is not None and first.id == node.id
+
+
+def code_tokens(tree: Tree, source: bytes, language: Language) -> Iterator[bytes]:
+    """The tokens of ``source`` in order, without comments (and Python docstrings) or whitespace.
+
+    A token is a leaf's text, or text a node holds between its children that no child covers
+    (string contents in some grammars), kept as written, inner whitespace included. Two sources
+    with the same tokens differ only in comments, docstrings and layout.
+    """
+    stack: list[Node | bytes] = [tree.root_node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, bytes):
+            yield item
+            continue
+        if _is_comment(item) or (language is Language.PYTHON and _is_python_docstring(item)):
+            continue
+        children = item.children
+        if not children:
+            text = source[item.start_byte:item.end_byte]
+            if text.strip():
+                yield text
+            continue
+        parts: list[Node | bytes] = []
+        position = item.start_byte
+        for child in children:
+            gap = source[position:child.start_byte]
+            if gap.strip():
+                parts.append(gap)
+            parts.append(child)
+            position = max(position, child.end_byte)
+        tail = source[position:item.end_byte]
+        if tail.strip():
+            parts.append(tail)
+        stack.extend(reversed(parts))
+
+
+def same_code(trees: tuple[Tree, Tree], sources: tuple[bytes, bytes], language: Language) -> bool:
+    """Whether two parsed sources have the same :func:`code_tokens` (stops at the first difference)."""
+    first = code_tokens(trees[0], sources[0], language)
+    second = code_tokens(trees[1], sources[1], language)
+    return all(a == b for a, b in zip_longest(first, second))
+
+
+def inspect_tree(tree: Tree, source: bytes, min_depth: int = 3) -> SyntaxReport:
+    """:func:`inspect_source` for an already parsed ``source``."""
     root = tree.root_node
     error_nodes, error_bytes = error_spans(root)
     return SyntaxReport(

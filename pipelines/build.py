@@ -392,7 +392,8 @@ def fingerprints(manifest: Manifest, works: list[SourceWork], clean: dict[str, A
     """Every stage's fingerprint, each covering its settings and everything upstream."""
     sources = [work.fingerprint() for work in works]
     code = code_fingerprint()
-    validate = fingerprint("validate", manifest.filters.validation.model_dump(mode="json"), sources, code)
+    validate = fingerprint("validate", manifest.filters.validation.model_dump(mode="json"),
+                           manifest.filters.criteria.comment_only, sources, code)
     cleaned = fingerprint("clean", clean, validate, code) if clean else validate
     write = fingerprint("write", manifest.dedupe.exact, manifest.output.model_dump(mode="json"), cleaned, code)
     return {"code": code, "sources": sources, "validate": validate, "clean": cleaned if clean else None,
@@ -591,7 +592,7 @@ def _execute(manifest: Manifest, plan: Plan, output_dir: Path, manifest_path: st
     validation = ValidationConfig(**manifest.filters.validation.model_dump())
     with ray_session(manifest.ray.address, manifest.ray.num_cpus):
         source_files = [f for work in plan.works for f in run_source_stage(work, output_dir, log)]
-        validate = Chain([ValidatePairs(validation)])
+        validate = Chain([ValidatePairs(validation, manifest.filters.criteria.comment_only)])
         files = run_dataset_stage(
             "validate", fps["validate"], source_files, output_dir, log=log,
             transform=lambda rows: rows and rows.map_batches(validate, batch_size=manifest.ray.batch_rows,

@@ -1,15 +1,20 @@
 """Deterministic Parquet shards in the Hugging Face layout, written crash-safely.
 
 Rows are hash-partitioned into ``N`` partitions (``N`` from the total payload and the shard size
-cap) by their dedupe key, so every exact duplicate lands in the same partition. Each partition
-is then handled by one task, which
+cap) by the canonical key of their unordered pair of code versions ({chosen, rejected}, see
+:func:`pair_key`), so every exact duplicate and every inverse of a pair lands in the same
+partition. Each partition is then handled by one task, which
 
-1. keeps the lowest ``id`` of each group of rows with the same (input, chosen, rejected) and marks
+1. drops every kept row whose (chosen, rejected) is another pair's (rejected, chosen) at stage
+   ``dedupe`` (reason ``inverse_pair``): a commit and its revert, or an A->B->A history, teach
+   both orders; both sides go, whichever input they carry. Rows removed earlier by
+   decontamination or near-dedupe still count as the other side (they passed validation),
+2. keeps the lowest ``id`` of each group of rows with the same (input, chosen, rejected) and marks
    the others dropped at stage ``dedupe`` (reason ``exact_duplicate``),
-2. writes the kept rows, sorted by ``id``, to ``data/.staging/part-0000k.parquet`` and the
+3. writes the kept rows, sorted by ``id``, to ``data/.staging/part-0000k.parquet`` and the
    (sampled) dropped rows to ``rejects/.staging/part-0000k.parquet``, each through a temporary
    name and a rename, so a crash never leaves half a file,
-3. returns one summary row per file and per (stage, reason) count.
+4. returns one summary row per file and per (stage, reason) count.
 
 The driver then renames the non-empty staged files to ``data/train-0000i-of-0000M.parquet``
 (and ``rejects/rejects-...``): an empty Parquet file breaks ``datasets.load_dataset``, so a
@@ -73,11 +78,45 @@ def partition_of(row_key: str, count: int) -> int:
     return int(row_key[:13], 16) % count
 
 
+# Rows dropped at these stages passed validation: they still make a kept row an inverse pair.
+VALIDATED_DROP_STAGES = frozenset({"decontaminate", "dedupe"})
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8")).digest()
+
+
+def pair_key(chosen: str, rejected: str) -> str:
+    """A hex key of the unordered pair {chosen, rejected}: the same for a pair and its inverse."""
+    first, second = sorted((_digest(chosen), _digest(rejected)))
+    return hashlib.sha256(first + second).hexdigest()
+
+
+def _is_validated_pair(row: dict) -> bool:
+    return (row["chosen"] is not None and row["rejected"] is not None
+            and (row["drop_reason"] is None or row["drop_stage"] in VALIDATED_DROP_STAGES))
+
+
 def add_partition_column(batch: pa.Table, count: int) -> pa.Table:
-    """Partition by dedupe key (kept rows) or id (rows already dropped)."""
-    keys = pc.coalesce(batch["dedupe_key"], batch["id"]).to_pylist()
+    """Partition validated pairs by :func:`pair_key`, other (dropped) rows by id."""
+    rows = batch.select(["id", "chosen", "rejected", "drop_stage", "drop_reason"]).to_pylist()
+    keys = [pair_key(row["chosen"], row["rejected"]) if _is_validated_pair(row) else row["id"] for row in rows]
     partitions = pa.array([partition_of(key, count) for key in keys], pa.int32())
     return batch.append_column("partition", partitions)
+
+
+def _mark_inverse_pairs(kept: pa.Table, dropped: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """Split ``kept`` into (rows with no inverse, rows whose inverse is a validated row)."""
+    if kept.num_rows == 0:
+        return kept, kept
+    validated = [row for row in dropped.select(["chosen", "rejected", "drop_stage", "drop_reason"]).to_pylist()
+                 if _is_validated_pair(row)]
+    sides = kept.select(["chosen", "rejected"]).to_pylist()
+    ordered = {(_digest(row["chosen"]), _digest(row["rejected"])) for row in [*sides, *validated]}
+    inverse = [(_digest(row["rejected"]), _digest(row["chosen"])) in ordered
+               and row["chosen"] != row["rejected"] for row in sides]
+    mask = pa.array(inverse, pa.bool_())
+    return kept.filter(pc.invert(mask)), kept.filter(mask)
 
 
 def file_sha256(path: Path) -> str:
@@ -146,6 +185,8 @@ class WritePartition:
         dropped_mask = pc.is_valid(group["drop_reason"])
         kept = group.filter(pc.invert(dropped_mask))
         dropped = group.filter(dropped_mask)
+        kept, inverses = _mark_inverse_pairs(kept, dropped)
+        dropped = pa.concat_tables([dropped, _with_drop(inverses, "dedupe", "inverse_pair")])
         if self.exact_dedupe:
             kept, duplicates = _mark_exact_duplicates(kept)
             dropped = pa.concat_tables([dropped, _with_drop(duplicates, "dedupe", "exact_duplicate")])

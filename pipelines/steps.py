@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Protocol
 import pyarrow as pa
 
 from codeprefs.schema import Language, stable_id
-from filters.criteria import CriteriaLabeler, load_terms
+from filters.criteria import CriteriaLabeler, load_exclusions, load_stems, load_terms
 from filters.messages import MessageFilter
 from filters.validation import PairValidator, ValidationConfig
 from parsers.headers import HeaderContext, resolve_header_language
@@ -234,8 +234,9 @@ class LabelCriteria(Step):
 
     stage = "criteria"
 
-    def __init__(self, match: str = "substring", terms_dir: str | None = None) -> None:
-        self.labeler = CriteriaLabeler(load_terms(terms_dir), match=match)  # type: ignore[arg-type]
+    def __init__(self, match: str = "word", terms_dir: str | None = None) -> None:
+        self.labeler = CriteriaLabeler(load_terms(terms_dir), match=match,  # type: ignore[arg-type]
+                                       stems=load_stems(terms_dir), exclusions=load_exclusions(terms_dir))
 
     def process(self, row: Row) -> None:
         found = self.labeler.label(row["message"] or "")
@@ -431,16 +432,19 @@ class AssemblePairs(Step):
 
 
 class ValidatePairs(Step):
-    """Tree-sitter validation of both sides (see :mod:`filters.validation`)."""
+    """Tree-sitter validation of both sides (see :mod:`filters.validation`); a comment-only
+    change is relabelled Readability_Maintainability or dropped as ``comment_only``
+    (``filters.criteria.comment_only``) says."""
 
     stage = "validate"
 
-    def __init__(self, config: ValidationConfig = ValidationConfig()) -> None:
-        self.validator = PairValidator(config)
+    def __init__(self, config: ValidationConfig = ValidationConfig(), comment_only: str = "readability") -> None:
+        self.validator = PairValidator(config, comment_only)  # type: ignore[arg-type]
 
     def process(self, row: Row) -> None:
         verdict = self.validator.check(
-            Language(row["language"]), row["chosen"], row["rejected"], strict=bool(row["strict_syntax"])
+            Language(row["language"]), row["chosen"], row["rejected"], strict=bool(row["strict_syntax"]),
+            aspect=row["aspect"], aspects=row["aspects"],
         )
         for side in ("chosen", "rejected"):
             report = getattr(verdict, side)
@@ -449,3 +453,5 @@ class ValidatePairs(Step):
                 row[f"{side}_error_fraction"] = round(report.error_fraction, 6)
         if verdict.reason:
             drop(row, self.stage, verdict.reason)
+        else:
+            row["aspect"] = verdict.aspect
