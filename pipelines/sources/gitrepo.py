@@ -180,7 +180,8 @@ def resolve(spec: RepoSpec, rev: str = "HEAD", timeout: float = 120) -> Resolved
         refs = run_git(["for-each-ref", "--count=1"], git_dir=spec.location, what=what, check=False)
         if refs.returncode == 0 and not refs.stdout.strip():
             return ResolvedRepo(spec, rev, None, "empty")
-        raise GitError(f"{what}: cannot read revision {rev!r}: the repository is corrupt or lacks it")
+        raise GitError(f"{what}: cannot read revision {rev!r} of {spec.location}: the repository is "
+                       "corrupt or lacks it")
     if spec.kind == "bundle":
         listing = run_git(["bundle", "list-heads", spec.location], what=what, timeout=timeout)
     else:
