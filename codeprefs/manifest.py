@@ -5,7 +5,7 @@ The smallest manifest names a run and one source; every other setting has a defa
     name: my-run
     sources:
       - type: git
-        repos: [/abs/path/repo-a, file:///abs/path/repo-b.git]
+        repos: [/abs/path/repo-a, file:///abs/path/repo-b.git, {path: /abs/x.git, name: org/x}]
 
 A ``solutions`` source turns correct solutions with tests into verified pairs (see
 :mod:`pipelines.synthesis`); the top-level ``synthesis`` section configures how::

@@ -158,6 +158,10 @@ def test_no_local_path_in_shards_card_or_upload(ray_local, tmp_path, hub):
                                              "acme/tools", "ledger"}
     assert record["manifest"]["sources"][0]["repos"][:2] == ["../home/someone/src/widgets",
                                                             "../home/someone/src/tools"]
+    assert record["manifest_path"] == "../manifests/local.yaml"  # relative to the output folder
+    from pipelines.runrecord import list_runs
+
+    assert list_runs(out)[0]["manifest_path"] == str(manifest)  # `codeprefs runs` still finds it
     ids = sorted(row["id"] for row in rows)
     assert len(set(ids)) == len(ids)
 
