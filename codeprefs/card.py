@@ -154,7 +154,7 @@ the license of its repository.
 ## Reproduce
 
 Code: codeprefs {record['code']['codeprefs']} (commit {record['code'].get('git_commit') or 'unknown'}).
-Inputs pinned at: {', '.join(f"{i['repo']}@{(i.get('sha') or 'none')[:12]}" for i in record['inputs']) or 'none'}.
+Inputs pinned at: {', '.join(_pinned(i) for i in record['inputs']) or 'none'}.
 
 ```yaml
 {manifest_yaml}
@@ -164,6 +164,12 @@ Inputs pinned at: {', '.join(f"{i['repo']}@{(i.get('sha') or 'none')[:12]}" for 
     path = output_dir / "README.md"
     path.write_text(str(card), encoding="utf-8")
     return path
+
+
+def _pinned(item: dict) -> str:
+    """``repo@commit`` of a repository input, ``file@sha256`` of a file input (both abbreviated)."""
+    name = item.get("repo") or item.get("path") or item.get("name") or item.get("type", "?")
+    return f"{name}@{(item.get('sha') or item.get('sha256') or 'none')[:12]}"
 
 
 def _as_frame(rows: list[dict[str, str]]):

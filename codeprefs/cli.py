@@ -22,7 +22,9 @@ _out = Console()
 
 
 def _fail(message: str) -> None:
-    _err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    from codeprefs.redact import redact_text
+
+    _err.print(f"[bold red]error:[/] {redact_text(message)}", highlight=False, markup=True, soft_wrap=True)
     raise typer.Exit(code=2)
 
 

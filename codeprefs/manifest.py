@@ -5,7 +5,7 @@ The smallest manifest names a run and one source; every other setting has a defa
     name: my-run
     sources:
       - type: git
-        repos: [/abs/path/repo-a, file:///abs/path/repo-b.git]
+        repos: [/abs/path/repo-a, file:///abs/path/repo-b.git, {path: /abs/x.git, name: org/x}]
 
 A ``solutions`` source turns correct solutions with tests into verified pairs (see
 :mod:`pipelines.synthesis`); the top-level ``synthesis`` section configures how::
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -47,6 +48,7 @@ from pydantic import (
     model_validator,
 )
 
+from codeprefs.redact import public_url
 from codeprefs.schema import parse_aspect, parse_language
 
 
@@ -58,11 +60,41 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_PUBLIC_NAME = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
+
+
+class RepoEntry(_Strict):
+    """A repository with the public name its rows carry: ``{path: /abs/x.git, name: org/x}``.
+
+    ``path`` (or ``url``) takes anything a plain ``repos`` entry takes; ``name`` replaces the
+    name otherwise derived from it (see :mod:`pipelines.sources.reponame`).
+    """
+
+    path: str | None = None
+    url: str | None = None
+    name: str | None = None
+
+    @model_validator(mode="after")
+    def _one_location(self) -> RepoEntry:
+        if (self.path is None) == (self.url is None) or not (self.path or self.url or "").strip():
+            raise ValueError("give exactly one of path or url")
+        if self.name is not None:
+            public = "://" in self.name and public_url(self.name) == self.name
+            if not (public or (_PUBLIC_NAME.match(self.name) and ".." not in self.name.split("/"))):
+                raise ValueError(f"name {self.name!r} must be a public name such as owner/repo "
+                                 "(no local path, no credentials)")
+        return self
+
+    @property
+    def location(self) -> str:
+        return self.path or self.url or ""
+
+
 class GitSource(_Strict):
     """Mine single-file commits from git repositories (local paths, clone URLs, bundles)."""
 
     type: Literal["git"]
-    repos: list[str] = Field(min_length=1)
+    repos: list[str | RepoEntry] = Field(min_length=1)
     rev: str = "HEAD"
     subset: str = "commits"
     max_commits: int | None = Field(default=None, ge=1)  # per repository, newest first
@@ -71,9 +103,9 @@ class GitSource(_Strict):
 
     @field_validator("repos")
     @classmethod
-    def _no_blank(cls, repos: list[str]) -> list[str]:
+    def _no_blank(cls, repos: list[str | RepoEntry]) -> list[str | RepoEntry]:
         for repo in repos:
-            if not str(repo).strip():
+            if isinstance(repo, str) and not repo.strip():
                 raise ValueError("a repository entry is empty")
         return repos
 
@@ -535,7 +567,9 @@ def _expand_source(source: Any, base_dir: Path) -> Any:
     if isinstance(source, SolutionsSource):
         return source.model_copy(update={"path": _expand(source.path, base_dir, "file", "path")})
     if isinstance(source, GitSource):
-        return source.model_copy(update={"repos": _expand(source.repos, base_dir)})
+        return source.model_copy(update={"repos": [  # an entry with a name is never a glob
+            expanded for repo in source.repos
+            for expanded in (_expand([repo], base_dir) if isinstance(repo, str) else [repo])]})
     if isinstance(source, ExportSource | DatasetSource) and source.path is not None:
         return source.model_copy(update={"path": _expand(source.path, base_dir)})
     return source

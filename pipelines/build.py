@@ -48,6 +48,8 @@ from filters.dedupe import BenchmarkError, decontaminate, index_for, near_dedupe
 from filters.dedupe.decontaminate import BenchmarkIndex
 from filters.messages import MessageFilter
 from filters.validation import ValidationConfig
+from codeprefs.localpaths import relative_paths
+from codeprefs.redact import redact_data, redact_text
 from pipelines.runrecord import RUN_RECORD, code_version, funnel, write_json_atomic
 from pipelines.shards import (
     WritePartition,
@@ -89,6 +91,9 @@ RUN_STATE = "run-state.json"
 class BuildError(RuntimeError):
     """The build cannot start or finish; the message says which input or step is at fault."""
 
+    def __init__(self, message: str) -> None:
+        super().__init__(redact_text(message))  # a URL's credentials never reach the user's screen
+
 
 # -- pinning the inputs -----------------------------------------------------------------------------
 
@@ -98,9 +103,11 @@ def resolve_inputs(manifest: Manifest, workers: int = 16) -> list[tuple[GitSourc
 
     Runs a few git look-ups at a time (``ls-remote`` of a URL waits on the network).
     """
-    jobs = [(index, source, RepoSpec.parse(repo_text, manifest.base_dir))
+    jobs = [(index, source, RepoSpec.parse(entry, manifest.base_dir) if isinstance(entry, str)
+             else RepoSpec.parse(entry.location, manifest.base_dir, entry.name))
             for index, source in enumerate(manifest.sources) if isinstance(source, GitSource)
-            for repo_text in source.repos]
+            for entry in source.repos]
+    _check_unique_names([(index, spec) for index, _, spec in jobs])
 
     def pin(job):
         index, source, spec = job
@@ -113,6 +120,18 @@ def resolve_inputs(manifest: Manifest, workers: int = 16) -> list[tuple[GitSourc
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(pin, jobs))
+
+
+def _check_unique_names(specs: list[tuple[int, RepoSpec]]) -> None:
+    """Two different repositories must not share a public name (their rows would mix)."""
+    seen: dict[str, tuple[int, RepoSpec]] = {}
+    for index, spec in specs:
+        first = seen.setdefault(spec.name, (index, spec))
+        if first[1].location != spec.location:
+            raise BuildError(
+                f"sources.{index}.repos: {first[1].location} (sources.{first[0]}) and {spec.location} "
+                f"would both be named {spec.name!r} in the rows: give one a name, e.g. "
+                f"{{path: {spec.location}, name: owner/{spec.name.rsplit('/', 1)[-1]}}}")
 
 
 def _input_record(source: GitSource, repo: ResolvedRepo | None, error: str | None) -> dict:
@@ -513,6 +532,7 @@ def build(manifest: Manifest, output: str | Path, manifest_path: str | None = No
     reused) or discarded with ``restart``.
     """
     started = time.time()
+    log = _redacting(log)
     output_dir = Path(output).expanduser().resolve()
     plan = plan_build(manifest, output_dir)
     benchmarks = load_benchmarks(manifest)
@@ -535,6 +555,10 @@ def build(manifest: Manifest, output: str | Path, manifest_path: str | None = No
                           benchmarks=benchmarks, log=log)
         lock.mark("complete", plan.fingerprints)
     return record
+
+
+def _redacting(log: Callable[[str], None]) -> Callable[[str], None]:
+    return lambda line: log(redact_text(line))
 
 
 def load_benchmarks(manifest: Manifest) -> BenchmarkIndex | None:
@@ -630,7 +654,7 @@ def _execute(manifest: Manifest, plan: Plan, output_dir: Path, manifest_path: st
 
     record = {
         "name": manifest.name,
-        "manifest_path": manifest_path,
+        "manifest_path": _manifest_path(manifest_path, output_dir),
         "manifest": manifest.resolved(),
         "code": {**code_version(), "fingerprint": fps["code"]},
         "inputs": plan.inputs,
@@ -648,8 +672,17 @@ def _execute(manifest: Manifest, plan: Plan, output_dir: Path, manifest_path: st
         "finished_at": datetime.now(UTC).isoformat(),
         "seconds": round(time.time() - started, 3),
     }
+    # Published as is (and quoted by the card): no credential, no absolute local path.
+    record = redact_data(relative_paths(record, manifest.base_dir))
     write_json_atomic(output_dir / RUN_RECORD, record)
     return record
+
+
+def _manifest_path(manifest_path: str | None, output_dir: Path) -> str | None:
+    """The manifest's path relative to the output folder (``codeprefs runs`` resolves it)."""
+    if manifest_path is None:
+        return None
+    return os.path.relpath(Path(manifest_path).expanduser().resolve(), output_dir)
 
 
 def _write(files: list[str], output_dir: Path, manifest: Manifest) -> list[dict[str, Any]]:

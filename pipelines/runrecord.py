@@ -63,6 +63,13 @@ def read_run_record(output_dir: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"no {RUN_RECORD} in {output_dir}: is it a codeprefs output folder?") from None
 
 
+def _manifest_from(output: Path, manifest_path: str | None) -> str | None:
+    """The manifest's path as the user can reach it: run.json stores it relative to ``output``."""
+    if not manifest_path:
+        return None
+    return os.path.normpath(output / manifest_path)
+
+
 def list_runs(root: str | Path) -> list[dict[str, Any]]:
     """Every build output under ``root`` (a folder with ``run.json`` or an unfinished run state)."""
     root = Path(root)
@@ -76,7 +83,7 @@ def list_runs(root: str | Path) -> list[dict[str, Any]]:
             "finished_at": record.get("finished_at"), "kept": record["rows"]["kept"],
             "total": record["rows"]["total"],
             "fingerprint": record.get("fingerprints", {}).get("write"),
-            "manifest_path": record.get("manifest_path"),
+            "manifest_path": _manifest_from(record_path.parent, record.get("manifest_path")),
         }
     for state_path in sorted(root.rglob("run-state.json")) if root.is_dir() else []:
         output = state_path.parent.parent

@@ -63,7 +63,7 @@ def test_build_writes_shards_record_and_rejects(ray_local, tmp_path, two_repos):
     assert set(frame["language"]) == {"Python", "Go", "JavaScript"}
     assert set(frame["aspect"]) == {"Functional_Correctness", "Runtime_Efficiency"}
     assert frame.filter(pl.col("language") == "Go")["chosen"][0] == GO_V2
-    assert frame.filter(pl.col("language") == "Go")["repo"][0] == url
+    assert frame.filter(pl.col("language") == "Go")["repo"][0] == "other"  # public: its folder name
 
     loaded = datasets.load_dataset("parquet", data_files=str(out / "data" / "*.parquet"), split="train")
     assert loaded.num_rows == 4
@@ -77,7 +77,7 @@ def test_build_writes_shards_record_and_rejects(ray_local, tmp_path, two_repos):
     assert [i["status"] for i in record["inputs"]] == ["ok", "ok"]
     assert record["inputs"][0]["sha"] == subprocess.run(
         ["git", "-C", str(local), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    assert record["manifest"]["sources"][0]["repos"] == [str(local), url]
+    assert record["manifest"]["sources"][0]["repos"] == ["local", "other.git"]  # relative: published
 
     funnel = {stage["stage"]: stage for stage in record["funnel"]}
     assert record["rows"] == {"total": 8, "kept": 4, "dropped": 4}

@@ -221,7 +221,7 @@ def test_bundle_source(make_repo, tmp_path):
     bundle = tmp_path / "origin.bundle"
     origin.git("bundle", "create", "-q", str(bundle), "--all")
     spec = RepoSpec.parse("origin.bundle", tmp_path)
-    assert spec.kind == "bundle" and spec.name == "origin.bundle"
+    assert spec.kind == "bundle" and spec.name == "origin"  # its public name: the file stem
     resolved = resolve(spec)
     assert resolved.sha == sha
     rows = list(ListCommits(str(tmp_path / "cache")).rows_for(repo_task(resolved, "s", None, "fail")))

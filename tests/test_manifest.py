@@ -46,6 +46,23 @@ def test_relative_globs_expand_against_the_manifest_folder_and_stay_relative(tmp
     assert manifest.base_dir == tmp_path.resolve()
 
 
+def test_a_repository_entry_may_give_its_public_name(tmp_path):
+    manifest = load_manifest(write(tmp_path, """
+name: r
+sources:
+  - type: git
+    repos: [plain/repo, {path: /abs/x.git, name: org/x}, {url: "https://h/y.git", name: org/y}]
+"""))
+    repos = manifest.sources[0].repos
+    assert [repo.location for repo in repos[1:]] == ["/abs/x.git", "https://h/y.git"]
+    assert [repo.name for repo in repos[1:]] == ["org/x", "org/y"]  # a named entry is never a glob
+    assert repos[0] == "plain/repo"
+    for bad in ("{path: /x, name: /home/me/x}", "{path: /x, name: 'https://u:t@h/x'}", "{name: org/x}",
+                "{path: /x, url: 'https://h/x'}", "{path: /x, nick: x}"):
+        with pytest.raises(ManifestError, match=r"sources\.0\.git\.repos\.0"):
+            load_manifest(write(tmp_path, f"name: r\nsources:\n  - type: git\n    repos: [{bad}]\n"))
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

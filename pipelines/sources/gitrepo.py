@@ -23,7 +23,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, NamedTuple
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
+
+from codeprefs.redact import redact_text
+from pipelines.sources.reponame import repository_name
 
 SAFE_CONFIG: tuple[str, ...] = (
     "-c", "core.hooksPath=/dev/null",
@@ -50,8 +53,8 @@ class GitError(RuntimeError):
     """A git command failed; the message names the repository and git's own words."""
 
     def __init__(self, message: str, stderr: str = "") -> None:
-        super().__init__(message)
-        self.stderr = stderr  # git's full error output, for callers that classify failures
+        super().__init__(redact_text(message))  # a URL's credentials never reach a message
+        self.stderr = redact_text(stderr)  # git's full error output, for callers that classify failures
 
 
 class GitTimeout(GitError):
@@ -125,22 +128,21 @@ RepoKind = Literal["path", "url", "bundle"]
 class RepoSpec:
     """A repository as a manifest names it: a local path, a clone URL, or a git bundle file."""
 
-    name: str  # as written in the manifest (credentials stripped); part of every row's id
+    name: str  # its public name (pipelines.sources.reponame): rows' `repo`, part of every row's id
     kind: RepoKind
     location: str  # absolute path, or the URL
 
     @classmethod
-    def parse(cls, text: str, base_dir: Path) -> RepoSpec:
+    def parse(cls, text: str, base_dir: Path, name: str | None = None) -> RepoSpec:
+        """The entry ``text`` of a manifest; ``name``: the public name the manifest gives it."""
         if "://" in text or text.startswith("git@"):
-            parts = urlsplit(text)
-            public = parts._replace(netloc=parts.hostname or "") if parts.password else parts
-            return cls(name=urlunsplit(public), kind="url", location=text)
+            return cls(name=repository_name(text, "url", text, name), kind="url", location=text)
         path = Path(os.path.expanduser(text))
         if not path.is_absolute():
             path = base_dir / path
         path = path.resolve()
         kind: RepoKind = "bundle" if path.is_file() and path.suffix == ".bundle" else "path"
-        return cls(name=text, kind=kind, location=str(path))
+        return cls(name=repository_name(text, kind, str(path), name), kind=kind, location=str(path))
 
     def cache_path(self, cache_dir: Path) -> Path:
         digest = hashlib.sha256(self.location.encode()).hexdigest()[:16]
@@ -178,7 +180,8 @@ def resolve(spec: RepoSpec, rev: str = "HEAD", timeout: float = 120) -> Resolved
         refs = run_git(["for-each-ref", "--count=1"], git_dir=spec.location, what=what, check=False)
         if refs.returncode == 0 and not refs.stdout.strip():
             return ResolvedRepo(spec, rev, None, "empty")
-        raise GitError(f"{what}: cannot read revision {rev!r}: the repository is corrupt or lacks it")
+        raise GitError(f"{what}: cannot read revision {rev!r} of {spec.location}: the repository is "
+                       "corrupt or lacks it")
     if spec.kind == "bundle":
         listing = run_git(["bundle", "list-heads", spec.location], what=what, timeout=timeout)
     else:
@@ -208,7 +211,8 @@ def materialize(repo: ResolvedRepo, cache_dir: Path, timeout: float = 3600) -> P
                       check=False)
         if has.returncode == 0:
             return target
-        run_git(["fetch", "--quiet", "--no-tags", repo.spec.location, repo.sha or repo.rev],
+        run_git(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", repo.spec.location,
+                 repo.sha or repo.rev],
                 git_dir=target, what=what, timeout=timeout)
         return target
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -216,6 +220,7 @@ def materialize(repo: ResolvedRepo, cache_dir: Path, timeout: float = 3600) -> P
     try:
         run_git(["clone", "--bare", "--quiet", "--no-tags", "--", repo.spec.location,
                  str(staging / "repo.git")], what=what, timeout=timeout)
+        forget_origin(staging / "repo.git", what)
         try:
             os.rename(staging / "repo.git", target)
         except OSError:
@@ -224,6 +229,12 @@ def materialize(repo: ResolvedRepo, cache_dir: Path, timeout: float = 3600) -> P
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def forget_origin(git_dir: Path, what: str) -> None:
+    """Remove the clone's record of where it came from: the URL may hold credentials."""
+    run_git(["config", "--file", str(git_dir / "config"), "--remove-section", "remote.origin"],
+            what=what, check=False, timeout=60)
 
 
 # -- walking history --------------------------------------------------------------------------
