@@ -273,3 +273,16 @@ def _stop_ray(temp_dir: Path) -> None:
             except ProcessLookupError:
                 pass
     shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give the repository to another user")
+def test_a_repository_owned_by_another_user_is_refused_by_name(make_repo, tmp_path):
+    from pipelines.sources.gitrepo import GitError, RepoSpec, resolve
+
+    repo = make_repo("foreign")
+    repo.commit("Add module", {"mod.py": module("foreign", 0)})
+    for folder, _, files in os.walk(repo.path):
+        for name in [folder, *(os.path.join(folder, f) for f in files)]:
+            os.chown(name, 65534, 65534)
+    with pytest.raises(GitError, match="foreign.*owned by another user"):
+        resolve(RepoSpec.parse(str(repo.path), tmp_path), cache_dir=tmp_path / "cache")
