@@ -100,6 +100,8 @@ class GitSource(_Strict):
     max_commits: int | None = Field(default=None, ge=1)  # per repository, newest first
     on_error: Literal["fail", "skip"] = "fail"  # a broken repository stops the run, or is counted
     license: str | None = None  # declared for the dataset card, e.g. "mit" or "apache-2.0"
+    # per clone or fetch of one repository; past it git and its helpers are killed
+    clone_timeout_s: float = Field(default=3600, gt=0)
 
     @field_validator("repos")
     @classmethod

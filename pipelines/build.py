@@ -98,10 +98,13 @@ class BuildError(RuntimeError):
 # -- pinning the inputs -----------------------------------------------------------------------------
 
 
-def resolve_inputs(manifest: Manifest, workers: int = 16) -> list[tuple[GitSource, ResolvedRepo | None, str | None]]:
+def resolve_inputs(manifest: Manifest, workers: int = 16, cache_dir: Path | None = None,
+                   ) -> list[tuple[GitSource, ResolvedRepo | None, str | None]]:
     """Pin each repository of each git source to a commit: (source, pinned repo, error text).
 
-    Runs a few git look-ups at a time (``ls-remote`` of a URL waits on the network).
+    Runs a few git look-ups at a time (``ls-remote`` of a URL waits on the network). A local
+    repository is copied into ``cache_dir`` first (a temporary folder without one), where its
+    revision is read: no git command runs in the repository itself.
     """
     jobs = [(index, source, RepoSpec.parse(entry, manifest.base_dir) if isinstance(entry, str)
              else RepoSpec.parse(entry.location, manifest.base_dir, entry.name))
@@ -112,7 +115,8 @@ def resolve_inputs(manifest: Manifest, workers: int = 16) -> list[tuple[GitSourc
     def pin(job):
         index, source, spec = job
         try:
-            return source, resolve(spec, source.rev), None
+            return source, resolve(spec, source.rev, cache_dir=cache_dir,
+                                   clone_timeout=source.clone_timeout_s), None
         except GitError as error:
             if source.on_error != "skip":
                 raise BuildError(f"sources.{index}.repos: {error}") from None
@@ -329,7 +333,8 @@ class Plan:
 
 def plan_build(manifest: Manifest, output_dir: Path) -> Plan:
     """Pin the inputs and describe every source's units (no Ray needed)."""
-    pinned = resolve_inputs(manifest)  # fail on a missing or corrupt input before any work
+    # fail on a missing or corrupt input before any work
+    pinned = resolve_inputs(manifest, cache_dir=output_dir / CACHE_DIR)
     try:  # export and dataset files: chunks and fingerprints, from metadata only
         plans = plan_file_sources(manifest)
     except ValueError as error:
@@ -345,7 +350,8 @@ def plan_build(manifest: Manifest, output_dir: Path) -> Plan:
         if repo is not None and repo.status == "ok":
             index = next(i for i, s in enumerate(manifest.sources) if s is source)
             tasks_by_source.setdefault(index, []).append(
-                repo_task(repo, source.subset, source.max_commits, source.on_error))
+                repo_task(repo, source.subset, source.max_commits, source.on_error,
+                          source.clone_timeout_s))
     all_tasks = [task for tasks in tasks_by_source.values() for task in tasks]
     commit_settings = {"message": filters.message.model_dump(mode="json"),
                        "criteria": filters.criteria.model_dump(mode="json"), "max_bytes": content_cap,

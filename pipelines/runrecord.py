@@ -11,6 +11,7 @@ from typing import Any
 
 import codeprefs
 from pipelines.rows import STAGES
+from pipelines.sources.gitrepo import SAFE_CONFIG, git_env
 
 RUN_RECORD = "run.json"
 
@@ -19,13 +20,16 @@ def code_version() -> dict[str, Any]:
     """The package version and, in a git checkout, the commit and whether it had local edits."""
     version: dict[str, Any] = {"codeprefs": codeprefs.__version__, "git_commit": None, "dirty": None}
     root = Path(codeprefs.__file__).resolve().parents[1]
+    # The hardened environment of the git source: no global or system config, so neither the
+    # user's fsmonitor nor a hook of theirs runs while the build reads its own checkout.
+    safe = ["git", *SAFE_CONFIG, "-C", str(root)]
     try:
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
-                                text=True, timeout=10)
+        commit = subprocess.run([*safe, "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10, env=git_env())
         if commit.returncode == 0:
             version["git_commit"] = commit.stdout.strip()
-            status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "-uno"],
-                                    capture_output=True, text=True, timeout=30)
+            status = subprocess.run([*safe, "status", "--porcelain", "-uno"], capture_output=True,
+                                    text=True, timeout=30, env=git_env())
             version["dirty"] = bool(status.stdout.strip())
     except (OSError, subprocess.TimeoutExpired):
         pass

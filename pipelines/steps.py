@@ -32,6 +32,7 @@ from parsers.languages import is_ambiguous, language_for_path
 from pipelines.rows import Row, drop, empty_row, to_table, to_tables
 from pipelines.sources.export import ExportRules, split_repos
 from pipelines.sources.gitrepo import (
+    DEFAULT_CLONE_TIMEOUT_S,
     REGULAR_FILE_MODES,
     Commit,
     GitError,
@@ -91,12 +92,13 @@ class Chain:
 # -- source -------------------------------------------------------------------------------------
 
 
-def repo_task(repo: ResolvedRepo, subset: str, max_commits: int | None, on_error: str) -> Row:
+def repo_task(repo: ResolvedRepo, subset: str, max_commits: int | None, on_error: str,
+              clone_timeout_s: float = DEFAULT_CLONE_TIMEOUT_S) -> Row:
     """The one-row input of :class:`ListCommits` for one repository."""
     return {
         "repo_name": repo.spec.name, "repo_kind": repo.spec.kind, "repo_location": repo.spec.location,
         "rev": repo.rev, "sha": repo.sha, "subset": subset, "max_commits": max_commits,
-        "on_error": on_error,
+        "on_error": on_error, "clone_timeout_s": float(clone_timeout_s),
     }
 
 
@@ -123,7 +125,8 @@ class ListCommits:
         spec = RepoSpec(task["repo_name"], task["repo_kind"], task["repo_location"])
         repo = ResolvedRepo(spec, task["rev"], task["sha"], "ok")
         try:
-            git_dir = materialize(repo, Path(self.cache_dir))
+            git_dir = materialize(repo, Path(self.cache_dir),
+                                  timeout=task.get("clone_timeout_s") or DEFAULT_CLONE_TIMEOUT_S)
             context = HeaderContext.from_paths(list_files(git_dir, repo.sha, spec.name))
             for commit in iter_commits(git_dir, repo.sha, spec.name, task["max_commits"]):
                 yield self.commit_row(task, str(git_dir), commit, context)

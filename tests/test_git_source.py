@@ -183,10 +183,21 @@ def test_history_with_a_missing_object_fails_naming_the_repository(make_repo, tm
     first = repo.commit("Add file", {"a.py": "a = 1\n"})
     repo.commit("Fix bug in a", {"a.py": "a = 2\n"})
     tree = repo.git("rev-parse", f"{first}^{{tree}}").strip()
+    resolved = resolve(RepoSpec.parse(str(repo.path), tmp_path), cache_dir=tmp_path / "cache")
+    copy = resolved.spec.cache_path(tmp_path / "cache")
     (repo.path / ".git" / "objects" / tree[:2] / tree[2:]).unlink()
+    with pytest.raises(GitError, match="holes.*corrupt"):  # the copy made when pinning fails
+        resolve(RepoSpec.parse(str(repo.path), tmp_path))
+    for pack in (copy / "objects" / "pack").glob("*.pack"):  # the cache's copy loses it too
+        data = pack.read_bytes()
+        pack.unlink()
+        pack.with_suffix(".idx").unlink()
+        subprocess.run(["git", "-C", str(copy), "unpack-objects", "-q"], input=data, check=True)
+    (copy / "objects" / tree[:2] / tree[2:]).unlink()
+    task = repo_task(resolved, "commits", None, "fail")
     with pytest.raises(GitError, match="holes"):
-        list_rows(repo.path, tmp_path)
-    skipped = list_rows(repo.path, tmp_path, on_error="skip")
+        list(ListCommits(str(tmp_path / "cache")).rows_for(task))
+    skipped = list(ListCommits(str(tmp_path / "cache")).rows_for({**task, "on_error": "skip"}))
     assert skipped[-1]["drop_reason"] == "repo_error"
 
 

@@ -1,8 +1,23 @@
 """Read-only access to git repositories through the git CLI.
 
-Everything here treats a repository as untrusted input: git runs with hooks pointed at
-/dev/null, fsmonitor off, no pager, no external diff or textconv drivers, and no terminal
-prompts. Remote and bundle repositories are cloned bare (never a work tree) into a cache.
+Everything here treats a repository as untrusted input, and git never starts a program that a
+repository's config, the user's global config or the system's config names:
+
+* every git command runs with ``GIT_CONFIG_NOSYSTEM=1`` and ``GIT_CONFIG_GLOBAL=/dev/null``, and
+  without the caller's ``GIT_*`` variables (no ``GIT_CONFIG_COUNT``, ``GIT_SSH_COMMAND``, ...),
+  so only the config of the repository it runs in (and ``-c`` options) apply;
+* a repository named in a manifest is never the repository a command runs in: a local path is
+  first copied (``git clone --mirror --no-local``) and a URL or bundle cloned bare into the
+  build's cache, and every later command runs in that copy, whose config git wrote. The only
+  process that touches the source is ``git upload-pack``, which git keeps safe to run on an
+  untrusted repository (it honours ``uploadpack.packObjectsHook`` only from protected config, and
+  no lazy fetches: ``GIT_NO_LAZY_FETCH=1``);
+* transports are limited to ``file``, ``git``, ``http(s)`` and ``ssh`` (``GIT_ALLOW_PROTOCOL``),
+  so no ``ext::`` command can be named by a URL or an ``insteadOf`` rewrite;
+* git's ownership check stays on (``safe.directory`` is never overridden).
+
+The ``-c`` options of :data:`SAFE_CONFIG` (hooks, fsmonitor, pager, external diff, signature
+display off) only harden the cache copies further.
 
 The history walk is one streaming ``git log --raw -z`` (blob ids included, so file contents are
 read by blob id with ``git cat-file --batch`` and no tree is walked twice); it was the fastest
@@ -12,6 +27,8 @@ of the approaches measured (see ``benchmarks/bench_mining.py``).
 from __future__ import annotations
 
 import atexit
+import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
@@ -26,27 +43,33 @@ from typing import Literal, NamedTuple
 from urllib.parse import urlsplit
 
 from codeprefs.redact import redact_text
+from pipelines.sources.gitprogress import PROGRESS_INTERVAL_S, TransferProgress
 from pipelines.sources.reponame import repository_name
 
 SAFE_CONFIG: tuple[str, ...] = (
     "-c", "core.hooksPath=/dev/null",
     "-c", "core.fsmonitor=false",
-    "-c", "safe.directory=*",
     "-c", "core.pager=cat",
     "-c", "diff.external=",
-    "-c", "protocol.file.allow=always",
+    "-c", "log.showSignature=false",
     "-c", "core.quotePath=false",
 )
 
 _GIT_ENV = {
     "GIT_TERMINAL_PROMPT": "0",
     "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_CONFIG_GLOBAL": "/dev/null",
+    "GIT_ALLOW_PROTOCOL": "file:git:http:https:ssh",
+    "GIT_NO_LAZY_FETCH": "1",
+    "GIT_ATTR_NOSYSTEM": "1",
     "GIT_ASKPASS": "",
     "SSH_ASKPASS": "",
     "GIT_OPTIONAL_LOCKS": "0",
     "LC_ALL": "C",
 }
 REGULAR_FILE_MODES = frozenset({"100644", "100755"})
+DEFAULT_CLONE_TIMEOUT_S = 3600.0
+LISTING_TIMEOUT_S = 120.0  # ls-remote and bundle list-heads: at most this (or the clone time-out)
 
 
 class GitError(RuntimeError):
@@ -61,11 +84,15 @@ class GitTimeout(GitError):
     """A git command ran past its time limit and was killed (with every process it started)."""
 
 
-def _env() -> dict[str, str]:
+def git_env() -> dict[str, str]:
+    """The environment every git command runs in (see the module doc): the caller's, less its
+    ``GIT_*`` variables, with no system or global config and a short list of transports."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
     env.update(_GIT_ENV)
-    env["GIT_CONFIG_GLOBAL"] = "/dev/null"
     return env
+
+
+_env = git_env
 
 
 def run_git(
@@ -77,38 +104,46 @@ def run_git(
     timeout: float | None = 600,
     check: bool = True,
     config: Iterable[str] = (),
+    progress: TransferProgress | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run one git command; ``what`` names the repository in any error.
 
     The command runs in a process group of its own: on timeout the whole group is killed (git
     starts helpers such as ``upload-pack`` or ``remote-https`` that would otherwise hold its pipes
-    open), and :class:`GitTimeout` is raised. ``config`` adds ``-c key=value`` options.
+    open), and :class:`GitTimeout` is raised. ``config`` adds ``-c key=value`` options;
+    ``progress`` logs the command's start, its progress while it runs, and its end.
     """
     args = list(args)
     command = ["git", *SAFE_CONFIG, *config]
     if git_dir is not None:
         command += ["-C", str(git_dir)]
     command += args
-    process = subprocess.Popen(
-        command, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(), start_new_session=True,
-    )
-    try:
-        stdout, stderr = process.communicate(input, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _kill_group(process)
-        process.communicate()
-        raise GitTimeout(f"{what}: `git {' '.join(args[:3])}` timed out after {timeout}s") from None
-    except BaseException:
-        _kill_group(process)
-        process.communicate()
-        raise
-    result = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
-    if check and result.returncode != 0:
-        text = stderr.decode("utf-8", "replace").strip()
-        lines = text.splitlines()
-        detail = lines[-1] if lines else f"exit code {result.returncode}"
-        raise GitError(f"{what}: `git {' '.join(args[:3])}` failed: {detail}", text)
+    with progress or contextlib.nullcontext():
+        process = subprocess.Popen(
+            command, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=git_env(), start_new_session=True,
+        )
+        try:
+            stdout, stderr = process.communicate(input, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(process)
+            process.communicate()
+            received = f", {progress.received_mib():.1f} MiB received" if progress else ""
+            raise GitTimeout(f"{what}: `git {' '.join(args[:3])}` made no end within its time limit "
+                             f"of {timeout:g} s{received}; it was killed") from None
+        except BaseException:
+            _kill_group(process)
+            process.communicate()
+            raise
+        result = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+        if check and result.returncode != 0:
+            text = stderr.decode("utf-8", "replace").strip()
+            lines = text.splitlines()
+            detail = lines[-1] if lines else f"exit code {result.returncode}"
+            if "dubious ownership" in text:
+                detail = ("git refuses to read a repository owned by another user (its config "
+                          "could run programs); copy it or change its owner")
+            raise GitError(f"{what}: `git {' '.join(args[:3])}` failed: {detail}", text)
     return result
 
 
@@ -160,36 +195,34 @@ class ResolvedRepo:
     status: Literal["ok", "empty"]
 
 
-def resolve(spec: RepoSpec, rev: str = "HEAD", timeout: float = 120) -> ResolvedRepo:
-    """Pin ``rev`` of ``spec`` to a commit sha without cloning anything.
+def resolve(spec: RepoSpec, rev: str = "HEAD", timeout: float = LISTING_TIMEOUT_S, *,
+            cache_dir: Path | None = None,
+            clone_timeout: float = DEFAULT_CLONE_TIMEOUT_S) -> ResolvedRepo:
+    """Pin ``rev`` of ``spec`` to a commit sha.
 
-    Raises :class:`GitError` (naming the repository) when it is missing, not a repository, or
-    corrupt; returns status ``empty`` for a repository without commits.
+    A URL or bundle is only listed (``ls-remote``, ``bundle list-heads``; at most ``timeout``
+    seconds). A local path is copied into ``cache_dir`` first (see :func:`local_copy`; a
+    temporary folder without one) and ``rev``, any revision expression, is read in the copy, so
+    no git command ever runs in the repository itself. Raises :class:`GitError` (naming the
+    repository) when it is missing, not a repository, or corrupt; returns status ``empty`` for a
+    repository without commits.
     """
     what = spec.name
     if spec.kind == "path":
-        if not Path(spec.location).exists():
-            raise GitError(f"{what}: no such repository path: {spec.location}")
-        probe = run_git(["rev-parse", "--git-dir"], git_dir=spec.location, what=what, check=False)
-        if probe.returncode != 0:
-            raise GitError(f"{what}: not a git repository: {spec.location}")
-        found = run_git(["rev-parse", "--verify", "-q", f"{rev}^{{commit}}"], git_dir=spec.location,
-                        what=what, check=False)
+        if cache_dir is None:
+            with tempfile.TemporaryDirectory(prefix="codeprefs-resolve-") as scratch:
+                return resolve(spec, rev, timeout, cache_dir=Path(scratch), clone_timeout=clone_timeout)
+        heads = _list_heads(spec, min(timeout, clone_timeout))
+        if not heads:
+            return ResolvedRepo(spec, rev, None, "empty")
+        copy = local_copy(spec, cache_dir, heads.get("HEAD"), clone_timeout)
+        found = run_git(["rev-parse", "--verify", "-q", f"{rev}^{{commit}}"], git_dir=copy, what=what,
+                        check=False)
         if found.returncode == 0:
             return ResolvedRepo(spec, rev, found.stdout.decode().strip(), "ok")
-        refs = run_git(["for-each-ref", "--count=1"], git_dir=spec.location, what=what, check=False)
-        if refs.returncode == 0 and not refs.stdout.strip():
-            return ResolvedRepo(spec, rev, None, "empty")
         raise GitError(f"{what}: cannot read revision {rev!r} of {spec.location}: the repository is "
                        "corrupt or lacks it")
-    if spec.kind == "bundle":
-        listing = run_git(["bundle", "list-heads", spec.location], what=what, timeout=timeout)
-    else:
-        listing = run_git(["ls-remote", "--", spec.location], what=what, timeout=timeout)
-    heads = {}
-    for line in listing.stdout.decode().splitlines():
-        sha, _, ref = line.partition("\t" if "\t" in line else " ")
-        heads[ref.strip()] = sha.strip()
+    heads = _list_heads(spec, min(timeout, clone_timeout))
     if not heads:
         return ResolvedRepo(spec, rev, None, "empty")
     for candidate in (rev, f"refs/heads/{rev}", f"refs/tags/{rev}"):
@@ -200,41 +233,129 @@ def resolve(spec: RepoSpec, rev: str = "HEAD", timeout: float = 120) -> Resolved
     raise GitError(f"{what}: revision {rev!r} not found among {sorted(heads)[:5]}")
 
 
-def materialize(repo: ResolvedRepo, cache_dir: Path, timeout: float = 3600) -> Path:
-    """A local git directory holding ``repo.sha``: the path itself, or a bare clone in the cache."""
-    if repo.spec.kind == "path":
-        return Path(repo.spec.location)
-    target = repo.spec.cache_path(cache_dir)
-    what = repo.spec.name
-    if target.exists():
-        has = run_git(["cat-file", "-e", f"{repo.sha}^{{commit}}"], git_dir=target, what=what,
-                      check=False)
-        if has.returncode == 0:
-            return target
-        run_git(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", repo.spec.location,
-                 repo.sha or repo.rev],
-                git_dir=target, what=what, timeout=timeout)
-        return target
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".clone-", dir=cache_dir))
+def _list_heads(spec: RepoSpec, timeout: float) -> dict[str, str]:
+    """ref -> sha of the repository (``HEAD`` included when it points at a commit)."""
+    what = spec.name
+    if spec.kind == "path":
+        if not Path(spec.location).exists():
+            raise GitError(f"{what}: no such repository path: {spec.location}")
+        listing = run_git(["ls-remote", "--", spec.location], what=what, timeout=timeout, check=False)
+        if listing.returncode != 0:
+            text = listing.stderr.decode("utf-8", "replace")
+            if "dubious ownership" in text:
+                raise GitError(f"{what}: git refuses to read {spec.location}: it is owned by another "
+                               "user (its config could run programs); copy it or change its owner", text)
+            raise GitError(f"{what}: not a git repository: {spec.location}", text)
+    elif spec.kind == "bundle":
+        listing = run_git(["bundle", "list-heads", spec.location], what=what, timeout=timeout)
+    else:
+        listing = run_git(["ls-remote", "--", spec.location], what=what, timeout=timeout)
+    heads = {}
+    for line in listing.stdout.decode().splitlines():
+        sha, _, ref = line.partition("\t" if "\t" in line else " ")
+        heads[ref.strip()] = sha.strip()
+    return heads
+
+
+@contextlib.contextmanager
+def _locked(target: Path) -> Iterator[None]:
+    """An exclusive lock on one cache repository (threads and processes alike)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.with_name(target.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _has_commit(git_dir: Path, sha: str, what: str) -> bool:
+    return run_git(["cat-file", "-e", f"{sha}^{{commit}}"], git_dir=git_dir, what=what,
+                   check=False).returncode == 0
+
+
+def _clone(spec: RepoSpec, target: Path, timeout: float, progress_every: float) -> None:
+    """Clone ``spec`` bare into ``target`` (atomically: a staging folder renamed into place)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".clone-", dir=target.parent))
+    # A local path: every ref, objects copied through upload-pack (no hardlinks, no config).
+    options = ["--mirror", "--no-local"] if spec.kind == "path" else ["--bare", "--no-tags"]
     try:
-        run_git(["clone", "--bare", "--quiet", "--no-tags", "--", repo.spec.location,
-                 str(staging / "repo.git")], what=what, timeout=timeout)
-        forget_origin(staging / "repo.git", what)
+        try:
+            run_git(["clone", *options, "--quiet", "--", spec.location, str(staging / "repo.git")],
+                    what=spec.name, timeout=timeout,
+                    progress=TransferProgress("cloning", spec.location, staging, progress_every))
+        except GitTimeout:
+            raise
+        except GitError as error:
+            if spec.kind != "path":
+                raise
+            raise GitError(f"{spec.name}: cannot copy the repository at {spec.location}: it is "
+                           f"corrupt or unreadable ({str(error).rsplit(': ', 1)[-1]})",
+                           error.stderr) from None
+        forget_origin(staging / "repo.git", spec.name)
         try:
             os.rename(staging / "repo.git", target)
         except OSError:
-            if not target.exists():  # another task finished the same clone first otherwise
+            if not (target / "HEAD").exists():  # another task finished the same clone first otherwise
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return target
 
 
 def forget_origin(git_dir: Path, what: str) -> None:
     """Remove the clone's record of where it came from: the URL may hold credentials."""
     run_git(["config", "--file", str(git_dir / "config"), "--remove-section", "remote.origin"],
             what=what, check=False, timeout=60)
+
+
+def _fetch(spec: RepoSpec, target: Path, wanted: list[str], timeout: float, progress_every: float,
+           prune: bool = False) -> None:
+    run_git(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", *(["--prune"] if prune else []),
+             "--", spec.location, *wanted],
+            git_dir=target, what=spec.name, timeout=timeout, config=FETCH_CONFIG,
+            progress=TransferProgress("fetching", spec.location, target / "objects", progress_every))
+
+
+def local_copy(spec: RepoSpec, cache_dir: Path, head: str | None,
+               timeout: float = DEFAULT_CLONE_TIMEOUT_S,
+               progress_every: float = PROGRESS_INTERVAL_S) -> Path:
+    """The cache's copy of local repository ``spec``, brought up to date with every ref.
+
+    The first call clones it (``--mirror --no-local``); later ones fetch what changed. The
+    copy's ``HEAD`` is detached at ``head``, the source's ``HEAD`` commit, so that revisions
+    such as ``HEAD~2`` mean what they mean in the source.
+    """
+    target = spec.cache_path(cache_dir)
+    with _locked(target):
+        if (target / "HEAD").exists():
+            _fetch(spec, target, ["+refs/*:refs/*"], timeout, progress_every, prune=True)
+        else:
+            _clone(spec, target, timeout, progress_every)
+        if head is not None:
+            if not _has_commit(target, head, spec.name):  # a detached HEAD on no branch
+                _fetch(spec, target, [head], timeout, progress_every)
+            run_git(["update-ref", "--no-deref", "HEAD", head], git_dir=target, what=spec.name)
+    return target
+
+
+def materialize(repo: ResolvedRepo, cache_dir: Path, timeout: float = DEFAULT_CLONE_TIMEOUT_S,
+                progress_every: float = PROGRESS_INTERVAL_S) -> Path:
+    """A bare copy of ``repo`` in ``cache_dir`` that holds ``repo.sha`` (cloned or fetched).
+
+    Clones and fetches are killed (with their helper processes) after ``timeout`` seconds,
+    raising :class:`GitTimeout` naming the repository, and log progress every
+    ``progress_every`` seconds while they run.
+    """
+    target = repo.spec.cache_path(cache_dir)
+    if (target / "HEAD").exists() and _has_commit(target, repo.sha, repo.spec.name):
+        return target
+    with _locked(target):
+        if not (target / "HEAD").exists():
+            _clone(repo.spec, target, timeout, progress_every)
+        if not _has_commit(target, repo.sha, repo.spec.name):
+            _fetch(repo.spec, target, [repo.sha or repo.rev], timeout, progress_every)
+    return target
 
 
 # -- walking history --------------------------------------------------------------------------
