@@ -29,7 +29,7 @@ from filters.messages import MessageFilter
 from filters.validation import PairValidator, ValidationConfig
 from parsers.headers import HeaderContext, resolve_header_language
 from parsers.languages import is_ambiguous, language_for_path
-from pipelines.rows import Row, drop, empty_row, to_table, to_tables
+from pipelines.rows import Row, drop, empty_row, has_nul, to_table, to_tables
 from pipelines.sources.export import ExportRules, split_repos
 from pipelines.sources.gitrepo import (
     REGULAR_FILE_MODES,
@@ -250,7 +250,8 @@ class LabelCriteria(Step):
 
 
 def _is_binary(data: bytes) -> bool:
-    return b"\0" in data[:8000]  # git's own heuristic
+    """A NUL byte anywhere in ``data`` (git's heuristic looks at the first 8,000 bytes only)."""
+    return b"\0" in data
 
 
 class ReadContents(Step):
@@ -431,7 +432,11 @@ class AssemblePairs(Step):
 
 
 class ValidatePairs(Step):
-    """Tree-sitter validation of both sides (see :mod:`filters.validation`)."""
+    """Tree-sitter validation of both sides (see :mod:`filters.validation`).
+
+    A pair with a NUL character in its input, chosen or rejected text is dropped as ``binary``
+    first: the sources check their own contents, this is the last guard before the shards.
+    """
 
     stage = "validate"
 
@@ -439,6 +444,9 @@ class ValidatePairs(Step):
         self.validator = PairValidator(config)
 
     def process(self, row: Row) -> None:
+        if has_nul(row["input"], row["chosen"], row["rejected"]):  # whatever the source checked
+            drop(row, self.stage, "binary")
+            return
         verdict = self.validator.check(
             Language(row["language"]), row["chosen"], row["rejected"], strict=bool(row["strict_syntax"])
         )

@@ -167,3 +167,15 @@ def test_dataset_manifest_mistakes_name_the_key(tmp_path, source, message):
     with pytest.raises(ManifestError) as caught:
         parse_manifest({"name": "d", "sources": [{"type": "dataset", **source}]}, tmp_path)
     assert message in str(caught.value)
+
+
+def test_a_nul_byte_anywhere_in_the_text_is_a_counted_binary_drop(tmp_path):
+    late = SUM_FAST + "#" * 9000 + "\x00\n"  # past git's 8,000-byte window
+    records = [record(), record(accepted=late), record(declined="\x00" + SUM_SLOW),
+               record(prompt="Sum a list.\x00")]
+    write_jsonl(tmp_path / "nul.jsonl", records)
+    pq.write_table(pa.Table.from_pylist(records), tmp_path / "nul.parquet")
+    for name in ("nul.jsonl", "nul.parquet"):
+        rows = listed(DatasetSource(**MAPPING, path=[name]), tmp_path)
+        assert [row["drop_reason"] for row in rows] == [None, "binary", "binary", "binary"], name
+        assert all(row["drop_stage"] == "list" for row in rows[1:])

@@ -371,3 +371,11 @@ def test_export_defaults_and_a_missing_file(tmp_path):
             source.max_concurrent_fetches) == ("https://github.com/{repo}.git", 3, 120, 2, 8)
     with pytest.raises(BuildError, match="sources.0: path: no such export file: e.jsonl"):
         build(manifest, tmp_path / "out")
+
+
+def test_a_nul_in_the_message_is_a_counted_binary_drop(tmp_path):
+    sha = "a" * 40
+    lines = [export_row(sha, "acme/stats", "stats.py", "Fix bug: mean was off by one"),
+             export_row(sha, "acme/stats", "stats.py", "Fix bug:\x00 mean was off by one")]
+    rows = list_file(write_jsonl(tmp_path / "e.jsonl", lines), rules_for(tmp_path / "allow"))
+    assert [outcome(row) for row in rows] == [None, "list/binary"]

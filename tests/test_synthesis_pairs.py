@@ -207,3 +207,12 @@ def test_chunks_cover_every_record_once(tmp_path):
     assert [r.key for r in records[:2]] == ["line:1", "line:2"]
     capped = plan_chunks([("many.jsonl", path)], records_per_chunk=4, max_records=5)
     assert sum(chunk["count"] for chunk in capped) == 5
+
+
+@pytest.mark.parametrize("field", ["prompt", "solution", "tests"])
+def test_a_nul_byte_in_a_record_is_a_counted_binary_drop(field):
+    value = getattr(CLAMP, field)
+    hostile = replace(CLAMP, **{field: value + "#" * 9000 + "\x00\n"})
+    [row] = synthesizer(verify="none").rows(hostile)
+    assert (row["drop_stage"], row["drop_reason"]) == ("solutions", "binary")
+    assert row["message"] == f"clamp.jsonl:1: a NUL byte in the {field}"

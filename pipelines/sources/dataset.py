@@ -12,8 +12,8 @@ Every case becomes :class:`~pipelines.sources.records.FileChunk` descriptions (A
 ``datasets`` folders and the Hub) that Ray tasks read. Each record then becomes one work row
 (:meth:`DatasetRules.row`); a record is dropped at stage ``list`` when
 
-* a mapped ``input``/``chosen``/``rejected`` is missing or empty (``missing_field``) or not a
-  string (``not_text``);
+* a mapped ``input``/``chosen``/``rejected`` is missing or empty (``missing_field``), not a
+  string (``not_text``) or holds a NUL character anywhere (``binary``);
 * a declared filter rejects it: ``ratio_below_min:<num>/<den>``, ``ratio_above_max:...``,
   ``ratio_undefined:...`` (a missing, non-numeric or non-positive value), ``not_equal:<col>``,
   ``not_one_of:<col>``;
@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 from codeprefs.manifest import DatasetSource, RatioFilter, ValueFilter
 from codeprefs.schema import parse_aspect, parse_language, stable_id
-from pipelines.rows import Row, empty_row
+from pipelines.rows import Row, empty_row, has_nul
 from pipelines.sources.records import FileChunk, Malformed, finish_row, plan_chunks, read_arrow, record_format
 
 STAGE = "list"
@@ -157,6 +157,8 @@ class DatasetRules:
                 return "missing_field"
             if not isinstance(value, str):
                 return "not_text"
+            if has_nul(value):
+                return "binary"
             row[name] = value
         system = record.get(mapping["system"])
         if system is not None and not isinstance(system, str):

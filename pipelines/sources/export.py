@@ -9,6 +9,7 @@ Every check below runs before any network work; a row that fails one is dropped 
 ``list`` with the reason in brackets:
 
 * the record is a JSON object (``malformed_row``) with every field (``missing_field``);
+* the message, which becomes the pair's input, holds no NUL character (``binary``);
 * ``commit`` is a full hexadecimal sha (``bad_sha``), ``unix_time`` an integer (``bad_time``);
 * every name in ``repos`` is a plain ``owner/name`` (``bad_repo_name``), so that it can go into
   a URL and a cache path;
@@ -30,7 +31,7 @@ from typing import Any
 
 from codeprefs.schema import Language, stable_id
 from parsers.languages import is_ambiguous, language_for_path
-from pipelines.rows import Row, empty_row
+from pipelines.rows import Row, empty_row, has_nul
 from pipelines.sources.records import Malformed, finish_row
 
 REQUIRED_FIELDS: tuple[str, ...] = ("commit", "repos", "license", "old_file", "new_file", "unix_time")
@@ -121,6 +122,8 @@ class ExportRules:
         old_file, new_file = str(record["old_file"]), str(record["new_file"])
         row.update(commit=sha, message=str(message), path=new_file,
                    repos=",".join(repos), repo=repos[0] if repos else None)
+        if has_nul(str(message)):  # it becomes the pair's input
+            return "binary"
         if not _SHA.fullmatch(sha):
             return "bad_sha"
         unix_time = _integer(record["unix_time"])
