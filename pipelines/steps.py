@@ -44,7 +44,7 @@ from pipelines.sources.gitrepo import (
     materialize,
     read_blobs,
 )
-from pipelines.sources.records import FileChunk, Malformed, read_records
+from pipelines.sources.records import FileChunk, Malformed, Where, located_records
 from pipelines.sources.remote import (
     FetchSettings,
     HostSlots,
@@ -173,7 +173,8 @@ class ListCommits:
 class RecordRules(Protocol):
     """Turns one record of a file into a work row (export and dataset sources)."""
 
-    def row(self, label: str, position: int, record: dict[str, Any] | Malformed) -> Row: ...
+    def row(self, label: str, position: int, record: dict[str, Any] | Malformed,
+            where: Where | None = None) -> Row: ...
 
 
 class ListRecords:
@@ -193,7 +194,8 @@ class ListRecords:
     def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
         for item in batch.to_pylist():
             chunk = FileChunk(**item)
-            rows = (self.rules.row(chunk.label, position, record) for position, record in read_records(chunk))
+            rows = (self.rules.row(chunk.label, position, record, where)
+                    for position, where, record in located_records(chunk))
             yield from to_tables(rows, self.yield_rows)
 
 
