@@ -546,6 +546,8 @@ def _expand(patterns: list[str], base_dir: Path, check: Literal["none", "file", 
     keep = {"none": lambda path: True, "file": os.path.isfile, "exists": os.path.exists}[check]
     expanded: list[str] = []
     for text in patterns:
+        if "\x00" in text:
+            raise ManifestError(f"{text!r} holds a NUL character")
         if check == "none" and ("://" in text or text.startswith("git@")):
             expanded.append(text)
             continue
@@ -623,8 +625,12 @@ def load_manifest(path: str | Path) -> Manifest:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise ManifestError(f"cannot read manifest {path}: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        raise ManifestError(f"{path}: not UTF-8 text (byte {error.start})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise ManifestError(f"{path}: not valid YAML: {error}") from None
+    except RecursionError:
+        raise ManifestError(f"{path}: not a manifest: nested too deeply") from None
     return parse_manifest(data, path.resolve().parent, origin=str(path))

@@ -232,10 +232,17 @@ class RunUnits:
             try:
                 rows = write_unit(self.stage_path / f"unit-{key}.parquet", self.pipeline.batches(unit))
             except Exception as error:  # reported to the driver, which stops the build
-                done.append({"unit_key": key, "rows": 0, "error": f"{type(error).__name__}: {error}"})
+                done.append({"unit_key": key, "rows": 0, "error": _unit_error(error)})
                 continue
             done.append({"unit_key": key, "rows": rows, "error": None})
         return pa.Table.from_pylist(done, schema=_UNIT_RESULT)
+
+
+def _unit_error(error: Exception) -> str:
+    """What the driver reports for a failed unit: a corrupt file's own message names the file."""
+    from pipelines.sources.records import RecordFileError
+
+    return str(error) if isinstance(error, RecordFileError) else f"{type(error).__name__}: {error}"
 
 
 @dataclass

@@ -79,6 +79,11 @@ def to_tables(rows: Iterable[Row], size: int) -> Iterator[pa.Table]:
 DETAIL_CHARS = 2000
 
 
+def has_nul(*texts: str | None) -> bool:
+    """Whether any of ``texts`` holds a NUL character: such text is binary, never part of a pair."""
+    return any(text is not None and "\x00" in text for text in texts)
+
+
 def drop(row: Row, stage: str, reason: str, detail: str | None = None) -> None:
     """Mark ``row`` as dropped at ``stage`` for ``reason`` (the first drop wins); ``detail``
     (cut to :data:`DETAIL_CHARS`) says why in words, for ``rejects/``."""

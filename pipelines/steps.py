@@ -29,7 +29,7 @@ from filters.messages import MessageFilter
 from filters.validation import PairValidator, ValidationConfig
 from parsers.headers import HeaderContext, resolve_header_language
 from parsers.languages import is_ambiguous, language_for_path
-from pipelines.rows import Row, drop, empty_row, to_table, to_tables
+from pipelines.rows import Row, drop, empty_row, has_nul, to_table, to_tables
 from pipelines.sources.export import ExportRules, split_repos
 from pipelines.sources.gitrepo import (
     DEFAULT_CLONE_TIMEOUT_S,
@@ -45,7 +45,7 @@ from pipelines.sources.gitrepo import (
     materialize,
     read_blobs,
 )
-from pipelines.sources.records import FileChunk, Malformed, read_records
+from pipelines.sources.records import FileChunk, Malformed, Where, located_records
 from pipelines.sources.remote import (
     FetchSettings,
     HostSlots,
@@ -176,7 +176,8 @@ class ListCommits:
 class RecordRules(Protocol):
     """Turns one record of a file into a work row (export and dataset sources)."""
 
-    def row(self, label: str, position: int, record: dict[str, Any] | Malformed) -> Row: ...
+    def row(self, label: str, position: int, record: dict[str, Any] | Malformed,
+            where: Where | None = None) -> Row: ...
 
 
 class ListRecords:
@@ -196,7 +197,8 @@ class ListRecords:
     def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
         for item in batch.to_pylist():
             chunk = FileChunk(**item)
-            rows = (self.rules.row(chunk.label, position, record) for position, record in read_records(chunk))
+            rows = (self.rules.row(chunk.label, position, record, where)
+                    for position, where, record in located_records(chunk))
             yield from to_tables(rows, self.yield_rows)
 
 
@@ -254,7 +256,8 @@ class LabelCriteria(Step):
 
 
 def _is_binary(data: bytes) -> bool:
-    return b"\0" in data[:8000]  # git's own heuristic
+    """A NUL byte anywhere in ``data`` (git's heuristic looks at the first 8,000 bytes only)."""
+    return b"\0" in data
 
 
 class ReadContents(Step):
@@ -437,7 +440,11 @@ class AssemblePairs(Step):
 class ValidatePairs(Step):
     """Tree-sitter validation of both sides (see :mod:`filters.validation`); a comment-only
     change is relabelled Readability_Maintainability or dropped as ``comment_only``
-    (``filters.criteria.comment_only``) says."""
+    (``filters.criteria.comment_only``) says.
+
+    A pair with a NUL character in its input, chosen or rejected text is dropped as ``binary``
+    first: the sources check their own contents, this is the last guard before the shards.
+    """
 
     stage = "validate"
 
@@ -445,6 +452,9 @@ class ValidatePairs(Step):
         self.validator = PairValidator(config, comment_only)  # type: ignore[arg-type]
 
     def process(self, row: Row) -> None:
+        if has_nul(row["input"], row["chosen"], row["rejected"]):  # whatever the source checked
+            drop(row, self.stage, "binary")
+            return
         verdict = self.validator.check(
             Language(row["language"]), row["chosen"], row["rejected"], strict=bool(row["strict_syntax"]),
             aspect=row["aspect"], aspects=row["aspects"],

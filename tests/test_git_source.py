@@ -242,3 +242,24 @@ def test_bundle_source(make_repo, tmp_path):
 def test_url_credentials_never_reach_the_rows(tmp_path):
     spec = RepoSpec.parse("https://user:secret@example.com/org/repo.git", tmp_path)
     assert "secret" not in spec.name and spec.name == "https://example.com/org/repo.git"
+
+
+def test_a_nul_byte_past_the_first_8000_bytes_is_binary(make_repo, tmp_path):
+    # git's own heuristic looks at the first 8,000 bytes only; a pair must never carry a NUL.
+    padding = "# " + "x" * 78 + "\n"
+    clean = padding * 120  # 9,720 bytes of text
+    late_nul = (clean[:9000] + "\x00" + clean[9001:]).encode()
+    assert late_nul.index(b"\x00") == 9000
+    repo = make_repo()
+    repo.commit("Add module file", {"late.py": clean + MEAN_BUGGY})
+    repo.commit("Fix bug: off-by-one in mean", {"late.py": late_nul + MEAN_FIXED.encode()})
+    repo.commit("Fix bug: restore the mean", {"late.py": clean + MEAN_FIXED})
+    rows = list_rows(repo.path, tmp_path)
+    for step in (FilterMessages(), LabelCriteria(), ReadContents(max_bytes=1 << 20), AssemblePairs(),
+                 ValidatePairs()):
+        rows = step.run(rows)
+    outcome = {row["message"].strip(): (row["drop_stage"], row["drop_reason"]) for row in rows}
+    # the commit that adds the NUL and the one that removes it both hold it on one side
+    assert outcome["Fix bug: off-by-one in mean"] == ("content", "binary")
+    assert outcome["Fix bug: restore the mean"] == ("content", "binary")
+    assert not any("\x00" in (row["chosen"] or "") + (row["rejected"] or "") for row in rows)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -167,3 +168,64 @@ def test_dataset_manifest_mistakes_name_the_key(tmp_path, source, message):
     with pytest.raises(ManifestError) as caught:
         parse_manifest({"name": "d", "sources": [{"type": "dataset", **source}]}, tmp_path)
     assert message in str(caught.value)
+
+
+def test_a_nul_byte_anywhere_in_the_text_is_a_counted_binary_drop(tmp_path):
+    late = SUM_FAST + "#" * 9000 + "\x00\n"  # past git's 8,000-byte window
+    records = [record(), record(accepted=late), record(declined="\x00" + SUM_SLOW),
+               record(prompt="Sum a list.\x00")]
+    write_jsonl(tmp_path / "nul.jsonl", records)
+    pq.write_table(pa.Table.from_pylist(records), tmp_path / "nul.parquet")
+    for name in ("nul.jsonl", "nul.parquet"):
+        rows = listed(DatasetSource(**MAPPING, path=[name]), tmp_path)
+        assert [row["drop_reason"] for row in rows] == [None, "binary", "binary", "binary"], name
+        assert all(row["drop_stage"] == "list" for row in rows[1:])
+
+
+def test_build_counts_malformed_lines_and_stops_on_a_corrupt_parquet(ray_local, tmp_path):
+    lines = [json.dumps(record()), "[" * 100_000, "[1, 2]", json.dumps(record(prompt=["not", "text"]))]
+    (tmp_path / "pairs.jsonl").write_text("\n".join(lines) + "\n")
+    manifest = parse_manifest({"name": "pairs", "sources": [{**MAPPING, "path": ["pairs.jsonl"]}]}, tmp_path)
+    record_ = build(manifest, tmp_path / "out")
+    funnel = {stage["stage"]: stage["reasons"] for stage in record_["funnel"]}
+    assert funnel["list"] == {"malformed_row": 2, "not_text": 1}
+    assert record_["rows"]["kept"] == 1
+    rejects = pl.read_parquet(tmp_path / "out" / "rejects" / "*.parquet")
+    messages = sorted(m for m in rejects["message"].to_list() if m)
+    assert messages == ["pairs.jsonl:2: nested too deeply", "pairs.jsonl:3: a JSON list, not an object"]
+
+    # a Parquet file whose footer is intact but whose data pages are not
+    table = pa.Table.from_pylist([record(prompt=f"Sum {n}.") for n in range(2000)])
+    pq.write_table(table, tmp_path / "bad.parquet", compression="snappy", row_group_size=500)
+    data = bytearray((tmp_path / "bad.parquet").read_bytes())
+    for offset in range(200, len(data) // 2, 7):
+        data[offset] ^= 0xFF
+    (tmp_path / "bad.parquet").write_bytes(bytes(data))
+    manifest = parse_manifest({"name": "bad", "sources": [{**MAPPING, "path": ["bad.parquet"]}]}, tmp_path)
+    with pytest.raises(BuildError, match=r"sources.0: bad.parquet: unreadable Parquet file \(rows \d+"):
+        build(manifest, tmp_path / "bad-out")
+
+
+@pytest.mark.parametrize("cut", ["footer", "gzip"])
+def test_a_corrupt_file_exits_2_naming_it_without_a_traceback(tmp_path, cut):
+    if cut == "footer":
+        pq.write_table(pa.Table.from_pylist([record()]), tmp_path / "pairs.parquet")
+        data = (tmp_path / "pairs.parquet").read_bytes()
+        (tmp_path / "pairs.parquet").write_bytes(data[: len(data) - 20])
+        name, wanted = "pairs.parquet", "pairs.parquet: cannot read parquet file"
+    else:
+        import gzip
+
+        data = gzip.compress(("\n".join(json.dumps(record(prompt=f"Sum {n}.")) for n in range(3000))).encode())
+        (tmp_path / "pairs.jsonl.gz").write_bytes(data[: len(data) // 2])
+        name, wanted = "pairs.jsonl.gz", "pairs.jsonl.gz: truncated or corrupt gzip file (after line"
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(json.dumps({"name": "cut", "sources": [{**MAPPING, "path": [name]}]}))
+    result = subprocess.run(
+        [sys.executable, "-c", "from codeprefs.cli import app; app()", "build", "--manifest", str(manifest),
+         "--output", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "300"})
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert wanted in result.stderr
+    assert "Traceback" not in result.stderr

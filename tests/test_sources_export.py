@@ -371,3 +371,69 @@ def test_export_defaults_and_a_missing_file(tmp_path):
             source.max_concurrent_fetches) == ("https://github.com/{repo}.git", 3, 120, 2, 8)
     with pytest.raises(BuildError, match="sources.0: path: no such export file: e.jsonl"):
         build(manifest, tmp_path / "out")
+
+
+def test_a_nul_in_the_message_is_a_counted_binary_drop(tmp_path):
+    sha = "a" * 40
+    lines = [export_row(sha, "acme/stats", "stats.py", "Fix bug: mean was off by one"),
+             export_row(sha, "acme/stats", "stats.py", "Fix bug:\x00 mean was off by one")]
+    rows = list_file(write_jsonl(tmp_path / "e.jsonl", lines), rules_for(tmp_path / "allow"))
+    assert [outcome(row) for row in rows] == [None, "list/binary"]
+
+
+DEEP = "[" * 100_000  # json.loads recursion: a RecursionError before the fix
+HOSTILE_LINES = [
+    (DEEP, "nested too deeply"),
+    ('"just a string"', "a JSON str, not an object"),
+    ('{"commit": ' + "[" * 500 + "]" * 500 + ', "repos": "acme/stats", "license": "mit", '
+     '"old_file": "stats.py", "new_file": "stats.py", "unix_time": 1, "subject": "Fix bug: x"}',
+     "field 'commit' is list, expected text"),
+    ('{"commit": "' + "a" * 40 + '", "repos": {"x": 1}, "license": "mit", "old_file": "stats.py", '
+     '"new_file": "stats.py", "unix_time": 1, "subject": "Fix bug: x"}',
+     "field 'repos' is dict, expected text or a list of text"),
+    ('{"unix_time": ' + "9" * 5000 + "}", "not JSON"),  # beyond Python's int-from-text limit
+]
+
+
+def test_malformed_lines_are_counted_with_their_file_and_line(tmp_path):
+    good = json.dumps(export_row("a" * 40, "acme/stats", "stats.py", "Fix bug: mean was off by one"))
+    path = tmp_path / "e.jsonl"
+    path.write_text("\n".join([good, *(line for line, _ in HOSTILE_LINES), good]) + "\n")
+    for chunk_bytes in (64, 1 << 20):  # the line number is right in every chunk
+        rows = list_file(path, rules_for(tmp_path / "allow"), chunk_bytes=chunk_bytes)
+        assert [outcome(row) for row in rows] == [None, *["list/malformed_row"] * len(HOSTILE_LINES), None]
+        for number, (row, (_, error)) in enumerate(zip(rows[1:], HOSTILE_LINES), start=2):
+            assert row["message"].startswith(f"e.jsonl:{number}: {error}"), row["message"]
+
+
+def test_build_counts_malformed_export_lines(ray_local, tmp_path, remotes):
+    good = export_row(remotes.commits["stats_fix"], "acme/stats", "stats.py", "Fix bug: mean was off by one")
+    path = tmp_path / "in" / "export.jsonl"
+    path.parent.mkdir()
+    path.write_text("\n".join([json.dumps(good), *(line for line, _ in HOSTILE_LINES)]) + "\n")
+    manifest = parse_manifest({"name": "hostile", "sources": [
+        {"type": "export", "path": "in/export.jsonl", "remote": remotes.template, "fetch_timeout_s": 30}]},
+        tmp_path)
+    record = build(manifest, tmp_path / "out")
+    funnel = {stage["stage"]: stage["reasons"] for stage in record["funnel"]}
+    assert funnel["list"] == {"malformed_row": len(HOSTILE_LINES)}
+    assert record["rows"]["kept"] == 1
+    rejects = pl.read_parquet(tmp_path / "out" / "rejects" / "*.parquet")
+    assert sorted(rejects["message"].str.extract(r"^(in/export.jsonl:\d+):").to_list()) == [
+        f"in/export.jsonl:{n}" for n in range(2, 2 + len(HOSTILE_LINES))]
+
+
+def test_a_truncated_gzip_export_stops_the_build_naming_the_file(ray_local, tmp_path, remotes):
+    import gzip
+
+    from pipelines.build import BuildError
+
+    good = export_row(remotes.commits["stats_fix"], "acme/stats", "stats.py", "Fix bug: mean was off by one")
+    data = gzip.compress(("\n".join([json.dumps(good)] * 2000) + "\n").encode())
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "export.jsonl.gz").write_bytes(data[: len(data) // 2])
+    manifest = parse_manifest({"name": "cut", "sources": [
+        {"type": "export", "path": "in/export.jsonl.gz", "remote": remotes.template}]}, tmp_path)
+    with pytest.raises(BuildError, match=r"sources.0: in/export.jsonl.gz: truncated or corrupt gzip "
+                                         r"file \(after line \d+\)"):
+        build(manifest, tmp_path / "out")

@@ -256,3 +256,38 @@ def test_chunks_cover_every_record_once(tmp_path):
     assert [r.key for r in records[:2]] == ["line:1", "line:2"]
     capped = plan_chunks([("many.jsonl", path)], records_per_chunk=4, max_records=5)
     assert sum(chunk["count"] for chunk in capped) == 5
+
+
+@pytest.mark.parametrize("field", ["prompt", "solution", "tests"])
+def test_a_nul_byte_in_a_record_is_a_counted_binary_drop(field):
+    value = getattr(CLAMP, field)
+    hostile = replace(CLAMP, **{field: value + "#" * 9000 + "\x00\n"})
+    [row] = synthesizer(verify="none").rows(hostile)
+    assert (row["drop_stage"], row["drop_reason"]) == ("solutions", "binary")
+    assert row["message"] == f"clamp.jsonl:1: a NUL byte in the {field}"
+
+
+def test_a_deeply_nested_line_is_a_malformed_record_and_a_corrupt_parquet_names_its_file(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    good = {"task_id": "t/1", "prompt": CLAMP.prompt, "canonical_solution": CLAMP.solution,
+            "test": CLAMP.tests}
+    path = tmp_path / "tasks.jsonl"
+    path.write_text("\n".join([json.dumps(good), "[" * 100_000, '{"test": ' + "9" * 5000 + "}"]) + "\n")
+    [chunk] = plan_chunks([("tasks.jsonl", path)], records_per_chunk=100)
+    records = list(read_chunk(chunk, FieldMap(), "Python", None))
+    assert [(r.line, r.error) for r in records] == [
+        (1, None), (2, "tasks.jsonl:2: nested too deeply"),
+        (3, "tasks.jsonl:3: not valid JSON (Exceeds the limit (4300 digits) for integer string "
+            "conversion: value has 5000 digits; use sys.set_int_max_str_digits() to increase the limit)")]
+
+    table = pa.Table.from_pylist([{**good, "task_id": f"t/{n}"} for n in range(2000)])
+    pq.write_table(table, tmp_path / "tasks.parquet", compression="snappy", row_group_size=500)
+    data = bytearray((tmp_path / "tasks.parquet").read_bytes())
+    for offset in range(200, len(data) // 2, 7):
+        data[offset] ^= 0xFF
+    (tmp_path / "tasks.parquet").write_bytes(bytes(data))
+    [chunk] = plan_chunks([("tasks.parquet", tmp_path / "tasks.parquet")], records_per_chunk=5000)
+    with pytest.raises(SolutionsError, match=r"^tasks.parquet: not a readable Parquet file \(rows 1-2000\)"):
+        list(read_chunk(chunk, FieldMap(), "Python", None))

@@ -12,8 +12,8 @@ Every case becomes :class:`~pipelines.sources.records.FileChunk` descriptions (A
 ``datasets`` folders and the Hub) that Ray tasks read. Each record then becomes one work row
 (:meth:`DatasetRules.row`); a record is dropped at stage ``list`` when
 
-* a mapped ``input``/``chosen``/``rejected`` is missing or empty (``missing_field``) or not a
-  string (``not_text``);
+* a mapped ``input``/``chosen``/``rejected`` is missing or empty (``missing_field``), not a
+  string (``not_text``) or holds a NUL character anywhere (``binary``);
 * a declared filter rejects it: ``ratio_below_min:<num>/<den>``, ``ratio_above_max:...``,
   ``ratio_undefined:...`` (a missing, non-numeric or non-positive value), ``not_equal:<col>``,
   ``not_one_of:<col>``;
@@ -27,12 +27,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from codeprefs.manifest import DatasetSource, RatioFilter, ValueFilter
 from codeprefs.schema import parse_aspect, parse_language, stable_id
-from pipelines.rows import Row, empty_row
-from pipelines.sources.records import FileChunk, Malformed, finish_row, plan_chunks, read_arrow, record_format
+from pipelines.rows import Row, empty_row, has_nul
+from pipelines.sources.records import (
+    FileChunk,
+    Malformed,
+    Where,
+    finish_row,
+    plan_chunks,
+    read_arrow,
+    record_format,
+)
 
 STAGE = "list"
 _TEXT = ("input", "chosen", "rejected")
@@ -109,10 +118,13 @@ def file_chunks(files: list[DatasetFile]) -> list[FileChunk]:
 def known_columns(file: DatasetFile) -> list[str] | None:
     """The column names of a Parquet or Arrow file (``None`` for JSON Lines: per record)."""
     kind = record_format(file.path)
-    if kind == "parquet":
-        return pq.read_schema(file.path).names
-    if kind == "arrow":
-        return read_arrow(file.path).column_names
+    try:
+        if kind == "parquet":
+            return pq.read_schema(file.path).names
+        if kind == "arrow":
+            return read_arrow(file.path).column_names
+    except (OSError, pa.ArrowException) as error:
+        raise ValueError(f"{file.label}: cannot read {kind} file: {error}") from None
     return None
 
 
@@ -143,11 +155,12 @@ class DatasetRules:
             needed |= set(rule.ratio) if isinstance(rule, RatioFilter) else {rule.column}
         return needed
 
-    def row(self, label: str, position: int, record: dict[str, Any] | Malformed) -> Row:
+    def row(self, label: str, position: int, record: dict[str, Any] | Malformed,
+            where: Where | None = None) -> Row:
         row = empty_row()
         row.update(id=stable_id("dataset", label, str(position)), source="dataset",
                    subset=self.subset, generator="dataset", strict_syntax=False)
-        return finish_row(row, record, self._fill, STAGE)
+        return finish_row(row, record, self._fill, STAGE, where)
 
     def _fill(self, row: Row, record: dict[str, Any]) -> str | None:
         mapping = dict(self.columns)
@@ -157,6 +170,8 @@ class DatasetRules:
                 return "missing_field"
             if not isinstance(value, str):
                 return "not_text"
+            if has_nul(value):
+                return "binary"
             row[name] = value
         system = record.get(mapping["system"])
         if system is not None and not isinstance(system, str):

@@ -8,7 +8,10 @@ An export row names one single-file commit::
 Every check below runs before any network work; a row that fails one is dropped at stage
 ``list`` with the reason in brackets:
 
-* the record is a JSON object (``malformed_row``) with every field (``missing_field``);
+* the record is a JSON object (``malformed_row``) with every field (``missing_field``), each of
+  its type: text, ``repos`` text or a list of text, ``unix_time`` a number or text
+  (``malformed_row``; rejects name the file and line);
+* the message, which becomes the pair's input, holds no NUL character (``binary``);
 * ``commit`` is a full hexadecimal sha (``bad_sha``), ``unix_time`` an integer (``bad_time``);
 * every name in ``repos`` is a plain ``owner/name`` (``bad_repo_name``), so that it can go into
   a URL and a cache path;
@@ -30,8 +33,8 @@ from typing import Any
 
 from codeprefs.schema import Language, stable_id
 from parsers.languages import is_ambiguous, language_for_path
-from pipelines.rows import Row, empty_row
-from pipelines.sources.records import Malformed, finish_row
+from pipelines.rows import Row, empty_row, has_nul
+from pipelines.sources.records import Malformed, Where, finish_row
 
 REQUIRED_FIELDS: tuple[str, ...] = ("commit", "repos", "license", "old_file", "new_file", "unix_time")
 
@@ -100,7 +103,8 @@ class ExportRules:
                 allowed |= load_allowlist(file)
         return [repo for repo in repos if repo_key(repo) in allowed]
 
-    def row(self, label: str, position: int, record: dict[str, Any] | Malformed) -> Row:
+    def row(self, label: str, position: int, record: dict[str, Any] | Malformed,
+            where: Where | None = None) -> Row:
         """The work row of the record at ``position`` of export file ``label``.
 
         It is dropped at ``list`` when it fails a check. The id of a row that passes is a hash
@@ -111,16 +115,21 @@ class ExportRules:
         row = empty_row()
         row.update(source="git", subset=self.subset, generator="commit", strict_syntax=False,
                    id=stable_id("export", label, str(position)))
-        return finish_row(row, record, self._fill, STAGE)
+        return finish_row(row, record, self._fill, STAGE, where)
 
-    def _fill(self, row: Row, record: dict[str, Any]) -> str | None:
+    def _fill(self, row: Row, record: dict[str, Any]) -> str | Malformed | None:
         message = record.get("message") or record.get("subject")
         if any(record.get(name) in (None, "", []) for name in REQUIRED_FIELDS) or not message:
             return "missing_field"
+        wrong = _wrong_type(record)
+        if wrong:
+            return Malformed(wrong)
         sha, repos = str(record["commit"]).strip().lower(), split_repos(record["repos"])
         old_file, new_file = str(record["old_file"]), str(record["new_file"])
         row.update(commit=sha, message=str(message), path=new_file,
                    repos=",".join(repos), repo=repos[0] if repos else None)
+        if has_nul(str(message)):  # it becomes the pair's input
+            return "binary"
         if not _SHA.fullmatch(sha):
             return "bad_sha"
         unix_time = _integer(record["unix_time"])
@@ -147,13 +156,35 @@ class ExportRules:
         return None
 
 
+_TEXT_FIELDS = ("commit", "license", "old_file", "new_file", "subject", "message")
+
+
+def _wrong_type(record: dict[str, Any]) -> str | None:
+    """What is wrong with the types of ``record``'s fields (``None``: nothing)."""
+    for name in _TEXT_FIELDS:
+        value = record.get(name)
+        if value is not None and not isinstance(value, str):
+            return f"field {name!r} is {type(value).__name__}, expected text"
+    repos = record["repos"]
+    if not (isinstance(repos, str) or (isinstance(repos, list) and all(isinstance(r, str) for r in repos))):
+        return f"field 'repos' is {type(repos).__name__}, expected text or a list of text"
+    if not isinstance(record["unix_time"], int | float | str):
+        return f"field 'unix_time' is {type(record['unix_time']).__name__}, expected a number"
+    return None
+
+
+_INT64 = 2**63
+
+
 def _integer(value: Any) -> int | None:
+    """``value`` as a time in seconds, or ``None`` when it is not a 64-bit integer."""
     if isinstance(value, bool):
         return None
+    number: int | None = None
     if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and re.fullmatch(r"-?\d{1,12}", value.strip()):
-        return int(value)
-    return None
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and re.fullmatch(r"-?\d{1,12}", value.strip()):
+        number = int(value)
+    return number if number is not None and -_INT64 <= number < _INT64 else None

@@ -4,7 +4,14 @@ The driver only plans: it looks at file sizes and Parquet/Arrow metadata and ret
 :class:`FileChunk` descriptions; the tasks open the files and parse the records. A JSON line
 belongs to the chunk its first byte falls in, so chunks never split or repeat a record. Each
 record comes with its position (the byte offset of its line, or its row number in the file),
-which names it in row ids and error messages.
+which names it in row ids, and its line number (or row), which names it in rejects.
+
+Two kinds of failure, never a bare traceback:
+
+* a **malformed record** (not UTF-8, not JSON, nested too deeply, not an object) becomes
+  :class:`Malformed`, which names the file and line; the source counts it as ``malformed_row``;
+* a **corrupt file** (a truncated gzip stream, Parquet data pages that do not decode) cannot be
+  read on: :class:`RecordFileError` names the file and where reading stopped, and stops the build.
 """
 
 from __future__ import annotations
@@ -12,8 +19,9 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -46,9 +54,18 @@ class FileChunk:
 
 @dataclass(frozen=True)
 class Malformed:
-    """A record that could not be parsed (not JSON, not UTF-8, not an object)."""
+    """A record that could not be parsed (not JSON, not UTF-8, too deep, not an object)."""
 
     error: str
+    where: str = ""  # "<file>:<line>" (JSON Lines) or "<file>:<row>" (Parquet, Arrow), 1-based
+
+    def describe(self) -> str:
+        """``<file>:<line>: <error>``, as rejects show it."""
+        return f"{self.where}: {self.error}" if self.where else self.error
+
+
+class RecordFileError(ValueError):
+    """A record file that cannot be read on (truncated, corrupt); the message names it."""
 
 
 def record_format(path: str) -> RecordFormat:
@@ -111,63 +128,151 @@ def read_arrow(path: str) -> pa.Table:
         return pa.ipc.open_file(source).read_all()
 
 
+Where = Callable[[], str]  # "<file>:<line>" of a record, worked out only when asked for
+
+
 def read_records(chunk: FileChunk) -> Iterator[tuple[int, dict[str, Any] | Malformed]]:
-    """Every record of ``chunk`` with its position: a dict, or :class:`Malformed`."""
+    """Every record of ``chunk`` with its position: a dict, or :class:`Malformed`.
+
+    Raises :class:`RecordFileError` naming the file when it cannot be read on.
+    """
+    for position, _, record in located_records(chunk):
+        yield position, record
+
+
+def located_records(chunk: FileChunk) -> Iterator[tuple[int, Where, dict[str, Any] | Malformed]]:
+    """As :func:`read_records`, with each record's ``<file>:<line>`` (1-based line, or row).
+
+    A JSON Lines chunk starts at a byte offset, so the line number of its first line is counted
+    only when a record's location is asked for (a malformed record: rare), once per chunk.
+    """
     if chunk.format == "jsonl":
         yield from _jsonl_records(chunk)
     elif chunk.format == "jsonl.gz":
-        with gzip.open(chunk.path, "rb") as handle:
-            for number, line in enumerate(handle):
-                if line.strip():
-                    yield number, _parse_line(line)
-    elif chunk.format == "parquet":
-        table = pq.ParquetFile(chunk.path).read_row_groups(list(range(chunk.start, chunk.stop)))
-        for offset, record in enumerate(table.to_pylist()):
-            yield chunk.first_row + offset, record
+        yield from _gzip_records(chunk)
     else:
-        table = read_arrow(chunk.path).slice(chunk.start, chunk.stop - chunk.start)
-        for offset, record in enumerate(table.to_pylist()):
-            yield chunk.start + offset, record
+        yield from _table_records(chunk)
 
 
-def _jsonl_records(chunk: FileChunk) -> Iterator[tuple[int, dict[str, Any] | Malformed]]:
-    with open(chunk.path, "rb") as handle:
-        position = chunk.start
-        if position > 0:  # skip the line that started in the previous chunk
-            handle.seek(position - 1)
-            position += len(handle.readline()) - 1
-        while position < chunk.stop:
-            line = handle.readline()
-            if not line:
+def _gzip_records(chunk: FileChunk) -> Iterator[tuple[int, Where, dict[str, Any] | Malformed]]:
+    number = 0  # lines read so far
+    try:
+        with gzip.open(chunk.path, "rb") as handle:
+            for number, line in enumerate(handle, start=1):
+                if line.strip():
+                    where = f"{chunk.label}:{number}"
+                    yield number - 1, (lambda where=where: where), _parse_line(line, where)
+    except (EOFError, OSError, zlib.error) as error:  # BadGzipFile is an OSError
+        raise RecordFileError(f"{chunk.label}: truncated or corrupt gzip file (after line {number}): "
+                              f"{error}") from None
+
+
+def _table_records(chunk: FileChunk) -> Iterator[tuple[int, Where, dict[str, Any] | Malformed]]:
+    first = chunk.first_row if chunk.format == "parquet" else chunk.start
+    try:
+        if chunk.format == "parquet":
+            table = pq.ParquetFile(chunk.path).read_row_groups(list(range(chunk.start, chunk.stop)))
+        else:
+            table = read_arrow(chunk.path).slice(chunk.start, chunk.stop - chunk.start)
+        records = table.to_pylist()
+    except (OSError, pa.ArrowException) as error:
+        kind = "Parquet" if chunk.format == "parquet" else "Arrow"
+        raise RecordFileError(f"{chunk.label}: unreadable {kind} file (rows {first + 1} and on): "
+                              f"{error}") from None
+    for offset, record in enumerate(records):
+        row = first + offset
+        yield row, (lambda row=row: f"{chunk.label}:{row + 1}"), record
+
+
+class _LineNumbers:
+    """The line numbers of a JSON Lines chunk: its first line's is counted on first use."""
+
+    def __init__(self, chunk: FileChunk, head: int) -> None:
+        self.chunk = chunk
+        self.head = head  # the byte offset of the chunk's first line
+        self.first: int | None = None
+
+    def where(self, lines: int) -> str:
+        """``<file>:<line>`` of the line ``lines`` lines after the chunk's first."""
+        if self.first is None:
+            self.first = _lines_before(self.chunk.path, self.head) + 1
+        return f"{self.chunk.label}:{self.first + lines}"
+
+
+def _jsonl_records(chunk: FileChunk) -> Iterator[tuple[int, Where, dict[str, Any] | Malformed]]:
+    try:
+        with open(chunk.path, "rb") as handle:
+            position = chunk.start
+            if position > 0:  # skip the line that started in the previous chunk
+                handle.seek(position - 1)
+                position += len(handle.readline()) - 1
+            numbers = _LineNumbers(chunk, position)
+            lines = 0  # lines of the chunk before the current one
+            while position < chunk.stop:
+                line = handle.readline()
+                if not line:
+                    break
+                if line.strip():
+                    record = _parse_line(line)
+                    if isinstance(record, Malformed):
+                        record = replace(record, where=numbers.where(lines))
+                    yield position, (lambda lines=lines: numbers.where(lines)), record
+                position += len(line)
+                lines += 1
+    except OSError as error:
+        raise RecordFileError(f"{chunk.label}: cannot read: {error.strerror or error}") from None
+
+
+def _lines_before(path: str, offset: int) -> int:
+    """The number of line ends in the first ``offset`` bytes of ``path``."""
+    count = 0
+    with open(path, "rb") as handle:
+        while offset > 0:
+            block = handle.read(min(offset, 1 << 20))
+            if not block:
                 break
-            if line.strip():
-                yield position, _parse_line(line)
-            position += len(line)
+            count += block.count(b"\n")
+            offset -= len(block)
+    return count
 
 
-def _parse_line(line: bytes) -> dict[str, Any] | Malformed:
+def _parse_line(line: bytes, where: str = "") -> dict[str, Any] | Malformed:
     try:
         record = json.loads(line)
     except UnicodeDecodeError:
-        return Malformed("not UTF-8")
+        return Malformed("not UTF-8", where)
     except json.JSONDecodeError as error:
-        return Malformed(f"not JSON: {error.msg}")
+        return Malformed(f"not JSON: {error.msg}", where)
+    except ValueError as error:  # e.g. an integer beyond Python's limit on digits
+        return Malformed(f"not JSON: {error}", where)
+    except RecursionError:
+        return Malformed("nested too deeply", where)
     if not isinstance(record, dict):
-        return Malformed(f"a JSON {type(record).__name__}, not an object")
+        return Malformed(f"a JSON {type(record).__name__}, not an object", where)
     return record
 
 
 def finish_row(row: dict[str, Any], record: dict[str, Any] | Malformed,
-               fill: Callable[[dict[str, Any], dict[str, Any]], str | None], stage: str = "list") -> dict[str, Any]:
-    """Fill ``row`` from ``record`` with ``fill``; a malformed record or a reason ``fill`` returns
-    marks the row dropped at ``stage`` (the record's parse error goes into ``message``)."""
+               fill: Callable[[dict[str, Any], dict[str, Any]], str | Malformed | None],
+               stage: str = "list", where: Where | None = None) -> dict[str, Any]:
+    """Fill ``row`` from ``record`` with ``fill``; a malformed record, a field of the wrong type
+    (``fill`` returns :class:`Malformed`) or a reason ``fill`` returns marks the row dropped at
+    ``stage``. A malformed row is counted as ``malformed_row``, and its ``message`` says
+    ``<file>:<line>: <what is wrong>`` (``where`` locates a record that parsed but is malformed)."""
     from pipelines.rows import drop
 
-    if isinstance(record, Malformed):
-        row["message"] = record.error
-        drop(row, stage, "malformed_row")
-        return row
-    reason = fill(row, record)
-    if reason:
-        drop(row, stage, reason)
+    if not isinstance(record, Malformed):
+        try:
+            reason = fill(row, record)
+        except RecursionError:  # a value nested too deeply to turn into text
+            reason = Malformed("a field nested too deeply")
+        if not isinstance(reason, Malformed):
+            if reason:
+                drop(row, stage, reason)
+            return row
+        record = reason
+    if not record.where and where is not None:
+        record = replace(record, where=where())
+    row["message"] = record.describe()
+    drop(row, stage, "malformed_row")
     return row

@@ -4,8 +4,8 @@ The driver only plans: :func:`plan_chunks` splits every file into chunks of a fe
 (JSONL by line, Parquet by row), cheaply, without parsing a record. Ray tasks then read their
 chunk with :func:`read_chunk`, so more workers read and synthesize more records at once.
 
-A record that cannot be used is never dropped silently: a malformed one (not JSON, not an
-object, a required field missing or not text) becomes a :class:`SolutionRecord` whose ``error``
+A record that cannot be used is never dropped silently: a malformed one (not JSON, nested too
+deeply, not an object, a required field missing or not text) becomes a :class:`SolutionRecord` whose ``error``
 names the file and line (or Parquet row); the caller raises it or counts it.
 """
 
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from codeprefs.schema import parse_language
@@ -144,13 +145,21 @@ def _raw_records(chunk: dict[str, Any]) -> Iterator[tuple[int, Any, str | None]]
             if emitted > chunk["count"]:
                 return
             try:
-                yield number, json.loads(raw), None
+                record, problem = json.loads(raw), None
             except (ValueError, UnicodeDecodeError) as error:
-                yield number, None, f"not valid JSON ({error})"
+                record, problem = None, f"not valid JSON ({error})"
+            except RecursionError:
+                record, problem = None, "nested too deeply"
+            yield number, record, problem
         return
-    parquet = pq.ParquetFile(chunk["path"])
-    table = parquet.read().slice(chunk["start"], chunk["end"] - chunk["start"])
-    for offset, row in enumerate(table.to_pylist()):
+    try:
+        parquet = pq.ParquetFile(chunk["path"])
+        table = parquet.read().slice(chunk["start"], chunk["end"] - chunk["start"])
+        rows = table.to_pylist()
+    except (OSError, pa.ArrowException) as error:  # corrupt data pages
+        raise SolutionsError(f"{chunk['file']}: not a readable Parquet file (rows {chunk['start'] + 1}-"
+                             f"{chunk['end']}): {error}") from None
+    for offset, row in enumerate(rows):
         yield chunk["start"] + offset + 1, row, None
 
 

@@ -1,6 +1,6 @@
 """Turn correct solutions into verified preference pairs (the ``solutions`` source's stage).
 
-For each record: check it (malformed, no solution, unknown language, does not parse), run its
+For each record: check it (malformed, a NUL byte, no solution, unknown language, does not parse), run its
 own tests once, then
 
 * **bug injection** (Functional_Correctness): try seeded mutants in order; a mutant becomes the
@@ -25,7 +25,7 @@ from typing import Any
 import pyarrow as pa
 
 from codeprefs.schema import Aspect, Language, stable_id
-from pipelines.rows import Row, drop, empty_row, to_table
+from pipelines.rows import Row, drop, empty_row, has_nul, to_table
 from pipelines.sources.solutions import FieldMap, SolutionRecord, SolutionsError, read_chunk
 from pipelines.synthesis.code import Program, parse_program
 from pipelines.synthesis.harness import (
@@ -158,6 +158,10 @@ class SolutionSynthesizer:
                 raise SolutionsError(f"malformed record {record.error}")
             return [self._drop(record, SOLUTION_STAGE, "malformed_record", message=record.error,
                                detail=f"malformed record {record.error}")]
+        for name in ("prompt", "solution", "tests", "instruction"):
+            if has_nul(getattr(record, name)):  # the pair's code and input: text, never binary
+                where = f"{record.where}: a NUL byte in the {name}"
+                return [self._drop(record, SOLUTION_STAGE, "binary", message=where, detail=where)]
         if record.unknown_language is not None:
             where = f"{record.where}: language {record.unknown_language!r}"
             return [self._drop(record, SOLUTION_STAGE, "unknown_language", message=where,
