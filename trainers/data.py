@@ -12,7 +12,8 @@ Three steps, each its own function:
    keeps the template's end-of-turn tokens so the reward is still read at the same kind of token.
 
 No row is dropped silently: a pair that cannot be used (empty response, prompt alone too long,
-identical responses in training) is skipped and counted by reason in :class:`DataReport`.
+identical responses in training, responses that become identical once truncated, in training and
+evaluation) is skipped and counted by reason in :class:`DataReport`.
 """
 
 from __future__ import annotations
@@ -390,10 +391,15 @@ class PairEncoder:
                 continue
             chosen_ids, cut_chosen = _cut(chosen_body[k], budget_chosen)
             rejected_ids, cut_rejected = _cut(rejected_body[k], budget_rejected)
-            report.truncated_chosen += cut_chosen
-            report.truncated_rejected += cut_rejected
             chosen_seq = chosen_ids + chosen_close
             rejected_seq = rejected_ids + rejected_close
+            if (cut_chosen or cut_rejected) and chosen_seq == rejected_seq:
+                # the two sides differ only past the budget: the model would see the same sequence
+                # twice under opposite labels (training) or score a tie it cannot avoid (evaluation)
+                report.skip("identical_after_truncation", ids[index])
+                continue
+            report.truncated_chosen += cut_chosen
+            report.truncated_rejected += cut_rejected
             if self.pad_token_id is not None and self.pad_token_id in (chosen_seq[-1], rejected_seq[-1]):
                 raise DataError("sequences end with the pad token (id "
                                 f"{self.pad_token_id}); a sequence-classification model would read its score "
