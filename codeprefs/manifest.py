@@ -354,7 +354,9 @@ class NearDedupeConfig(_Strict):
     num_perm: int = Field(default=256, ge=2, le=8192)
     bands: int | None = Field(default=None, ge=1)  # with rows; default: chosen from the threshold
     rows: int | None = Field(default=None, ge=1)
-    verify_jaccard: bool = False  # check each candidate pair's true Jaccard before merging
+    # check each candidate pair's exact Jaccard before merging (false: every LSH candidate merges,
+    # which removes look-alikes under the threshold)
+    verify_jaccard: bool = True
     seed: int = Field(default=1, ge=0)
     partitions: int | None = Field(default=None, ge=1)  # shuffle partitions; default from data
 
