@@ -345,6 +345,19 @@ class PairEncoder:
             [tok.eos_token_id] if tok.eos_token_id is not None else [])
         return start, middle, end
 
+    def sequence_lengths(self, system: str, prompt: str, responses: Sequence[str]) -> list[int]:
+        """Tokens of each whole sequence (prompt, response and closing, untruncated) exactly as
+        :meth:`encode` renders and tokenizes it: what a token budget before training measures."""
+        start, middle, end = self._plain_special() if self.template == "plain" else ([], [], [])
+        rendered = [self._render(system, prompt, response) for response in responses]
+        if not rendered:
+            return []
+        prompt_ids = self._ids([rendered[0].prompt])[0]
+        bodies = self._ids([part.body for part in rendered])
+        closings = self._ids([part.closing for part in rendered])
+        head = len(start) + len(prompt_ids) + len(middle)
+        return [head + len(body) + len(closing) + len(end) for body, closing in zip(bodies, closings, strict=True)]
+
     # encoding -------------------------------------------------------------------------------
     def encode(self, table: pa.Table, report: DataReport | None = None, drop_identical: bool = False,
                chunk_rows: int = 2048) -> tuple[list[EncodedPair], DataReport]:
