@@ -16,7 +16,14 @@ import yaml
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from codeprefs.schema import PAIR_SCHEMA, Aspect, Language
-from codeprefs.stats import funnel_table, language_by_criterion, length_summary, markdown_table, scan_pairs
+from codeprefs.stats import (
+    funnel_table,
+    language_by_criterion,
+    length_summary,
+    markdown_table,
+    quality_tables,
+    scan_pairs,
+)
 from pipelines.runrecord import read_run_record
 
 ASSETS_DIR = "assets"
@@ -144,6 +151,10 @@ pairs = load_dataset("<this repository>", split="train")
 
 ![response lengths]({plots[1]})
 
+## What the pairs teach
+
+{_quality_markdown(output_dir)}
+
 ## Sources and licenses
 
 {markdown_table(_as_frame(licenses))}
@@ -170,6 +181,14 @@ def _pinned(item: dict) -> str:
     """``repo@commit`` of a repository input, ``file@sha256`` of a file input (both abbreviated)."""
     name = item.get("repo") or item.get("path") or item.get("name") or item.get("type", "?")
     return f"{name}@{(item.get('sha') or item.get('sha256') or 'none')[:12]}"
+
+
+def _quality_markdown(output_dir: Path) -> str:
+    """The quality tables of ``run.json`` (change size, side sizes, scopes, labels per source)."""
+    tables = quality_tables(output_dir)
+    if not tables:
+        return "Not measured by the build that wrote this folder."
+    return "\n\n".join(f"{title}:\n\n{markdown_table(frame)}" for title, frame in tables)
 
 
 def _as_frame(rows: list[dict[str, str]]):

@@ -122,11 +122,11 @@ def stats_command(
     output: Annotated[Path, typer.Argument(help="A build's output folder.")],
 ) -> None:
     """Print pairs per language x criterion and the funnel of a build."""
-    from codeprefs.stats import funnel_table, language_by_criterion
+    from codeprefs.stats import funnel_table, language_by_criterion, quality_tables
 
     try:
         tables = [("pairs by language and criterion", language_by_criterion(output)),
-                  ("funnel", funnel_table(output))]
+                  ("funnel", funnel_table(output)), *quality_tables(output)]
     except FileNotFoundError as error:
         _fail(str(error))
     for title, frame in tables:

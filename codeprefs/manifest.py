@@ -360,10 +360,24 @@ class ValidationSettings(_Strict):
     parse_timeout_s: float = Field(default=5.0, gt=0)
 
 
+class LengthConfig(_Strict):
+    """The length budget of a pair, prompt plus longer side (:mod:`filters.length`): tokens of
+    the trainer's rendering with ``tokenizer`` (a local folder or a Hugging Face id), else bytes."""
+
+    tokenizer: str | None = None
+    max_tokens: int = Field(default=4096, ge=8)
+    # without a tokenizer: UTF-8 bytes of input + the longer side; 4,096 tokens x 3 bytes/token
+    max_bytes: int = Field(default=4096 * 3, ge=1)
+    template: Literal["auto", "chat", "plain"] = "auto"  # as the trainer's --template
+
+
 class FiltersConfig(_Strict):
     message: MessageFilterConfig = MessageFilterConfig()
     criteria: CriteriaConfig = CriteriaConfig()
     validation: ValidationSettings = ValidationSettings()
+    # the length budget; absent: none (the trainer then truncates, see trainers/data.py);
+    # ``length: {}`` is the byte budget
+    length: LengthConfig | None = None
 
 
 # Row columns that hold text a dedupe or decontamination step can read.
@@ -388,7 +402,9 @@ class NearDedupeConfig(_Strict):
     num_perm: int = Field(default=256, ge=2, le=8192)
     bands: int | None = Field(default=None, ge=1)  # with rows; default: chosen from the threshold
     rows: int | None = Field(default=None, ge=1)
-    verify_jaccard: bool = False  # check each candidate pair's true Jaccard before merging
+    # check each candidate pair's exact Jaccard before merging (false: every LSH candidate merges,
+    # which removes look-alikes under the threshold)
+    verify_jaccard: bool = True
     seed: int = Field(default=1, ge=0)
     partitions: int | None = Field(default=None, ge=1)  # shuffle partitions; default from data
 

@@ -84,3 +84,27 @@ def markdown_table(frame: pl.DataFrame) -> str:
     rule = "| " + " | ".join("---" for _ in frame.columns) + " |"
     body = ["| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in frame.rows()]
     return "\n".join([header, rule, *body])
+
+
+# -- quality: what the pairs teach (computed by the build, read from run.json) -------------------
+
+
+def quality_tables(output_dir: str | Path) -> list[tuple[str, pl.DataFrame]]:
+    """Titled tables of ``run.json``'s ``quality`` section: change size and side sizes (p10, p50,
+    p90), scope kinds, and criterion x source/subset counts. Empty for a run recorded before the
+    build measured them."""
+    quality = read_run_record(output_dir).get("quality")
+    if not quality:
+        return []
+    unit = quality["size_unit"]
+    sizes = pl.DataFrame([
+        {"measure": "changed lines / pair lines", **quality["change_share"]},
+        {"measure": f"chosen ({unit})", **quality["chosen_size"]},
+        {"measure": f"rejected ({unit})", **quality["rejected_size"]},
+    ], schema={"measure": pl.String, "p10": pl.Float64, "p50": pl.Float64, "p90": pl.Float64})
+    scopes = pl.DataFrame([{"scope": kind, "pairs": n} for kind, n in quality["scope"].items()],
+                          schema={"scope": pl.String, "pairs": pl.Int64})
+    labels = pl.DataFrame(quality["labels"], schema={"aspect": pl.String, "source": pl.String, "pairs": pl.Int64})
+    if labels.height:
+        labels = labels.pivot(on="source", index="aspect", values="pairs").fill_null(0).sort("aspect")
+    return [("change and side sizes", sizes), ("scope kinds", scopes), ("labels per source", labels)]

@@ -14,11 +14,13 @@ Stages, each kept under ``<output>/.cache/stages/<stage>/<fingerprint>/`` (see
     filters, file contents (read or fetched), synthesis, and the assembled pair. Finished units
     survive a crash.
 ``validate``
-    tree-sitter validation of every pair.
+    tree-sitter validation of every pair, then the length budget (``filters.length``, see
+    :mod:`filters.length`) on the final prompt and sides.
 ``clean``
     decontamination and near-dedupe (only when the manifest asks for them).
 ``write``
-    exact dedupe and the shards (:mod:`pipelines.shards`), then ``run.json``.
+    exact dedupe and the shards (:mod:`pipelines.shards`), the measures of what the pairs teach
+    (:mod:`pipelines.quality`, ``run.json: quality``), then ``run.json``.
 
 A stage whose fingerprint is unchanged is not run again; a rerun of an unchanged manifest with
 the same inputs does no work at all.
@@ -42,14 +44,16 @@ from typing import Any
 
 import pyarrow as pa
 
+from codeprefs.localpaths import relative_paths
 from codeprefs.manifest import DatasetSource, ExportSource, GitSource, Manifest, SolutionsSource
 from codeprefs.raycluster import ray_session
+from codeprefs.redact import redact_data, redact_text
 from filters.dedupe import BenchmarkError, decontaminate, index_for, near_dedupe
 from filters.dedupe.decontaminate import BenchmarkIndex
+from filters.length import LengthError, PairBudget, tokenizer_fingerprint
 from filters.messages import MessageFilter
 from filters.validation import ValidationConfig
-from codeprefs.localpaths import relative_paths
-from codeprefs.redact import redact_data, redact_text
+from pipelines.quality import quality_summary
 from pipelines.runrecord import RUN_RECORD, code_version, funnel, write_json_atomic
 from pipelines.shards import (
     WritePartition,
@@ -70,6 +74,7 @@ from pipelines.splits import SplitRule, training_repositories
 from pipelines.stagecache import StageDir, code_fingerprint, fingerprint, unit_key, write_unit
 from pipelines.steps import (
     AssemblePairs,
+    BudgetPairs,
     Chain,
     FetchContents,
     FilterMessages,
@@ -420,12 +425,47 @@ def plan_build(manifest: Manifest, output_dir: Path) -> Plan:
     return Plan(inputs, works)
 
 
+def length_budget(manifest: Manifest) -> PairBudget | None:
+    """The length budget of ``filters.length`` (``None`` when not set); a tokenizer folder is
+    read relative to the manifest, and one that cannot be loaded fails before any Ray work."""
+    settings = manifest.filters.length
+    if settings is None:
+        return None
+    tokenizer = settings.tokenizer
+    if tokenizer is not None:
+        local = _resolve_path(tokenizer, manifest.base_dir)
+        if local.is_dir() or tokenizer.startswith(("/", "./", "../", "~")):
+            tokenizer = str(local)
+    budget = PairBudget(settings.max_tokens, tokenizer, settings.max_bytes, settings.template)
+    if tokenizer is not None:
+        try:
+            budget.encoder()
+        except LengthError as error:
+            raise BuildError(str(error)) from None
+    return budget
+
+
+def length_fingerprint_settings(manifest: Manifest) -> dict[str, Any] | None:
+    """The budget's settings, with the tokenizer's files (a changed tokenizer reruns validate)."""
+    if manifest.filters.length is None:
+        return None
+    settings = manifest.filters.length.model_dump(mode="json")
+    budget = length_budget(manifest) if settings["tokenizer"] else None
+    if budget is not None and budget.tokenizer is not None:
+        try:
+            settings["tokenizer_files"] = tokenizer_fingerprint(budget.tokenizer)
+        except LengthError as error:
+            raise BuildError(str(error)) from None
+    return settings
+
+
 def fingerprints(manifest: Manifest, works: list[SourceWork], clean: dict[str, Any]) -> dict[str, Any]:
     """Every stage's fingerprint, each covering its settings and everything upstream."""
     sources = [work.fingerprint() for work in works]
     code = code_fingerprint()
     validate = fingerprint("validate", manifest.filters.validation.model_dump(mode="json"),
-                           manifest.filters.criteria.comment_only, sources, code)
+                           manifest.filters.criteria.comment_only, length_fingerprint_settings(manifest),
+                           sources, code)
     cleaned = fingerprint("clean", clean, validate, code) if clean else validate
     write = fingerprint("write", manifest.dedupe.exact, manifest.output.model_dump(mode="json"), cleaned, code)
     return {"code": code, "sources": sources, "validate": validate, "clean": cleaned if clean else None,
@@ -629,7 +669,9 @@ def _execute(manifest: Manifest, plan: Plan, output_dir: Path, manifest_path: st
     validation = ValidationConfig(**manifest.filters.validation.model_dump())
     with ray_session(manifest.ray.address, manifest.ray.num_cpus):
         source_files = [f for work in plan.works for f in run_source_stage(work, output_dir, log)]
-        validate = Chain([ValidatePairs(validation, manifest.filters.criteria.comment_only)])
+        budget = length_budget(manifest)
+        validate = Chain([ValidatePairs(validation, manifest.filters.criteria.comment_only),
+                          *([BudgetPairs(budget)] if budget is not None else [])])
         files = run_dataset_stage(
             "validate", fps["validate"], source_files, output_dir, log=log,
             transform=lambda rows: rows and rows.map_batches(validate, batch_size=manifest.ray.batch_rows,
@@ -644,6 +686,8 @@ def _execute(manifest: Manifest, plan: Plan, output_dir: Path, manifest_path: st
             elif stats_file.is_file():
                 steps = {**json.loads(stats_file.read_text()), "reused": True}
         summaries = _write(files, output_dir, manifest) if files else []
+        quality = quality_summary([str(output_dir / s["path"]) for s in summaries if s["kind"] == "shard"],
+                                  budget.tokenizer if budget is not None else None)
     shards = publish_staged(output_dir, [s for s in summaries if s["kind"] == "shard"], "shard")
     if not shards:  # no row kept: one empty shard keeps the layout (datasets cannot load it)
         name = shard_name(0, 1)
@@ -678,6 +722,7 @@ def _execute(manifest: Manifest, plan: Plan, output_dir: Path, manifest_path: st
         "rows": {"total": kept + sum(drops.values()), "kept": kept, "dropped": sum(drops.values())},
         "funnel": funnel(drops, kept),
         "steps": steps,
+        "quality": quality,
         "outputs": shards,
         "rejects": rejects,
         "removed_stale_files": removed,

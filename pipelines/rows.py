@@ -23,7 +23,7 @@ Row = dict[str, Any]
 STAGES: tuple[str, ...] = (
     "list", "split", "message", "criteria", "content",  # mined pairs (git and export sources)
     "solutions", "verify",  # synthesized pairs (solutions sources)
-    "validate", "decontaminate", "dedupe",
+    "validate", "length", "decontaminate", "dedupe",
 )
 
 _BOOKKEEPING = [

@@ -6,7 +6,7 @@ their configuration, so Ray ships them to workers as they are; each one can also
 a plain list of row dicts, which is how the tests drive them.
 
 Data flows one way: ListCommits -> SplitCommits -> FilterMessages -> LabelCriteria ->
-ReadContents -> AssemblePairs -> ValidatePairs; the shard writer (:mod:`pipelines.shards`) then
+ReadContents -> AssemblePairs -> ValidatePairs -> BudgetPairs; the shard writer (:mod:`pipelines.shards`) then
 dedupes and writes. Export sources start with ListRecords and read contents with FetchContents
 (criteria are labelled before any fetch, so no fetch is spent on a commit without one); dataset
 sources start with ListRecords and go straight to AssemblePairs.
@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from codeprefs.schema import Language, stable_id
 from filters.criteria import CriteriaLabeler, load_exclusions, load_stems, load_terms
+from filters.length import PairBudget
 from filters.messages import MessageFilter
 from filters.validation import PairValidator, ValidationConfig
 from parsers.headers import HeaderContext, resolve_header_language
@@ -468,3 +469,19 @@ class ValidatePairs(Step):
             drop(row, self.stage, verdict.reason)
         else:
             row["aspect"] = verdict.aspect
+
+
+class BudgetPairs(Step):
+    """The length budget (:mod:`filters.length`): a pair whose prompt plus longer side exceeds
+    ``filters.length`` (tokens with a tokenizer, else bytes) is dropped as ``too_long``."""
+
+    stage = "length"
+
+    def __init__(self, budget: PairBudget) -> None:
+        self.budget = budget
+
+    def process(self, row: Row) -> None:
+        size = self.budget.size(row["system"], row["input"] or "", row["chosen"] or "", row["rejected"] or "")
+        if size > self.budget.limit:
+            drop(row, self.stage, "too_long",
+                 f"prompt + longer side: {size} {self.budget.unit} > {self.budget.limit}")

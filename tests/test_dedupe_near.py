@@ -142,7 +142,7 @@ def test_jaccard_verification_rejects_false_candidates(ray_local, corpus):
     planted = [row for row in rows if row["id"] in groups[0]]
     # One row per band: any shared minimum makes a candidate, so the headers collide.
     loose = dict(bands=128, rows=1, num_perm=128)
-    unverified = _run(ray_local, boilerplate + planted, NearDedupeConfig(**loose))
+    unverified = _run(ray_local, boilerplate + planted, NearDedupeConfig(**loose, verify_jaccard=False))
     assert sum(r["drop_reason"] == "near_duplicate" for i, r in unverified.items() if i.startswith("b")) > 0
     stats: dict = {}
     verified = _run(ray_local, boilerplate + planted, NearDedupeConfig(**loose, verify_jaccard=True),
@@ -206,3 +206,34 @@ def test_connected_components_match_union_find_on_long_chains(ray_local):
     labels = {row["id"]: row["cluster"] for row in component_labels(stars, 3).take_all()}
     assert labels == _reference_components(edges)
     assert rounds < 20
+
+
+def _lookalike_pairs(count: int) -> list[tuple[dict, dict, float]]:
+    """``count`` pairs of look-alike files: one text and a copy whose tail is other code, cut so
+    that their exact Jaccard lies just under 0.70 (the look-alikes of the issue, at about 0.69)."""
+    lines = stdlib_text(600_000).splitlines()
+    pairs = []
+    for k in range(count):
+        chunk = lines[1000 + k * 300:1150 + k * 300]
+        other = lines[100_000 + k * 300:100_150 + k * 300]
+        left = pair_row(f"look{k:02d}-a", "\n".join(chunk) + "\n", "")
+        for tail in range(1, len(chunk)):
+            right = pair_row(f"look{k:02d}-b", "\n".join(chunk[:-tail] + other[:tail]) + "\n", "")
+            similarity = exact_jaccard(left, right)
+            if similarity <= 0.70:
+                pairs.append((left, right, similarity))
+                break
+    return pairs
+
+
+def test_lookalikes_under_the_threshold_are_kept_by_default(ray_local):
+    pairs = _lookalike_pairs(12)
+    assert all(0.68 <= similarity <= 0.70 for _, _, similarity in pairs)
+    rows = [row for left, right, _ in pairs for row in (left, right)]
+    # Without verification, LSH buckets make some of them candidates and removes them.
+    unverified = _run(ray_local, rows, NearDedupeConfig(verify_jaccard=False))
+    assert sum(r["drop_reason"] == "near_duplicate" for r in unverified.values()) >= 1
+    stats: dict = {}
+    default = _run(ray_local, rows, NearDedupeConfig(), stats=stats)  # threshold 0.75
+    assert all(r["drop_reason"] is None and r["dedupe_cluster"] is None for r in default.values())
+    assert stats["candidate_edges"] >= 1 and stats["edges"] == 0

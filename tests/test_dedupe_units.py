@@ -182,7 +182,7 @@ decontaminate: {{benchmarks: [{tmp_path}/bench/*.jsonl], field: prompt, ngram: 1
     manifest = parse_manifest(yaml.safe_load(text), tmp_path)
     near = manifest.dedupe.near
     assert (near.fields, near.ngram, near.threshold, near.num_perm) == (["chosen", "rejected"], 20, 0.75, 256)
-    assert (near.bands, near.rows, near.verify_jaccard) == (None, None, False)
+    assert (near.bands, near.rows, near.verify_jaccard) == (None, None, True)
     assert manifest.decontaminate.benchmarks == [f"{tmp_path}/bench/a.jsonl"]
     assert manifest.resolved()["dedupe"]["near"]["threshold"] == 0.75
     base = {"name": "run", "sources": [{"type": "git", "repos": ["/tmp/repo"]}]}

@@ -19,6 +19,7 @@ from trainers.data import (
     evaluation_system_prompts,
     load_pairs,
     normalize_columns,
+    write_report,
 )
 from trainers.prompts import CODE_CRITERIA, GENERAL_CRITERIA, PromptKind, render_prompt
 
@@ -146,6 +147,26 @@ def test_truncation_cuts_the_response_and_keeps_the_prompt(tokenizer):  # noqa: 
     kept = len(long.chosen) - len(closing)
     assert long.chosen.tolist() == full[1].chosen.tolist()[:kept] + closing  # head of the answer + closing
     assert cut[0].chosen.tolist() == full[0].chosen.tolist()  # short pairs are untouched
+
+
+def test_pairs_identical_after_truncation_are_neither_trained_nor_evaluated(tokenizer, tmp_path):  # noqa: F811
+    rows = make_rows(3, system="Judge code.")
+    head = "def f(x):\n" + "    x = x + 1\n" * 200
+    rows[1]["chosen"] = head + "    return x\n"  # the two sides differ only past the budget
+    rows[1]["rejected"] = head + "    return -x\n"
+    table = normalize_columns(pa.Table.from_pylist(rows), "inline")
+    full, report = PairEncoder(tokenizer, 4096).encode(table, drop_identical=True)
+    assert [pair.row for pair in full] == [0, 1, 2] and not report.skipped
+    for drop_identical in (True, False):  # training and evaluation
+        pairs, report = PairEncoder(tokenizer, 96).encode(table, drop_identical=drop_identical)
+        assert [pair.row for pair in pairs] == [0, 2]
+        assert report.skipped == {"identical_after_truncation": 1}
+        assert report.skipped_ids["identical_after_truncation"] == ["r0001"]
+        assert report.rows == 3 and report.kept == 2
+    write_report(report, tmp_path / "data_report.json")
+    written = json.loads((tmp_path / "data_report.json").read_text())
+    assert written["skipped"] == {"identical_after_truncation": 1}
+    assert written["skipped_ids"] == {"identical_after_truncation": ["r0001"]}
 
 
 def test_bad_rows_are_skipped_and_counted(tokenizer):  # noqa: F811

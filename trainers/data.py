@@ -12,7 +12,8 @@ Three steps, each its own function:
    keeps the template's end-of-turn tokens so the reward is still read at the same kind of token.
 
 No row is dropped silently: a pair that cannot be used (empty response, prompt alone too long,
-identical responses in training) is skipped and counted by reason in :class:`DataReport`.
+identical responses in training, responses that become identical once truncated, in training and
+evaluation) is skipped and counted by reason in :class:`DataReport`.
 """
 
 from __future__ import annotations
@@ -344,6 +345,19 @@ class PairEncoder:
             [tok.eos_token_id] if tok.eos_token_id is not None else [])
         return start, middle, end
 
+    def sequence_lengths(self, system: str, prompt: str, responses: Sequence[str]) -> list[int]:
+        """Tokens of each whole sequence (prompt, response and closing, untruncated) exactly as
+        :meth:`encode` renders and tokenizes it: what a token budget before training measures."""
+        start, middle, end = self._plain_special() if self.template == "plain" else ([], [], [])
+        rendered = [self._render(system, prompt, response) for response in responses]
+        if not rendered:
+            return []
+        prompt_ids = self._ids([rendered[0].prompt])[0]
+        bodies = self._ids([part.body for part in rendered])
+        closings = self._ids([part.closing for part in rendered])
+        head = len(start) + len(prompt_ids) + len(middle)
+        return [head + len(body) + len(closing) + len(end) for body, closing in zip(bodies, closings, strict=True)]
+
     # encoding -------------------------------------------------------------------------------
     def encode(self, table: pa.Table, report: DataReport | None = None, drop_identical: bool = False,
                chunk_rows: int = 2048) -> tuple[list[EncodedPair], DataReport]:
@@ -390,10 +404,15 @@ class PairEncoder:
                 continue
             chosen_ids, cut_chosen = _cut(chosen_body[k], budget_chosen)
             rejected_ids, cut_rejected = _cut(rejected_body[k], budget_rejected)
-            report.truncated_chosen += cut_chosen
-            report.truncated_rejected += cut_rejected
             chosen_seq = chosen_ids + chosen_close
             rejected_seq = rejected_ids + rejected_close
+            if (cut_chosen or cut_rejected) and chosen_seq == rejected_seq:
+                # the two sides differ only past the budget: the model would see the same sequence
+                # twice under opposite labels (training) or score a tie it cannot avoid (evaluation)
+                report.skip("identical_after_truncation", ids[index])
+                continue
+            report.truncated_chosen += cut_chosen
+            report.truncated_rejected += cut_rejected
             if self.pad_token_id is not None and self.pad_token_id in (chosen_seq[-1], rejected_seq[-1]):
                 raise DataError("sequences end with the pad token (id "
                                 f"{self.pad_token_id}); a sequence-classification model would read its score "

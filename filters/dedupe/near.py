@@ -22,9 +22,11 @@ here as ``near_duplicate``; the writer's exact dedupe then only sees their repre
 counts nothing twice. Rows without any token are left to the writer's exact dedupe.
 
 Clusters are connected components, so similarity chains (A~B, B~C) join A and C even when
-A and C are less similar than the threshold. With ``verify_jaccard`` each candidate edge (a
-row and the smallest id of a shared bucket) is kept only if its true Jaccard similarity of
-shingle sets reaches the threshold.
+A and C are less similar than the threshold. With ``verify_jaccard`` (the default) each
+candidate edge (a row and the smallest id of a shared bucket) is kept only if its exact Jaccard
+similarity of shingle sets reaches the threshold: LSH alone also merges look-alikes under the
+threshold (on real code most removed rows were such look-alikes at Jaccard ~0.69, see
+``benchmarks/bench_dedupe.py``); ``verify_jaccard: false`` keeps the unverified behaviour.
 """
 
 from __future__ import annotations

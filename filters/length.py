@@ -1,0 +1,114 @@
+"""The length budget: a pair must fit the trainer's context before it is kept.
+
+A pair's size is its prompt plus its longer side, measured the way the trainer will see it:
+
+* with a tokenizer (``filters.length.tokenizer``: a local folder or a Hugging Face id), in tokens
+  of the sequence the trainer renders (:meth:`trainers.data.PairEncoder.sequence_lengths`: the
+  system prompt, the prompt and the response in the tokenizer's chat template, or the plain
+  layout, closing tokens included). A row without a ``system`` text is measured with the longest
+  system prompt the trainer may draw for it (all five criteria), so no draw pushes it over;
+* without one, in UTF-8 bytes of ``input`` plus the longer of ``chosen`` and ``rejected``
+  (``max_bytes``, default :data:`DEFAULT_MAX_BYTES`).
+
+A pair over the budget is dropped as ``too_long``; the trainer would otherwise cut its responses,
+and in many mined pairs the first difference lies past the cut, so both sides become identical.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from codeprefs.schema import Aspect
+
+# 4,096 tokens x 3 bytes per token. Code tokenizers (StarCoder, Qwen2.5-Coder, Llama 3) average
+# about 3 to 3.5 bytes of source per token; 3 errs toward dropping, so a pair under this byte
+# budget is very likely under 4,096 tokens. Set a tokenizer for an exact count.
+DEFAULT_MAX_BYTES = 4096 * 3
+
+
+class LengthError(ValueError):
+    """The length budget's tokenizer cannot be loaded; the message names it."""
+
+
+def is_local(tokenizer: str) -> bool:
+    """Whether ``tokenizer`` names a local folder (else a Hugging Face id)."""
+    return Path(tokenizer).expanduser().is_dir() or tokenizer.startswith(("/", "./", "../", "~"))
+
+
+def tokenizer_fingerprint(tokenizer: str) -> str:
+    """What the budget's counts depend on: a local folder's file hashes, or a Hub id as given."""
+    if not is_local(tokenizer):
+        return f"hub:{tokenizer}"
+    folder = Path(tokenizer).expanduser()
+    if not folder.is_dir():
+        raise LengthError(f"filters.length.tokenizer: {tokenizer}: no such folder")
+    digest = hashlib.sha256()
+    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(str(file.relative_to(folder)).encode() + b"\0")
+        digest.update(hashlib.sha256(file.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+@cache
+def load_tokenizer(tokenizer: str) -> Any:
+    """The tokenizer (once per process); a local folder is read without any network access."""
+    from transformers import AutoTokenizer
+
+    local = is_local(tokenizer)
+    try:
+        return AutoTokenizer.from_pretrained(str(Path(tokenizer).expanduser()) if local else tokenizer,
+                                             local_files_only=local)
+    except Exception as error:  # transformers raises OSError, ValueError, ...; name the input
+        raise LengthError(f"filters.length.tokenizer: cannot load {tokenizer!r}: "
+                          f"{type(error).__name__}: {error}") from None
+
+
+class PairBudget:
+    """Measures a pair against the budget: tokens with a tokenizer, else bytes."""
+
+    def __init__(self, max_tokens: int = 4096, tokenizer: str | None = None,
+                 max_bytes: int = DEFAULT_MAX_BYTES, template: str = "auto") -> None:
+        self.max_tokens = max_tokens
+        self.tokenizer = tokenizer
+        self.max_bytes = max_bytes
+        self.template = template
+        self._encoder: Any = None
+
+    @property
+    def unit(self) -> str:
+        return "tokens" if self.tokenizer else "bytes"
+
+    @property
+    def limit(self) -> int:
+        return self.max_tokens if self.tokenizer else self.max_bytes
+
+    def encoder(self) -> Any:
+        """The trainer's encoder for this tokenizer (loaded on first use, in the worker)."""
+        if self._encoder is None:
+            from trainers.data import DataError, PairEncoder
+
+            try:
+                self._encoder = PairEncoder(load_tokenizer(self.tokenizer), max(self.max_tokens, 8),
+                                            self.template)
+            except DataError as error:
+                raise LengthError(f"filters.length: {self.tokenizer}: {error}") from None
+        return self._encoder
+
+    def size(self, system: str | None, prompt: str, chosen: str, rejected: str) -> int:
+        """The pair's prompt plus its longer side, in :attr:`unit`."""
+        if not self.tokenizer:
+            longer = max(len(chosen.encode("utf-8")), len(rejected.encode("utf-8")))
+            return len(prompt.encode("utf-8")) + longer
+        from trainers.prompts import render_prompt
+
+        system_text = system or render_prompt(list(Aspect))
+        return max(self.encoder().sequence_lengths(system_text, prompt, [chosen, rejected]))
+
+    def fits(self, system: str | None, prompt: str, chosen: str, rejected: str) -> bool:
+        return self.size(system, prompt, chosen, rejected) <= self.limit
+
+    def __getstate__(self) -> dict[str, Any]:  # shipped to Ray workers without the tokenizer
+        return {**self.__dict__, "_encoder": None}
