@@ -16,7 +16,14 @@ import yaml
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from codeprefs.schema import PAIR_SCHEMA, Aspect, Language
-from codeprefs.stats import funnel_table, language_by_criterion, length_summary, markdown_table, scan_pairs
+from codeprefs.stats import (
+    funnel_table,
+    language_by_criterion,
+    length_summary,
+    markdown_table,
+    no_pairs,
+    scan_pairs,
+)
 from pipelines.runrecord import read_run_record
 
 ASSETS_DIR = "assets"
@@ -115,11 +122,14 @@ def write_card(output_dir: str | Path, pretty_name: str | None = None) -> Path:
         dataset_info=dataset_info(output_dir, record),
     )
     manifest_yaml = yaml.safe_dump(record["manifest"], sort_keys=False).strip()
+    empty = no_pairs(output_dir)
+    empty_note = f"\n**This build kept no pair, and has no data files.** {empty[0].upper()}{empty[1:]}.\n" if empty else ""
     body = f"""
 # {pretty_name or record['name']}
 
 Code preference pairs (prompt, chosen, rejected) built with codeprefs from the manifest below:
 {record['rows']['kept']} pairs kept of {record['rows']['total']} candidate rows.
+{empty_note}
 Columns follow the Themis layout (`system, input, chosen, rejected, language, aspect`) plus
 provenance (`repo, commit, parent, path, unix_time, message`) and tree-sitter validation signals.
 
