@@ -26,6 +26,7 @@ the same inputs does no work at all.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import math
@@ -553,7 +554,8 @@ def build(manifest: Manifest, output: str | Path, manifest_path: str | None = No
         except Exception as error:
             died = ray_failure(error)
             if died is None:  # the build's own failure (an input, a setting): nothing to resume
-                lock.mark("failed", plan.fingerprints)
+                with contextlib.suppress(OSError):  # a full disk: the original error says so
+                    lock.mark("failed", plan.fingerprints)
                 raise
             # Still "running": an interrupted run, whose finished work --resume reuses.
             raise BuildError(f"the build was interrupted: {died}. The work finished so far is kept; "
