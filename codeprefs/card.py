@@ -123,7 +123,7 @@ def write_card(output_dir: str | Path, pretty_name: str | None = None) -> Path:
     )
     manifest_yaml = yaml.safe_dump(record["manifest"], sort_keys=False).strip()
     empty = no_pairs(output_dir)
-    empty_note = f"\n**This build kept no pair, and has no data files.** {empty[0].upper()}{empty[1:]}.\n" if empty else ""
+    empty_note = f"\n**This build kept no pair, and has no data files** ({empty}).\n" if empty else ""
     body = f"""
 # {pretty_name or record['name']}
 
