@@ -23,8 +23,14 @@ $(STAMP): requirements.lock pyproject.toml
 
 venv: $(STAMP)
 
+# --resume: after an interrupted quickstart (Ctrl-C, a killed machine) `make quickstart` finishes
+# it; on a fresh or finished output it is an ordinary build. The manifest and output can be
+# overridden (the tests point them at their own).
+QUICKSTART_MANIFEST ?= manifests/quickstart.yaml
+QUICKSTART_OUT      ?= out/quickstart
+
 quickstart: $(STAMP)
-	$(BIN)/python pipelines/build_prefs.py --manifest manifests/quickstart.yaml --output out/quickstart
+	$(BIN)/python pipelines/build_prefs.py --manifest $(QUICKSTART_MANIFEST) --output $(QUICKSTART_OUT) --resume
 
 # Rebuild quickstart/repos/*.bundle from quickstart/histories/ (Python 3.11+ and git only).
 quickstart-data:

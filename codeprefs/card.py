@@ -21,6 +21,7 @@ from codeprefs.stats import (
     language_by_criterion,
     length_summary,
     markdown_table,
+    no_pairs,
     quality_tables,
     scan_pairs,
 )
@@ -122,11 +123,14 @@ def write_card(output_dir: str | Path, pretty_name: str | None = None) -> Path:
         dataset_info=dataset_info(output_dir, record),
     )
     manifest_yaml = yaml.safe_dump(record["manifest"], sort_keys=False).strip()
+    empty = no_pairs(output_dir)
+    empty_note = f"\n**This build kept no pair, and has no data files** ({empty}).\n" if empty else ""
     body = f"""
 # {pretty_name or record['name']}
 
 Code preference pairs (prompt, chosen, rejected) built with codeprefs from the manifest below:
 {record['rows']['kept']} pairs kept of {record['rows']['total']} candidate rows.
+{empty_note}
 Columns follow the Themis layout (`system, input, chosen, rejected, language, aspect`) plus
 provenance (`repo, commit, parent, path, unix_time, message`) and tree-sitter validation signals.
 

@@ -33,8 +33,12 @@ def build_command(
     manifest: Annotated[Path, typer.Option("--manifest", "-m", help="The run's YAML manifest.")],
     output: Annotated[Path | None, typer.Option("--output", "-o",
                       help="Output folder (default: out/<manifest name>).")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted run, reusing its finished work.")] = False,
-    restart: Annotated[bool, typer.Option("--restart", help="Discard an interrupted run's partial work.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted run, reusing its finished work "
+                                         "(with none to finish: an ordinary build).")] = False,
+    restart: Annotated[bool, typer.Option("--restart", help="Discard an interrupted run's partial work, or a "
+                                          "damaged run.json or run state, and build afresh.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Build into a folder that holds files no codeprefs "
+                                        "run wrote (they are kept, never deleted).")] = False,
 ) -> None:
     """Build preference pairs from MANIFEST into OUTPUT (data/, rejects/, run.json).
 
@@ -51,7 +55,7 @@ def build_command(
     target = output or Path("out") / parsed.name
     try:
         record = build(parsed, target, manifest_path=str(manifest), resume=resume, restart=restart,
-                       log=lambda line: _err.print(line, highlight=False, markup=False))
+                       force=force, log=lambda line: _err.print(line, highlight=False, markup=False))
     except BuildError as error:
         _fail(str(error))
     except OSError as error:  # the output folder cannot be created or written
@@ -76,6 +80,9 @@ def runs_command(
     from pipelines.runrecord import list_runs
 
     runs = list_runs(root)
+    for run in runs:
+        if run.get("problem"):
+            _warn(f"{run['problem']}: rebuild it with `codeprefs build --restart`")
     if not runs:
         _out.print(f"no build outputs under {root}")
         return
@@ -86,6 +93,10 @@ def runs_command(
         table.add_row(run["output"], run["name"], run["state"], run["finished_at"] or "",
                       str(run["kept"]), str(run["total"]), run["fingerprint"] or "", run["manifest_path"] or "")
     _out.print(table)
+
+
+def _warn(message: str) -> None:
+    _err.print(f"[bold yellow]warning:[/] {message}", highlight=False, markup=True, soft_wrap=True)
 
 
 def _root_cause(error: BaseException) -> BaseException:
@@ -114,6 +125,8 @@ def _print_summary(record: dict, output: Path) -> None:
         table.add_row(stage["stage"], str(stage["rows_in"]), str(stage["dropped"]),
                       str(stage["rows_out"]), ", ".join(f"{r} {n}" for r, n in reasons))
     _out.print(table)
+    for warning in record.get("warnings") or []:
+        _warn(warning)
     _out.print(f"wrote {len(record['outputs'])} shard(s) to {output.resolve() / 'data'}")
 
 
@@ -122,13 +135,21 @@ def stats_command(
     output: Annotated[Path, typer.Argument(help="A build's output folder.")],
 ) -> None:
     """Print pairs per language x criterion and the funnel of a build."""
-    from codeprefs.stats import funnel_table, language_by_criterion, quality_tables
+    from codeprefs.stats import funnel_table, language_by_criterion, no_pairs, quality_tables
+    from pipelines.runrecord import RecordError, read_run_state
 
     try:
         tables = [("pairs by language and criterion", language_by_criterion(output)),
                   ("funnel", funnel_table(output)), *quality_tables(output)]
+        empty = no_pairs(output)
     except FileNotFoundError as error:
         _fail(str(error))
+    except RecordError as error:
+        _fail(f"{error}: rebuild it with `codeprefs build --restart`")
+    try:
+        read_run_state(output)
+    except RecordError as error:
+        _warn(f"{error}: the next build there needs --restart")
     for title, frame in tables:
         table = Table(title=title)
         for column in frame.columns:
@@ -136,6 +157,8 @@ def stats_command(
         for row in frame.rows():
             table.add_row(*("" if v is None else str(v) for v in row))
         _out.print(table)
+    if empty:
+        _out.print(empty, highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command("publish")
@@ -147,10 +170,11 @@ def publish_command(
 ) -> None:
     """Write the dataset card and upload OUTPUT to the Hugging Face Hub (token: HF_TOKEN or login)."""
     from codeprefs.publish import PublishError, publish
+    from pipelines.runrecord import RecordError
 
     try:
         publish(output, repo, private=private, dry_run=dry_run, log=lambda line: _out.print(line, highlight=False, markup=False))
-    except (PublishError, FileNotFoundError) as error:
+    except (PublishError, FileNotFoundError, RecordError) as error:
         _fail(str(error))
 
 

@@ -6,7 +6,7 @@ of at most 50 (the Hub takes fewer than 100 files per commit). Before each run i
 the repository already holds and skips files whose content is already there, so an
 interrupted publish resumes where it stopped; shards of an earlier, larger run that this run
 did not write are deleted in the last commit. Finally it lists the repository again and checks
-every file's size and hash.
+every file's size and hash. A build that kept no pair is not published (see :func:`plan_upload`).
 
 The token comes from the environment (``HF_TOKEN``) or the Hub login, through huggingface_hub;
 codeprefs never prints it or writes it anywhere.
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from codeprefs.card import ASSETS_DIR, write_card
+from codeprefs.stats import no_pairs
 from pipelines.runrecord import RUN_RECORD, read_run_record
 from pipelines.shards import DATA_DIR
 
@@ -76,6 +77,12 @@ def plan_upload(output_dir: str | Path, repo_id: str, private: bool = False) -> 
     record = read_run_record(output_dir)
     if "/" not in repo_id or repo_id.count("/") != 1:
         raise PublishError(f"--repo must look like 'org/name', got {repo_id!r}")
+    empty = no_pairs(output_dir)
+    if empty or not record["outputs"]:
+        # Uploading only the card would give a repository load_dataset cannot load, and would
+        # delete the shards an earlier publish put there.
+        raise PublishError(f"{output_dir}: nothing to publish ({empty or 'no shard'}); the local "
+                           f"README.md says so, and no dataset without data is uploaded")
     files = [_describe(output_dir / "README.md", "README.md"),
              _describe(output_dir / RUN_RECORD, RUN_RECORD)]
     files += [_describe(p, f"{ASSETS_DIR}/{p.name}") for p in sorted((output_dir / ASSETS_DIR).glob("*.png"))]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import polars as pl
 
-from codeprefs.schema import Aspect, Language
+from codeprefs.schema import PAIR_SCHEMA, Aspect, Language
 from pipelines.runrecord import read_run_record
 
 
@@ -17,7 +17,19 @@ def shard_files(output_dir: str | Path) -> list[Path]:
     return files
 
 
+def no_pairs(output_dir: str | Path) -> str | None:
+    """Why the build in ``output_dir`` kept no pair (its warning), or ``None`` when it kept some."""
+    record = read_run_record(output_dir)
+    if record["rows"]["kept"]:
+        return None
+    warnings = [w for w in record.get("warnings") or [] if w.startswith("no pair kept")]
+    return warnings[0] if warnings else "no pair kept: every candidate row was dropped (see the funnel)"
+
+
 def scan_pairs(output_dir: str | Path) -> pl.LazyFrame:
+    """The pairs of ``output_dir``; none (with the pair columns) for a build that kept none."""
+    if not list((Path(output_dir) / "data").glob("train-*.parquet")) and no_pairs(output_dir):
+        return pl.from_arrow(PAIR_SCHEMA.empty_table()).lazy()
     return pl.scan_parquet(shard_files(output_dir))
 
 

@@ -28,6 +28,7 @@ the same inputs does no work at all.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import math
@@ -53,17 +54,17 @@ from filters.dedupe.decontaminate import BenchmarkIndex
 from filters.length import LengthError, PairBudget, tokenizer_fingerprint
 from filters.messages import MessageFilter
 from filters.validation import ValidationConfig
+from pipelines.outputdir import describe_foreign, inspect_output, removable
 from pipelines.quality import quality_summary
-from pipelines.runrecord import RUN_RECORD, code_version, funnel, write_json_atomic
+from pipelines.rayfailure import ray_failure
+from pipelines.runrecord import RUN_RECORD, RUN_STATE, RecordError, code_version, funnel, write_json_atomic
 from pipelines.shards import (
     WritePartition,
     add_partition_column,
-    empty_shard,
     file_sha256,
+    final_names,
     publish_staged,
     remove_stale_files,
-    shard_name,
-    write_parquet_atomic,
 )
 from pipelines.sources.dataset import DatasetRules
 from pipelines.sources.export import ExportRules
@@ -90,7 +91,6 @@ from pipelines.steps import (
 )
 
 CACHE_DIR = ".cache"
-RUN_STATE = "run-state.json"
 
 
 class BuildError(RuntimeError):
@@ -529,11 +529,19 @@ def _write_block(block: pa.Table, folder: str) -> pa.Table:
 
 
 class RunLock:
-    """One build at a time per output folder, and a record of an unfinished one."""
+    """One build at a time per output folder, and its run state (``.cache/run-state.json``).
 
-    def __init__(self, output_dir: Path) -> None:
+    The state says whether the last run is ``running`` (it was interrupted: killed, or Ray died
+    under it; ``--resume`` finishes it), ``failed`` (it stopped on its input or settings, which
+    the user fixes; a plain rerun reuses its finished units) or ``complete``, and lists the
+    shards and rejects files runs wrote in the folder (``files``), the only ones a build deletes.
+    """
+
+    def __init__(self, output_dir: Path, files: set[str] | None = None) -> None:
         self.path = output_dir / CACHE_DIR
-        self.state = self.path / RUN_STATE
+        self.state = output_dir / RUN_STATE
+        self.files = set(files or ())
+        self.fingerprints: dict[str, Any] = {}
         self._handle = None
 
     def __enter__(self) -> RunLock:
@@ -549,24 +557,21 @@ class RunLock:
         fcntl.flock(self._handle, fcntl.LOCK_UN)
         self._handle.close()
 
-    def interrupted(self) -> dict[str, Any] | None:
-        if not self.state.is_file():
-            return None
-        state = json.loads(self.state.read_text())
-        return state if state.get("status") == "running" else None
-
     def mark(self, status: str, fingerprints: dict[str, Any]) -> None:
+        self.fingerprints = fingerprints
         write_json_atomic(self.state, {"status": status, "fingerprints": fingerprints, "pid": os.getpid(),
-                                       "at": datetime.now(UTC).isoformat()})
+                                       "at": datetime.now(UTC).isoformat(), "files": sorted(self.files)})
+
+    def add_files(self, names: list[str]) -> None:
+        """Record files about to be written under their final names (before they are)."""
+        self.files.update(names)
+        self.mark("running", self.fingerprints)
 
 
 def up_to_date(output_dir: Path, write_fingerprint: str) -> dict[str, Any] | None:
     """The previous run record when it came from the same fingerprint and its files are intact."""
-    path = output_dir / RUN_RECORD
-    if not path.is_file():
-        return None
-    record = json.loads(path.read_text())
-    if record.get("fingerprints", {}).get("write") != write_fingerprint:
+    record = inspect_output(output_dir).record
+    if record is None or (record.get("fingerprints") or {}).get("write") != write_fingerprint:
         return None
     for item in record.get("outputs", []) + record.get("rejects", []):
         file = output_dir / item["path"]
@@ -576,42 +581,73 @@ def up_to_date(output_dir: Path, write_fingerprint: str) -> dict[str, Any] | Non
 
 
 def build(manifest: Manifest, output: str | Path, manifest_path: str | None = None, *,
-          resume: bool = False, restart: bool = False,
+          resume: bool = False, restart: bool = False, force: bool = False,
           log: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
     """Run the build; return the run record (also in ``<output>/run.json``).
 
     An unchanged manifest over unchanged inputs returns the existing record without any work.
-    A run that was interrupted must be continued with ``resume`` (finished units and stages are
-    reused) or discarded with ``restart``.
+    A run that was interrupted (killed, or Ray died under it) must be continued with ``resume``
+    (finished units and stages are reused; with nothing to finish it is a plain build) or
+    discarded with ``restart``, which also rebuilds over a damaged run record or state. A run
+    that failed on its input needs neither: once the input is fixed a plain rerun reuses what
+    it finished. A folder holding files no codeprefs run wrote is refused unless ``force``;
+    a build only ever deletes files a codeprefs run recorded there.
     """
     started = time.time()
     log = _redacting(log)
     output_dir = Path(output).expanduser().resolve()
+    folder = _inspect(output_dir, restart)
+    foreign = folder.foreign_files()
+    if foreign and not force:
+        raise BuildError(describe_foreign(output_dir, foreign))
+    if foreign:
+        log(f"--force: building next to {len(foreign)} file(s) no codeprefs run wrote; they are kept")
     plan = plan_build(manifest, output_dir)
     benchmarks = load_benchmarks(manifest)
     clean_settings = clean_fingerprint_settings(manifest)
     plan.fingerprints = fingerprints(manifest, plan.works, clean_settings)
     output_dir.mkdir(parents=True, exist_ok=True)
     with RunLock(output_dir) as lock:
-        interrupted = lock.interrupted()
+        folder = _inspect(output_dir, restart)  # again, now that no other build can change it
+        lock.files = folder.owned()
+        state = folder.state or {}
+        interrupted = state if state.get("status") == "running" else None
         if restart:
             shutil.rmtree(output_dir / CACHE_DIR / "stages", ignore_errors=True)
         elif interrupted and not resume:
-            raise BuildError(f"{output_dir} holds an interrupted run (state {interrupted['at']}): rerun "
+            raise BuildError(f"{output_dir} holds an interrupted run (state {interrupted.get('at')}): rerun "
                              "with --resume to finish it, or --restart to discard its partial work")
         previous = None if restart else up_to_date(output_dir, plan.fingerprints["write"])
         if previous is not None and not interrupted:
             log("up to date: same manifest, inputs and code as the last run; nothing to do")
             return {**previous, "up_to_date": True}
         lock.mark("running", plan.fingerprints)
-        record = _execute(manifest, plan, output_dir, manifest_path, started, resumed=bool(interrupted),
-                          benchmarks=benchmarks, log=log)
+        try:
+            record = _execute(manifest, plan, output_dir, manifest_path, started, resumed=bool(interrupted),
+                              benchmarks=benchmarks, lock=lock, log=log)
+        except Exception as error:
+            died = ray_failure(error)
+            if died is None:  # the build's own failure (an input, a setting): nothing to resume
+                with contextlib.suppress(OSError):  # a full disk: the original error says so
+                    lock.mark("failed", plan.fingerprints)
+                raise
+            # Still "running": an interrupted run, whose finished work --resume reuses.
+            raise BuildError(f"the build was interrupted: {died}. The work finished so far is kept; "
+                             "rerun the same command with --resume to finish the build") from None
         lock.mark("complete", plan.fingerprints)
     return record
 
 
 def _redacting(log: Callable[[str], None]) -> Callable[[str], None]:
     return lambda line: log(redact_text(line))
+
+
+def _inspect(output_dir: Path, restart: bool):
+    """The output folder's record and state; a damaged one stops the build unless ``restart``."""
+    try:
+        return inspect_output(output_dir, ignore_damage=restart)
+    except RecordError as error:
+        raise BuildError(f"{error}: rerun with --restart to discard it and rebuild the output") from None
 
 
 def load_benchmarks(manifest: Manifest) -> BenchmarkIndex | None:
@@ -662,9 +698,8 @@ def clean_transform(manifest: Manifest, benchmarks: BenchmarkIndex | None, stats
 
 
 def _execute(manifest: Manifest, plan: Plan, output_dir: Path, manifest_path: str | None,
-             started: float, resumed: bool, benchmarks: BenchmarkIndex | None,
+             started: float, resumed: bool, benchmarks: BenchmarkIndex | None, lock: RunLock,
              log: Callable[[str], None]) -> dict[str, Any]:
-    out = manifest.output
     fps = plan.fingerprints
     validation = ValidationConfig(**manifest.filters.validation.model_dump())
     with ray_session(manifest.ray.address, manifest.ray.num_cpus):
@@ -688,13 +723,14 @@ def _execute(manifest: Manifest, plan: Plan, output_dir: Path, manifest_path: st
         summaries = _write(files, output_dir, manifest) if files else []
         quality = quality_summary([str(output_dir / s["path"]) for s in summaries if s["kind"] == "shard"],
                                   budget.tokenizer if budget is not None else None)
-    shards = publish_staged(output_dir, [s for s in summaries if s["kind"] == "shard"], "shard")
-    if not shards:  # no row kept: one empty shard keeps the layout (datasets cannot load it)
-        name = shard_name(0, 1)
-        shards = [{"path": name, **write_parquet_atomic(
-            empty_shard(), output_dir / name, out.compression_level, out.row_group_rows)}]
-    rejects = publish_staged(output_dir, [s for s in summaries if s["kind"] == "rejects"], "rejects")
-    removed = remove_stale_files(output_dir, {f["path"] for f in shards + rejects})
+    staged = {kind: [s for s in summaries if s["kind"] == kind] for kind in ("shard", "rejects")}
+    earlier = set(lock.files)  # recorded before the new names are, so they stay deletable
+    lock.add_files([name for kind, files in staged.items() for name in final_names(files, kind)])
+    shards = publish_staged(output_dir, staged["shard"], "shard")  # none when no row was kept
+    rejects = publish_staged(output_dir, staged["rejects"], "rejects")
+    this_run = {f["path"] for f in shards + rejects}
+    removed = remove_stale_files(output_dir, lambda relative: removable(relative, earlier, this_run))
+    lock.files = this_run
 
     drops: Counter[tuple[str, str]] = Counter()
     kept = 0
@@ -708,6 +744,10 @@ def _execute(manifest: Manifest, plan: Plan, output_dir: Path, manifest_path: st
     if written != kept:
         raise BuildError(f"row accounting mismatch: {kept} rows kept but {written} written")
     _prune_stages(output_dir, plan)
+    stages = funnel(drops, kept)
+    warnings = [] if kept else [no_pairs_warning(stages, plan.inputs)]
+    for warning in warnings:
+        log(f"warning: {warning}")
 
     record = {
         "name": manifest.name,
@@ -720,7 +760,8 @@ def _execute(manifest: Manifest, plan: Plan, output_dir: Path, manifest_path: st
         "stages": [{"stage": "source", "source": work.index, "fingerprint": work.settings_fingerprint,
                     "units": len(work.unit_keys), "units_reused": work.reused_units} for work in plan.works],
         "rows": {"total": kept + sum(drops.values()), "kept": kept, "dropped": sum(drops.values())},
-        "funnel": funnel(drops, kept),
+        "funnel": stages,
+        "warnings": warnings,
         "steps": steps,
         "quality": quality,
         "outputs": shards,
@@ -741,6 +782,19 @@ def _manifest_path(manifest_path: str | None, output_dir: Path) -> str | None:
     if manifest_path is None:
         return None
     return os.path.relpath(Path(manifest_path).expanduser().resolve(), output_dir)
+
+
+def no_pairs_warning(stages: list[dict[str, Any]], inputs: list[dict[str, Any]]) -> str:
+    """Why a build kept no pair: the stage that dropped the last rows, with its reasons."""
+    total = stages[0]["rows_in"] if stages else 0
+    if total == 0:
+        statuses = Counter(str(item.get("status", "ok")) for item in inputs)
+        described = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items())) or "none"
+        return f"no pair kept: the sources gave no candidate row (inputs: {described}); no shard was written"
+    last = next(stage for stage in stages if stage["rows_out"] == 0)
+    reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(last["reasons"].items(), key=lambda kv: -kv[1]))
+    return (f"no pair kept: stage '{last['stage']}' dropped all {last['rows_in']} rows that reached it "
+            f"({reasons}) of {total} candidate rows; no shard was written")
 
 
 def _write(files: list[str], output_dir: Path, manifest: Manifest) -> list[dict[str, Any]]:

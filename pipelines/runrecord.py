@@ -14,6 +14,32 @@ from pipelines.rows import STAGES
 from pipelines.sources.gitrepo import SAFE_CONFIG, git_env
 
 RUN_RECORD = "run.json"
+RUN_STATE = Path(".cache") / "run-state.json"
+
+
+class RecordError(ValueError):
+    """A run record or run state that cannot be read (truncated, not JSON); names the file."""
+
+
+def read_record_file(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or ``None`` when there is no such file.
+
+    A file that is not a JSON object (a truncated write, a disk error, an edit) raises
+    :class:`RecordError` naming it.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as error:
+        raise RecordError(f"{path} cannot be read ({error})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise RecordError(f"{path} is damaged: not valid JSON ({error.msg} at line {error.lineno})") from None
+    if not isinstance(data, dict):
+        raise RecordError(f"{path} is damaged: a JSON {type(data).__name__}, not an object")
+    return data
 
 
 def code_version() -> dict[str, Any]:
@@ -54,17 +80,26 @@ def funnel(drops: Counter[tuple[str, str]], kept: int) -> list[dict[str, Any]]:
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename (never half a file)."""
     temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
+    try:
+        temporary.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def read_run_record(output_dir: str | Path) -> dict[str, Any]:
-    path = Path(output_dir) / RUN_RECORD
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"no {RUN_RECORD} in {output_dir}: is it a codeprefs output folder?") from None
+    """The ``run.json`` of ``output_dir`` (:class:`RecordError` when damaged, naming it)."""
+    record = read_record_file(Path(output_dir) / RUN_RECORD)
+    if record is None:
+        raise FileNotFoundError(f"no {RUN_RECORD} in {output_dir}: is it a codeprefs output folder?")
+    return record
+
+
+def read_run_state(output_dir: str | Path) -> dict[str, Any] | None:
+    """The run state of ``output_dir`` (``None`` without one; :class:`RecordError` when damaged)."""
+    return read_record_file(Path(output_dir) / RUN_STATE)
 
 
 def _manifest_from(output: Path, manifest_path: str | None) -> str | None:
@@ -75,26 +110,48 @@ def _manifest_from(output: Path, manifest_path: str | None) -> str | None:
 
 
 def list_runs(root: str | Path) -> list[dict[str, Any]]:
-    """Every build output under ``root`` (a folder with ``run.json`` or an unfinished run state)."""
+    """Every build output under ``root`` (a folder with ``run.json`` or an unfinished run state).
+
+    A damaged run record or state does not stop the listing: its folder is listed with state
+    ``damaged`` and ``problem`` naming the file.
+    """
     root = Path(root)
     found: dict[Path, dict[str, Any]] = {}
+
+    def damaged(output: Path, error: RecordError) -> None:
+        entry = found.setdefault(output, {"output": str(output), "name": output.name, "finished_at": None,
+                                          "kept": None, "total": None, "fingerprint": None,
+                                          "manifest_path": None})
+        entry["state"] = "damaged"
+        entry["problem"] = str(error)
+
     for record_path in sorted(root.rglob(RUN_RECORD)) if root.is_dir() else []:
         if ".cache" in record_path.parts:
             continue
-        record = json.loads(record_path.read_text(encoding="utf-8"))
+        try:
+            record = read_record_file(record_path) or {}
+            rows = record["rows"]
+        except (RecordError, KeyError, TypeError) as error:
+            damaged(record_path.parent, error if isinstance(error, RecordError)
+                    else RecordError(f"{record_path} is damaged: no row counts"))
+            continue
         found[record_path.parent] = {
             "output": str(record_path.parent), "name": record.get("name"), "state": "complete",
-            "finished_at": record.get("finished_at"), "kept": record["rows"]["kept"],
-            "total": record["rows"]["total"],
+            "finished_at": record.get("finished_at"), "kept": rows["kept"],
+            "total": rows["total"],
             "fingerprint": record.get("fingerprints", {}).get("write"),
             "manifest_path": _manifest_from(record_path.parent, record.get("manifest_path")),
         }
     for state_path in sorted(root.rglob("run-state.json")) if root.is_dir() else []:
         output = state_path.parent.parent
-        state = json.loads(state_path.read_text(encoding="utf-8"))
+        try:
+            state = read_record_file(state_path) or {}
+        except RecordError as error:
+            damaged(output, error)
+            continue
         if state.get("status") == "running":
             entry = found.setdefault(output, {"output": str(output), "name": output.name, "finished_at": None,
                                               "kept": None, "total": None, "manifest_path": None})
             entry["state"] = "interrupted"
-            entry["fingerprint"] = state["fingerprints"]["write"]
+            entry["fingerprint"] = (state.get("fingerprints") or {}).get("write")
     return [found[key] for key in sorted(found)]

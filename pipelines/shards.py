@@ -18,7 +18,7 @@ partition. Each partition is then handled by one task, which
 
 The driver then renames the non-empty staged files to ``data/train-0000i-of-0000M.parquet``
 (and ``rejects/rejects-...``): an empty Parquet file breaks ``datasets.load_dataset``, so a
-partition that received no row gets no shard. The same rows always give the same partitions,
+partition that received no row gets no shard, and a build that keeps no row writes none. The same rows always give the same partitions,
 order, names and bytes, whatever the number of workers.
 """
 
@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -145,10 +145,6 @@ def write_parquet_atomic(table: pa.Table, path: Path, compression_level: int, ro
     return {"rows": table.num_rows, "bytes": path.stat().st_size, "sha256": file_sha256(path)}
 
 
-def empty_shard() -> pa.Table:
-    return PAIR_SCHEMA.empty_table()
-
-
 def _mark_exact_duplicates(kept: pa.Table) -> tuple[pa.Table, pa.Table]:
     """Split ``kept`` into (first row of each dedupe key by lowest id, the other rows)."""
     if kept.num_rows == 0:
@@ -236,33 +232,35 @@ def publish_staged(output_dir: Path, staged: list[dict], kind: str) -> list[dict
     names depend only on the data.
     """
     ordered = sorted(staged, key=lambda s: s["partition"])
-    name = shard_name if kind == "shard" else rejects_name
     records = []
-    for position, item in enumerate(ordered):
-        final = name(position, len(ordered))
+    for item, final in zip(ordered, final_names(ordered, kind), strict=True):
         os.replace(output_dir / item["path"], output_dir / final)
         records.append({"path": final, "rows": item["rows"], "bytes": item["bytes"],
                         "sha256": item["sha256"]})
     return records
 
 
-def remove_stale_files(output_dir: Path, keep: set[str]) -> list[str]:
-    """Delete shard and rejects files from earlier runs that this run did not write, and any
-    staging or temporary files a crashed run left behind."""
+def final_names(staged: list[dict], kind: str) -> list[str]:
+    """The names :func:`publish_staged` gives ``staged`` files, in the same order."""
+    name = shard_name if kind == "shard" else rejects_name
+    return [name(position, len(staged)) for position in range(len(staged))]
+
+
+def remove_stale_files(output_dir: Path, removable: Callable[[str], bool]) -> list[str]:
+    """Delete the files under ``data/`` and ``rejects/`` that ``removable`` allows (relative
+    paths: an earlier run's own files this run did not write again, and the staging and
+    temporary files a crashed run left), then empty staging folders; return what was deleted."""
     removed = []
-    for folder, prefix in ((DATA_DIR, f"{SPLIT}-"), (REJECTS_DIR, "rejects-")):
+    for folder in (DATA_DIR, REJECTS_DIR):
         directory = output_dir / folder
         if not directory.is_dir():
             continue
-        for path in sorted(directory.iterdir()):
-            relative = f"{folder}/{path.name}"
-            if path.name == STAGING and path.is_dir():
-                shutil.rmtree(path)
-                removed.append(relative)
-                continue
-            stale_shard = path.name.startswith(prefix) and path.suffix == ".parquet"
-            leftover_temporary = path.name.startswith(".") and path.name.endswith(".tmp")
-            if (stale_shard and relative not in keep) or leftover_temporary:
+        for path in sorted(directory.rglob("*")):
+            relative = path.relative_to(output_dir).as_posix()
+            if path.is_file() and not path.is_symlink() and removable(relative):
                 path.unlink()
                 removed.append(relative)
+        staging = directory / STAGING
+        if staging.is_dir() and not any(staging.iterdir()):
+            staging.rmdir()
     return removed

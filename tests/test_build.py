@@ -137,14 +137,17 @@ def test_forked_repositories_are_deduplicated_keeping_the_lowest_id(ray_local, t
     assert kept["chosen"][0] == rejected["chosen"][0] == STATS_V2
 
 
-def test_empty_repository_gives_an_empty_loadable_shard(ray_local, tmp_path, make_repo):
+def test_empty_repository_writes_no_shard_and_says_why(ray_local, tmp_path, make_repo):
     empty = make_repo("empty")
-    record = build(manifest_for(tmp_path, [str(empty.path)]), tmp_path / "out")
+    lines: list[str] = []
+    record = build(manifest_for(tmp_path, [str(empty.path)]), tmp_path / "out", log=lines.append)
     assert record["inputs"][0]["status"] == "empty"
     assert record["rows"] == {"total": 0, "kept": 0, "dropped": 0}
-    shard = tmp_path / "out" / "data" / "train-00000-of-00001.parquet"
-    assert pq.read_table(shard).schema.equals(PAIR_SCHEMA, check_metadata=False)
-    assert pq.read_table(shard).num_rows == 0
+    assert record["outputs"] == []  # an empty Parquet shard breaks datasets.load_dataset
+    assert not list((tmp_path / "out").rglob("data/*.parquet"))
+    assert record["warnings"] == ["no pair kept: the sources gave no candidate row (inputs: 1 empty); "
+                                  "no shard was written"]
+    assert f"warning: {record['warnings'][0]}" in lines
 
 
 def test_broken_repository_is_skipped_and_counted_when_asked(ray_local, tmp_path, make_repo):

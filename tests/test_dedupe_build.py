@@ -22,7 +22,8 @@ def _versions() -> list[str]:
     """A module of three real functions, then two edits of it (two commits)."""
     functions = stdlib_functions(3, 70, 200)
     v1 = "\n\n".join(functions)
-    v2 = v1.replace(functions[1], functions[1].replace("\n", "\n    # checked\n", 1))
+    # A code change (a comment-only one would be Readability_Maintainability or dropped).
+    v2 = v1.replace(functions[1], functions[1].replace("\n", "\n    checked = True\n", 1))
     v3 = v2.replace(functions[2], functions[2] + "\n    return None\n")
     return [v1, v2, v3]
 

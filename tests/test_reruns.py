@@ -3,6 +3,7 @@ a run killed mid-way (driver or worker, kill -9) finished by --resume with ident
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -108,6 +109,43 @@ def _start_build(manifest: Path, output: Path, env: dict[str, str], *extra: str)
         start_new_session=True)
 
 
+def _make_quickstart(manifest: Path, output: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``make quickstart`` itself, pointed at ``manifest`` and ``output`` and at this interpreter
+    (its venv stamp taken as made)."""
+    stamp = ROOT / "Makefile"  # any file that exists: make treats it as up to date with -o
+    return subprocess.run(
+        ["make", "--no-print-directory", "-C", str(ROOT), "quickstart", f"STAMP={stamp}", "-o", str(stamp),
+         f"BIN={Path(sys.executable).parent}", f"QUICKSTART_MANIFEST={manifest}", f"QUICKSTART_OUT={output}"],
+        env=env, capture_output=True, text=True, timeout=900)
+
+
+def _descendants(root: int) -> list[int]:
+    """The processes under ``root`` (children, their children, ...), read from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(parent, []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _command(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def _units(output: Path) -> list[Path]:
     return sorted((output / ".cache" / "stages" / "source").glob("*/unit-*.parquet"))
 
@@ -150,8 +188,9 @@ def crash_setup(tmp_path_factory):
     env = {**os.environ, "CODEPREFS_RAY_TMPDIR": str(temp_dir), "RAY_AUTH_MODE": "disabled"}
     env.pop("RAY_ADDRESS", None)
     clean = base / "clean"
-    done = _start_build(manifest, clean, env)
-    assert done.wait(timeout=600) == 0, done.stderr.read()[-3000:]
+    done = _make_quickstart(manifest, clean, env)  # the make target's resuming form on a fresh output
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((clean / "run.json").read_text())["resumed"] is False
     yield manifest, env, clean
     _kill_ray_processes(temp_dir)
     shutil.rmtree(temp_dir, ignore_errors=True)
@@ -211,4 +250,34 @@ def test_kill_9_of_a_worker_mid_run_is_retried_without_loss(crash_setup, tmp_pat
     assert run.wait(timeout=600) == 0, run.stderr.read()[-3000:]
     assert shard_digests(out) == shard_digests(clean)
     record = json.loads((out / "run.json").read_text())
+    assert record["rows"] == json.loads((clean / "run.json").read_text())["rows"]
+
+
+def test_ray_dying_under_a_build_says_so_in_a_few_lines_and_make_quickstart_resumes(crash_setup, tmp_path):
+    manifest, env, clean = crash_setup
+    out = tmp_path / "out"
+    run = _start_build(manifest, out, env)
+    _wait_for(lambda: len(_units(out)) >= 1, 300, "a first finished unit")
+    raylets = [pid for pid in _descendants(run.pid) if b"raylet/raylet" in _command(pid)]
+    assert len(raylets) == 1, [_command(pid) for pid in _descendants(run.pid)]
+    os.kill(raylets[0], signal.SIGKILL)
+    try:
+        _, stderr = run.communicate(timeout=300)
+    finally:
+        for pid in _descendants(run.pid):  # whatever of this build's Ray instance is left
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert run.returncode == 2, stderr[-3000:]
+    # What codeprefs prints: one error naming what died and --resume, and no traceback. (Ray's
+    # own log records before it are Ray's logging, which --verbose/log-file routing governs.)
+    own = stderr[stderr.rindex("error: "):]
+    assert len(own.strip().splitlines()) <= 5, stderr[-3000:]
+    assert "raylet" in own and "--resume" in own and "Traceback" not in own
+    assert len(_units(out)) < 5, "Ray died too late to interrupt the source stage"
+
+    resumed = _make_quickstart(manifest, out, env)  # the make target resumes by itself
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    record = json.loads((out / "run.json").read_text())
+    assert record["resumed"] is True
+    assert shard_digests(out) == shard_digests(clean)
     assert record["rows"] == json.loads((clean / "run.json").read_text())["rows"]
