@@ -103,15 +103,17 @@ def _root_cause(error: BaseException) -> BaseException:
 
 
 def _print_summary(record: dict, output: Path) -> None:
-    table = Table(title=f"{record['name']}: {record['rows']['kept']} pairs kept of "
-                        f"{record['rows']['total']} candidates", show_lines=False)
-    for column in ("stage", "in", "dropped", "out", "top reasons"):
-        table.add_column(column, justify="left" if column in ("stage", "top reasons") else "right")
-    for stage in record["funnel"]:
-        reasons = sorted(stage["reasons"].items(), key=lambda kv: -kv[1])[:3]
-        table.add_row(stage["stage"], str(stage["rows_in"]), str(stage["dropped"]),
-                      str(stage["rows_out"]), ", ".join(f"{r} {n}" for r, n in reasons))
-    _out.print(table)
+    import polars as pl
+
+    from codeprefs.tables import print_frame
+
+    rows = [{"stage": stage["stage"], "in": stage["rows_in"], "dropped": stage["dropped"],
+             "out": stage["rows_out"],
+             "top reasons": ", ".join(f"{r} {n}" for r, n in
+                                      sorted(stage["reasons"].items(), key=lambda kv: -kv[1])[:3])}
+            for stage in record["funnel"]]
+    print_frame(_out, pl.DataFrame(rows), f"{record['name']}: {record['rows']['kept']} pairs kept of "
+                                          f"{record['rows']['total']} candidates")
     _out.print(f"wrote {len(record['outputs'])} shard(s) to {output.resolve() / 'data'}")
 
 
@@ -119,8 +121,9 @@ def _print_summary(record: dict, output: Path) -> None:
 def stats_command(
     output: Annotated[Path, typer.Argument(help="A build's output folder.")],
 ) -> None:
-    """Print pairs per language x criterion and the funnel of a build."""
+    """Print pairs per language x criterion and the funnel of a build (names in full, any width)."""
     from codeprefs.stats import funnel_table, language_by_criterion
+    from codeprefs.tables import print_frame
 
     try:
         tables = [("pairs by language and criterion", language_by_criterion(output)),
@@ -128,12 +131,7 @@ def stats_command(
     except FileNotFoundError as error:
         _fail(str(error))
     for title, frame in tables:
-        table = Table(title=title)
-        for column in frame.columns:
-            table.add_column(column, justify="left" if frame[column].dtype == str else "right")
-        for row in frame.rows():
-            table.add_row(*("" if v is None else str(v) for v in row))
-        _out.print(table)
+        print_frame(_out, frame, title)
 
 
 @app.command("publish")
