@@ -33,13 +33,17 @@ def build_command(
                       help="Output folder (default: out/<manifest name>).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted run, reusing its finished work.")] = False,
     restart: Annotated[bool, typer.Option("--restart", help="Discard an interrupted run's partial work.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v",
+                       help="Also print Ray Data's own log lines (otherwise in OUTPUT/.cache/ray.log).")] = False,
 ) -> None:
     """Build preference pairs from MANIFEST into OUTPUT (data/, rejects/, run.json).
 
     Unchanged manifest, inputs and code: nothing to do. A changed setting reruns its stage and
-    the stages after it.
+    the stages after it. Progress shows per stage: live bars on a terminal, else a line per stage
+    every few seconds and one when it finishes.
     """
     from codeprefs.manifest import ManifestError, load_manifest
+    from pipelines import progress
     from pipelines.build import BuildError, build
 
     try:
@@ -47,9 +51,13 @@ def build_command(
     except ManifestError as error:
         _fail(str(error))
     target = output or Path("out") / parsed.name
+    def log(line: str) -> None:
+        _err.print(line, highlight=False, markup=False, soft_wrap=True)
+
+    reporter = progress.RichReporter(_err) if _err.is_terminal else progress.PlainReporter(log)
     try:
-        record = build(parsed, target, manifest_path=str(manifest), resume=resume, restart=restart,
-                       log=lambda line: _err.print(line, highlight=False, markup=False))
+        with progress.reporting(reporter), progress.ray_logs_to_file(target / ".cache" / "ray.log", verbose):
+            record = build(parsed, target, manifest_path=str(manifest), resume=resume, restart=restart, log=log)
     except BuildError as error:
         _fail(str(error))
     except OSError as error:  # the output folder cannot be created or written
