@@ -43,13 +43,17 @@ def ray_address(configured: str | None) -> str | None:
 
 
 def make_temp_dir() -> str:
-    """A fresh, short temp dir for one local Ray instance, under ``CODEPREFS_RAY_TMPDIR`` if set.
+    """A fresh, short temp dir for one local Ray instance, under ``CODEPREFS_RAY_TMPDIR`` if set
+    (else the system temp folder, or ``/tmp`` when that one's path is too long).
 
     Raises ``ValueError`` naming ``CODEPREFS_RAY_TMPDIR`` when its path leaves no room for Ray's
     socket paths.
     """
-    parent = os.path.abspath(os.environ.get("CODEPREFS_RAY_TMPDIR") or tempfile.gettempdir())
     room = _SOCKET_PATH_MAX - _SOCKET_SUFFIX_BYTES - len("/cpr-ray-xxxxxxxx")
+    configured = os.environ.get("CODEPREFS_RAY_TMPDIR")
+    parent = os.path.abspath(configured or tempfile.gettempdir())
+    if not configured and len(parent.encode()) > room:  # e.g. macOS's long $TMPDIR
+        parent = "/tmp"
     if len(parent.encode()) > room:
         raise ValueError(f"CODEPREFS_RAY_TMPDIR={parent} is {len(parent.encode())} bytes long: Ray's socket "
                          f"paths under it would pass {_SOCKET_PATH_MAX} bytes; use a folder of at most "
