@@ -238,10 +238,24 @@ def kept_rows(path: str | Path, drop_column: str = "drop_reason") -> int:
     return kept
 
 
+class _LazyFileHandler(logging.FileHandler):
+    """A log file created on the first line only (a build refused early leaves no file behind)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, encoding="utf-8", delay=True)
+
+    def _open(self):
+        Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
+        return super()._open()
+
+
 @contextlib.contextmanager
 def ray_logs_to_file(path: Path | None, verbose: bool = False) -> Iterator[None]:
-    """Send Ray Data's driver-side log lines ("Starting execution of Dataset ...") to ``path``
-    instead of the console; with ``verbose`` (or no path) leave them on the console."""
+    """Send Ray Data's driver-side log lines ("Starting execution of Dataset ...", INFO and up)
+    to ``path`` instead of the console; with ``verbose`` (or no path) leave them on the console.
+
+    The file is made on the first such line, i.e. once the build has started its Ray work.
+    """
     import ray.data  # noqa: F401  (configures the ray.data logger and its console handler)
 
     if verbose or path is None:
@@ -250,8 +264,7 @@ def ray_logs_to_file(path: Path | None, verbose: bool = False) -> Iterator[None]
     logger = logging.getLogger("ray.data")
     console = [h for h in logger.handlers
                if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    to_file = logging.FileHandler(path, encoding="utf-8")
+    to_file = _LazyFileHandler(path)
     to_file.setLevel(logging.INFO)
     to_file.setFormatter(logging.Formatter("%(asctime)s\t%(levelname)s %(filename)s:%(lineno)s -- %(message)s"))
     for handler in console:

@@ -65,3 +65,14 @@ def test_an_overlong_ray_temp_parent_is_refused_naming_it(monkeypatch, tmp_path)
     made = Path(make_temp_dir())
     assert made.parent == Path("/tmp") and made.name.startswith("cpr-ray-")
     made.rmdir()
+
+
+def test_ray_data_lines_go_to_the_file_only_once_there_is_one(tmp_path):
+    import logging
+
+    path = tmp_path / "out" / ".cache" / "ray.log"
+    with progress.ray_logs_to_file(path):
+        assert not path.parent.exists()  # nothing made before Ray Data says something
+        logging.getLogger("ray.data").info("Starting execution of Dataset test")
+        logging.getLogger("ray.data").debug("operator metrics")
+    assert path.read_text().count("\n") == 1 and "Starting execution of Dataset test" in path.read_text()
