@@ -39,13 +39,17 @@ def build_command(
                                           "damaged run.json or run state, and build afresh.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Build into a folder that holds files no codeprefs "
                                         "run wrote (they are kept, never deleted).")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v",
+                       help="Also print Ray Data's own log lines (otherwise in OUTPUT/.cache/ray.log).")] = False,
 ) -> None:
     """Build preference pairs from MANIFEST into OUTPUT (data/, rejects/, run.json).
 
     Unchanged manifest, inputs and code: nothing to do. A changed setting reruns its stage and
-    the stages after it.
+    the stages after it. Progress shows per stage: live bars on a terminal, else a line per stage
+    every few seconds and one when it finishes.
     """
     from codeprefs.manifest import ManifestError, load_manifest
+    from pipelines import progress
     from pipelines.build import BuildError, build
 
     try:
@@ -53,9 +57,14 @@ def build_command(
     except ManifestError as error:
         _fail(str(error))
     target = output or Path("out") / parsed.name
+    def log(line: str) -> None:
+        _err.print(line, highlight=False, markup=False, soft_wrap=True)
+
+    reporter = progress.RichReporter(_err) if _err.is_terminal else progress.PlainReporter(log)
     try:
-        record = build(parsed, target, manifest_path=str(manifest), resume=resume, restart=restart,
-                       force=force, log=lambda line: _err.print(line, highlight=False, markup=False))
+        with progress.reporting(reporter), progress.ray_logs_to_file(target / ".cache" / "ray.log", verbose):
+            record = build(parsed, target, manifest_path=str(manifest), resume=resume, restart=restart,
+                           force=force, log=log)
     except BuildError as error:
         _fail(str(error))
     except OSError as error:  # the output folder cannot be created or written
@@ -116,15 +125,17 @@ def _root_cause(error: BaseException) -> BaseException:
 
 
 def _print_summary(record: dict, output: Path) -> None:
-    table = Table(title=f"{record['name']}: {record['rows']['kept']} pairs kept of "
-                        f"{record['rows']['total']} candidates", show_lines=False)
-    for column in ("stage", "in", "dropped", "out", "top reasons"):
-        table.add_column(column, justify="left" if column in ("stage", "top reasons") else "right")
-    for stage in record["funnel"]:
-        reasons = sorted(stage["reasons"].items(), key=lambda kv: -kv[1])[:3]
-        table.add_row(stage["stage"], str(stage["rows_in"]), str(stage["dropped"]),
-                      str(stage["rows_out"]), ", ".join(f"{r} {n}" for r, n in reasons))
-    _out.print(table)
+    import polars as pl
+
+    from codeprefs.tables import print_frame
+
+    rows = [{"stage": stage["stage"], "in": stage["rows_in"], "dropped": stage["dropped"],
+             "out": stage["rows_out"],
+             "top reasons": ", ".join(f"{r} {n}" for r, n in
+                                      sorted(stage["reasons"].items(), key=lambda kv: -kv[1])[:3])}
+            for stage in record["funnel"]]
+    print_frame(_out, pl.DataFrame(rows), f"{record['name']}: {record['rows']['kept']} pairs kept of "
+                                          f"{record['rows']['total']} candidates")
     for warning in record.get("warnings") or []:
         _warn(warning)
     _out.print(f"wrote {len(record['outputs'])} shard(s) to {output.resolve() / 'data'}")
@@ -134,8 +145,9 @@ def _print_summary(record: dict, output: Path) -> None:
 def stats_command(
     output: Annotated[Path, typer.Argument(help="A build's output folder.")],
 ) -> None:
-    """Print pairs per language x criterion and the funnel of a build."""
+    """Print pairs per language x criterion and the funnel of a build (names in full, any width)."""
     from codeprefs.stats import funnel_table, language_by_criterion, no_pairs, quality_tables
+    from codeprefs.tables import print_frame
     from pipelines.runrecord import RecordError, read_run_state
 
     try:
@@ -151,12 +163,7 @@ def stats_command(
     except RecordError as error:
         _warn(f"{error}: the next build there needs --restart")
     for title, frame in tables:
-        table = Table(title=title)
-        for column in frame.columns:
-            table.add_column(column, justify="left" if frame[column].dtype == str else "right")
-        for row in frame.rows():
-            table.add_row(*("" if v is None else str(v) for v in row))
-        _out.print(table)
+        print_frame(_out, frame, title)
     if empty:
         _out.print(empty, highlight=False, markup=False, soft_wrap=True)
 

@@ -2,8 +2,13 @@
 
 * With an address (the manifest's ``ray.address`` or ``RAY_ADDRESS``, which ``ray job submit``
   sets for the job's driver) the build joins that cluster.
-* Without one it starts a local instance with usage stats off, no dashboard, and a temp dir of
-  its own. Ray >= 2.5x turns token authentication on for a new local instance and writes
+* Without one it starts a local instance of its own (``address="local"``: never one another
+  program started) with usage stats off, no dashboard, and a temp dir of its own, made fresh
+  under ``CODEPREFS_RAY_TMPDIR`` (default: the system temp folder) and removed after shutdown.
+  Two builds on one machine, or a build while the tests run, therefore never share a session
+  folder, its port files or its sockets, and neither stops the other's instance. Ray's socket
+  paths must stay under 107 bytes, so that folder's path is kept short (an over-long
+  ``CODEPREFS_RAY_TMPDIR`` is refused, naming it). Ray >= 2.5x turns token authentication on for a new local instance and writes
   ``~/.ray/auth_token``; a later ``ray start``/``ray job submit`` without the same setting then
   fails to authenticate. A local instance therefore runs with ``RAY_AUTH_MODE=disabled`` unless
   the caller set ``RAY_AUTH_MODE`` itself; set it the same way for ``ray start``, the job CLI
@@ -20,14 +25,41 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 
+# Ray puts sockets at <temp dir>/session_<date>_<time>_<micros>_<pid>/sockets/plasma_store: 64
+# bytes after the temp dir at most, and a unix socket path holds 107.
+_SOCKET_SUFFIX_BYTES = 64
+_SOCKET_PATH_MAX = 107
+
+
 def ray_address(configured: str | None) -> str | None:
     return configured or os.environ.get("RAY_ADDRESS") or None
+
+
+def make_temp_dir() -> str:
+    """A fresh, short temp dir for one local Ray instance, under ``CODEPREFS_RAY_TMPDIR`` if set
+    (else the system temp folder, or ``/tmp`` when that one's path is too long).
+
+    Raises ``ValueError`` naming ``CODEPREFS_RAY_TMPDIR`` when its path leaves no room for Ray's
+    socket paths.
+    """
+    room = _SOCKET_PATH_MAX - _SOCKET_SUFFIX_BYTES - len("/cpr-ray-xxxxxxxx")
+    configured = os.environ.get("CODEPREFS_RAY_TMPDIR")
+    parent = os.path.abspath(configured or tempfile.gettempdir())
+    if not configured and len(parent.encode()) > room:  # e.g. macOS's long $TMPDIR
+        parent = "/tmp"
+    if len(parent.encode()) > room:
+        raise ValueError(f"CODEPREFS_RAY_TMPDIR={parent} is {len(parent.encode())} bytes long: Ray's socket "
+                         f"paths under it would pass {_SOCKET_PATH_MAX} bytes; use a folder of at most "
+                         f"{room} bytes (e.g. under /tmp)")
+    os.makedirs(parent, exist_ok=True)
+    return tempfile.mkdtemp(prefix="cpr-ray-", dir=parent)
 
 
 @contextlib.contextmanager
@@ -40,18 +72,23 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         yield
         return
     target = ray_address(address)
+    temp_dir = None
     if target:
         ray.init(address=target, logging_level=logging.WARNING, log_to_driver=True)
     else:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         os.environ.setdefault("RAY_num_workers_soft_limit", str(3 * (num_cpus or os.cpu_count() or 1)))
-        temp_dir = os.environ.get("CODEPREFS_RAY_TMPDIR") or os.path.join(
-            tempfile.gettempdir(), f"codeprefs-ray-{os.getuid()}"
-        )
-        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING,
-                 _temp_dir=temp_dir)
+        temp_dir = make_temp_dir()
+        try:
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
+                     logging_level=logging.WARNING, _temp_dir=temp_dir)
+        except BaseException:
+            shutil.rmtree(temp_dir, ignore_errors=True)
+            raise
     DataContext.get_current().enable_progress_bars = False
     try:
         yield
     finally:
         ray.shutdown()
+        if temp_dir is not None:  # only the folder this session made
+            shutil.rmtree(temp_dir, ignore_errors=True)

@@ -54,6 +54,7 @@ from filters.dedupe.decontaminate import BenchmarkIndex
 from filters.length import LengthError, PairBudget, tokenizer_fingerprint
 from filters.messages import MessageFilter
 from filters.validation import ValidationConfig
+from pipelines import progress
 from pipelines.outputdir import describe_foreign, inspect_output, removable
 from pipelines.quality import quality_summary
 from pipelines.rayfailure import ray_failure
@@ -485,10 +486,12 @@ def run_source_stage(work: SourceWork, output_dir: Path, log: Callable[[str], No
     if work.reused_units:
         log(f"source {work.index}: reusing {work.reused_units} of {len(by_key)} units")
     if todo:
-        results = (ray.data.from_items(todo, override_num_blocks=len(todo))
-                   .map_batches(RunUnits(str(stage.path), work.make_pipeline()), batch_size=1,
-                                batch_format="pyarrow")
-                   .take_all())
+        tracker = progress.stage(f"source {work.index}", len(by_key), log, done=work.reused_units)
+        results = progress.collect(
+            ray.data.from_items(todo, override_num_blocks=len(todo))
+            .map_batches(RunUnits(str(stage.path), work.make_pipeline()), batch_size=1, batch_format="pyarrow")
+            .iter_rows(), tracker,
+            lambda done: (1, done["rows"], 0 if done["error"] else progress.kept_rows(stage.unit_path(done["unit_key"]))))
         failed = [result for result in results if result["error"]]
         if failed:
             more = f" (and {len(failed) - 1} more unit(s))" if len(failed) > 1 else ""
@@ -510,10 +513,14 @@ def run_dataset_stage(name: str, stage_fingerprint: str, files: list[str], outpu
         return stage.files()
     shutil.rmtree(stage.path, ignore_errors=True)
     stage.path.mkdir(parents=True)
+    rows_in = progress.file_rows(files)
+    tracker = progress.stage(name, rows_in, log, unit="rows")
     rows = transform(ray.data.read_parquet(files, schema=None) if files else None)
     if rows is not None:
-        rows.map_batches(_write_block, fn_kwargs={"folder": str(stage.path)}, batch_size=None,
-                         batch_format="pyarrow").materialize()
+        progress.collect(rows.map_batches(_write_block, fn_kwargs={"folder": str(stage.path)}, batch_size=None,
+                                          batch_format="pyarrow").iter_rows(),
+                         tracker, lambda block: (block["rows"], block["rows"], block["kept"]))
+    tracker.finish()
     stage.mark_done()
     return stage.files()
 
@@ -522,7 +529,7 @@ def _write_block(block: pa.Table, folder: str) -> pa.Table:
     import uuid
 
     rows = write_unit(Path(folder) / f"unit-{uuid.uuid4().hex}.parquet", [block])
-    return pa.table({"rows": [rows]})
+    return pa.table({"rows": [rows], "kept": [block["drop_reason"].null_count]})
 
 
 # -- the run ----------------------------------------------------------------------------------------
@@ -720,7 +727,7 @@ def _execute(manifest: Manifest, plan: Plan, output_dir: Path, manifest_path: st
                 write_json_atomic(stats_file, steps)
             elif stats_file.is_file():
                 steps = {**json.loads(stats_file.read_text()), "reused": True}
-        summaries = _write(files, output_dir, manifest) if files else []
+        summaries = _write(files, output_dir, manifest, log) if files else []
         quality = quality_summary([str(output_dir / s["path"]) for s in summaries if s["kind"] == "shard"],
                                   budget.tokenizer if budget is not None else None)
     staged = {kind: [s for s in summaries if s["kind"] == kind] for kind in ("shard", "rejects")}
@@ -797,7 +804,8 @@ def no_pairs_warning(stages: list[dict[str, Any]], inputs: list[dict[str, Any]])
             f"({reasons}) of {total} candidate rows; no shard was written")
 
 
-def _write(files: list[str], output_dir: Path, manifest: Manifest) -> list[dict[str, Any]]:
+def _write(files: list[str], output_dir: Path, manifest: Manifest,
+           log: Callable[[str], None] = lambda line: None) -> list[dict[str, Any]]:
     """The write stage: partition, exact-dedupe and write; returns the writers' summaries."""
     import ray.data
 
@@ -807,12 +815,19 @@ def _write(files: list[str], output_dir: Path, manifest: Manifest) -> list[dict[
     count = max(1, math.ceil(payload / out.max_shard_bytes))
     writer = WritePartition(str(output_dir), count, manifest.dedupe.exact, out.rejects.sample_rate,
                             out.compression_level, out.row_group_rows)
-    return (
+    tracker = progress.stage("write", count, log, unit="shards", rows_in=progress.file_rows(files))
+    return progress.collect(
         rows.map_batches(add_partition_column, fn_kwargs={"count": count}, batch_format="pyarrow")
         .groupby("partition", num_partitions=count)
         .map_groups(writer.write, batch_format="pyarrow")
-        .take_all()
-    )
+        .iter_rows(), tracker, _written)
+
+
+def _written(summary: dict[str, Any]) -> tuple[int, int, int]:
+    """Progress of the write stage from one summary row: a partition's kept count finishes it."""
+    if summary["kind"] == "count" and summary["reason"] is None:
+        return 1, 0, summary["rows"]
+    return 0, 0, 0
 
 
 def _prune_stages(output_dir: Path, plan: Plan) -> None:

@@ -197,25 +197,40 @@ def evaluate_set(model_path: str | Path, eval_set: EvalSet, output: str | Path, 
     return results
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m trainers.evaluate``: returns the exit code (2 for bad input)."""
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m trainers.evaluate`` (every option documented, with its default)."""
     parser = argparse.ArgumentParser(prog="python -m trainers.evaluate", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--model", required=True, help="reward model folder (or a HF id)")
     parser.add_argument("--data", required=True, help="pairs: shard folder, Parquet/JSONL, saved dataset or name")
     parser.add_argument("--output", required=True, help="folder for results.json and scores.parquet")
-    parser.add_argument("--split", default=None)
+    parser.add_argument("--split", default=None,
+                        help="split to read from a saved dataset or a datasets name (default there: train)")
     parser.add_argument("--prompts", default="own", choices=["own", "all", "none", "data"],
                         help="system prompt: the row's criterion, all criteria, none, or the data's own")
-    parser.add_argument("--max-length", type=int, default=4096)
-    parser.add_argument("--micro-batch-tokens", type=int, default=16384)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32", "float16"])
-    parser.add_argument("--attention", default="auto")
-    parser.add_argument("--template", default="auto", choices=["auto", "chat", "plain"])
-    parser.add_argument("--backbone", default="auto", choices=["auto", "causal", "encoder"])
+    parser.add_argument("--max-length", type=int, default=4096,
+                        help="tokens per sequence; a longer response is cut, a prompt alone too long is an error "
+                             "(or skipped with --skip-invalid)")
+    parser.add_argument("--micro-batch-tokens", type=int, default=16384,
+                        help="tokens per packed forward pass (bounds activation memory)")
+    parser.add_argument("--device", default="auto",
+                        help="torch device: auto (cuda when available, else cpu), cpu, cuda or cuda:N")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32", "float16"],
+                        help="weights' dtype: auto is bfloat16 on a GPU, float32 on a CPU")
+    parser.add_argument("--attention", default="auto", help="auto, varlen, flash_attention_2, sdpa or eager")
+    parser.add_argument("--template", default="auto", choices=["auto", "chat", "plain"],
+                        help="how a pair becomes tokens: the chat template, plain separators, or auto "
+                             "(chat when the tokenizer has a template)")
+    parser.add_argument("--backbone", default="auto", choices=["auto", "causal", "encoder"],
+                        help="model kind: a causal LM, an encoder, or auto (from the model's config)")
     parser.add_argument("--skip-invalid", action="store_true",
                         help="skip pairs that cannot be scored (listed in skipped.json) instead of failing")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m trainers.evaluate``: returns the exit code (2 for bad input)."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         results = evaluate(args.model, args.data, args.output, split=args.split, prompts=args.prompts,

@@ -444,7 +444,41 @@ class RayLaunch:
     use_gpu: bool | None = None
 
 
-def parse_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, RayLaunch]:
+# Help for each option; the defaults are added by the formatter ("(default: ...)").
+_OPTIONAL_TEXT_HELP = {
+    "split": "split to read from a saved dataset or a datasets name (default there: train)",
+    "eval_data": "pairs scored after training (and every --eval-every steps): same forms as --data",
+    "eval_split": "split of --eval-data (as --split)",
+    "chat_template": "a Jinja file that replaces the tokenizer's chat template",
+    "pad_token": "pad token for tokenizers without one (default there: the eos token)",
+    "resume": "continue from a checkpoint folder, or 'latest' for the newest under --output",
+}
+_INT_HELP = {
+    "max_length": "tokens per sequence (system + prompt + response); a longer response is cut, a prompt alone "
+                  "too long is skipped and counted",
+    "epochs": "passes over the training pairs",
+    "global_batch": "pairs per optimizer step, over all ranks",
+    "micro_batch_tokens": "tokens per packed forward pass on one rank (bounds activation memory)",
+    "seed": "seed of the shuffle, the system prompts drawn and the reward head",
+    "save_every": "optimizer steps between checkpoints (0: only the final model)",
+    "keep_checkpoints": "checkpoints kept under --output (older ones are deleted)",
+    "log_every": "optimizer steps between lines in log.jsonl",
+    "eval_every": "optimizer steps between scorings of --eval-data during training (0: only after it)",
+}
+_FLOAT_HELP = {
+    "lr": "peak learning rate, reached after the warm-up",
+    "final_lr": "learning rate at the end of the cosine decay",
+    "warmup": "fraction of the optimizer steps spent warming the learning rate up linearly (0 to 1)",
+    "weight_decay": "AdamW weight decay",
+    "eps": "AdamW epsilon",
+    "grad_clip": "clip the global gradient norm to this value",
+    "lm_coef": "weight (lambda) of the language-model loss on the chosen response",
+    "magnitude_coef": "weight (mu) of the penalty (|r_chosen| + |r_rejected|)^2 on reward magnitudes",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m trainers.train`` (every option documented, with its default)."""
     parser = argparse.ArgumentParser(prog="python -m trainers.train", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     defaults = {f.name: f.default for f in fields(TrainConfig)}
@@ -452,24 +486,33 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, RayLaunc
                         help="shard folder(s), Parquet/JSONL folder(s) or globs, saved datasets, or dataset names")
     parser.add_argument("--model", required=True, help="HF model id or local folder (a causal LM or an encoder)")
     parser.add_argument("--output", required=True, help="folder for the reward model, logs and checkpoints")
-    for name in ("split", "eval_data", "eval_split", "chat_template", "pad_token", "resume"):
-        parser.add_argument(f"--{name.replace('_', '-')}", default=None)
-    parser.add_argument("--eval-prompts", default=defaults["eval_prompts"], choices=["own", "all", "none", "data"])
-    parser.add_argument("--backbone", default=defaults["backbone"], choices=["auto", "causal", "encoder"])
-    parser.add_argument("--template", default=defaults["template"], choices=["auto", "chat", "plain"])
-    parser.add_argument("--liger", default=defaults["liger"], choices=["auto", "on", "off"])
-    for name in ("max_length", "epochs", "global_batch", "micro_batch_tokens", "seed", "save_every",
-                 "keep_checkpoints", "log_every", "eval_every"):
-        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=defaults[name])
-    parser.add_argument("--max-steps", type=int, default=None)
-    for name in ("lr", "final_lr", "warmup", "weight_decay", "eps", "grad_clip", "lm_coef", "magnitude_coef"):
-        parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=defaults[name])
-    parser.add_argument("--betas", type=float, nargs=2, default=list(defaults["betas"]))
-    parser.add_argument("--device", default=defaults["device"])
+    for name, text in _OPTIONAL_TEXT_HELP.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", default=None, help=text)
+    parser.add_argument("--eval-prompts", default=defaults["eval_prompts"], choices=["own", "all", "none", "data"],
+                        help="system prompts of --eval-data: the row's criterion, all criteria, none, or the data's own")
+    parser.add_argument("--backbone", default=defaults["backbone"], choices=["auto", "causal", "encoder"],
+                        help="model kind: a causal LM, an encoder, or auto (from the model's config)")
+    parser.add_argument("--template", default=defaults["template"], choices=["auto", "chat", "plain"],
+                        help="how a pair becomes tokens: the chat template, plain separators, or auto "
+                             "(chat when the tokenizer has a template)")
+    parser.add_argument("--liger", default=defaults["liger"], choices=["auto", "on", "off"],
+                        help="Liger kernels: auto (when installed, on a GPU, blocks not compiled), on or off")
+    for name, text in _INT_HELP.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=defaults[name], help=text)
+    parser.add_argument("--max-steps", type=int, default=None,
+                        help="stop after this many optimizer steps (default: the steps of --epochs)")
+    for name, text in _FLOAT_HELP.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=defaults[name], help=text)
+    parser.add_argument("--betas", type=float, nargs=2, default=list(defaults["betas"]),
+                        metavar=("BETA1", "BETA2"), help="AdamW betas")
+    parser.add_argument("--device", default=defaults["device"],
+                        help="torch device: auto (cuda when available, else cpu), cpu, cuda or cuda:N")
     parser.add_argument("--attention", default=defaults["attention"],
                         help="auto, varlen, flash_attention_2, sdpa or eager")
     parser.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction,
-                        default=defaults["gradient_checkpointing"])
+                        default=defaults["gradient_checkpointing"],
+                        help="recompute each block's activations in the backward pass (less memory, ~30%% "
+                             "more compute)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=defaults["compile"],
                         help="torch.compile each transformer block: a one-off compile, then faster steps "
                              "(default: on a GPU, unless --liger on)")
@@ -478,6 +521,11 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, RayLaunc
     parser.add_argument("--ray-address", default=None, help="the Ray cluster (default: RAY_ADDRESS, else local)")
     parser.add_argument("--ray-gpu", action=argparse.BooleanOptionalAction, default=None,
                         help="one GPU per Ray worker (default: when the cluster has GPUs)")
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, RayLaunch]:
+    parser = build_parser()
     args = vars(parser.parse_args(argv))
     launch = RayLaunch(args.pop("ray_workers"), args.pop("ray_address"), args.pop("ray_gpu"))
     args["betas"] = tuple(args["betas"])
