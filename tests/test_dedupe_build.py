@@ -81,7 +81,7 @@ def test_build_removes_near_duplicates_and_contaminated_rows(ray_local, tmp_path
         assert before["rows_out"] == after["rows_in"]
     assert record["rows"] == {"total": 10, "kept": 2, "dropped": 8}
     assert record["steps"]["near_dedupe"]["clustered_rows"] == 3
-    assert set(record["steps"]["near_dedupe"]["seconds"]) == {"signatures", "buckets", "components", "mark"}
+    assert set(record["steps"]["near_dedupe"]["seconds"]) == {"signatures", "buckets", "verify", "components", "mark"}
     assert record["steps"]["decontaminate"]["benchmarks"]["bench/mbpp.jsonl"]["prompts"] == 1
 
     kept = pl.read_parquet(out / "data" / "*.parquet")
