@@ -45,7 +45,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from codeprefs.localpaths import relative_paths
+from codeprefs.localpaths import relative_paths, relative_to
 from codeprefs.manifest import DatasetSource, ExportSource, GitSource, Manifest, SolutionsSource
 from codeprefs.raycluster import ray_session
 from codeprefs.redact import redact_data, redact_text
@@ -177,7 +177,10 @@ def plan_solutions(manifest: Manifest, cache_dir: Path):
             missing = plan.check_toolchains(source)
         except RuntimeError as error:
             raise BuildError(f"sources.{index}: {error}") from None
-        files = [(name, _resolve_path(name, manifest.base_dir)) for name in source.path]
+        # Rows name their file in `repo` as the manifest would from its folder: never an absolute
+        # local path (it would reach the shards and a publish).
+        files = [(relative_to(name, manifest.base_dir) if Path(name).expanduser().is_absolute() else name,
+                  _resolve_path(name, manifest.base_dir)) for name in source.path]
         try:
             chunks = plan_chunks(files, source.records_per_task, source.format, source.max_records)
         except SolutionsError as error:
@@ -538,7 +541,8 @@ def _write_block(block: pa.Table, folder: str) -> pa.Table:
 class RunLock:
     """One build at a time per output folder, and its run state (``.cache/run-state.json``).
 
-    The state says whether the last run is ``running`` (it was interrupted: killed, or Ray died
+    The state says whether the last run is ``planning`` (a first build claimed the folder and
+    had not finished planning), ``running`` (it was interrupted: killed, or Ray died
     under it; ``--resume`` finishes it), ``failed`` (it stopped on its input or settings, which
     the user fixes; a plain rerun reuses its finished units) or ``complete``, and lists the
     shards and rejects files runs wrote in the folder (``files``), the only ones a build deletes.
@@ -609,6 +613,10 @@ def build(manifest: Manifest, output: str | Path, manifest_path: str | None = No
         raise BuildError(describe_foreign(output_dir, foreign))
     if foreign:
         log(f"--force: building next to {len(foreign)} file(s) no codeprefs run wrote; they are kept")
+    if not folder.is_codeprefs_run:  # claim the folder before planning writes clones into .cache
+        output_dir.mkdir(parents=True, exist_ok=True)
+        with RunLock(output_dir) as lock:
+            lock.mark("planning", {})
     plan = plan_build(manifest, output_dir)
     benchmarks = load_benchmarks(manifest)
     clean_settings = clean_fingerprint_settings(manifest)

@@ -31,7 +31,9 @@ def fake_output(folder: Path) -> Path:
     (folder / "data").mkdir(parents=True)
     pq.write_table(pa.Table.from_pylist(rows), folder / "data" / "train-00000-of-00001.parquet")
     drops = Counter({("criteria", "no_criterion_matched"): 7, ("validate", "syntax_error_in_chosen"): 2})
-    (folder / "run.json").write_text(json.dumps({"name": "fake", "funnel": funnel(drops, len(rows))}))
+    counts = {"total": len(rows) + sum(drops.values()), "kept": len(rows), "dropped": sum(drops.values())}
+    (folder / "run.json").write_text(json.dumps({"name": "fake", "rows": counts,
+                                                 "funnel": funnel(drops, len(rows))}))
     return folder
 
 

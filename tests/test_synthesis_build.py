@@ -70,7 +70,9 @@ def manifest_for(path: Path, **synthesis) -> dict:
 def test_solutions_become_verified_pairs_in_the_shards(tmp_path, ray_instance):
     data = tmp_path / "solutions.jsonl"
     write_records(data)
-    manifest = parse_manifest(manifest_for(data), tmp_path)
+    spec = manifest_for(data)
+    spec["sources"][0]["path"] = str(data)  # absolute: rows still name the file as from the manifest
+    manifest = parse_manifest(spec, tmp_path)
     record = build(manifest, tmp_path / "out")
 
     [source] = record["inputs"]
