@@ -288,6 +288,10 @@ def _clone(spec: RepoSpec, target: Path, timeout: float, progress_every: float) 
         except GitTimeout:
             raise
         except GitError as error:
+            full = _full_disk(error.stderr)
+            if full:  # the cache's file system, not the repository: say so
+                raise GitError(f"{spec.name}: cannot copy the repository into {target.parent}: {full}",
+                               error.stderr) from None
             if spec.kind != "path":
                 raise
             raise GitError(f"{spec.name}: cannot copy the repository at {spec.location}: it is "
@@ -301,6 +305,14 @@ def _clone(spec: RepoSpec, target: Path, timeout: float, progress_every: float) 
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _full_disk(stderr: str) -> str | None:
+    """git's line saying the disk or quota is full, if its error output has one."""
+    for line in stderr.splitlines():
+        if "No space left on device" in line or "Disk quota exceeded" in line:
+            return line.strip().removeprefix("fatal: ").removeprefix("error: ")
+    return None
 
 
 def forget_origin(git_dir: Path, what: str) -> None:
