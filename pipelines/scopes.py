@@ -104,9 +104,11 @@ def hunks(old_lines: list[bytes], new_lines: list[bytes]) -> list[Hunk]:
 
 def _contains(definition: Definition, start: int, end: int) -> bool:
     """Whether lines [start, end) lie in the definition; an empty range is an insertion point
-    before line ``start``, inside when it falls after the definition's first line."""
+    before line ``start``, inside when it falls after the definition's first line and at most
+    right after its last one (lines appended to a body; the other version's definition, matched
+    by key, must then hold the inserted lines themselves)."""
     if start == end:
-        return definition.start_line < start <= definition.end_line
+        return definition.start_line < start <= definition.end_line + 1
     return definition.start_line <= start and end - 1 <= definition.end_line
 
 
@@ -116,10 +118,25 @@ def _chain(defs: list[Definition], start: int, end: int) -> list[str]:
     return [d.key for d in sorted(inside, key=lambda d: len(d.ancestors), reverse=True)]
 
 
-def _hunk_scope(hunk: Hunk, old_defs: list[Definition], new_defs: list[Definition]) -> str | None:
+def _past_blanks(lines: list[bytes], start: int, end: int) -> tuple[int, int]:
+    """A hunk's lines without blank lines at either edge, and an insertion point moved up over
+    the blank lines before it: a diff may place lines added at the end of a body after the blank
+    line that follows it, and blank lines change no definition."""
+    while start < end and not lines[start].strip():
+        start += 1
+    while end > start and not lines[end - 1].strip():
+        end -= 1
+    if start != end:
+        return start, end
+    while start > 0 and not lines[start - 1].strip():
+        start -= 1
+    return start, start
+
+
+def _hunk_scope(hunk: Hunk, old: _Version, new: _Version) -> str | None:
     i1, i2, j1, j2 = hunk
-    in_old = set(_chain(old_defs, i1, i2))
-    return next((key for key in _chain(new_defs, j1, j2) if key in in_old), None)
+    in_old = set(_chain(old.defs, *_past_blanks(old.lines, i1, i2)))
+    return next((key for key in _chain(new.defs, *_past_blanks(new.lines, j1, j2)) if key in in_old), None)
 
 
 def _byte_offsets(lines: list[bytes]) -> list[int]:
@@ -234,7 +251,7 @@ def scope_change(old_text: str, new_text: str, language: Language,
         old, new = _Version(old_data, language, limits), _Version(new_data, language, limits)
     except ParseLimitExceeded:
         return [file_pair(old_text, new_text, changed)]
-    scopes = [_hunk_scope(hunk, old.defs, new.defs) for hunk in diff]
+    scopes = [_hunk_scope(hunk, old, new) for hunk in diff]
     keys = [key for key in dict.fromkeys(scopes) if key is not None]
     keys = [key for key in keys if not any(a in keys for a in new.by_key[key].ancestors)]
     if not keys:

@@ -413,6 +413,8 @@ def commit_prompt(message: str, path: str, language: str) -> str:
 
 
 _SCOPE_NOUNS = {"function": "Function", "class": "Type"}
+_FENCES = {"C": "c", "C#": "csharp", "C++": "cpp", "Go": "go", "Java": "java", "JavaScript": "javascript",
+           "Python": "python", "Ruby": "ruby"}
 
 
 def scoped_prompt(message: str, path: str, language: str, pair: ScopedPair) -> str:
@@ -427,7 +429,8 @@ def scoped_prompt(message: str, path: str, language: str, pair: ScopedPair) -> s
     context = ""
     if pair.context:
         fence = "```"
-        context = f"Context (read-only, from the file before the change):\n{fence}\n{pair.context}\n{fence}\n"
+        context = (f"Context (read-only, from the file before the change):\n"
+                   f"{fence}{_FENCES.get(language, '')}\n{pair.context}\n{fence}\n")
     return (
         f"{_subject(message)}.\n\n"
         f"Language: {language}\n"
