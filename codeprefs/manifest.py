@@ -340,7 +340,7 @@ class PairsConfig(_Strict):
     scope: Literal["function", "file"] = "function"
     window_lines: int = Field(default=10, ge=0)  # unchanged lines around a change outside definitions
     max_definitions: int = Field(default=4, ge=1)  # more changed ones: their common scope, or the file
-    context_bytes: int = Field(default=1024, ge=0)  # read-only context in the prompt (imports, headers)
+    context_bytes: int = Field(default=160, ge=0)  # read-only context in the prompt (imports, headers)
 
 
 # Row columns that hold text a dedupe or decontamination step can read.

@@ -50,7 +50,7 @@ class ScopeSettings:
     scope: str = "function"  # function | file
     window_lines: int = 10
     max_definitions: int = 4
-    context_bytes: int = 1024
+    context_bytes: int = 160
     max_bytes: int = 256 * 1024
     parse_timeout_s: float = 5.0
 
