@@ -380,6 +380,17 @@ class FiltersConfig(_Strict):
     length: LengthConfig | None = None
 
 
+class PairsConfig(_Strict):
+    """What chosen and rejected of a mined pair (git and export sources) are: the smallest
+    definitions around the commit's change (``function``, see :mod:`pipelines.scopes`) or the
+    whole file before and after the commit (``file``, the paper's layout)."""
+
+    scope: Literal["function", "file"] = "function"
+    window_lines: int = Field(default=10, ge=0)  # unchanged lines around a change outside definitions
+    max_definitions: int = Field(default=4, ge=1)  # more changed ones: their common scope, or the file
+    context_bytes: int = Field(default=160, ge=0)  # read-only context in the prompt (imports, headers)
+
+
 # Row columns that hold text a dedupe or decontamination step can read.
 TEXT_FIELDS: tuple[str, ...] = ("system", "input", "chosen", "rejected", "message")
 
@@ -530,6 +541,7 @@ class Manifest(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     sources: list[Source] = Field(min_length=1)
     split: SplitConfig | None = None  # applies to the git and export sources
+    pairs: PairsConfig = PairsConfig()  # applies to the git and export sources
     filters: FiltersConfig = FiltersConfig()
     dedupe: DedupeConfig = DedupeConfig()
     decontaminate: DecontaminateConfig | None = None

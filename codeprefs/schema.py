@@ -124,6 +124,13 @@ PAIR_SCHEMA = pa.schema(
         pa.field("rejected_nodes", pa.int64(), nullable=False),
         pa.field("chosen_error_fraction", pa.float64(), nullable=False),
         pa.field("rejected_error_fraction", pa.float64(), nullable=False),
+        # -- the scope of a mined pair (pipelines.scopes); null for dataset and synthesized rows --
+        pa.field("scope", pa.string()),  # function | class | window | file
+        pa.field("scope_name", pa.string()),  # the definition's qualified name, e.g. Class.method
+        pa.field("chosen_start_line", pa.int64()),  # 1-based, inclusive, in the file after the commit
+        pa.field("chosen_end_line", pa.int64()),
+        pa.field("rejected_start_line", pa.int64()),  # in the file before the commit
+        pa.field("rejected_end_line", pa.int64()),
     ]
 )
 

@@ -26,7 +26,7 @@ so labelled with ``"keep"``, dropped with ``"drop"``; its drop reason stays
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -83,8 +83,14 @@ class PairValidator:
         self._limits = ParseLimits(max_bytes=config.max_bytes, timeout_s=config.parse_timeout_s)
 
     def check(self, language: Language, chosen: str, rejected: str, strict: bool = False,
-              aspect: str | None = None, aspects: Sequence[str] | None = None) -> PairVerdict:
-        """Validate a pair labelled ``aspect`` (its message matched ``aspects``); see the module doc."""
+              aspect: str | None = None, aspects: Sequence[str] | None = None,
+              signals: Mapping[str, Mapping[str, int]] | None = None) -> PairVerdict:
+        """Validate a pair labelled ``aspect`` (its message matched ``aspects``); see the module doc.
+
+        ``signals`` (a change-scoped pair, :mod:`pipelines.scopes`): each side's nodes, errors and
+        depth measured on its whole file under the scope's byte range; they replace the signals
+        of the side parsed alone, which would blame a method for the class missing around it.
+        """
         sides = {"chosen": chosen.encode("utf-8"), "rejected": rejected.encode("utf-8")}
         for side, source in sides.items():
             if len(source) > self.config.max_bytes:
@@ -101,7 +107,8 @@ class PairValidator:
                 trees[side] = parse(source, language, self._limits)
             except ParseLimitExceeded as error:
                 return PairVerdict(f"{side}_{error.reason}", aspect=aspect, **reports)
-            reports[side] = inspect_tree(trees[side], source, self.config.min_depth)
+            reports[side] = (inspect_tree(trees[side], source, self.config.min_depth) if signals is None
+                             else self._scoped_report(signals[side]))
         for side, report in reports.items():
             if not report.min_depth_reached:
                 return PairVerdict(f"{side}_too_shallow", aspect=aspect, **reports)
@@ -115,3 +122,8 @@ class PairValidator:
             if aspect is None:
                 return PairVerdict("comment_only_change", **reports)
         return PairVerdict(None, aspect=aspect, **reports)
+
+    def _scoped_report(self, signal: Mapping[str, int]) -> SyntaxReport:
+        return SyntaxReport(nbytes=signal["nbytes"], nodes=signal["nodes"], error_nodes=signal["error_nodes"],
+                            error_bytes=signal["error_bytes"],
+                            min_depth_reached=signal["depth"] >= self.config.min_depth)

@@ -67,6 +67,7 @@ from pipelines.shards import (
     publish_staged,
     remove_stale_files,
 )
+from pipelines.scopes import ScopeSettings
 from pipelines.sources.dataset import DatasetRules
 from pipelines.sources.export import ExportRules
 from pipelines.sources.fileplan import FilePlan, plan_file_sources
@@ -85,6 +86,7 @@ from pipelines.steps import (
     ListRecords,
     ReadContents,
     RecordRules,
+    ScopePairs,
     SplitCommits,
     Step,
     ValidatePairs,
@@ -371,7 +373,11 @@ def plan_build(manifest: Manifest, output_dir: Path) -> Plan:
     all_tasks = [task for tasks in tasks_by_source.values() for task in tasks]
     commit_settings = {"message": filters.message.model_dump(mode="json"),
                        "criteria": filters.criteria.model_dump(mode="json"), "max_bytes": content_cap,
-                       "split": manifest.split.model_dump(mode="json") if manifest.split else None}
+                       "split": manifest.split.model_dump(mode="json") if manifest.split else None,
+                       "pairs": manifest.pairs.model_dump(mode="json"),
+                       "parse_timeout_s": filters.validation.parse_timeout_s}
+    scope_settings = ScopeSettings(**manifest.pairs.model_dump(), max_bytes=content_cap,
+                                   parse_timeout_s=filters.validation.parse_timeout_s)
     if manifest.split is not None:  # which repositories are training ones depends on every source
         commit_settings["split_inputs"] = fingerprint(
             all_tasks, [plan.inputs for plan in plans if isinstance(plan.source, ExportSource)])
@@ -387,7 +393,7 @@ def plan_build(manifest: Manifest, output_dir: Path) -> Plan:
         def git_pipeline() -> UnitPipeline:
             return UnitPipeline(ListCommits(str(cache_dir)), [Chain([
                 *_commit_filters(manifest, split_step()), ReadContents(max_bytes=content_cap),
-                AssemblePairs()])], batch_rows)
+                ScopePairs(scope_settings), AssemblePairs()])], batch_rows)
 
         source_settings = manifest.sources[index].model_dump(mode="json", exclude={"repos"})
         works.append(SourceWork(index, tasks, {"source": source_settings, **commit_settings}, git_pipeline))
@@ -405,7 +411,8 @@ def plan_build(manifest: Manifest, output_dir: Path) -> Plan:
                 slots = ClusterHostSlots(source.max_concurrent_fetches, lease_s=source.fetch_timeout_s + 60)
                 fetch = FetchContents(fetch_settings, str(cache_dir / "remotes"), rules, content_cap, slots)
                 return UnitPipeline(ListRecords(rules), [Chain(_commit_filters(manifest, split_step())),
-                                                         fetch, Chain([AssemblePairs()])], batch_rows)
+                                                         fetch, Chain([ScopePairs(scope_settings), AssemblePairs()])],
+                                    batch_rows)
 
             works.append(SourceWork(plan.index, units, {**settings, **commit_settings}, export_pipeline))
         else:

@@ -21,7 +21,7 @@ Row = dict[str, Any]
 # "split" (the training/benchmark time and repository split) comes right after listing, so that
 # no later work is spent on a commit outside the kept split.
 STAGES: tuple[str, ...] = (
-    "list", "split", "message", "criteria", "content",  # mined pairs (git and export sources)
+    "list", "split", "message", "criteria", "content", "scope",  # mined pairs (git and export sources)
     "solutions", "verify",  # synthesized pairs (solutions sources)
     "validate", "length", "decontaminate", "dedupe",
 )
@@ -31,7 +31,9 @@ _BOOKKEEPING = [
     pa.field("repos", pa.string()),  # an exported commit's repositories, comma-separated, in order
     pa.field("old_blob", pa.string()),
     pa.field("new_blob", pa.string()),
-    pa.field("strict_syntax", pa.bool_()),  # synthesized code must parse with zero errors
+    pa.field("strict_syntax", pa.bool_()),
+    # a scoped pair's syntax signals, measured on the whole file's tree (JSON; see pipelines.scopes)
+    pa.field("scope_signals", pa.string()),  # synthesized code must parse with zero errors
     pa.field("row_bytes", pa.int64()),  # payload size, for sizing shards
     pa.field("dedupe_key", pa.string()),  # hash of (input, chosen, rejected)
     pa.field("dedupe_cluster", pa.string()),  # near-duplicate cluster: its representative's id

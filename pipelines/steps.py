@@ -15,6 +15,7 @@ sources start with ListRecords and go straight to AssemblePairs.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +32,7 @@ from filters.validation import PairValidator, ValidationConfig
 from parsers.headers import HeaderContext, resolve_header_language
 from parsers.languages import is_ambiguous, language_for_path
 from pipelines.rows import Row, drop, empty_row, has_nul, to_table, to_tables
+from pipelines.scopes import FILE, ScopedPair, ScopeSettings, file_pair, scope_change
 from pipelines.sources.export import ExportRules, split_repos
 from pipelines.sources.gitrepo import (
     DEFAULT_CLONE_TIMEOUT_S,
@@ -403,15 +405,92 @@ class FetchContents(Step):
 # -- the pair -----------------------------------------------------------------------------------
 
 
+def _subject(message: str) -> str:
+    return message.strip().splitlines()[0].strip().rstrip(".")
+
+
 def commit_prompt(message: str, path: str, language: str) -> str:
-    """The instruction for a mined pair, derived only from the commit (no model involved)."""
-    subject = message.strip().splitlines()[0].strip().rstrip(".")
+    """The instruction for a whole-file mined pair, derived only from the commit (no model involved)."""
     return (
-        f"{subject}.\n\n"
+        f"{_subject(message)}.\n\n"
         f"Language: {language}\n"
         f"File: {path}\n"
         "Write the complete contents of the file."
     )
+
+
+_SCOPE_NOUNS = {"function": "Function", "class": "Type"}
+_FENCES = {"C": "c", "C#": "csharp", "C++": "cpp", "Go": "go", "Java": "java", "JavaScript": "javascript",
+           "Python": "python", "Ruby": "ruby"}
+
+
+def scoped_prompt(message: str, path: str, language: str, pair: ScopedPair) -> str:
+    """The instruction for a change-scoped pair: the commit's intent, the language, the file, the
+    definition (or the lines of a window) and read-only context from the file before the commit."""
+    if pair.scope in _SCOPE_NOUNS:
+        where = f"{_SCOPE_NOUNS[pair.scope]}: {pair.name}"
+        task = f"Write the complete {pair.scope if pair.scope == 'function' else 'type'} `{pair.name}` after this change."
+    else:
+        where = f"Lines: {pair.rejected_span[0]}-{pair.rejected_span[1]} of the file before the change"
+        task = "Write these lines of the file after this change."
+    context = ""
+    if pair.context:
+        fence = "```"
+        context = (f"Context (read-only, from the file before the change):\n"
+                   f"{fence}{_FENCES.get(language, '')}\n{pair.context}\n{fence}\n")
+    return (
+        f"{_subject(message)}.\n\n"
+        f"Language: {language}\n"
+        f"File: {path}\n"
+        f"{where}\n"
+        f"{context}"
+        f"{task}"
+    )
+
+
+class ScopePairs(Step):
+    """Cut each commit's file pair down to the definitions its change touches (see
+    :mod:`pipelines.scopes`): one row per changed definition, a window, or the whole file
+    (``pairs.scope: file`` keeps the whole files). Drops: ``unchanged_in_scope`` (the two
+    versions have the same lines)."""
+
+    stage = "scope"
+
+    def __init__(self, settings: ScopeSettings = ScopeSettings()) -> None:
+        self.settings = settings
+
+    def run(self, rows: list[Row]) -> list[Row]:
+        out: list[Row] = []
+        for row in rows:
+            if row["drop_reason"] is not None or row["chosen"] is None or row["rejected"] is None:
+                out.append(row)
+                continue
+            out.extend(self.scoped(row))
+        return out
+
+    def scoped(self, row: Row) -> list[Row]:
+        if self.settings.scope == FILE:  # exactly today's pair, with its scope recorded
+            pairs = [file_pair(row["rejected"], row["chosen"], 0)]
+        else:
+            pairs = scope_change(row["rejected"], row["chosen"], Language(row["language"]), self.settings)
+        if not pairs:
+            drop(row, self.stage, "unchanged_in_scope")
+            return [row]
+        out = []
+        for pair in pairs:
+            scoped = dict(row)
+            scoped.update(
+                chosen=pair.chosen, rejected=pair.rejected, scope=pair.scope, scope_name=pair.name,
+                chosen_start_line=pair.chosen_span[0], chosen_end_line=pair.chosen_span[1],
+                rejected_start_line=pair.rejected_span[0], rejected_end_line=pair.rejected_span[1],
+                scope_signals=None if pair.signals is None else json.dumps(
+                    {side: report.as_dict() for side, report in pair.signals.items()}, sort_keys=True))
+            if pair.scope != FILE:
+                scoped["input"] = scoped_prompt(row["message"] or "", row["path"], row["language"], pair)
+            if len(pairs) > 1:  # one id per definition; a single pair keeps the commit's id
+                scoped["id"] = stable_id(row["id"], pair.scope, pair.name)
+            out.append(scoped)
+        return out
 
 
 def dedupe_key(input_text: str, chosen: str, rejected: str) -> str:
@@ -456,9 +535,10 @@ class ValidatePairs(Step):
         if has_nul(row["input"], row["chosen"], row["rejected"]):  # whatever the source checked
             drop(row, self.stage, "binary")
             return
+        signals = json.loads(row["scope_signals"]) if row.get("scope_signals") else None
         verdict = self.validator.check(
             Language(row["language"]), row["chosen"], row["rejected"], strict=bool(row["strict_syntax"]),
-            aspect=row["aspect"], aspects=row["aspects"],
+            aspect=row["aspect"], aspects=row["aspects"], signals=signals,
         )
         for side in ("chosen", "rejected"):
             report = getattr(verdict, side)

@@ -40,6 +40,9 @@ def two_repos(make_repo, tmp_path):
 
 
 def manifest_for(tmp_path: Path, repos: list[str], **extra) -> object:
+    """A manifest over ``repos``; whole-file pairs (``pairs.scope: file``): these tests check the
+    build's mechanics against whole files (change-scoped pairs: tests/test_scopes.py)."""
+    extra.setdefault("pairs", {"scope": "file"})
     data = {"name": "test-run", "sources": [{"type": "git", "repos": repos}], **extra}
     return parse_manifest(data, tmp_path)
 

@@ -1,0 +1,307 @@
+"""Change-scoped pairs: the smallest definitions around a commit's change, in both versions.
+
+Given a file before and after a commit, :func:`scope_change` returns the pairs to keep:
+
+1. The changed lines come from a line diff (:class:`difflib.SequenceMatcher`, deterministic).
+2. Both versions are parsed with tree-sitter (bounded); :func:`parsers.definitions.definitions`
+   lists their named functions and types. A definition is matched across the versions by its
+   kind, node type, qualified name (``Outer.Inner.method``) and overload ordinal.
+3. Each hunk of the diff belongs to the innermost definition that contains all its changed
+   lines in *both* versions (an insertion belongs to the definitions around its insertion
+   point). A definition that exists in one version only (added or removed by the commit) is no
+   pair of its own: its hunk climbs to the enclosing definition both versions have (a method
+   added to a class gives the class), or to no definition.
+4. The rule for a change spanning several definitions: **one pair per changed definition**
+   (ordered by position; a definition inside another changed one is folded into the outer one),
+   each with the commit's intent. A single-file commit states one intent, and each changed
+   definition carries part of it, while a scope holding them all (a class, the file) brings
+   back the unchanged bulk this module removes. Past ``max_definitions`` changed definitions
+   the change is a sweep (a rename, a reformat) whose intent does not apply to each part: the
+   pair is then the smallest definition both versions have that contains every hunk, else the
+   whole file. Hunks outside any definition (imports, top-level constants) next to changed
+   definitions are not paired on their own; the prompt shows the old imports as context.
+5. When no hunk lies in a definition, the pair is a ``window``: the changed lines plus
+   ``window_lines`` unchanged lines on each side (the whole file when that is all of it).
+
+A parse over its limits gives the ``file`` scope (validation then sees the whole file). Each
+scoped side also carries its syntax signals measured on the *whole* file's tree under the
+scope's byte range (:func:`range_report`), so a method validated alone is not blamed for the
+missing class around it.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+from tree_sitter import Node, Tree
+
+from codeprefs.schema import Language
+from parsers.definitions import Definition, definitions, imports
+from parsers.treesitter import ParseLimitExceeded, ParseLimits, ast_depth, error_spans, parse
+
+FILE, WINDOW = "file", "window"
+
+
+@dataclass(frozen=True)
+class ScopeSettings:
+    """How pairs are scoped (``pairs`` in the manifest, plus the parse limits)."""
+
+    scope: str = "function"  # function | file
+    window_lines: int = 10
+    max_definitions: int = 4
+    context_bytes: int = 160
+    max_bytes: int = 256 * 1024
+    parse_timeout_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class RangeReport:
+    """Syntax signals of one scoped side, measured on its whole file's tree."""
+
+    nbytes: int
+    nodes: int
+    error_nodes: int
+    error_bytes: int
+    depth: int
+
+    def as_dict(self) -> dict[str, int]:
+        return {"nbytes": self.nbytes, "nodes": self.nodes, "error_nodes": self.error_nodes,
+                "error_bytes": self.error_bytes, "depth": self.depth}
+
+
+@dataclass(frozen=True)
+class ScopedPair:
+    """One pair cut from a commit's file. Spans are 1-based and inclusive."""
+
+    scope: str  # function | class | window | file
+    name: str | None  # the definition's qualified name; None for window and file
+    rejected: str
+    chosen: str
+    rejected_span: tuple[int, int]
+    chosen_span: tuple[int, int]
+    context: str  # read-only code for the prompt (enclosing headers, imports); may be empty
+    changed_lines: int  # lines of the diff inside this pair (removed plus added)
+    signals: dict[str, RangeReport] | None = None  # chosen/rejected, None for the file scope
+
+
+def split_lines(data: bytes) -> list[bytes]:
+    """Lines as tree-sitter counts them (split after each ``\\n``), ends kept."""
+    lines = data.split(b"\n")
+    out = [line + b"\n" for line in lines[:-1]]
+    if lines[-1]:
+        out.append(lines[-1])
+    return out
+
+
+Hunk = tuple[int, int, int, int]  # old [i1, i2), new [j1, j2), 0-based lines
+
+
+def hunks(old_lines: list[bytes], new_lines: list[bytes]) -> list[Hunk]:
+    matcher = difflib.SequenceMatcher(None, old_lines, new_lines, autojunk=False)
+    return [(i1, i2, j1, j2) for tag, i1, i2, j1, j2 in matcher.get_opcodes() if tag != "equal"]
+
+
+def _contains(definition: Definition, start: int, end: int) -> bool:
+    """Whether lines [start, end) lie in the definition; an empty range is an insertion point
+    before line ``start``, inside when it falls after the definition's first line and at most
+    right after its last one (lines appended to a body; the other version's definition, matched
+    by key, must then hold the inserted lines themselves)."""
+    if start == end:
+        return definition.start_line < start <= definition.end_line + 1
+    return definition.start_line <= start and end - 1 <= definition.end_line
+
+
+def _chain(defs: list[Definition], start: int, end: int) -> list[str]:
+    """Keys of the definitions containing the range, innermost first."""
+    inside = [d for d in defs if _contains(d, start, end)]
+    return [d.key for d in sorted(inside, key=lambda d: len(d.ancestors), reverse=True)]
+
+
+def _past_blanks(lines: list[bytes], start: int, end: int) -> tuple[int, int]:
+    """A hunk's lines without blank lines at either edge, and an insertion point moved up over
+    the blank lines before it: a diff may place lines added at the end of a body after the blank
+    line that follows it, and blank lines change no definition."""
+    while start < end and not lines[start].strip():
+        start += 1
+    while end > start and not lines[end - 1].strip():
+        end -= 1
+    if start != end:
+        return start, end
+    while start > 0 and not lines[start - 1].strip():
+        start -= 1
+    return start, start
+
+
+def _hunk_scope(hunk: Hunk, old: _Version, new: _Version) -> str | None:
+    i1, i2, j1, j2 = hunk
+    in_old = set(_chain(old.defs, *_past_blanks(old.lines, i1, i2)))
+    return next((key for key in _chain(new.defs, *_past_blanks(new.lines, j1, j2)) if key in in_old), None)
+
+
+def _byte_offsets(lines: list[bytes]) -> list[int]:
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line))
+    return offsets
+
+
+def range_report(tree: Tree, start: int, end: int) -> RangeReport:
+    """Nodes, errors and depth of the parts of ``tree`` inside bytes [start, end).
+
+    Nodes: every node wholly inside the range; errors: ERROR bytes clipped to the range and
+    MISSING nodes inside it; depth: the deepest of the largest nodes inside the range, plus one.
+    """
+    nodes = error_nodes = error_bytes = depth = 0
+    stack: list[Node] = [tree.root_node]
+    while stack:
+        node = stack.pop()
+        if node.end_byte <= start or node.start_byte >= end:
+            continue
+        if start <= node.start_byte and node.end_byte <= end:  # one of the largest nodes inside
+            nodes += node.descendant_count
+            depth = max(depth, ast_depth(node) + 1)  # + the root a snippet parses under
+            inner_nodes, inner_bytes = error_spans(node)
+            error_nodes += inner_nodes
+            error_bytes += inner_bytes
+        elif node.is_error:  # an ERROR node across the boundary: its bytes inside the range
+            error_nodes += 1
+            error_bytes += min(end, node.end_byte) - max(start, node.start_byte)
+        else:
+            stack.extend(node.children)
+    return RangeReport(end - start, nodes, error_nodes, error_bytes, depth)
+
+
+class _Version:
+    """One version of the file: its lines, tree and definitions."""
+
+    def __init__(self, data: bytes, language: Language, limits: ParseLimits) -> None:
+        self.data = data
+        self.lines = split_lines(data)
+        self.offsets = _byte_offsets(self.lines)
+        self.tree = parse(data, language, limits)
+        self.defs = definitions(self.tree, data, language)
+        self.by_key = {d.key: d for d in self.defs}
+
+    def text(self, first: int, last: int) -> str:
+        return b"".join(self.lines[first:last + 1]).decode("utf-8")
+
+    def report(self, first: int, last: int) -> RangeReport:
+        start, end = self.offsets[first], self.offsets[min(last + 1, len(self.lines))]
+        return range_report(self.tree, start, end)
+
+
+def _changed_inside(pair_hunks: list[Hunk]) -> int:
+    return sum((i2 - i1) + (j2 - j1) for i1, i2, j1, j2 in pair_hunks)
+
+
+def _context(old: _Version, definition: Definition | None, language: Language, budget: int,
+             skip: tuple[int, int] | None = None) -> str:
+    """Read-only context from the file before the change: the first line of each enclosing
+    definition, after the file's imports, cut at whole lines to ``budget`` bytes (headers
+    first, then imports)."""
+    headers = []
+    if definition is not None:
+        for key in definition.ancestors:
+            outer = old.by_key.get(key)
+            if outer is not None:
+                headers.append(old.lines[outer.header_line].decode("utf-8").rstrip())
+    import_lines: list[str] = []
+    for first, last in imports(old.tree, old.data, language):
+        if skip is not None and skip[0] <= first and last <= skip[1]:
+            continue  # already in the pair
+        import_lines += [line.decode("utf-8").rstrip() for line in old.lines[first:last + 1]]
+    kept: list[str] = []
+    used = 0
+    for line in headers:
+        if used + len(line) + 1 > budget:
+            break
+        kept.append(line)
+        used += len(line) + 1
+    chosen_imports: list[str] = []
+    for line in import_lines:
+        if used + len(line) + 1 > budget:
+            break
+        chosen_imports.append(line)
+        used += len(line) + 1
+    if chosen_imports and kept:
+        return "\n".join(chosen_imports + ["..."] + kept)
+    return "\n".join(chosen_imports + kept)
+
+
+def file_pair(old: str, new: str, changed: int) -> ScopedPair:
+    return ScopedPair(FILE, None, old, new, (1, max(1, len(split_lines(old.encode())))),
+                      (1, max(1, len(split_lines(new.encode())))), "", changed)
+
+
+def scope_change(old_text: str, new_text: str, language: Language,
+                 settings: ScopeSettings = ScopeSettings()) -> list[ScopedPair]:
+    """The pairs a commit's change of one file gives (see the module doc); ``[]`` when the two
+    versions have the same lines."""
+    old_data, new_data = old_text.encode("utf-8"), new_text.encode("utf-8")
+    old_lines, new_lines = split_lines(old_data), split_lines(new_data)
+    diff = hunks(old_lines, new_lines)
+    if not diff:
+        return []
+    changed = _changed_inside(diff)
+    if settings.scope == FILE:
+        return [file_pair(old_text, new_text, changed)]
+    limits = ParseLimits(max_bytes=settings.max_bytes, timeout_s=settings.parse_timeout_s)
+    try:
+        old, new = _Version(old_data, language, limits), _Version(new_data, language, limits)
+    except ParseLimitExceeded:
+        return [file_pair(old_text, new_text, changed)]
+    scopes = [_hunk_scope(hunk, old, new) for hunk in diff]
+    keys = [key for key in dict.fromkeys(scopes) if key is not None]
+    keys = [key for key in keys if not any(a in keys for a in new.by_key[key].ancestors)]
+    if not keys:
+        return [_window(old, new, diff, language, settings)]
+    if len(keys) > settings.max_definitions:
+        common = _common_scope(diff, old, new)
+        if common is None:
+            return [file_pair(old_text, new_text, changed)]
+        keys, scopes = [common], [common] * len(diff)
+    pairs = []
+    for key in keys:
+        old_def, new_def = old.by_key[key], new.by_key[key]
+        inside = [hunk for hunk, scope in zip(diff, scopes, strict=True)
+                  if scope == key or (scope is not None and key in new.by_key[scope].ancestors)]
+        pairs.append(ScopedPair(
+            old_def.kind, old_def.name,
+            old.text(old_def.start_line, old_def.end_line), new.text(new_def.start_line, new_def.end_line),
+            (old_def.start_line + 1, old_def.end_line + 1), (new_def.start_line + 1, new_def.end_line + 1),
+            _context(old, old_def, language, settings.context_bytes), _changed_inside(inside),
+            {"rejected": old.report(old_def.start_line, old_def.end_line),
+             "chosen": new.report(new_def.start_line, new_def.end_line)}))
+    return pairs
+
+
+def _common_scope(diff: list[Hunk], old: _Version, new: _Version) -> str | None:
+    """The innermost definition both versions have that contains every hunk."""
+    first_old, last_old = min(h[0] for h in diff), max(h[1] for h in diff)
+    first_new, last_new = min(h[2] for h in diff), max(h[3] for h in diff)
+    in_old = set(_chain(old.defs, first_old, last_old))
+    return next((key for key in _chain(new.defs, first_new, last_new) if key in in_old), None)
+
+
+def _window(old: _Version, new: _Version, diff: list[Hunk], language: Language,
+            settings: ScopeSettings) -> ScopedPair:
+    """The changed lines with ``window_lines`` of unchanged lines around them, in both versions.
+
+    Lines before the first hunk and after the last one are the same in both versions, so both
+    windows start and end on the same unchanged lines.
+    """
+    w = settings.window_lines
+    old_first, new_first = max(0, diff[0][0] - w), max(0, diff[0][2] - w)
+    old_last = min(len(old.lines), diff[-1][1] + w) - 1
+    new_last = min(len(new.lines), diff[-1][3] + w) - 1
+    whole = old_first == 0 and new_first == 0 and old_last == len(old.lines) - 1 and new_last == len(new.lines) - 1
+    rejected, chosen = old.text(old_first, old_last), new.text(new_first, new_last)
+    if whole:
+        return file_pair(rejected, chosen, _changed_inside(diff))
+    return ScopedPair(
+        WINDOW, None, rejected, chosen, (old_first + 1, max(old_first, old_last) + 1),
+        (new_first + 1, max(new_first, new_last) + 1),
+        _context(old, None, language, settings.context_bytes, skip=(old_first, old_last)),
+        _changed_inside(diff),
+        {"rejected": old.report(old_first, old_last), "chosen": new.report(new_first, new_last)})

@@ -1,0 +1,267 @@
+"""Change-scoped pairs (issue #13, item 1): the smallest definitions around a change.
+
+Unit level on source text in all eight languages (a change inside one function, across two, outside
+any definition, in a C/C++ header, in a nested class), then one real build.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from codeprefs.manifest import parse_manifest
+from codeprefs.schema import Language
+from pipelines.scopes import ScopeSettings, scope_change
+
+# Each template has four markers: @F@ in function f, @G@ in function g, @N@ in the nested
+# definition, @T@ on a top-level line outside every definition.
+TEMPLATES: dict[Language, tuple[str, str, str, str, str]] = {
+    # language: (template, name of f, name of g, nested scope kind, nested name)
+    Language.PYTHON: ('import os\n\nLIMIT = "@T@"\n\n\ndef f(x):\n    return x + @F@\n\n\n'
+                      'def g(x):\n    return x * @G@\n\n\nclass Outer:\n    class Inner:\n'
+                      '        def m(self):\n            return @N@\n', "f", "g", "function", "Outer.Inner.m"),
+    Language.RUBY: ('require "set"\n\nLIMIT = "@T@"\n\ndef f(x)\n  x + @F@\nend\n\ndef g(x)\n  x * @G@\nend\n\n'
+                    'class Outer\n  class Inner\n    def m\n      @N@\n    end\n  end\nend\n',
+                    "f", "g", "function", "Outer.Inner.m"),
+    Language.JAVASCRIPT: ('import x from "@T@";\n\nfunction f(x) {\n  return x + @F@;\n}\n\n'
+                          'const g = (x) => {\n  return x * @G@;\n};\n\n'
+                          'class Outer {\n  m() {\n    return @N@;\n  }\n}\n', "f", "g", "function", "Outer.m"),
+    Language.JAVA: ('package demo;\n\nimport java.util.@T@;\n\nclass Util {\n    static int f(int x) {\n'
+                    '        return x + @F@;\n    }\n\n    static int g(int x) {\n        return x * @G@;\n    }\n}\n\n'
+                    'class Outer {\n    class Inner {\n        int m() {\n            return @N@;\n        }\n'
+                    '    }\n}\n', "Util.f", "Util.g", "function", "Outer.Inner.m"),
+    Language.CSHARP: ('using System.@T@;\n\nstatic class Util\n{\n    static int f(int x)\n    {\n'
+                      '        return x + @F@;\n    }\n\n    static int g(int x)\n    {\n        return x * @G@;\n'
+                      '    }\n}\n\nclass Outer\n{\n    class Inner\n    {\n        int m()\n        {\n'
+                      '            return @N@;\n        }\n    }\n}\n', "Util.f", "Util.g", "function", "Outer.Inner.m"),
+    Language.GO: ('package demo\n\nimport "@T@"\n\nfunc f(x int) int {\n\treturn x + @F@\n}\n\n'
+                  'func g(x int) int {\n\treturn x * @G@\n}\n\ntype Outer struct{}\n\n'
+                  'func (o *Outer) m() int {\n\treturn @N@\n}\n', "f", "g", "function", "Outer.m"),
+    Language.C: ('#include <stdio.h>\n\nstatic const char *LIMIT = "@T@";\n\nint f(int x) {\n    return x + @F@;\n}\n\n'
+                 'int g(int x) {\n    return x * @G@;\n}\n\nstruct Outer {\n    struct Inner {\n'
+                 '        int m@N@;\n    } inner;\n    int n;\n};\n', "f", "g", "class", "Outer.Inner"),
+    Language.CPP: ('#include <vector>\n\nstatic const char *LIMIT = "@T@";\n\nint f(int x) {\n    return x + @F@;\n}\n\n'
+                   'int g(int x) {\n    return x * @G@;\n}\n\nclass Outer {\n  class Inner {\n    int m() {\n'
+                   '      return @N@;\n    }\n  };\n};\n', "f", "g", "function", "Outer.Inner.m"),
+}
+
+OLD = {"@F@": "1", "@G@": "1", "@N@": "1", "@T@": "a"}
+NEW = {"@F@": "2", "@G@": "2", "@N@": "2", "@T@": "b"}
+
+
+def render(template: str, changed: tuple[str, ...]) -> str:
+    for marker, value in OLD.items():
+        template = template.replace(marker, NEW[marker] if marker in changed else value)
+    return template
+
+
+def line_of(text: str, needle: str) -> int:
+    """1-based line of the first line containing ``needle``."""
+    return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
+
+
+def scoped(language: Language, *changed: str, **settings):
+    template = TEMPLATES[language][0]
+    old, new = render(template, ()), render(template, changed)
+    return old, new, scope_change(old, new, language, ScopeSettings(**settings))
+
+
+@pytest.mark.parametrize("language", list(TEMPLATES), ids=lambda language: language.value)
+def test_change_inside_one_function(language):
+    old, new, pairs = scoped(language, "@F@")
+    name = TEMPLATES[language][1]
+    assert [(p.scope, p.name) for p in pairs] == [("function", name)]
+    pair = pairs[0]
+    assert "1" in pair.rejected and "2" in pair.chosen and pair.rejected.replace("1", "2") == pair.chosen
+    # the spans are the function's lines, the same in both versions here
+    first = line_of(old, "f(")
+    assert pair.rejected_span == pair.chosen_span and pair.rejected_span[0] <= first <= pair.rejected_span[1]
+    lines = old.splitlines(keepends=True)
+    assert "".join(lines[pair.rejected_span[0] - 1:pair.rejected_span[1]]) == pair.rejected
+    assert "g(" not in pair.chosen and pair.changed_lines == 2
+    assert pair.signals["chosen"].error_bytes == 0 and pair.signals["chosen"].depth >= 3
+
+
+@pytest.mark.parametrize("language", list(TEMPLATES), ids=lambda language: language.value)
+def test_change_across_two_functions_gives_one_pair_each(language):
+    _, _, pairs = scoped(language, "@F@", "@G@")
+    assert [(p.scope, p.name) for p in pairs] == [("function", TEMPLATES[language][1]),
+                                                   ("function", TEMPLATES[language][2])]
+    assert all(p.changed_lines == 2 for p in pairs)
+
+
+@pytest.mark.parametrize("language", list(TEMPLATES), ids=lambda language: language.value)
+def test_change_across_more_definitions_than_allowed_gives_their_common_scope(language):
+    """Past max_definitions: the smallest definition holding every change, else the file."""
+    old, new, pairs = scoped(language, "@F@", "@G@", max_definitions=1)
+    if language in (Language.JAVA, Language.CSHARP):  # f and g are methods of class Util
+        assert [(p.scope, p.name) for p in pairs] == [("class", "Util")]
+        assert pairs[0].chosen.startswith("static class Util" if language is Language.CSHARP else "class Util")
+    else:
+        assert [(p.scope, p.rejected, p.chosen) for p in pairs] == [("file", old, new)]
+
+
+@pytest.mark.parametrize("language", list(TEMPLATES), ids=lambda language: language.value)
+def test_change_outside_any_definition_gives_a_window(language):
+    old, new, pairs = scoped(language, "@T@", window_lines=1)
+    top = next(i for i, (a, b) in enumerate(zip(old.splitlines(), new.splitlines()), 1) if a != b)
+    assert [(p.scope, p.name) for p in pairs] == [("window", None)]
+    pair = pairs[0]
+    first = max(1, top - 1)
+    assert pair.rejected_span == pair.chosen_span == (first, top + 1)
+    assert pair.rejected == "".join(old.splitlines(keepends=True)[first - 1:top + 1])
+    assert pair.chosen == "".join(new.splitlines(keepends=True)[first - 1:top + 1])
+
+
+@pytest.mark.parametrize("language", list(TEMPLATES), ids=lambda language: language.value)
+def test_change_in_a_nested_definition_has_a_qualified_name(language):
+    _, _, pairs = scoped(language, "@N@")
+    _, _, _, kind, name = TEMPLATES[language]
+    assert [(p.scope, p.name) for p in pairs] == [(kind, name)]
+    if name.count(".") == 2:  # the enclosing headers are the prompt's read-only context
+        assert "Outer" in pairs[0].context and "Inner" in pairs[0].context
+
+
+C_HEADER = ("#ifndef GEO_H\n#define GEO_H\n\nstruct point { int x; int y; };\n\n"
+            "static inline int area(int w, int h) {\n    return w * @F@;\n}\n\n#endif\n")
+CPP_HEADER = ("#pragma once\n#include <string>\n\nnamespace geo {\nclass Shape {\n public:\n"
+              "  virtual ~Shape() = default;\n  int sides() const {\n    return @F@;\n  }\n};\n}  // namespace geo\n")
+
+
+@pytest.mark.parametrize(("language", "header", "name"), [(Language.C, C_HEADER, "area"),
+                                                          (Language.CPP, CPP_HEADER, "Shape.sides")])
+def test_change_in_a_header(language, header, name):
+    old, new = render(header, ()), render(header, ("@F@",))
+    pairs = scope_change(old, new, language)
+    assert [(p.scope, p.name) for p in pairs] == [("function", name)]
+    assert pairs[0].signals["rejected"].error_bytes == 0
+
+
+def test_added_method_climbs_to_its_class_and_added_function_to_a_window():
+    old = "class A:\n    def m(self):\n        return 1\n\n\nX = 1\n"
+    with_method = old.replace("        return 1\n", "        return 1\n\n    def n(self):\n        return 2\n")
+    pairs = scope_change(old, with_method, Language.PYTHON)
+    assert [(p.scope, p.name, p.rejected_span, p.chosen_span) for p in pairs] == [("class", "A", (1, 3), (1, 6))]
+    with_function = old + "\n\ndef h():\n    return 3\n"
+    pairs = scope_change(old, with_function, Language.PYTHON, ScopeSettings(window_lines=1))
+    assert [(p.scope, p.rejected_span, p.chosen_span) for p in pairs] == [("window", (6, 6), (6, 10))]
+
+
+def test_overloads_are_matched_by_position():
+    old = "class A {\n  int m(int x) { return x; }\n  int m() { return 0; }\n}\n"
+    new = old.replace("return 0", "return 1")
+    pairs = scope_change(old, new, Language.JAVA)
+    assert [(p.name, p.rejected_span) for p in pairs] == [("A.m", (3, 3))]
+    assert pairs[0].rejected == "  int m() { return 0; }\n"
+
+
+def test_identical_versions_give_no_pair_and_file_scope_keeps_the_files():
+    text = TEMPLATES[Language.GO][0]
+    assert scope_change(text, text, Language.GO) == []
+    old, new, pairs = scoped(Language.GO, "@F@", scope="file")
+    assert [(p.scope, p.rejected, p.chosen) for p in pairs] == [("file", old, new)]
+
+
+def test_scoped_validation_uses_the_whole_files_tree():
+    """A C++ method cut out of its class would not parse alone in every grammar; its signals come
+    from the whole file, under the method's bytes."""
+    from filters.validation import PairValidator
+
+    old, new, pairs = scoped(Language.JAVA, "@N@")
+    pair = pairs[0]
+    verdict = PairValidator().check(Language.JAVA, pair.chosen, pair.rejected, aspect="Functional_Correctness",
+                                    signals={s: r.as_dict() for s, r in pair.signals.items()})
+    assert verdict.reason is None and verdict.chosen.error_bytes == 0
+    assert verdict.chosen.nodes == pair.signals["chosen"].nodes
+
+
+# -- a real build --------------------------------------------------------------------------------
+
+APP_V1 = '''import math
+
+
+class Shape:
+    """A shape."""
+
+    class Circle:
+        def area(self, r):
+            return 3.14 * r * r
+
+        def perimeter(self, r):
+            return 2 * 3.14 * r
+
+
+def total(values):
+    result = 0
+    for value in values:
+        result += value
+    return result
+
+
+def mean(values):
+    return total(values) / len(values)
+'''
+
+APP_V2 = APP_V1.replace("return 3.14 * r * r", "return math.pi * r * r")
+APP_V3 = APP_V2.replace("    result = 0\n    for value in values:\n        result += value\n    return result\n",
+                        "    return sum(values)\n").replace("return total(values) / len(values)",
+                                                            "return total(values) / max(1, len(values))")
+
+
+@pytest.fixture
+def scoped_repo(make_repo):
+    repo = make_repo("scoped")
+    repo.commit("Add shapes and statistics", {"app.py": APP_V1})
+    repo.commit("Fix bug: use the exact value of pi in Circle.area", {"app.py": APP_V2})
+    repo.commit("Fix bug: mean of an empty list raised ZeroDivisionError", {"app.py": APP_V3})
+    return repo
+
+
+def _rows(out: Path) -> list[dict]:
+    table = pq.read_table(sorted((out / "data").glob("*.parquet")))
+    return sorted(table.to_pylist(), key=lambda row: (row["unix_time"], row["chosen_start_line"]))
+
+
+@pytest.mark.ray
+def test_build_keeps_function_scoped_rows(ray_local, tmp_path, scoped_repo):
+    from pipelines.build import build
+
+    manifest = parse_manifest({"name": "scoped", "sources": [{"type": "git", "repos": [str(scoped_repo.path)]}]},
+                              tmp_path)
+    assert manifest.pairs.scope == "function"
+    record = build(manifest, tmp_path / "out")
+    rows = _rows(tmp_path / "out")
+    got = [(r["scope"], r["scope_name"], r["rejected_start_line"], r["rejected_end_line"],
+            r["chosen_start_line"], r["chosen_end_line"]) for r in rows]
+    assert got == [("function", "Shape.Circle.area", 8, 9, 8, 9),
+                   ("function", "total", 15, 19, 15, 16),
+                   ("function", "mean", 22, 23, 19, 20)]
+    assert rows[0]["rejected"] == "        def area(self, r):\n            return 3.14 * r * r\n"
+    assert rows[0]["chosen"] == "        def area(self, r):\n            return math.pi * r * r\n"
+    assert rows[0]["input"] == (
+        "Fix bug: use the exact value of pi in Circle.area.\n\nLanguage: Python\nFile: app.py\n"
+        "Function: Shape.Circle.area\nContext (read-only, from the file before the change):\n"
+        "```python\nimport math\n...\nclass Shape:\n    class Circle:\n```\n"
+        "Write the complete function `Shape.Circle.area` after this change.")
+    # two definitions of one commit: two rows with their own ids and the commit's intent
+    assert rows[1]["commit"] == rows[2]["commit"] and rows[1]["id"] != rows[2]["id"]
+    assert all(r["input"].startswith("Fix bug: mean of an empty list raised ZeroDivisionError.") for r in rows[1:])
+    assert all(r["chosen_error_fraction"] == 0.0 and r["chosen_nodes"] > 5 for r in rows)
+    assert record["rows"]["kept"] == 3
+
+
+@pytest.mark.ray
+def test_build_with_file_scope_keeps_whole_files(ray_local, tmp_path, scoped_repo):
+    from pipelines.build import build
+    from pipelines.steps import commit_prompt
+
+    manifest = parse_manifest({"name": "whole", "sources": [{"type": "git", "repos": [str(scoped_repo.path)]}],
+                               "pairs": {"scope": "file"}}, tmp_path)
+    build(manifest, tmp_path / "out")
+    rows = _rows(tmp_path / "out")
+    assert [(r["rejected"], r["chosen"]) for r in rows] == [(APP_V1, APP_V2), (APP_V2, APP_V3)]
+    assert [r["input"] for r in rows] == [commit_prompt(r["message"], "app.py", "Python") for r in rows]
+    assert [(r["scope"], r["scope_name"], r["rejected_start_line"], r["rejected_end_line"]) for r in rows] == [
+        ("file", None, 1, APP_V1.count("\n")), ("file", None, 1, APP_V2.count("\n"))]
