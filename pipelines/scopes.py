@@ -273,7 +273,9 @@ def scope_change(old_text: str, new_text: str, language: Language,
             _context(old, old_def, language, settings.context_bytes), _changed_inside(inside),
             {"rejected": old.report(old_def.start_line, old_def.end_line),
              "chosen": new.report(new_def.start_line, new_def.end_line)}))
-    return pairs
+    # A hunk of blank lines between definitions lands on a neighbour whose text it leaves as it
+    # was: that definition is no pair (and a change of nothing else is no pair at all).
+    return [pair for pair in pairs if pair.chosen != pair.rejected]
 
 
 def _common_scope(diff: list[Hunk], old: _Version, new: _Version) -> str | None:

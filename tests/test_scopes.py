@@ -164,6 +164,15 @@ def test_identical_versions_give_no_pair_and_file_scope_keeps_the_files():
     assert [(p.scope, p.rejected, p.chosen) for p in pairs] == [("file", old, new)]
 
 
+def test_blank_lines_between_definitions_give_no_pair():
+    old = "def first(a):\n    return a + 1\n\ndef second(b):\n    return b * 2\n"
+    spaced = old.replace("\n\ndef second", "\n\n\n\ndef second")
+    assert scope_change(old, spaced, Language.PYTHON) == []  # the neighbours' text is unchanged
+    changed = spaced.replace("return b * 2", "return b * 3")
+    [pair] = scope_change(old, changed, Language.PYTHON)  # the real change still gives its pair
+    assert pair.name == "second" and pair.chosen != pair.rejected
+
+
 def test_scoped_validation_uses_the_whole_files_tree():
     """A C++ method cut out of its class would not parse alone in every grammar; its signals come
     from the whole file, under the method's bytes."""
