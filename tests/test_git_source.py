@@ -201,6 +201,26 @@ def test_history_with_a_missing_object_fails_naming_the_repository(make_repo, tm
     assert skipped[-1]["drop_reason"] == "repo_error"
 
 
+def test_a_local_repository_is_copied_without_its_other_refs(make_repo, tmp_path):
+    """A mirror of a hosted repository holds refs/pull/* refs, some naming objects it never got:
+    the copy takes branches, tags and remote-tracking branches only, and still mines."""
+    repo = make_repo("hosted")
+    repo.commit("Add mean", {"stats.py": MEAN_BUGGY})
+    head = repo.commit("Fix bug in mean", {"stats.py": MEAN_FIXED})
+    repo.git("tag", "v1")
+    dangling = repo.path / ".git" / "refs" / "pull" / "7" / "head"
+    dangling.parent.mkdir(parents=True)
+    dangling.write_text("1" * 40 + "\n")  # an object this repository does not have
+    resolved = resolve(RepoSpec.parse(str(repo.path), tmp_path), "v1", cache_dir=tmp_path / "cache")
+    assert resolved.sha == head
+    copy = resolved.spec.cache_path(tmp_path / "cache")
+    refs = subprocess.run(["git", "-C", str(copy), "for-each-ref", "--format=%(refname)"],
+                          capture_output=True, text=True, check=True).stdout.split()
+    assert sorted(refs) == ["refs/heads/main", "refs/tags/v1"]
+    rows = by_message(list_rows(repo.path, tmp_path))
+    assert rows["Fix bug in mean"]["drop_reason"] is None
+
+
 def test_clone_url_is_cloned_bare_without_running_hooks(make_repo, tmp_path):
     origin = make_repo("origin")
     origin.commit("Add file", {"a.py": "a = 1\n"})

@@ -7,7 +7,8 @@ repository's config, the user's global config or the system's config names:
   without the caller's ``GIT_*`` variables (no ``GIT_CONFIG_COUNT``, ``GIT_SSH_COMMAND``, ...),
   so only the config of the repository it runs in (and ``-c`` options) apply;
 * a repository named in a manifest is never the repository a command runs in: a local path is
-  first copied (``git clone --mirror --no-local``) and a URL or bundle cloned bare into the
+  first copied (a bare repository that fetches its branches, tags and remote-tracking
+  branches through ``upload-pack``) and a URL or bundle cloned bare into the
   build's cache, and every later command runs in that copy, whose config git wrote. The only
   process that touches the source is ``git upload-pack``, which git keeps safe to run on an
   untrusted repository (it honours ``uploadpack.packObjectsHook`` only from protected config, and
@@ -274,17 +275,26 @@ def _has_commit(git_dir: Path, sha: str, what: str) -> bool:
                    check=False).returncode == 0
 
 
+# What the copy of a local repository holds: its branches, tags and remote-tracking branches,
+# not every ref (a mirror of a hosted repository has thousands of refs/pull/* refs, some naming
+# objects it never received, which would fail the whole copy).
+LOCAL_REFS = ("+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*", "+refs/remotes/*:refs/remotes/*")
+
+
 def _clone(spec: RepoSpec, target: Path, timeout: float, progress_every: float) -> None:
     """Clone ``spec`` bare into ``target`` (atomically: a staging folder renamed into place)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".clone-", dir=target.parent))
-    # A local path: every ref, objects copied through upload-pack (no hardlinks, no config).
-    options = ["--mirror", "--no-local"] if spec.kind == "path" else ["--bare", "--no-tags"]
     try:
         try:
-            run_git(["clone", *options, "--quiet", "--", spec.location, str(staging / "repo.git")],
-                    what=spec.name, timeout=timeout,
-                    progress=TransferProgress("cloning", spec.location, staging, progress_every))
+            if spec.kind == "path":  # objects through upload-pack (no hardlinks, no config read)
+                run_git(["init", "--quiet", "--bare", "--template=", str(staging / "repo.git")],
+                        what=spec.name, timeout=60)
+                _fetch(spec, staging / "repo.git", list(LOCAL_REFS), timeout, progress_every)
+            else:
+                run_git(["clone", "--bare", "--no-tags", "--quiet", "--", spec.location,
+                         str(staging / "repo.git")], what=spec.name, timeout=timeout,
+                        progress=TransferProgress("cloning", spec.location, staging, progress_every))
         except GitTimeout:
             raise
         except GitError as error:
@@ -334,14 +344,15 @@ def local_copy(spec: RepoSpec, cache_dir: Path, head: str | None,
                progress_every: float = PROGRESS_INTERVAL_S) -> Path:
     """The cache's copy of local repository ``spec``, brought up to date with every ref.
 
-    The first call clones it (``--mirror --no-local``); later ones fetch what changed. The
+    The first call copies its branches, tags and remote-tracking branches into a new bare
+    repository (:data:`LOCAL_REFS`); later ones fetch what changed. The
     copy's ``HEAD`` is detached at ``head``, the source's ``HEAD`` commit, so that revisions
     such as ``HEAD~2`` mean what they mean in the source.
     """
     target = spec.cache_path(cache_dir)
     with _locked(target):
         if (target / "HEAD").exists():
-            _fetch(spec, target, ["+refs/*:refs/*"], timeout, progress_every, prune=True)
+            _fetch(spec, target, list(LOCAL_REFS), timeout, progress_every, prune=True)
         else:
             _clone(spec, target, timeout, progress_every)
         if head is not None:
