@@ -26,8 +26,10 @@ import contextlib
 import logging
 import os
 import shutil
+import subprocess
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
@@ -62,9 +64,53 @@ def make_temp_dir() -> str:
     return tempfile.mkdtemp(prefix="cpr-ray-", dir=parent)
 
 
+# How often Ray's own driver checks that its local raylet lives (then it ends the process with
+# exit status 1 and no word). Our watch below looks ten times a second, so it speaks first.
+os.environ.setdefault("RAY_raylet_death_check_interval_milliseconds", "3000")
+WATCH_INTERVAL_S = 0.1
+
+
+class RayletWatch(threading.Thread):
+    """Calls ``on_death`` once if the raylet of the local instance this session started dies.
+
+    Without it, a driver whose raylet is killed is ended by Ray's core worker with exit status 1
+    and nothing said; ``on_death`` can say what died (and end the process itself).
+    """
+
+    def __init__(self, raylet: subprocess.Popen, on_death: Callable[[], None]) -> None:
+        super().__init__(name="codeprefs-raylet-watch", daemon=True)
+        self._raylet = raylet
+        self._on_death = on_death
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop.wait(WATCH_INTERVAL_S):
+            if self._raylet.poll() is not None:
+                self._on_death()
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def _local_raylet() -> subprocess.Popen | None:
+    """The raylet process of the local instance ``ray.init`` just started, if Ray exposes it."""
+    from ray._private import ray_constants, worker
+
+    node = getattr(worker, "_global_node", None)
+    infos = (getattr(node, "all_processes", None) or {}).get(ray_constants.PROCESS_TYPE_RAYLET) or []
+    return infos[0].process if infos else None
+
+
 @contextlib.contextmanager
-def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iterator[None]:
-    """Initialise Ray for the length of the block (reusing a session already initialised)."""
+def ray_session(address: str | None = None, num_cpus: int | None = None,
+                on_raylet_death: Callable[[], None] | None = None) -> Iterator[None]:
+    """Initialise Ray for the length of the block (reusing a session already initialised).
+
+    ``on_raylet_death`` is called (from another thread) if the raylet of a local instance this
+    session started dies under it; it should end the process, which Ray would otherwise end
+    with exit status 1 and no message.
+    """
     import ray
     from ray.data import DataContext
 
@@ -86,9 +132,15 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
             shutil.rmtree(temp_dir, ignore_errors=True)
             raise
     DataContext.get_current().enable_progress_bars = False
+    raylet = _local_raylet() if temp_dir is not None and on_raylet_death is not None else None
+    watch = RayletWatch(raylet, on_raylet_death) if raylet is not None else None
+    if watch is not None:
+        watch.start()
     try:
         yield
     finally:
+        if watch is not None:
+            watch.stop()  # before shutdown, which ends the raylet on purpose
         ray.shutdown()
         if temp_dir is not None:  # only the folder this session made
             shutil.rmtree(temp_dir, ignore_errors=True)

@@ -34,6 +34,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -654,10 +655,24 @@ def build(manifest: Manifest, output: str | Path, manifest_path: str | None = No
                     lock.mark("failed", plan.fingerprints)
                 raise
             # Still "running": an interrupted run, whose finished work --resume reuses.
-            raise BuildError(f"the build was interrupted: {died}. The work finished so far is kept; "
-                             "rerun the same command with --resume to finish the build") from None
+            raise BuildError(interrupted_message(died)) from None
         lock.mark("complete", plan.fingerprints)
     return record
+
+
+def interrupted_message(what_died: str) -> str:
+    """What the user reads when Ray dies under a build (the run stays resumable)."""
+    return (f"the build was interrupted: {what_died}. The work finished so far is kept; rerun the "
+            "same command with --resume to finish the build")
+
+
+def _raylet_died() -> None:
+    """The local raylet died under the build: say so and end, before Ray ends the process
+    without a word (exit 1). The run state still says ``running``, so ``--resume`` finishes it."""
+    sys.stderr.write("error: " + interrupted_message(
+        "the local Ray node (its raylet process) died (LocalRayletDiedError)") + "\n")
+    sys.stderr.flush()
+    os._exit(2)
 
 
 def _redacting(log: Callable[[str], None]) -> Callable[[str], None]:
@@ -724,7 +739,7 @@ def _execute(manifest: Manifest, plan: Plan, output_dir: Path, manifest_path: st
              log: Callable[[str], None]) -> dict[str, Any]:
     fps = plan.fingerprints
     validation = ValidationConfig(**manifest.filters.validation.model_dump())
-    with ray_session(manifest.ray.address, manifest.ray.num_cpus):
+    with ray_session(manifest.ray.address, manifest.ray.num_cpus, on_raylet_death=_raylet_died):
         source_files = [f for work in plan.works for f in run_source_stage(work, output_dir, log)]
         budget = length_budget(manifest)
         validate = Chain([ValidatePairs(validation, manifest.filters.criteria.comment_only),

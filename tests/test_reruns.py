@@ -262,12 +262,12 @@ def test_ray_dying_under_a_build_says_so_in_a_few_lines_and_make_quickstart_resu
     assert len(raylets) == 1, [_command(pid) for pid in _descendants(run.pid)]
     os.kill(raylets[0], signal.SIGKILL)
     try:
-        _, stderr = run.communicate(timeout=300)
+        stdout, stderr = run.communicate(timeout=300)
     finally:
         for pid in _descendants(run.pid):  # whatever of this build's Ray instance is left
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-    assert run.returncode == 2, stderr[-3000:]
+    assert run.returncode == 2, f"{stderr[-3000:]}\nstdout: {stdout[-2000:]}"
     # What codeprefs prints: one error naming what died and --resume, and no traceback. (Ray's
     # own log records before it are Ray's logging, which --verbose/log-file routing governs.)
     own = stderr[stderr.rindex("error: "):]
