@@ -487,8 +487,9 @@ class ScopePairs(Step):
                     {side: report.as_dict() for side, report in pair.signals.items()}, sort_keys=True))
             if pair.scope != FILE:
                 scoped["input"] = scoped_prompt(row["message"] or "", row["path"], row["language"], pair)
-            if len(pairs) > 1:  # one id per definition; a single pair keeps the commit's id
-                scoped["id"] = stable_id(row["id"], pair.scope, pair.name)
+            if len(pairs) > 1:  # one id per definition (overloads share a name: their span tells
+                # them apart); a single pair keeps the commit's id
+                scoped["id"] = stable_id(row["id"], pair.scope, pair.name, str(pair.rejected_span[0]))
             out.append(scoped)
         return out
 

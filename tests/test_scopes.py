@@ -13,7 +13,9 @@ import pytest
 
 from codeprefs.manifest import parse_manifest
 from codeprefs.schema import Language
+from pipelines.rows import empty_row
 from pipelines.scopes import ScopeSettings, scope_change
+from pipelines.steps import ScopePairs
 
 # Each template has four markers: @F@ in function f, @G@ in function g, @N@ in the nested
 # definition, @T@ on a top-level line outside every definition.
@@ -155,6 +157,17 @@ def test_overloads_are_matched_by_position():
     pairs = scope_change(old, new, Language.JAVA)
     assert [(p.name, p.rejected_span) for p in pairs] == [("A.m", (3, 3))]
     assert pairs[0].rejected == "  int m() { return 0; }\n"
+
+
+def test_overloads_changed_by_one_commit_get_ids_of_their_own():
+    old = ("class A {\n  int m(int x) { return x; }\n\n  int n() { return 5; }\n\n"
+           "  int m() { return 0; }\n}\n")
+    new = old.replace("return x", "return x + 1").replace("return 0", "return 1")
+    row = {**empty_row(), "id": "c0ffee", "language": "Java", "path": "A.java", "message": "Fix bug in m",
+           "rejected": old, "chosen": new}
+    rows = ScopePairs().scoped(row)
+    assert [r["scope_name"] for r in rows] == ["A.m", "A.m"]
+    assert len({r["id"] for r in rows}) == 2  # the two overloads are two pairs, two ids
 
 
 def test_identical_versions_give_no_pair_and_file_scope_keeps_the_files():
