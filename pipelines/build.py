@@ -549,8 +549,7 @@ def _write_block(block: pa.Table, folder: str) -> pa.Table:
 class RunLock:
     """One build at a time per output folder, and its run state (``.cache/run-state.json``).
 
-    The state says whether the last run is ``planning`` (a first build claimed the folder and
-    had not finished planning), ``running`` (it was interrupted: killed, or Ray died
+    The state says whether the last run is ``running`` (it was interrupted: killed, or Ray died
     under it; ``--resume`` finishes it), ``failed`` (it stopped on its input or settings, which
     the user fixes; a plain rerun reuses its finished units) or ``complete``, and lists the
     shards and rejects files runs wrote in the folder (``files``), the only ones a build deletes.
@@ -621,10 +620,6 @@ def build(manifest: Manifest, output: str | Path, manifest_path: str | None = No
         raise BuildError(describe_foreign(output_dir, foreign))
     if foreign:
         log(f"--force: building next to {len(foreign)} file(s) no codeprefs run wrote; they are kept")
-    if not folder.is_codeprefs_run:  # claim the folder before planning writes clones into .cache
-        output_dir.mkdir(parents=True, exist_ok=True)
-        with RunLock(output_dir) as lock:
-            lock.mark("planning", {})
     plan = plan_build(manifest, output_dir)
     benchmarks = load_benchmarks(manifest)
     clean_settings = clean_fingerprint_settings(manifest)

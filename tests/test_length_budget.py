@@ -89,7 +89,7 @@ def test_budget_in_a_build_counts_too_long_and_reruns_validate_when_changed(ray_
     repo.commit("Fix bug: f subtracted one", {"small.py": "def f(x):\n    return x\n"})
     repo.commit("Fix bug: BUG flag was set", {"big.py": big + "\nBUG = 0\n"})
     data = {"name": "budget", "sources": [{"type": "git", "repos": [str(repo.path)]}],
-            "filters": {"length": {"max_bytes": 1000}}}
+            "filters": {"length": {"max_bytes": 1000}}, "pairs": {"scope": "file"}}  # whole files
     out = tmp_path / "out"
     record = build(parse_manifest(data, tmp_path), out)
     stage = next(s for s in record["funnel"] if s["stage"] == "length")

@@ -148,7 +148,7 @@ def test_no_local_path_in_shards_card_or_upload(ray_local, tmp_path, hub):
     manifest.parent.mkdir()
     manifest.write_text(yaml.safe_dump({"name": "local", "sources": [{"type": "git", "license": "mit", "repos": [
         str(cloned.path), str(plain.path), f"file://{bare}", {"path": str(named.path), "name": "acme/tools"},
-        str(bundle)]}]}))
+        str(bundle)]}], "pairs": {"scope": "file"}}))  # the tag comment keeps whole files apart
     from pipelines.build import build
 
     out = tmp_path / "out"

@@ -44,7 +44,8 @@ def test_a_build_records_quality_and_stats_and_card_show_it(ray_local, tmp_path,
     repo.commit("Add modules", {"a.py": body + "LIMIT = 1\n", "b.py": "def f(x):\n    return x - 1\n"})
     repo.commit("Fix bug: the limit was wrong", {"a.py": body + "LIMIT = 2\n"})
     repo.commit("Fix bug: f subtracted one", {"b.py": "def f(x):\n    return x\n"})
-    data = {"name": "quality", "sources": [{"type": "git", "repos": [str(repo.path)], "subset": "mined"}]}
+    data = {"name": "quality", "sources": [{"type": "git", "repos": [str(repo.path)], "subset": "mined"}],
+            "pairs": {"scope": "file"}}  # the figures below are of whole files
     out = tmp_path / "out"
     record = build(parse_manifest(data, tmp_path), out)
     quality = record["quality"]

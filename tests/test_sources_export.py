@@ -302,6 +302,7 @@ def test_build_from_an_export_and_a_rerun_without_remotes(ray_local, tmp_path, r
         "sources": [{"type": "export", "path": ["in/*.jsonl", "in/more.parquet"],
                      "remote": remotes.template, "allowlists": allowlists,
                      "fetch_timeout_s": 30, "retry_backoff_s": 0.05, "max_concurrent_fetches": 4}],
+        "pairs": {"scope": "file"},  # the rows are compared with whole files
     }, tmp_path)
     out = tmp_path / "out"
     record = build(manifest, out)

@@ -114,7 +114,8 @@ def history(repo: GitRepo, dates: list[str]) -> None:
 def split_manifest(tmp_path: Path, sources: list[dict], keep: str) -> object:
     split = {"train_before": "2019-03-01", "benchmark": {"from": "2019-06-01", "to": "2021-01-01"},
              "keep": keep}
-    return parse_manifest({"name": f"split-{keep}", "sources": sources, "split": split}, tmp_path)
+    return parse_manifest({"name": f"split-{keep}", "sources": sources, "split": split,
+                           "pairs": {"scope": "file"}}, tmp_path)  # rows compared with whole files
 
 
 def test_train_split_of_a_git_source(ray_local, tmp_path):

@@ -21,6 +21,7 @@ from trainers.data import (
     normalize_columns,
     write_report,
 )
+from trainers.evaluate import load_eval_set
 from trainers.prompts import CODE_CRITERIA, GENERAL_CRITERIA, PromptKind, render_prompt
 
 
@@ -167,6 +168,11 @@ def test_pairs_identical_after_truncation_are_neither_trained_nor_evaluated(toke
     written = json.loads((tmp_path / "data_report.json").read_text())
     assert written["skipped"] == {"identical_after_truncation": 1}
     assert written["skipped_ids"] == {"identical_after_truncation": ["r0001"]}
+
+    pq.write_table(table, tmp_path / "eval.parquet")  # the evaluator leaves it out: no error
+    eval_set = load_eval_set(str(tmp_path / "eval.parquet"), tokenizer, prompts="data", max_length=96)
+    assert [pair.row for pair in eval_set.pairs] == [0, 2]
+    assert eval_set.report.skipped == {"identical_after_truncation": 1}
 
 
 def test_bad_rows_are_skipped_and_counted(tokenizer):  # noqa: F811

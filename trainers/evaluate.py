@@ -16,7 +16,9 @@ when its chosen score is strictly greater than its rejected score: ties count as
 
 Nothing is skipped quietly: a batch that fails stops the run, and a pair that cannot be scored
 (empty response, prompt longer than ``--max-length``) is an error naming its id, unless
-``--skip-invalid`` is given, which writes those ids and reasons to ``skipped.json``.
+``--skip-invalid`` is given, which writes those ids and reasons to ``skipped.json``. A pair
+whose two sides the length cut makes identical is never evaluated (it would be a tie the model
+cannot avoid): it is left out with a warning and listed in ``skipped.json``, not an error.
 """
 
 from __future__ import annotations
@@ -144,6 +146,11 @@ class EvalSet:
         return scores, compile_results(scores)
 
 
+# Pairs left out by design, never an error: two sides the length cut makes identical would be
+# scored as a tie the model cannot avoid (they are listed in skipped.json like the others).
+NEVER_EVALUATED = frozenset({"identical_after_truncation"})
+
+
 def load_eval_set(data: str, tokenizer: Any, *, split: str | None = None, prompts: str = "own",
                   max_length: int = 4096, template: str = "auto", skip_invalid: bool = False) -> EvalSet:
     """Read and encode ``data`` for scoring; a pair that cannot be scored is an error unless ``skip_invalid``."""
@@ -153,7 +160,7 @@ def load_eval_set(data: str, tokenizer: Any, *, split: str | None = None, prompt
     if report.skipped:
         described = "; ".join(f"{reason}: {', '.join(map(str, ids[:5]))}{' ...' if len(ids) > 5 else ''}"
                               for reason, ids in sorted(report.skipped_ids.items()))
-        if not skip_invalid:
+        if not skip_invalid and set(report.skipped) - NEVER_EVALUATED:
             raise DataError(f"{data}: {sum(report.skipped.values())} pair(s) cannot be scored ({described}); "
                             "fix them, raise --max-length, or pass --skip-invalid")
         print(f"warning: skipped {sum(report.skipped.values())} pair(s): {described}", file=sys.stderr)
