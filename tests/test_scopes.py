@@ -170,6 +170,18 @@ def test_overloads_changed_by_one_commit_get_ids_of_their_own():
     assert len({r["id"] for r in rows}) == 2  # the two overloads are two pairs, two ids
 
 
+def test_javascript_functions_assigned_to_properties_and_keys_are_definitions():
+    """Express-style code defines most functions as `obj.name = function` or `key: function`."""
+    old = ("var res = module.exports = {};\n\nres.send = function send(body) {\n  var chunk = body;\n"
+           "  return this;\n};\n\nmodule.exports = {\n  get: function (key) {\n    return this.map[key];\n"
+           "  }\n};\n")
+    new = old.replace("var chunk = body;", "var chunk = body || '';").replace("this.map[key]", "this.map.get(key)")
+    pairs = scope_change(old, new, Language.JAVASCRIPT)
+    assert [(p.scope, p.name, p.rejected_span) for p in pairs] == [
+        ("function", "res.send", (3, 6)), ("function", "get", (9, 11))]
+    assert pairs[0].rejected.startswith("res.send = function send(body) {")
+
+
 def test_identical_versions_give_no_pair_and_file_scope_keeps_the_files():
     text = TEMPLATES[Language.GO][0]
     assert scope_change(text, text, Language.GO) == []
