@@ -115,8 +115,9 @@ def imports(tree: Tree, source: bytes, language: Language) -> list[tuple[int, in
         wanted = node.type in types or (
             language is Language.RUBY and node.type == "call"
             and source[node.start_byte:node.end_byte].startswith((b"require", b"load ")))
-        if wanted:
-            spans.append((node.start_point[0], node.end_point[0]))
+        if wanted:  # a C `#include` node ends at column 0 of the next line: not that line
+            end = node.end_point[0] - (1 if node.end_point[1] == 0 and node.end_point[0] > node.start_point[0] else 0)
+            spans.append((node.start_point[0], end))
     return spans
 
 

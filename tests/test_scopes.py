@@ -13,6 +13,8 @@ import pytest
 
 from codeprefs.manifest import parse_manifest
 from codeprefs.schema import Language
+from parsers.definitions import imports
+from parsers.treesitter import parse
 from pipelines.rows import empty_row
 from pipelines.scopes import ScopeSettings, scope_change
 from pipelines.steps import ScopePairs
@@ -180,6 +182,13 @@ def test_javascript_functions_assigned_to_properties_and_keys_are_definitions():
     assert [(p.scope, p.name, p.rejected_span) for p in pairs] == [
         ("function", "res.send", (3, 6)), ("function", "get", (9, 11))]
     assert pairs[0].rejected.startswith("res.send = function send(body) {")
+
+
+def test_each_include_reaches_the_prompt_context_once():
+    old = "#include <stdio.h>\n#include <atomic>\n\nint f(int a) {\n  return a + 1;\n}\n"
+    assert imports(parse(old.encode(), Language.C), old.encode(), Language.C) == [(0, 0), (1, 1)]
+    [pair] = scope_change(old, old.replace("a + 1", "a + 2"), Language.C)
+    assert pair.context.count("#include <stdio.h>") == 1 and pair.context.count("#include <atomic>") == 1
 
 
 def test_identical_versions_give_no_pair_and_file_scope_keeps_the_files():
