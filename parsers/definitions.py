@@ -50,10 +50,13 @@ TABLES: dict[Language, DefinitionTable] = {
         frozenset({"class_declaration", "interface_declaration", "enum_declaration",
                    "record_declaration", "annotation_type_declaration"})),
     Language.JAVASCRIPT: DefinitionTable(
+        # variable_declarator, assignment_expression and pair only with a function as the value:
+        # `const f = () => ...`, `res.send = function send(body) {...}`, `{ get: function () {...} }`
         frozenset({"function_declaration", "generator_function_declaration", "method_definition",
-                   "variable_declarator"}),  # variable_declarator: only `const f = () => ...`
+                   "variable_declarator", "assignment_expression", "pair"}),
         frozenset({"class_declaration"}),
-        frozenset({"export_statement", "lexical_declaration", "variable_declaration"})),
+        frozenset({"export_statement", "lexical_declaration", "variable_declaration",
+                   "expression_statement"})),
     Language.PYTHON: DefinitionTable(frozenset({"function_definition"}), frozenset({"class_definition"}),
                                      frozenset({"decorated_definition"})),
     Language.RUBY: DefinitionTable(frozenset({"method", "singleton_method"}), frozenset({"class", "module"})),
@@ -61,6 +64,9 @@ TABLES: dict[Language, DefinitionTable] = {
 
 _JS_FUNCTION_VALUES = frozenset({"arrow_function", "function_expression", "function",
                                  "generator_function"})
+# JavaScript nodes that bind a name to a function value: (the name's field, the value's field).
+_JS_BINDINGS = {"variable_declarator": ("name", "value"), "assignment_expression": ("left", "right"),
+                "pair": ("key", "value")}
 _NAME_TYPES = frozenset({"identifier", "field_identifier", "qualified_identifier", "destructor_name",
                          "operator_name", "type_identifier", "property_identifier", "constant",
                          "scope_resolution", "private_property_identifier", "template_function"})
@@ -109,8 +115,9 @@ def imports(tree: Tree, source: bytes, language: Language) -> list[tuple[int, in
         wanted = node.type in types or (
             language is Language.RUBY and node.type == "call"
             and source[node.start_byte:node.end_byte].startswith((b"require", b"load ")))
-        if wanted:
-            spans.append((node.start_point[0], node.end_point[0]))
+        if wanted:  # a C `#include` node ends at column 0 of the next line: not that line
+            end = node.end_point[0] - (1 if node.end_point[1] == 0 and node.end_point[0] > node.start_point[0] else 0)
+            spans.append((node.start_point[0], end))
     return spans
 
 
@@ -144,10 +151,12 @@ def _go_receiver(node: Node, source: bytes) -> str | None:
 
 def _name(node: Node, source: bytes, language: Language) -> str | None:
     """The name a definition node declares, or ``None`` when it is anonymous or not a definition."""
-    if language is Language.JAVASCRIPT and node.type == "variable_declarator":
-        value = node.child_by_field_name("value")
-        if value is None or value.type not in _JS_FUNCTION_VALUES:
+    if language is Language.JAVASCRIPT and node.type in _JS_BINDINGS:
+        target, value = (node.child_by_field_name(field) for field in _JS_BINDINGS[node.type])
+        if value is None or value.type not in _JS_FUNCTION_VALUES or target is None:
             return None
+        if node.type != "variable_declarator":  # `a.b.c = function` / `'key': function`
+            return _text(target, source).strip("'\"`")
     if language in (Language.C, Language.CPP) and node.type == "function_definition":
         return _c_declarator_name(node, source)
     if node.type in _C_CLASSES | {"class_specifier"} and node.child_by_field_name("body") is None:

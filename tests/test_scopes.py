@@ -13,6 +13,8 @@ import pytest
 
 from codeprefs.manifest import parse_manifest
 from codeprefs.schema import Language
+from parsers.definitions import imports
+from parsers.treesitter import parse
 from pipelines.rows import empty_row
 from pipelines.scopes import ScopeSettings, scope_change
 from pipelines.steps import ScopePairs
@@ -168,6 +170,25 @@ def test_overloads_changed_by_one_commit_get_ids_of_their_own():
     rows = ScopePairs().scoped(row)
     assert [r["scope_name"] for r in rows] == ["A.m", "A.m"]
     assert len({r["id"] for r in rows}) == 2  # the two overloads are two pairs, two ids
+
+
+def test_javascript_functions_assigned_to_properties_and_keys_are_definitions():
+    """Express-style code defines most functions as `obj.name = function` or `key: function`."""
+    old = ("var res = module.exports = {};\n\nres.send = function send(body) {\n  var chunk = body;\n"
+           "  return this;\n};\n\nmodule.exports = {\n  get: function (key) {\n    return this.map[key];\n"
+           "  }\n};\n")
+    new = old.replace("var chunk = body;", "var chunk = body || '';").replace("this.map[key]", "this.map.get(key)")
+    pairs = scope_change(old, new, Language.JAVASCRIPT)
+    assert [(p.scope, p.name, p.rejected_span) for p in pairs] == [
+        ("function", "res.send", (3, 6)), ("function", "get", (9, 11))]
+    assert pairs[0].rejected.startswith("res.send = function send(body) {")
+
+
+def test_each_include_reaches_the_prompt_context_once():
+    old = "#include <stdio.h>\n#include <atomic>\n\nint f(int a) {\n  return a + 1;\n}\n"
+    assert imports(parse(old.encode(), Language.C), old.encode(), Language.C) == [(0, 0), (1, 1)]
+    [pair] = scope_change(old, old.replace("a + 1", "a + 2"), Language.C)
+    assert pair.context.count("#include <stdio.h>") == 1 and pair.context.count("#include <atomic>") == 1
 
 
 def test_identical_versions_give_no_pair_and_file_scope_keeps_the_files():
