@@ -17,6 +17,7 @@ import pytest
 from codeprefs.manifest import parse_manifest
 from pipelines.build import build
 from pipelines.sources.gitprogress import without_userinfo
+from tests.processes import processes_naming
 from pipelines.sources.gitrepo import GitTimeout, RepoSpec, materialize, resolve
 from tests.samples import STATS_V1, STATS_V2
 
@@ -81,20 +82,6 @@ def stalling(make_repo, tmp_path):
     remote.close()
 
 
-def _processes_naming(text: str) -> list[str]:
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            command = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if text.encode() in command:
-            found.append(command.replace(b"\0", b" ").decode(errors="replace"))
-    return found
-
-
 def test_a_stalled_clone_reports_progress_and_is_killed_at_the_time_limit(stalling, tmp_path, caplog):
     url = stalling.url("builder:s3cret-token@")
     pinned = resolve(RepoSpec.parse(url, tmp_path))  # the ref listing answers
@@ -116,7 +103,7 @@ def test_a_stalled_clone_reports_progress_and_is_killed_at_the_time_limit(stalli
     assert len(still) >= 3 and all(line.endswith("MiB received)") for line in still)
     assert lines[-1].startswith(f"cloning http://{public}: failed after ")
     assert not any("s3cret" in text or "builder" in text for text in [*lines, message])
-    assert _processes_naming(f"127.0.0.1:{stalling.port}") == []  # git and git-remote-http gone
+    assert processes_naming(f"127.0.0.1:{stalling.port}") == {}  # git and git-remote-http gone
     assert not list((tmp_path / "cache").glob(".clone-*"))  # no half clone left behind
 
 
@@ -145,4 +132,4 @@ def test_clone_timeout_is_a_manifest_setting(ray_local, stalling, make_repo, tmp
     listing = next(stage for stage in record["funnel"] if stage["stage"] == "list")
     assert listing["reasons"].get("repo_error") == 1
     assert record["rows"]["kept"] == 1
-    assert _processes_naming(f"127.0.0.1:{stalling.port}") == []
+    assert processes_naming(f"127.0.0.1:{stalling.port}") == {}

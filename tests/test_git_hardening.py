@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from tests.conftest import GitRepo
+from tests.processes import kill_processes_naming
 from tests.remotes import export_row, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -258,20 +259,7 @@ def test_no_configured_program_runs_while_mining(tmp_path, make_repo):
 
 def _stop_ray(temp_dir: Path) -> None:
     """Kill what the build's own local Ray instance left running (matched by its temp dir)."""
-    import signal
-
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            command = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if str(temp_dir).encode() in command:
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+    kill_processes_naming(str(temp_dir))
     shutil.rmtree(temp_dir, ignore_errors=True)
 
 

@@ -20,6 +20,7 @@ import yaml
 
 from codeprefs.manifest import parse_manifest
 from pipelines.build import build
+from tests.processes import kill_processes_naming
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -160,18 +161,7 @@ def _wait_for(condition, timeout: float, what: str) -> None:
 
 def _kill_ray_processes(temp_dir: Path) -> None:
     """Kill whatever a killed driver's local Ray instance left running (matched by its temp dir)."""
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            command = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if str(temp_dir).encode() in command:
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+    kill_processes_naming(str(temp_dir))
 
 
 @pytest.fixture(scope="module")

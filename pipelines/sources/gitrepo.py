@@ -259,7 +259,7 @@ def _list_heads(spec: RepoSpec, timeout: float) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def _locked(target: Path) -> Iterator[None]:
+def locked_repository(target: Path) -> Iterator[None]:
     """An exclusive lock on one cache repository (threads and processes alike)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target.with_name(target.name + ".lock"), "a") as handle:
@@ -350,7 +350,7 @@ def local_copy(spec: RepoSpec, cache_dir: Path, head: str | None,
     such as ``HEAD~2`` mean what they mean in the source.
     """
     target = spec.cache_path(cache_dir)
-    with _locked(target):
+    with locked_repository(target):
         if (target / "HEAD").exists():
             _fetch(spec, target, list(LOCAL_REFS), timeout, progress_every, prune=True)
         else:
@@ -373,7 +373,7 @@ def materialize(repo: ResolvedRepo, cache_dir: Path, timeout: float = DEFAULT_CL
     target = repo.spec.cache_path(cache_dir)
     if (target / "HEAD").exists() and _has_commit(target, repo.sha, repo.spec.name):
         return target
-    with _locked(target):
+    with locked_repository(target):
         if not (target / "HEAD").exists():
             _clone(repo.spec, target, timeout, progress_every)
         if not _has_commit(target, repo.sha, repo.spec.name):

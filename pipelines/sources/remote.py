@@ -29,7 +29,6 @@ after the fetch time limit, so a worker that dies holding one cannot starve the 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
@@ -42,7 +41,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from pipelines.sources.gitrepo import GitError, GitTimeout, fetch_commits, init_bare, run_git
+from pipelines.sources.gitrepo import GitError, GitTimeout, fetch_commits, init_bare, locked_repository, run_git
 
 REPO_VANISHED = "repo_vanished"
 COMMIT_NOT_FOUND = "commit_not_found"
@@ -161,16 +160,9 @@ class RemoteCache:
         finally:
             os.close(descriptor)
 
-    @contextlib.contextmanager
-    def locked(self, git_dir: Path) -> Iterator[None]:
+    def locked(self, git_dir: Path) -> contextlib.AbstractContextManager[None]:
         """An exclusive lock on one cache repository (processes and threads alike)."""
-        git_dir.parent.mkdir(parents=True, exist_ok=True)
-        with open(git_dir.with_name(git_dir.name + ".lock"), "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        return locked_repository(git_dir)
 
 
 def _safe(host: str) -> str:
