@@ -6,8 +6,10 @@ For each repository this times, in one process on one core:
 
 * **baseline**: ``git log -M --name-status`` of the whole history, output read and discarded;
 * **source**: the codeprefs git source: the ``git log --raw`` walk with every structural filter
-  (ListCommits), the message filter and criteria labelling, and reading both file versions of
-  every surviving commit through ``git cat-file`` (ReadContents) - everything up to validation.
+  (ListCommits), the message filter and criteria labelling, reading both file versions of
+  every surviving commit through ``git cat-file`` (ReadContents) and cutting them down to the
+  changed definitions (ScopePairs, the default ``pairs.scope: function``) - everything up to
+  validation.
 
 It prints commits/s of each and the ratio (goal: the source within 2x of the baseline).
 
@@ -25,6 +27,22 @@ Measured 2026-11-26 on the development machine (2 cores, 24 GiB, no GPU), best o
 
 The walk and its filters cost 1.2-1.4x of ``git log``; the rest is reading file contents
 (redis: 1,064 pairs of large C files).
+
+Measured again 2026-12-04 (same machine, best of 3), now with the change-scoped pairs of
+``pairs.scope: function`` (the new default) and the word rule for criteria::
+
+    repository                                commits  git log c/s  source c/s  slowdown pairs read
+    spf13/cobra                                  1106       59,565       1,799    33.11x         66
+    sinatra/sinatra                              4684       60,742       1,835    33.10x        147
+    expressjs/express                            6158       71,948       6,391    11.26x        258
+    psf/requests                                 6489       76,201       2,452    31.08x        246
+
+The 2x goal is missed by far, and the scope stage is why: on psf/requests it takes 3.9 s of
+4.4 s (profiled): ``parsers.definitions.definitions`` walks every tree node in Python (1.6 s),
+``difflib`` diffs whole files line by line (1.3 s), tree-sitter parses both versions (0.6 s).
+The word rule costs 0.25 s. Next: find definitions with a tree-sitter query (the walk in C),
+diff only what lies between the common prefix and suffix of lines, and parse only files whose
+pair survived the message and criteria filters (it already does) once per version.
 """
 
 from __future__ import annotations
@@ -39,7 +57,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipelines.sources.gitrepo import SAFE_CONFIG, RepoSpec, resolve  # noqa: E402
-from pipelines.steps import FilterMessages, LabelCriteria, ListCommits, ReadContents, repo_task  # noqa: E402
+from pipelines.steps import (  # noqa: E402
+    FilterMessages,
+    LabelCriteria,
+    ListCommits,
+    ReadContents,
+    ScopePairs,
+    repo_task,
+)
 
 
 def time_git_log(repo: Path, sha: str) -> tuple[float, int]:
@@ -59,7 +84,7 @@ def time_git_log(repo: Path, sha: str) -> tuple[float, int]:
 def time_source(repo: Path, sha_repo, cache: Path) -> tuple[float, int, int]:
     started = time.perf_counter()
     task = repo_task(sha_repo, "bench", None, "fail")
-    filters = [FilterMessages(), LabelCriteria(), ReadContents(max_bytes=256 * 1024)]
+    filters = [FilterMessages(), LabelCriteria(), ReadContents(max_bytes=256 * 1024), ScopePairs()]
     batch, commits = [], 0
     kept = 0
     for row in ListCommits(str(cache)).rows_for(task):
