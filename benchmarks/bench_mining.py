@@ -41,8 +41,7 @@ The 2x goal is missed by far, and the scope stage is why: on psf/requests it tak
 4.4 s (profiled): ``parsers.definitions.definitions`` walks every tree node in Python (1.6 s),
 ``difflib`` diffs whole files line by line (1.3 s), tree-sitter parses both versions (0.6 s).
 The word rule costs 0.25 s. Next: find definitions with a tree-sitter query (the walk in C),
-diff only what lies between the common prefix and suffix of lines, and parse only files whose
-pair survived the message and criteria filters (it already does) once per version.
+and diff only what lies between the common prefix and suffix of lines.
 """
 
 from __future__ import annotations
