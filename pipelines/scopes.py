@@ -98,8 +98,20 @@ Hunk = tuple[int, int, int, int]  # old [i1, i2), new [j1, j2), 0-based lines
 
 
 def hunks(old_lines: list[bytes], new_lines: list[bytes]) -> list[Hunk]:
-    matcher = difflib.SequenceMatcher(None, old_lines, new_lines, autojunk=False)
-    return [(i1, i2, j1, j2) for tag, i1, i2, j1, j2 in matcher.get_opcodes() if tag != "equal"]
+    """The changed line ranges. The lines both versions share at their start and end are set
+    aside before difflib sees the rest: most commits change a few lines of a long file, and
+    difflib's cost grows with the length of both sequences."""
+    limit = min(len(old_lines), len(new_lines))
+    prefix = 0
+    while prefix < limit and old_lines[prefix] == new_lines[prefix]:
+        prefix += 1
+    suffix = 0
+    while suffix < limit - prefix and old_lines[-1 - suffix] == new_lines[-1 - suffix]:
+        suffix += 1
+    matcher = difflib.SequenceMatcher(None, old_lines[prefix:len(old_lines) - suffix],
+                                      new_lines[prefix:len(new_lines) - suffix], autojunk=False)
+    return [(i1 + prefix, i2 + prefix, j1 + prefix, j2 + prefix)
+            for tag, i1, i2, j1, j2 in matcher.get_opcodes() if tag != "equal"]
 
 
 def _contains(definition: Definition, start: int, end: int) -> bool:
