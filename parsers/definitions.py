@@ -11,12 +11,14 @@ definition around a change.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from dataclasses import dataclass, field
 
-from tree_sitter import Node, Tree
+from tree_sitter import Node, Query, QueryCursor, Tree
 
 from codeprefs.schema import Language
+from parsers.languages import grammar
 
 FUNCTION = "function"
 CLASS = "class"
@@ -178,26 +180,66 @@ def _outer(node: Node, table: DefinitionTable) -> Node:
     return node
 
 
+@functools.cache
+def _definition_query(language: Language) -> Query | None:
+    """One query capturing every node type that may define something in ``language``'s grammar
+    (the grammar walks the tree in C); ``None`` if the grammar knows none of them."""
+    table = TABLES[language]
+    language_grammar = grammar(language)
+    types = []
+    for node_type in sorted(table.functions | table.classes):
+        try:
+            Query(language_grammar, f"({node_type}) @d")
+        except Exception:  # a type this grammar version does not have
+            continue
+        types.append(f"({node_type})")
+    return Query(language_grammar, f"[{' '.join(types)}] @d") if types else None
+
+
 def definitions(tree: Tree, source: bytes, language: Language) -> list[Definition]:
     """Every named definition of ``source``, in file order (outer before inner)."""
-    table = TABLES[Language(language)]
+    language = Language(language)
+    table = TABLES[language]
+    query = _definition_query(language)
+    if query is None:
+        return []
+    nodes = QueryCursor(query).captures(tree.root_node).get("d", [])
+    # File order, outer before inner: by start, then the longer (enclosing) node first.
+    nodes = sorted(nodes, key=lambda node: (node.start_byte, -node.end_byte, _depth(node)))
+    named: dict[int, tuple[tuple[str, ...], tuple[str, ...]]] = {}  # node id -> (names, keys) inside it
     found: list[Definition] = []
     seen: Counter[tuple[str, str]] = Counter()
-    # (node, enclosing names, enclosing keys)
-    stack: list[tuple[Node, tuple[str, ...], tuple[str, ...]]] = [(tree.root_node, (), ())]
-    while stack:
-        node, names, keys = stack.pop()
-        kind = FUNCTION if node.type in table.functions else CLASS if node.type in table.classes else None
-        name = _name(node, source, language) if kind else None
-        if kind and name:
-            qualified = ".".join((*names, name))
-            ordinal = seen[(node.type, qualified)]
-            seen[(node.type, qualified)] += 1
-            outer = _outer(node, table)
-            end_line = node.end_point[0] - (1 if node.end_point[1] == 0 and node.end_point[0] > outer.start_point[0] else 0)
-            definition = Definition(kind, node.type, qualified, outer.start_point[0], end_line,
-                                    outer.start_byte, node.end_byte, ordinal, node.start_point[0], keys)
-            found.append(definition)
-            names, keys = (*names, name), (*keys, definition.key)
-        stack.extend((child, names, keys) for child in reversed(node.named_children))
+    for node in nodes:
+        kind = FUNCTION if node.type in table.functions else CLASS
+        name = _name(node, source, language)
+        if not name:
+            continue
+        names, keys = _enclosing(node, named)
+        qualified = ".".join((*names, name))
+        ordinal = seen[(node.type, qualified)]
+        seen[(node.type, qualified)] += 1
+        outer = _outer(node, table)
+        end_line = node.end_point[0] - (1 if node.end_point[1] == 0 and node.end_point[0] > outer.start_point[0] else 0)
+        definition = Definition(kind, node.type, qualified, outer.start_point[0], end_line,
+                                outer.start_byte, node.end_byte, ordinal, node.start_point[0], keys)
+        found.append(definition)
+        named[node.id] = ((*names, name), (*keys, definition.key))
     return found
+
+
+def _depth(node: Node) -> int:
+    depth = 0
+    while node.parent is not None:
+        node, depth = node.parent, depth + 1
+    return depth
+
+
+def _enclosing(node: Node, named: dict[int, tuple[tuple[str, ...], tuple[str, ...]]]
+               ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The names and keys of the nearest named definition around ``node`` (already seen)."""
+    parent = node.parent
+    while parent is not None:
+        if parent.id in named:
+            return named[parent.id]
+        parent = parent.parent
+    return (), ()
