@@ -14,6 +14,8 @@ import json
 import re
 
 import httpx2
+import huggingface_hub
+import pytest
 
 
 def git_blob_id(data: bytes) -> str:
@@ -82,3 +84,12 @@ class FakeHub:
         if path.endswith((".parquet", ".png")):
             entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 130}
         return entry
+
+
+@pytest.fixture
+def hub():
+    """A FakeHub that huggingface_hub's client talks to for the length of the test."""
+    fake = FakeHub()
+    huggingface_hub.set_client_factory(lambda: httpx2.Client(transport=fake.transport()))
+    yield fake
+    huggingface_hub.set_client_factory(lambda: httpx2.Client())

@@ -35,3 +35,10 @@ JS_V2 = JS_V1.replace("""  let out = "";
     out = out + part + ",";
   }
   return out;""", """  return parts.join(",");""")
+
+
+def commit_stats_history(repo) -> None:
+    """Three commits of ``stats.py`` in ``repo`` (a tests.conftest.GitRepo): add, fix, speed up."""
+    repo.commit("Add statistics helpers", {"stats.py": STATS_V1})
+    repo.commit("Fix bug: mean was off by one", {"stats.py": STATS_V2})
+    repo.commit("Speed up mean with the builtin sum", {"stats.py": STATS_V3})

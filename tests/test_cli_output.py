@@ -55,12 +55,10 @@ def test_stats_through_a_pipe_prints_every_name_in_full(tmp_path):
 
 
 def test_a_piped_build_shows_progress_per_stage_and_no_ray_info_lines(tmp_path, make_repo):
-    from tests.samples import STATS_V1, STATS_V2, STATS_V3
+    from tests.samples import commit_stats_history
 
     repo = make_repo("repo")
-    repo.commit("Add statistics helpers", {"stats.py": STATS_V1})
-    repo.commit("Fix bug: mean was off by one", {"stats.py": STATS_V2})
-    repo.commit("Speed up mean with the builtin sum", {"stats.py": STATS_V3})
+    commit_stats_history(repo)
     manifest = tmp_path / "manifest.yaml"
     manifest.write_text(json.dumps({"name": "piped", "sources": [{"type": "git", "repos": [str(repo.path)]}],
                                     "ray": {"num_cpus": 1}}))

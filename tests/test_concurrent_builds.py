@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from tests.samples import STATS_V1, STATS_V2, STATS_V3
+from tests.samples import commit_stats_history
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,9 +27,7 @@ pytestmark = pytest.mark.ray
 @pytest.fixture
 def manifest(make_repo, tmp_path) -> Path:
     repo = make_repo("repo")
-    repo.commit("Add statistics helpers", {"stats.py": STATS_V1})
-    repo.commit("Fix bug: mean was off by one", {"stats.py": STATS_V2})
-    repo.commit("Speed up mean with the builtin sum", {"stats.py": STATS_V3})
+    commit_stats_history(repo)
     path = tmp_path / "manifest.yaml"
     path.write_text(yaml.safe_dump({"name": "together", "sources": [{"type": "git", "repos": [str(repo.path)]}],
                                     "ray": {"num_cpus": 1}}))

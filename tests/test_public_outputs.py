@@ -10,8 +10,6 @@ import subprocess
 import threading
 from pathlib import Path
 
-import httpx2
-import huggingface_hub
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -22,7 +20,7 @@ from codeprefs.manifest import load_manifest
 from codeprefs.publish import publish
 from codeprefs.redact import public_url, redact_text, redact_url
 from tests.conftest import GitRepo
-from tests.fakehub import FakeHub
+from tests.fakehub import hub  # noqa: F401  (a fixture)
 from tests.remotes import export_row, write_jsonl
 from tests.samples import STATS_V1, STATS_V2, STATS_V3
 
@@ -70,14 +68,6 @@ def served(tmp_path):
     yield f"127.0.0.1:{server.server_address[1]}", work.head()
     server.shutdown()
     server.server_close()
-
-
-@pytest.fixture
-def hub():
-    fake = FakeHub()
-    huggingface_hub.set_client_factory(lambda: httpx2.Client(transport=fake.transport()))
-    yield fake
-    huggingface_hub.set_client_factory(lambda: httpx2.Client())
 
 
 def every_file(folder: Path) -> dict[str, bytes]:

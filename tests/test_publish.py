@@ -16,7 +16,7 @@ import yaml
 from codeprefs.card import write_card
 from codeprefs.publish import PublishError, plan_upload, publish
 from codeprefs.stats import funnel_table, language_by_criterion
-from tests.fakehub import FakeHub
+from tests.fakehub import hub  # noqa: F401  (a fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 PY_V1 = "def area(w, h):\n    result = w * h\n    return result + 1\n"
@@ -50,14 +50,6 @@ def output(built, tmp_path):
     copy = tmp_path / "out"
     subprocess.run(["cp", "-r", str(built), str(copy)], check=True)
     return copy
-
-
-@pytest.fixture
-def hub():
-    fake = FakeHub()
-    huggingface_hub.set_client_factory(lambda: httpx2.Client(transport=fake.transport()))
-    yield fake
-    huggingface_hub.set_client_factory(lambda: httpx2.Client())
 
 
 def test_stats_tables(built):
