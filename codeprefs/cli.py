@@ -21,6 +21,16 @@ def _commands() -> None:
 _out = Console()
 
 
+def _local_path(text: str) -> Path:
+    """A path option or argument; a URL (``s3://...``) is refused, never taken for a relative path."""
+    from codeprefs.locations import RemoteLocationError, local_path
+
+    try:
+        return local_path(text)
+    except RemoteLocationError as error:
+        raise typer.BadParameter(str(error)) from None
+
+
 def _fail(message: str) -> None:
     from codeprefs.redact import redact_text
 
@@ -30,8 +40,8 @@ def _fail(message: str) -> None:
 
 @app.command("build")
 def build_command(
-    manifest: Annotated[Path, typer.Option("--manifest", "-m", help="The run's YAML manifest.")],
-    output: Annotated[Path | None, typer.Option("--output", "-o",
+    manifest: Annotated[Path, typer.Option("--manifest", "-m", parser=_local_path, metavar="<path>", help="The run's YAML manifest.")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", parser=_local_path, metavar="<path>",
                       help="Output folder (default: out/<manifest name>).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted run, reusing its finished work "
                                          "(with none to finish: an ordinary build).")] = False,
@@ -83,7 +93,7 @@ def build_command(
 
 @app.command("runs")
 def runs_command(
-    root: Annotated[Path, typer.Argument(help="Folder searched for build outputs.")] = Path("out"),
+    root: Annotated[Path, typer.Argument(parser=_local_path, metavar="ROOT", help="Folder searched for build outputs.")] = Path("out"),
 ) -> None:
     """List the builds under ROOT: name, state, rows, fingerprint, manifest."""
     from pipelines.runrecord import list_runs
@@ -143,7 +153,7 @@ def _print_summary(record: dict, output: Path) -> None:
 
 @app.command("stats")
 def stats_command(
-    output: Annotated[Path, typer.Argument(help="A build's output folder.")],
+    output: Annotated[Path, typer.Argument(parser=_local_path, metavar="OUTPUT", help="A build's output folder.")],
 ) -> None:
     """Print pairs per language x criterion and the funnel of a build (names in full, any width)."""
     from codeprefs.stats import funnel_table, language_by_criterion, no_pairs, quality_tables
@@ -170,7 +180,7 @@ def stats_command(
 
 @app.command("publish")
 def publish_command(
-    output: Annotated[Path, typer.Argument(help="A build's output folder.")],
+    output: Annotated[Path, typer.Argument(parser=_local_path, metavar="OUTPUT", help="A build's output folder.")],
     repo: Annotated[str, typer.Option("--repo", help="Dataset repository on the Hub, org/name.")],
     private: Annotated[bool, typer.Option("--private", help="Create the repository private.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the operations; send nothing.")] = False,

@@ -48,6 +48,7 @@ from pydantic import (
     model_validator,
 )
 
+from codeprefs.locations import RemoteLocationError, require_local
 from codeprefs.redact import public_url
 from codeprefs.schema import parse_aspect, parse_language
 
@@ -213,7 +214,7 @@ class ExportSource(_Strict):
     def _known_languages(cls, allowlists: dict[str, str] | None) -> dict[str, str] | None:
         if allowlists is None:
             return None
-        return {parse_language(language).value: path for language, path in allowlists.items()}
+        return {parse_language(language).value: require_local(path) for language, path in allowlists.items()}
 
 
 class DatasetColumns(_Strict):
@@ -529,6 +530,11 @@ class LLMConfig(_Strict):
     max_tokens: int = Field(default=2048, ge=1)
     cache_dir: str | None = None  # response cache; default: <output>/.cache/llm
 
+    @field_validator("cache_dir")
+    @classmethod
+    def _local_cache(cls, cache_dir: str | None) -> str | None:
+        return None if cache_dir is None else require_local(cache_dir)
+
 
 class SynthesisConfig(_Strict):
     bug_injection: BugInjectionConfig = BugInjectionConfig()
@@ -562,13 +568,14 @@ class Manifest(_Strict):
 
 
 def _expand(patterns: list[str], base_dir: Path, check: Literal["none", "file", "exists"] = "none",
-            noun: str = "") -> list[str]:
+            noun: str = "", repositories: bool = False) -> list[str]:
     """Expand the globs of ``patterns`` against ``base_dir``, sorted.
 
     Matches of a relative pattern stay relative, as written, so that row ids do not depend on
-    the checkout. ``check``: ``none`` keeps URLs and plain paths as written; ``file`` keeps only
-    files and requires a plain path to be one; ``exists`` requires a plain path to exist.
-    ``noun`` names what the patterns are in error messages.
+    the checkout. ``check``: ``none`` keeps plain paths as written; ``file`` keeps only files and
+    requires a plain path to be one; ``exists`` requires a plain path to exist. ``noun`` names
+    what the patterns are in error messages. URLs are kept as written for ``repositories`` (git
+    remotes) and refused everywhere else, never read as relative paths.
     """
     label = f"{noun} pattern" if noun else "pattern"
     keep = {"none": lambda path: True, "file": os.path.isfile, "exists": os.path.exists}[check]
@@ -576,9 +583,13 @@ def _expand(patterns: list[str], base_dir: Path, check: Literal["none", "file", 
     for text in patterns:
         if "\x00" in text:
             raise ManifestError(f"{text!r} holds a NUL character")
-        if check == "none" and ("://" in text or text.startswith("git@")):
+        if repositories and ("://" in text or text.startswith("git@")):
             expanded.append(text)
             continue
+        try:
+            require_local(text)
+        except RemoteLocationError as error:
+            raise ManifestError(str(error)) from None
         pattern = os.path.expanduser(text)
         absolute = pattern if os.path.isabs(pattern) else str(base_dir / pattern)
         if not glob.has_magic(pattern):
@@ -601,7 +612,8 @@ def _expand_source(source: Any, base_dir: Path) -> Any:
     if isinstance(source, GitSource):
         return source.model_copy(update={"repos": [  # an entry with a name is never a glob
             expanded for repo in source.repos
-            for expanded in (_expand([repo], base_dir) if isinstance(repo, str) else [repo])]})
+            for expanded in (_expand([repo], base_dir, repositories=True) if isinstance(repo, str)
+                             else [repo])]})
     if isinstance(source, ExportSource | DatasetSource) and source.path is not None:
         return source.model_copy(update={"path": _expand(source.path, base_dir)})
     return source

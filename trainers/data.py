@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
+from codeprefs.locations import RemoteLocationError, require_local
 from codeprefs.schema import parse_aspect, stable_id
 from trainers.prompts import PromptKind, evaluation_prompt, training_prompt
 
@@ -57,6 +58,10 @@ def load_pairs(source: str | Path, split: str | None = None) -> pa.Table:
     The paper's benchmark spells the prompt column ``prompt``; it is read as ``input``.
     """
     text = str(source)
+    try:
+        require_local(text, "pairs source")
+    except RemoteLocationError as error:
+        raise DataError(str(error)) from None
     table = _read_any(text, split)
     return normalize_columns(table, text)
 

@@ -36,6 +36,7 @@ import pandas as pd
 import pyarrow as pa
 import torch
 
+from codeprefs.locations import local_path_argument
 from trainers.attention import choose_attention
 from trainers.data import DataError, DataReport, EncodedPair, PairEncoder, evaluation_system_prompts, load_pairs
 from trainers.distributed import Context, all_reduce_max, gather_objects, resolve_device
@@ -209,8 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m trainers.evaluate", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--model", required=True, help="reward model folder (or a HF id)")
-    parser.add_argument("--data", required=True, help="pairs: shard folder, Parquet/JSONL, saved dataset or name")
-    parser.add_argument("--output", required=True, help="folder for results.json and scores.parquet")
+    parser.add_argument("--data", required=True, type=local_path_argument, help="pairs: shard folder, Parquet/JSONL, saved dataset or name")
+    parser.add_argument("--output", required=True, type=local_path_argument, help="folder for results.json and scores.parquet")
     parser.add_argument("--split", default=None,
                         help="split to read from a saved dataset or a datasets name (default there: train)")
     parser.add_argument("--prompts", default="own", choices=["own", "all", "none", "data"],

@@ -32,6 +32,7 @@ from typing import Any
 import pyarrow as pa
 import torch
 
+from codeprefs.locations import local_path_argument
 from trainers import checkpoint, distributed
 from trainers.attention import choose_attention
 from trainers.compilecheck import compile_or_fall_back
@@ -482,10 +483,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m trainers.train", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     defaults = {f.name: f.default for f in fields(TrainConfig)}
-    parser.add_argument("--data", nargs="+", required=True,
+    parser.add_argument("--data", nargs="+", required=True, type=local_path_argument,
                         help="shard folder(s), Parquet/JSONL folder(s) or globs, saved datasets, or dataset names")
     parser.add_argument("--model", required=True, help="HF model id or local folder (a causal LM or an encoder)")
-    parser.add_argument("--output", required=True, help="folder for the reward model, logs and checkpoints")
+    parser.add_argument("--output", required=True, type=local_path_argument, help="folder for the reward model, logs and checkpoints")
     for name, text in _OPTIONAL_TEXT_HELP.items():
         parser.add_argument(f"--{name.replace('_', '-')}", default=None, help=text)
     parser.add_argument("--eval-prompts", default=defaults["eval_prompts"], choices=["own", "all", "none", "data"],
