@@ -9,7 +9,8 @@ criterion and repository, then read and judged by hand: the criteria the change 
 whether chosen is really better, whether the prompt is intelligible without the repository. It
 keeps ids, provenance, the commit message and the judgments, never code.
 
-For each rule (``substring``, the paper's; ``word_start``; ``word``, the default) the labels are
+For each rule (``substring``, the paper's; ``word_start``; ``word``, with its exclusions and
+context rules; ``default``, a build's default: ``word`` with changes to test files dropped) the labels are
 recomputed from the commit messages, and per criterion it prints:
 
 * **precision**: of the judged pairs the rule labels with the criterion, the share whose change
@@ -38,8 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from codeprefs.schema import Aspect  # noqa: E402
 from filters.criteria import CriteriaLabeler  # noqa: E402
+from filters.testfiles import is_test_path  # noqa: E402
 
-RULES = ("substring", "word_start", "word")
+RULES = ("substring", "word_start", "word", "default")
 DEFAULT_FIXTURES = "tests/fixtures/judged/*.jsonl"
 MIN_JUDGED = 20
 PRECISION_GOAL = 0.80
@@ -80,11 +82,16 @@ def read_judged(paths: Iterable[str]) -> list[dict]:
 
 
 def relabel(rows: list[dict], rule: str) -> list[str | None]:
-    """The primary criterion ``rule`` gives each row's commit message (``None``: no criterion)."""
-    labeler = CriteriaLabeler(match=rule)  # type: ignore[arg-type]
+    """The primary criterion ``rule`` gives each row's commit message (``None``: no criterion).
+
+    ``default`` is what a build does by default: the ``word`` rule, and a change to a test file
+    dropped (``filters.criteria.test_files: drop``; a row without a ``path`` is kept)."""
+    labeler = CriteriaLabeler(match="word" if rule == "default" else rule)  # type: ignore[arg-type]
     labels = []
     for row in rows:
         found = labeler.label(row["message"])
+        if rule == "default" and is_test_path(row.get("path") or ""):
+            found = None
         labels.append(found.aspect.value if found else None)
     return labels
 
@@ -136,7 +143,7 @@ def report(rows: list[dict]) -> bool:
     intelligible = sum(row["judged"]["prompt_intelligible"] for row in rows) / len(rows)
     print(f"\nprompts intelligible without the repository: {_percent(intelligible)} of {len(rows)}")
 
-    default = by_rule["word"]
+    default = by_rule["default"]
     met = True
     for name, f in default.items():
         if f.labelled >= MIN_JUDGED and (f.precision or 0) < PRECISION_GOAL:

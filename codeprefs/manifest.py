@@ -352,6 +352,9 @@ class CriteriaConfig(_Strict):
     # a comment-only change: relabelled Readability_Maintainability when that criterion matched,
     # else dropped (readability); always dropped (drop); left as labelled (keep)
     comment_only: Literal["readability", "drop", "keep"] = "readability"
+    # a mined change to a test file (filters.testfiles): dropped as test_file (drop), or labelled
+    # like any other file (keep)
+    test_files: Literal["drop", "keep"] = "drop"
 
 
 class ValidationSettings(_Strict):
@@ -390,6 +393,7 @@ class PairsConfig(_Strict):
     window_lines: int = Field(default=10, ge=0)  # unchanged lines around a change outside definitions
     max_definitions: int = Field(default=4, ge=1)  # more changed ones: their common scope, or the file
     context_bytes: int = Field(default=160, ge=0)  # read-only context in the prompt (imports, headers)
+    max_class_lines: int = Field(default=200, ge=1)  # a longer changed class gives a window inside it
 
 
 # Row columns that hold text a dedupe or decontamination step can read.

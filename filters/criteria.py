@@ -9,8 +9,13 @@ criterion. A message can match several criteria. Three rules (``match``):
   (``class misus``) are named in ``filters/terms/stems.list`` and match every word they start.
   A term does not count where it lies inside one of its criterion's exclusion phrases
   (``filters/terms/exclusions/<list>``, e.g. ``fix documentation`` for ``fix do``), each file
-  headed by where its phrases came from. A ``terms_dir`` of one's own may hold its own
-  ``stems.list`` and ``exclusions/``; without them no term is a stem and nothing is excluded.
+  headed by where its phrases came from. A criterion's context rules
+  (``filters/terms/context/<list>``) name its *weak* terms, topics more often mentioned than
+  claimed (``hash``, ``index``, ``caching`` for Runtime_Efficiency): a weak term counts only when
+  the message also holds a non-weak term of the criterion or one of its *cue* words (``faster``,
+  ``performance``). A ``terms_dir`` of one's own may hold its own ``stems.list``,
+  ``exclusions/`` and ``context/``; without them no term is a stem, nothing is excluded and no
+  term is weak.
 * ``substring``: the paper's rule, a lower-case substring anywhere (``rce`` inside ``source``).
 * ``word_start``: a substring that starts a word (``rce`` no longer inside ``source``, but
   ``hash`` still inside ``hashcode``).
@@ -52,6 +57,15 @@ PRIMARY_PRIORITY: tuple[Aspect, ...] = (
 MatchMode = Literal["word", "substring", "word_start"]
 STEMS_FILE = "stems.list"
 EXCLUSIONS_DIR = "exclusions"
+CONTEXT_DIR = "context"
+
+
+@dataclass(frozen=True)
+class ContextRule:
+    """A criterion's weak terms, and the cue phrases that let them count (see the module doc)."""
+
+    weak: tuple[str, ...] = ()
+    cues: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -102,6 +116,24 @@ def load_exclusions(terms_dir: str | Path | None = None) -> dict[Aspect, tuple[s
     return exclusions
 
 
+def load_context(terms_dir: str | Path | None = None) -> dict[Aspect, ContextRule]:
+    """Each criterion's context rule (``context/<term list name>``: ``weak <term>`` and
+    ``cue <phrase>`` lines); an empty rule where the file is absent."""
+    root = _terms_root(terms_dir) / CONTEXT_DIR
+    rules: dict[Aspect, ContextRule] = {}
+    for aspect, filename in TERM_FILES.items():
+        path = root / filename
+        weak: list[str] = []
+        cues: list[str] = []
+        for number, line in enumerate(_data_lines(path) if path.is_file() else [], 1):
+            kind, _, phrase = line.partition(" ")
+            if kind not in ("weak", "cue") or not phrase.strip():
+                raise ValueError(f"{path}: line {number} ({line!r}) is not 'weak <term>' or 'cue <phrase>'")
+            (weak if kind == "weak" else cues).append(phrase.strip())
+        rules[aspect] = ContextRule(tuple(weak), tuple(cues))
+    return rules
+
+
 def _is_word_char(char: str) -> bool:
     return char.isalnum() or char == "_"
 
@@ -115,9 +147,10 @@ class CriteriaLabeler:
         match: MatchMode = "word",
         stems: tuple[str, ...] | None = None,
         exclusions: dict[Aspect, tuple[str, ...]] | None = None,
+        context: dict[Aspect, ContextRule] | None = None,
     ) -> None:
-        """``stems`` and ``exclusions`` default to the shipped ones with the shipped terms
-        (``terms=None``) and to none with terms of one's own."""
+        """``stems``, ``exclusions`` and ``context`` default to the shipped ones with the shipped
+        terms (``terms=None``) and to none with terms of one's own."""
         if match not in ("word", "substring", "word_start"):
             raise ValueError(f"unknown criteria match rule {match!r}; expected word, substring or word_start")
         shipped = terms is None
@@ -126,6 +159,8 @@ class CriteriaLabeler:
         self.stems = stems if stems is not None else (load_stems() if shipped else ())
         self.exclusions = exclusions if exclusions is not None else (
             load_exclusions() if shipped else {aspect: () for aspect in Aspect})
+        self.context = context if context is not None else (
+            load_context() if shipped else {aspect: ContextRule() for aspect in Aspect})
         self._words = self._word_index() if match == "word" else None
         self._automaton = ahocorasick.Automaton()
         owners: dict[str, set[Aspect]] = {}
@@ -137,9 +172,9 @@ class CriteriaLabeler:
         self._automaton.make_automaton()
 
     def __reduce__(self):  # rebuild instead of pickling the automaton
-        return (type(self), (self.terms, self.match, self.stems, self.exclusions))
+        return (type(self), (self.terms, self.match, self.stems, self.exclusions, self.context))
 
-    def _word_index(self) -> tuple[PhraseIndex, dict[str, frozenset[Aspect]], PhraseIndex]:
+    def _word_index(self) -> tuple[PhraseIndex, dict[str, frozenset[Aspect]], PhraseIndex, PhraseIndex]:
         marked = {stem.replace("*", ""): stem for stem in self.stems}
         every_term = {term for aspect_terms in self.terms.values() for term in aspect_terms}
         unknown = sorted(set(marked) - every_term)
@@ -152,11 +187,17 @@ class CriteriaLabeler:
         terms = PhraseIndex({term: term_words(marked.get(term, term)) for term in owners})
         excluded = PhraseIndex({f"{aspect.value}\t{phrase}": term_words(phrase)
                                 for aspect, phrases in self.exclusions.items() for phrase in phrases})
-        return terms, {term: frozenset(aspects) for term, aspects in owners.items()}, excluded
+        for aspect, rule in self.context.items():
+            stray = sorted(set(rule.weak) - set(self.terms.get(aspect, ())))
+            if stray:
+                raise ValueError(f"{CONTEXT_DIR}/{TERM_FILES[aspect]}: weak terms not in the list: {stray}")
+        cues = PhraseIndex({f"{aspect.value}\t{phrase}": term_words(phrase)
+                            for aspect, rule in self.context.items() for phrase in rule.cues})
+        return terms, {term: frozenset(aspects) for term, aspects in owners.items()}, excluded, cues
 
     def _label_words(self, message: str) -> dict[Aspect, set[str]]:
         assert self._words is not None
-        terms, owners, excluded = self._words
+        terms, owners, excluded, cues = self._words
         clauses = prose_clauses(message)
         blocked: dict[Aspect, list[tuple[int, int, int]]] = {}
         for name, clause, start, end in excluded.find(clauses):
@@ -167,6 +208,10 @@ class CriteriaLabeler:
                 if any(c == clause and s <= start and end <= e for c, s, e in blocked.get(aspect, ())):
                     continue
                 found.setdefault(aspect, set()).add(term)
+        cued = {Aspect(name.split("\t", 1)[0]) for name, *_ in cues.find(clauses)} if found else set()
+        for aspect in list(found):
+            if aspect not in cued and found[aspect] <= set(self.context[aspect].weak):
+                del found[aspect]  # weak terms alone: a topic mentioned, no claim made
         return found
 
     def label(self, message: str) -> CriteriaMatch | None:

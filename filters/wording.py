@@ -8,8 +8,9 @@ splits the rest into clauses of lower-case words:
   at a root (``/``, ``./``, ``../``, ``~/``), has two or more separators, or ends in a file name
   with an extension (``a/b/c.py``); ``i/o`` and ``open/closed`` stay words;
 * **identifiers**: a token with ``_``, a lower-to-upper case change (``hashCode``,
-  ``IndexError``, ``LruCacheTest``), ``.`` or ``::`` between word characters (``index.js``,
-  ``os.path``), or a trailing ``()``; all-capital acronyms (``XSS``, ``CVE``) stay words;
+  ``IndexError``, ``LruCacheTest``), ``.``, ``::`` or ``#`` between word characters (``index.js``,
+  ``os.path``, Ruby's ``Request#secure``), or a trailing ``()``; all-capital acronyms (``XSS``,
+  ``CVE``) stay words;
 * **quoted program output**: text in double quotes on one line (commit messages quote error
   messages, log lines and other commits' titles that way), lines quoted with ``>``, lines indented
   by a tab or four spaces (git's and Markdown's verbatim convention), and lines shaped like a
@@ -48,7 +49,7 @@ _EDGE_PUNCTUATION = "\"'()[]{}<>,;:!?.*"
 _ROOTED = re.compile(r"^(?:/|\./|\.\./|~/)")
 _FILE_TAIL = re.compile(r"[/\\][^/\\]*\.[A-Za-z][A-Za-z0-9]{0,5}$")
 _CAMEL = re.compile(r"[a-z0-9][A-Z]|[A-Z]{2,}[a-z]")
-_DOTTED = re.compile(r"\w(?:\.|::|->)\w")
+_DOTTED = re.compile(r"\w(?:\.|::|->|#)\w")
 _CLAUSE_BREAK = re.compile(r"[,;:!?]|\.(?=\s|$)|\n\s*\n")
 _WORD = re.compile(r"[a-z0-9]+")
 _TERM_WORD = re.compile(r"[a-z0-9]+\*?")

@@ -294,7 +294,7 @@ def _commit_filters(manifest: Manifest, split: Step | None) -> list[Step]:
     return [
         *([split] if split is not None else []),
         FilterMessages(MessageFilter(filters.message.min_length, filters.message.max_length)),
-        LabelCriteria(filters.criteria.match, filters.criteria.terms_dir),
+        LabelCriteria(filters.criteria.match, filters.criteria.terms_dir, filters.criteria.test_files),
     ]
 
 

@@ -22,6 +22,10 @@ Given a file before and after a commit, :func:`scope_change` returns the pairs t
    definitions are not paired on their own; the prompt shows the old imports as context.
 5. When no hunk lies in a definition, the pair is a ``window``: the changed lines plus
    ``window_lines`` unchanged lines on each side (the whole file when that is all of it).
+   A class of ``max_class_lines`` lines or more whose own lines change (a field, a member
+   added or removed) gives such a window too, named after the class: as a pair the class would
+   be a sliver of change in a large unchanged bulk (the judged sample had a 1,700-line class for
+   an 8-line change), which teaches little and overflows the token budget.
 
 A parse over its limits gives the ``file`` scope (validation then sees the whole file). Each
 scoped side also carries its syntax signals measured on the *whole* file's tree under the
@@ -32,7 +36,7 @@ missing class around it.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tree_sitter import Node, Tree
 
@@ -40,7 +44,7 @@ from codeprefs.schema import Language
 from parsers.definitions import Definition, definitions, imports
 from parsers.treesitter import ParseLimitExceeded, ParseLimits, ast_depth, error_spans, parse
 
-FILE, WINDOW = "file", "window"
+FILE, WINDOW, CLASS = "file", "window", "class"
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,7 @@ class ScopeSettings:
     window_lines: int = 10
     max_definitions: int = 4
     context_bytes: int = 160
+    max_class_lines: int = 200  # a longer class around a change gives a window inside it instead
     max_bytes: int = 256 * 1024
     parse_timeout_s: float = 5.0
 
@@ -278,6 +283,12 @@ def scope_change(old_text: str, new_text: str, language: Language,
         old_def, new_def = old.by_key[key], new.by_key[key]
         inside = [hunk for hunk, scope in zip(diff, scopes, strict=True)
                   if scope == key or (scope is not None and key in new.by_key[scope].ancestors)]
+        if old_def.kind == CLASS and max(old_def.end_line - old_def.start_line,
+                                         new_def.end_line - new_def.start_line) >= settings.max_class_lines:
+            # A change between the members of a long class: the class would be a pair of which
+            # the change is a sliver. The lines around it, named by their class, teach the change.
+            pairs.append(replace(_window(old, new, inside, language, settings), name=old_def.name))
+            continue
         pairs.append(ScopedPair(
             old_def.kind, old_def.name,
             old.text(old_def.start_line, old_def.end_line), new.text(new_def.start_line, new_def.end_line),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections import defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,9 +26,10 @@ from typing import Any, ClassVar, Protocol
 import pyarrow as pa
 
 from codeprefs.schema import Language, stable_id
-from filters.criteria import CriteriaLabeler, load_exclusions, load_stems, load_terms
+from filters.criteria import CriteriaLabeler, load_context, load_exclusions, load_stems, load_terms
 from filters.length import PairBudget
 from filters.messages import MessageFilter
+from filters.testfiles import is_test_path
 from filters.validation import PairValidator, ValidationConfig
 from parsers.headers import HeaderContext, resolve_header_language
 from parsers.languages import is_ambiguous, language_for_path
@@ -238,18 +240,25 @@ class FilterMessages(Step):
 
 
 class LabelCriteria(Step):
-    """Label the commit with the criteria its message names; no criterion, no pair."""
+    """Label the commit with the criteria its message names; no criterion, no pair. A labelled
+    change to a test file is dropped as ``test_file`` unless ``test_files`` is ``keep`` (see
+    :mod:`filters.testfiles`)."""
 
     stage = "criteria"
 
-    def __init__(self, match: str = "word", terms_dir: str | None = None) -> None:
+    def __init__(self, match: str = "word", terms_dir: str | None = None, test_files: str = "drop") -> None:
         self.labeler = CriteriaLabeler(load_terms(terms_dir), match=match,  # type: ignore[arg-type]
-                                       stems=load_stems(terms_dir), exclusions=load_exclusions(terms_dir))
+                                       stems=load_stems(terms_dir), exclusions=load_exclusions(terms_dir),
+                                       context=load_context(terms_dir))
+        self.drop_test_files = test_files == "drop"
 
     def process(self, row: Row) -> None:
         found = self.labeler.label(row["message"] or "")
         if found is None:
             drop(row, self.stage, "no_criterion")
+            return
+        if self.drop_test_files and is_test_path(row["path"] or ""):
+            drop(row, self.stage, "test_file")
             return
         row["aspect"] = found.aspect.value
         row["aspects"] = [aspect.value for aspect in found.aspects]
@@ -419,6 +428,34 @@ def commit_prompt(message: str, path: str, language: str) -> str:
     )
 
 
+# Lines of a commit message that say nothing of the change: trailers, and lines that only
+# point elsewhere (an issue or pull-request number, a URL, a cherry-pick note).
+_TRAILER = re.compile(r"^\s*[A-Z][\w-]*(?:-by|-Id|-id)\s*:|^\s*(?:Change-Id|Bug|Fixes|Closes|Refs?|See|"
+                      r"Issue|PR|Cc)\s*:|^\s*\(cherry picked from|^\s*(?:#\d+|\S+://\S+|[\w.-]+/[\w.-]+#\d+)\s*$"
+                      r"|^\s*(?i:fix(?:es|ed)?|close[sd]?|resolve[sd]?|refs?|see)\s+(?:#\d+|\S+#\d+|\S+://\S+)[\s,.]*$")
+BODY_CHARS = 600
+
+
+def commit_intent(message: str, max_chars: int = BODY_CHARS) -> str:
+    """The commit's intent for a prompt: its subject, then its body's prose (trailers and
+    reference-only lines removed, blank runs squeezed), cut at a word to ``max_chars``.
+
+    The subject alone is often unintelligible ("Fix #1249", "misc refactoring"); the body is
+    where authors say what was wrong and why the change fixes it."""
+    lines = message.replace("\r\n", "\n").strip().splitlines()
+    subject = _subject(message)
+    body: list[str] = []
+    for line in lines[1:]:
+        if _TRAILER.search(line):
+            continue
+        if line.strip() or (body and body[-1]):
+            body.append(line.rstrip())
+    text = "\n".join(body).strip()
+    if len(text) > max_chars:
+        text = text[:max_chars].rsplit(None, 1)[0] + " ..."
+    return f"{subject}.\n\n{text}" if text else f"{subject}."
+
+
 _SCOPE_NOUNS = {"function": "Function", "class": "Type"}
 _FENCES = {"C": "c", "C#": "csharp", "C++": "cpp", "Go": "go", "Java": "java", "JavaScript": "javascript",
            "Python": "python", "Ruby": "ruby"}
@@ -432,6 +469,8 @@ def scoped_prompt(message: str, path: str, language: str, pair: ScopedPair) -> s
         task = f"Write the complete {pair.scope if pair.scope == 'function' else 'type'} `{pair.name}` after this change."
     else:
         where = f"Lines: {pair.rejected_span[0]}-{pair.rejected_span[1]} of the file before the change"
+        if pair.name:  # a window inside a long class
+            where += f", inside type {pair.name}"
         task = "Write these lines of the file after this change."
     context = ""
     if pair.context:
@@ -439,7 +478,7 @@ def scoped_prompt(message: str, path: str, language: str, pair: ScopedPair) -> s
         context = (f"Context (read-only, from the file before the change):\n"
                    f"{fence}{_FENCES.get(language, '')}\n{pair.context}\n{fence}\n")
     return (
-        f"{_subject(message)}.\n\n"
+        f"{commit_intent(message)}\n\n"
         f"Language: {language}\n"
         f"File: {path}\n"
         f"{where}\n"

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+import filters
 from codeprefs.schema import Aspect, Language
-from filters.criteria import CriteriaLabeler, load_terms
+from filters.criteria import TERM_FILES, ContextRule, CriteriaLabeler, load_context, load_terms
 from filters.messages import MessageFilter
+from filters.testfiles import is_test_path
 from filters.validation import PairValidator, ValidationConfig
 
 
@@ -292,3 +296,84 @@ def test_revert_commits_are_dropped_at_the_message_stage(message):
 
 def test_a_message_mentioning_a_revert_in_prose_is_kept():
     assert MessageFilter().reject_reason("Fix the revert button in the editor") is None
+
+
+@pytest.mark.parametrize("message", [
+    "redis-trib: Remove duplicated key in hash initialization.",
+    "Add WITHOUT ROWID to SQLite benchmark index",
+    "Issue #2334 - HTTPAuthDigest - Making it thread-safe for concurrent requests",
+    "Fixed view caching, should not be enabled in development",
+    "Use constant-time comparison for the session token",
+])
+def test_a_weak_runtime_term_alone_labels_no_runtime_efficiency(labeler, message):
+    found = labeler.label(message)
+    assert found is None or Aspect.RUNTIME_EFFICIENCY not in found.aspects
+
+
+@pytest.mark.parametrize("message", [
+    "Cache the compiled pattern: parsing was slow on large inputs",  # caching + a cue
+    "Optimize CPU cache efficiency on dict while it's being rehashed, index lookups",
+    "Use a hash set for membership tests; quadratic before",
+    "Speed up lookups with an index",  # a strong term next to a weak one
+])
+def test_a_weak_runtime_term_counts_next_to_an_efficiency_claim(labeler, message):
+    assert Aspect.RUNTIME_EFFICIENCY in labeler.label(message).aspects
+
+
+def test_secure_is_weak_and_ruby_method_references_are_identifiers(labeler):
+    assert labeler.label("Use Request#ssl? for Request#secure? if available") is None
+    assert labeler.label("Make the cookie helper secure by default") is None
+    found = labeler.label("Make cookies secure against session hijacking attacks")
+    assert found is not None and found.aspect == Aspect.SECURITY_HARDNESS
+    assert labeler.label("fixed random access file exhaust random mmap file use wrong limit count") is None
+
+
+def test_context_rules_are_data_with_provenance_and_name_real_terms(tmp_path):
+    rules = load_context()
+    assert "hash" in rules[Aspect.RUNTIME_EFFICIENCY].weak and "faster" in rules[Aspect.RUNTIME_EFFICIENCY].cues
+    assert rules[Aspect.MEMORY_EFFICIENCY] == ContextRule()
+    for name in ("runtime_eff.list", "sec.list"):
+        assert "Source:" in (Path(filters.__file__).parent / "terms" / "context" / name).read_text()
+    (tmp_path / "context").mkdir()
+    for filename in TERM_FILES.values():
+        (tmp_path / filename).write_text("speed up\n")
+    (tmp_path / "context" / "runtime_eff.list").write_text("weak hash\n")
+    with pytest.raises(ValueError, match=r"weak terms not in the list: \['hash'\]"):
+        CriteriaLabeler(load_terms(tmp_path), context=load_context(tmp_path))
+    (tmp_path / "context" / "runtime_eff.list").write_text("strong hash\n")
+    with pytest.raises(ValueError, match="is not 'weak <term>' or 'cue <phrase>'"):
+        load_context(tmp_path)
+
+
+@pytest.mark.parametrize(("path", "test"), [
+    ("tests/test_requests.py", True), ("util/env_posix_test.cc", True), ("cmd/root_test.go", True),
+    ("src/test/java/com/google/gson/GsonTest.java", True), ("Src/Newtonsoft.Json.Tests/Linq/JValueTests.cs", True),
+    ("lib/router.spec.ts", True), ("spec/sinatra_spec.rb", True), ("__tests__/app.js", True),
+    ("util/coding_unittest.cc", True), ("src/TestUtils.java", True),
+    ("requests/auth.py", False), ("src/attestation.c", False), ("lib/latest.js", False),
+    ("contest/main.go", False), ("src/Testing.java", False), ("lib/protest.rb", False),
+    ("benchmarks/db_bench_sqlite3.cc", False),
+])
+def test_test_files_are_found_by_each_languages_conventions(path, test):
+    assert is_test_path(path) is test
+
+
+def test_labelled_changes_to_test_files_are_dropped_and_counted_unless_kept():
+    from pipelines.rows import empty_row
+    from pipelines.steps import LabelCriteria
+
+    def rows():
+        made = []
+        for path, message in [("src/parser.py", "Fix bug: crash when the list is empty"),
+                              ("tests/test_parser.py", "Fix bug: crash when the list is empty"),
+                              ("tests/test_parser.py", "Bump the version number please")]:
+            row = empty_row()
+            row.update(path=path, message=message)
+            made.append(row)
+        return made
+
+    fates = [(row["aspect"], row["drop_reason"]) for row in LabelCriteria().run(rows())]
+    assert [reason for _, reason in fates] == [None, "test_file", "no_criterion"]
+    assert fates[0][0] == "Functional_Correctness"
+    kept = LabelCriteria(test_files="keep").run(rows())
+    assert [row["drop_reason"] for row in kept] == [None, None, "no_criterion"]

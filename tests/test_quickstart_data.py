@@ -80,7 +80,7 @@ def _pipeline_rows(repo, manifest, cache_dir: Path) -> list[Row]:
         repo_task(pinned, source.subset, source.max_commits, source.on_error)))
     for step in (
         FilterMessages(MessageFilter(filters.message.min_length, filters.message.max_length)),
-        LabelCriteria(filters.criteria.match, filters.criteria.terms_dir),
+        LabelCriteria(filters.criteria.match, filters.criteria.terms_dir, filters.criteria.test_files),
         ReadContents(max_bytes=validation.max_bytes),
         AssemblePairs(),
         ValidatePairs(validation),

@@ -17,7 +17,7 @@ from parsers.definitions import imports
 from parsers.treesitter import parse
 from pipelines.rows import empty_row
 from pipelines.scopes import ScopeSettings, scope_change
-from pipelines.steps import ScopePairs
+from pipelines.steps import ScopePairs, commit_intent, scoped_prompt
 
 # Each template has four markers: @F@ in function f, @G@ in function g, @N@ in the nested
 # definition, @T@ on a top-level line outside every definition.
@@ -151,6 +151,37 @@ def test_added_method_climbs_to_its_class_and_added_function_to_a_window():
     with_function = old + "\n\ndef h():\n    return 3\n"
     pairs = scope_change(old, with_function, Language.PYTHON, ScopeSettings(window_lines=1))
     assert [(p.scope, p.rejected_span, p.chosen_span) for p in pairs] == [("window", (6, 6), (6, 10))]
+
+
+def test_a_change_between_the_members_of_a_long_class_gives_a_window_named_by_the_class():
+    members = "".join(f"    def m{i}(self):\n        return {i}\n\n" for i in range(100))
+    old = "import os\n\n\nclass Big:\n    LIMIT = 1\n\n" + members
+    new = old.replace("    LIMIT = 1\n", "    LIMIT = 2\n    MARGIN = 3\n")
+    pairs = scope_change(old, new, Language.PYTHON, ScopeSettings(window_lines=2))
+    assert [(p.scope, p.name, p.rejected_span, p.chosen_span) for p in pairs] == [
+        ("window", "Big", (3, 7), (3, 8))]
+    assert pairs[0].rejected == "\nclass Big:\n    LIMIT = 1\n\n    def m0(self):\n"
+    # below the bound, the class itself is the pair
+    pairs = scope_change(old, new, Language.PYTHON, ScopeSettings(max_class_lines=400))
+    assert [(p.scope, p.name, p.rejected_span) for p in pairs] == [("class", "Big", (4, 305))]
+    prompt = scoped_prompt("Raise the limit", "big.py", "Python",
+                           scope_change(old, new, Language.PYTHON, ScopeSettings(window_lines=2))[0])
+    assert "Lines: 3-7 of the file before the change, inside type Big" in prompt
+
+
+def test_the_prompt_carries_the_message_body_without_trailers_or_bare_references():
+    message = ("Fix #1249\n\nThe cache kept entries of closed sessions, so a reused id\r\n"
+               "returned another user's data.\n\nFixes #1249\nSee https://example.com/i/1249\n"
+               "Signed-off-by: A Dev <a@example.com>\n")
+    assert commit_intent(message) == ("Fix #1249.\n\nThe cache kept entries of closed sessions, so a reused id\n"
+                                      "returned another user's data.")
+    assert commit_intent("Subject only.") == "Subject only."
+    long = commit_intent("Subject\n\n" + "word " * 400)
+    assert len(long) < 640 and long.endswith("word ...")
+    pair = scope_change("def f():\n    return 1\n", "def f():\n    return 2\n", Language.PYTHON)[0]
+    prompt = scoped_prompt(message, "a.py", "Python", pair)
+    assert prompt.startswith("Fix #1249.\n\nThe cache kept entries") and "Signed-off-by" not in prompt
+    assert "https://" not in prompt and "Function: f" in prompt
 
 
 def test_overloads_are_matched_by_position():
