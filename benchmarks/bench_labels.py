@@ -43,6 +43,7 @@ from filters.testfiles import is_test_path  # noqa: E402
 
 RULES = ("substring", "word_start", "word", "default")
 DEFAULT_FIXTURES = "tests/fixtures/judged/*.jsonl"
+HELDOUT_FIXTURES = "tests/fixtures/judged-heldout/*.jsonl"
 MIN_JUDGED = 20
 PRECISION_GOAL = 0.80
 KEPT_GOAL = 0.85
@@ -140,8 +141,9 @@ def report(rows: list[dict]) -> bool:
         better = sum(j["chosen_better"] for j in judged) / len(judged)
         both = sum(j["label_correct"] and j["chosen_better"] for j in judged) / len(judged)
         print(f"{aspect.value:30} {len(judged):>7} {_percent(right):>12} {_percent(better):>14} {_percent(both):>6}")
-    intelligible = sum(row["judged"]["prompt_intelligible"] for row in rows) / len(rows)
-    print(f"\nprompts intelligible without the repository: {_percent(intelligible)} of {len(rows)}")
+    read = [row["judged"]["prompt_intelligible"] for row in rows if row["judged"]["prompt_intelligible"] is not None]
+    if read:
+        print(f"\nprompts intelligible without the repository: {_percent(sum(read) / len(read))} of {len(read)}")
 
     default = by_rule["default"]
     met = True
@@ -159,6 +161,29 @@ def report(rows: list[dict]) -> bool:
     return met
 
 
+def report_heldout(rows: list[dict]) -> bool:
+    """Print the default rule's precision on the held-out sample; return whether it meets the goal.
+
+    The held-out sample holds every pair the default rule labelled with the criteria it covers,
+    so it measures precision, not recall."""
+    repos = sorted({row.get("repo", "?") for row in rows})
+    print(f"\nheld-out: {len(rows)} judged pairs from {len(repos)} other repositories: {', '.join(repos)}")
+    labels = relabel(rows, "default")
+    drifted = sum(label != row["aspect"] for row, label in zip(rows, labels, strict=True))
+    if drifted:
+        print(f"  ({drifted} pairs are labelled differently by today's rule than when sampled)")
+    met = True
+    for aspect in Aspect:
+        f = figures(rows, labels)[aspect.value]
+        if not f.labelled:
+            continue
+        print(f"  {aspect.value:30} default precision {_percent(f.precision):>5} ({f.correct}/{f.labelled})")
+        if f.labelled >= MIN_JUDGED and (f.precision or 0) < PRECISION_GOAL:
+            print(f"  goal missed: {aspect.value} precision {_percent(f.precision)} < {PRECISION_GOAL:.0%}")
+            met = False
+    return met
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("fixtures", nargs="*", help=f"judged fixture files (default: {DEFAULT_FIXTURES})")
@@ -167,6 +192,9 @@ def main() -> int:
     if not paths:
         parser.error(f"no fixture files match {DEFAULT_FIXTURES}")
     met = report(read_judged(paths))
+    heldout = sorted(glob.glob(str(Path(__file__).resolve().parents[1] / HELDOUT_FIXTURES)))
+    if not args.fixtures and heldout:
+        met = report_heldout(read_judged(heldout)) and met
     print("\ngoals met" if met else "\ngoals not met")
     return 0
 

@@ -64,3 +64,22 @@ def test_the_judged_fixture_holds_judgments_and_provenance_but_no_code():
                    for key in ("label_correct", "chosen_better", "prompt_intelligible")), row["id"]
         assert row["repo"] and row["commit"] and row["path"], row["id"]
     assert json.dumps(rows)  # plain JSON data
+
+
+HELDOUT = sorted((ROOT / "tests" / "fixtures" / "judged-heldout").glob("*.jsonl"))
+
+
+@pytest.mark.skipif(not HELDOUT, reason="no held-out fixture in this checkout")
+def test_the_held_out_sample_is_what_the_default_rule_labels_and_meets_the_precision_goal(capsys):
+    bench = _bench()
+    rows = bench.read_judged(str(path) for path in HELDOUT)
+    assert not {row["repo"] for row in rows} & {row["repo"] for row in bench.read_judged(map(str, FIXTURES))}
+    for row in rows:
+        assert not {"chosen", "rejected", "input"} & set(row), row["id"]
+        assert row["judged"]["label_correct"] == (row["aspect"] in row["judged"]["criteria"]), row["id"]
+    # the rule still gives every sampled pair the label it was judged under (else re-judge)
+    assert bench.relabel(rows, "default") == [row["aspect"] for row in rows]
+    assert bench.report_heldout(rows)
+    printed = capsys.readouterr().out
+    assert "Runtime_Efficiency             default precision   85% (40/47)" in printed
+    assert "Security_Hardness              default precision   80% (20/25)" in printed
