@@ -547,6 +547,41 @@ class SynthesisConfig(_Strict):
     llm: LLMConfig | None = None
 
 
+class RatingConfig(_Strict):
+    """The judge's first pass: rate how specifically a change improves its criterion, 1-5."""
+
+    min_score: int = Field(default=4, ge=1, le=5)  # lower: dropped as low_rating
+
+
+INSTRUCTION_STYLES = ("graduate course assignment", "Quora question", "StackOverflow question",
+                      "Google search query", "programming contest problem")
+
+
+class InstructionConfig(_Strict):
+    """Inverse instructions: the LLM writes the task the change answers; it replaces the prompt."""
+
+    styles: list[str] = Field(default_factory=lambda: list(INSTRUCTION_STYLES), min_length=1)
+
+    @field_validator("styles")
+    @classmethod
+    def _known_styles(cls, styles: list[str]) -> list[str]:
+        unknown = [style for style in styles if style not in INSTRUCTION_STYLES]
+        if unknown:
+            raise ValueError(f"unknown styles {unknown}; expected some of {list(INSTRUCTION_STYLES)}")
+        return styles
+
+
+class JudgeConfig(_Strict):
+    """LLM stages for mined pairs (git and export sources; see :mod:`pipelines.judge`)."""
+
+    llm: LLMConfig  # any OpenAI-compatible chat endpoint
+    rating: RatingConfig | None = RatingConfig()  # null: no rating pass
+    instruction: InstructionConfig | None = None  # null: keep the template prompt
+    votes: int = Field(default=8, ge=0)  # judge samples, order randomised; 0: no vote
+    temperature: float = Field(default=0.8, ge=0.0, le=2.0)  # of the judge samples
+    seed: int = 0  # order of the judge samples and the instruction style per pair
+
+
 class Manifest(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     sources: list[Source] = Field(min_length=1)
@@ -558,6 +593,7 @@ class Manifest(_Strict):
     output: OutputConfig = OutputConfig()
     ray: RayConfig = RayConfig()
     synthesis: SynthesisConfig = SynthesisConfig()
+    judge: JudgeConfig | None = None  # LLM rating, inverse instructions and judge votes (off)
 
     # The folder relative paths in the manifest are read against (the manifest's own folder).
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)

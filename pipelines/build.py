@@ -58,6 +58,8 @@ from filters.validation import ValidationConfig
 from pipelines import progress
 from pipelines.outputdir import describe_foreign, inspect_output, removable
 from pipelines.quality import quality_summary
+from pipelines.judge import STATS_DIR as JUDGE_STATS_DIR
+from pipelines.judge import judge_step, llm_totals
 from pipelines.rayfailure import ray_failure
 from pipelines.runrecord import RUN_RECORD, RUN_STATE, RecordError, code_version, funnel, write_json_atomic
 from pipelines.shards import (
@@ -75,6 +77,7 @@ from pipelines.sources.fileplan import FilePlan, plan_file_sources
 from pipelines.sources.gitrepo import GitError, RepoSpec, ResolvedRepo, resolve
 from pipelines.sources.remote import ClusterHostSlots, FetchSettings
 from pipelines.splits import SplitRule, training_repositories
+from pipelines.synthesis.llm import LLMError
 from pipelines.stagecache import StageDir, code_fingerprint, fingerprint, unit_key, write_unit
 from pipelines.steps import (
     AssemblePairs,
@@ -478,10 +481,13 @@ def fingerprints(manifest: Manifest, works: list[SourceWork], clean: dict[str, A
     validate = fingerprint("validate", manifest.filters.validation.model_dump(mode="json"),
                            manifest.filters.criteria.comment_only, length_fingerprint_settings(manifest),
                            sources, code)
-    cleaned = fingerprint("clean", clean, validate, code) if clean else validate
+    judged = (fingerprint("judge", manifest.judge.model_dump(mode="json"), validate, code)
+              if manifest.judge is not None else None)
+    before_clean = judged or validate
+    cleaned = fingerprint("clean", clean, before_clean, code) if clean else before_clean
     write = fingerprint("write", manifest.dedupe.exact, manifest.output.model_dump(mode="json"), cleaned, code)
-    return {"code": code, "sources": sources, "validate": validate, "clean": cleaned if clean else None,
-            "write": write}
+    return {"code": code, "sources": sources, "validate": validate, "judge": judged,
+            "clean": cleaned if clean else None, "write": write}
 
 
 def run_source_stage(work: SourceWork, output_dir: Path, log: Callable[[str], None]) -> list[str]:
@@ -534,6 +540,24 @@ def run_dataset_stage(name: str, stage_fingerprint: str, files: list[str], outpu
     tracker.finish()
     stage.mark_done()
     return stage.files()
+
+
+def _run_judge(manifest: Manifest, stage_fingerprint: str, files: list[str], output_dir: Path,
+               log: Callable[[str], None]) -> tuple[list[str], dict[str, Any]]:
+    """The ``judge`` stage (:mod:`pipelines.judge`) and what it cost: requests, tokens and cache
+    hits of this run (none when an unchanged stage is reused)."""
+    stage = StageDir(output_dir, "judge", stage_fingerprint)
+    reused = stage.done
+    try:
+        step = judge_step(manifest.judge, output_dir / CACHE_DIR / "llm", stage.path / JUDGE_STATS_DIR)
+    except LLMError as error:
+        raise BuildError(str(error)) from None
+    files = run_dataset_stage(
+        "judge", stage_fingerprint, files, output_dir, log=log,
+        transform=lambda rows: rows and rows.map_batches(step, batch_size=manifest.ray.batch_rows,
+                                                         batch_format="pyarrow"))
+    totals = llm_totals(stage.path / JUDGE_STATS_DIR)
+    return files, ({key: 0 for key in totals} | {"reused": True}) if reused else {**totals, "reused": False}
 
 
 def _write_block(block: pa.Table, folder: str) -> pa.Table:
@@ -744,6 +768,9 @@ def _execute(manifest: Manifest, plan: Plan, output_dir: Path, manifest_path: st
             transform=lambda rows: rows and rows.map_batches(validate, batch_size=manifest.ray.batch_rows,
                                                              batch_format="pyarrow"))
         steps: dict[str, Any] = {}
+        llm = None
+        if fps.get("judge") is not None:
+            files, llm = _run_judge(manifest, fps["judge"], files, output_dir, log)
         if fps["clean"] is not None:
             files = run_dataset_stage("clean", fps["clean"], files, output_dir,
                                       clean_transform(manifest, benchmarks, steps), log)
@@ -795,6 +822,7 @@ def _execute(manifest: Manifest, plan: Plan, output_dir: Path, manifest_path: st
         "funnel": stages,
         "warnings": warnings,
         "steps": steps,
+        **({"llm": llm} if llm is not None else {}),
         "quality": quality,
         "outputs": shards,
         "rejects": rejects,
@@ -869,8 +897,8 @@ def _prune_stages(output_dir: Path, plan: Plan) -> None:
         for unit in folder.glob("unit-*.parquet"):
             if unit.name not in keep_units[folder.name]:
                 unit.unlink()
-    used = {f"validate/{plan.fingerprints['validate']}", f"clean/{plan.fingerprints['clean']}"}
-    for stage in ("validate", "clean"):
+    used = {f"{stage}/{plan.fingerprints.get(stage)}" for stage in ("validate", "judge", "clean")}
+    for stage in ("validate", "judge", "clean"):
         for folder in sorted((root / stage).iterdir()) if (root / stage).is_dir() else []:
             if f"{stage}/{folder.name}" not in used:
                 shutil.rmtree(folder, ignore_errors=True)

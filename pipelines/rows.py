@@ -23,7 +23,7 @@ Row = dict[str, Any]
 STAGES: tuple[str, ...] = (
     "list", "split", "message", "criteria", "content", "scope",  # mined pairs (git and export sources)
     "solutions", "verify",  # synthesized pairs (solutions sources)
-    "validate", "length", "decontaminate", "dedupe",
+    "validate", "length", "judge", "decontaminate", "dedupe",
 )
 
 _BOOKKEEPING = [

@@ -76,6 +76,12 @@ class ClientStats:
     requests: int = 0  # HTTP requests sent (retries included)
     cache_hits: int = 0
     retries: int = 0
+    prompt_tokens: int = 0  # from the answers' ``usage``, where the endpoint reports it
+    completion_tokens: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"requests": self.requests, "cache_hits": self.cache_hits, "retries": self.retries,
+                "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
 
 
 @dataclass
@@ -109,11 +115,11 @@ class ChatClient:
         self.__post_init__()
 
     @classmethod
-    def from_config(cls, config: Any, cache_dir: Path | None) -> ChatClient:
-        """A client from the manifest's ``synthesis.llm`` section."""
+    def from_config(cls, config: Any, cache_dir: Path | None, key: str = "synthesis.llm") -> ChatClient:
+        """A client from a manifest's endpoint section (``key`` names it in errors)."""
         api_key = os.environ.get(config.api_key_env) if config.api_key_env else None
         if config.api_key_env and not api_key:
-            raise LLMError(f"synthesis.llm.api_key_env: ${config.api_key_env} is not set")
+            raise LLMError(f"{key}.api_key_env: ${config.api_key_env} is not set")
         return cls(base_url=config.base_url, model=config.model, api_key=api_key,
                    max_concurrency=config.max_concurrency, timeout_s=config.timeout_s,
                    max_retries=config.max_retries, temperature=config.temperature,
@@ -174,7 +180,10 @@ class ChatClient:
             try:
                 request = urllib.request.Request(url, data=data, headers=headers, method="POST")
                 with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                    return self._answer(json.loads(response.read().decode("utf-8")))
+                    payload = json.loads(response.read().decode("utf-8"))
+                answer = self._answer(payload)
+                self._count_usage(payload)
+                return answer
             except urllib.error.HTTPError as error:
                 last_error = f"HTTP {error.code}: {error.read()[:300].decode('utf-8', 'replace')}"
                 if error.code not in _RETRY_STATUS:
@@ -189,6 +198,15 @@ class ChatClient:
             if attempt < self.max_retries:
                 time.sleep(wait)
         raise LLMError(f"{url}: gave up after {self.max_retries + 1} attempts: {last_error}")
+
+    def _count_usage(self, payload: dict[str, Any]) -> None:
+        usage = payload.get("usage") if isinstance(payload, dict) else None
+        if not isinstance(usage, dict):
+            return
+        with self._stats_lock:
+            for key in ("prompt_tokens", "completion_tokens"):
+                if isinstance(usage.get(key), int):
+                    setattr(self.stats, key, getattr(self.stats, key) + usage[key])
 
     @staticmethod
     def _answer(payload: dict[str, Any]) -> str:
