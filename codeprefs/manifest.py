@@ -379,9 +379,9 @@ class FiltersConfig(_Strict):
     message: MessageFilterConfig = MessageFilterConfig()
     criteria: CriteriaConfig = CriteriaConfig()
     validation: ValidationSettings = ValidationSettings()
-    # the length budget; absent: none (the trainer then truncates, see trainers/data.py);
-    # ``length: {}`` is the byte budget
-    length: LengthConfig | None = None
+    # the length budget: by default the byte budget (4,096 tokens x 3 bytes), so that no pair is
+    # cut by the trainer's truncation; a tokenizer counts exactly; ``length: null`` turns it off
+    length: LengthConfig | None = LengthConfig()
 
 
 class PairsConfig(_Strict):
