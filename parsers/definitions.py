@@ -196,6 +196,14 @@ def _definition_query(language: Language) -> Query | None:
     return Query(language_grammar, f"[{' '.join(types)}] @d") if types else None
 
 
+# Keywords a parse can take for a definition's name: a macro before a namespace
+# (``FMT_BEGIN_NAMESPACE namespace detail {``) parses in C++ as a function named "namespace",
+# which would make a whole namespace one "function" and prefix every function inside it.
+NOT_NAMES = frozenset({"namespace", "template", "typename", "class", "struct", "union", "enum", "typedef",
+                       "using", "extern", "static", "inline", "return", "if", "else", "for", "while", "do",
+                       "switch", "case", "try", "catch", "operator"})
+
+
 def definitions(tree: Tree, source: bytes, language: Language) -> list[Definition]:
     """Every named definition of ``source``, in file order (outer before inner)."""
     language = Language(language)
@@ -212,7 +220,7 @@ def definitions(tree: Tree, source: bytes, language: Language) -> list[Definitio
     for node in nodes:
         kind = FUNCTION if node.type in table.functions else CLASS
         name = _name(node, source, language)
-        if not name:
+        if not name or name in NOT_NAMES:
             continue
         names, keys = _enclosing(node, named)
         qualified = ".".join((*names, name))

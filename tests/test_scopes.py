@@ -339,3 +339,12 @@ def test_build_with_file_scope_keeps_whole_files(ray_local, tmp_path, scoped_rep
     assert [r["input"] for r in rows] == [commit_prompt(r["message"], "app.py", "Python") for r in rows]
     assert [(r["scope"], r["scope_name"], r["rejected_start_line"], r["rejected_end_line"]) for r in rows] == [
         ("file", None, 1, APP_V1.count("\n")), ("file", None, 1, APP_V2.count("\n"))]
+
+
+def test_a_macro_before_a_namespace_is_no_function_named_namespace():
+    # fmt's FMT_BEGIN_NAMESPACE: tree-sitter-cpp reads "MACRO namespace detail {...}" as a
+    # function definition named "namespace", which made whole namespaces one pair
+    old = ("FMT_BEGIN_NAMESPACE\nnamespace detail {\ntemplate <typename T> int write(T x) {\n  return 1;\n}\n"
+           "int other() {\n  return 2;\n}\n}\nFMT_END_NAMESPACE\n")
+    pairs = scope_change(old, old.replace("return 1;", "return 3;"), Language.CPP)
+    assert [(p.scope, p.name, p.rejected_span) for p in pairs] == [("function", "write", (3, 5))]
