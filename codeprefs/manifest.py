@@ -29,17 +29,12 @@ errors that name the key (``sources.0.repo: unknown key``), never silently ignor
 
 from __future__ import annotations
 
-import glob
-import os
-import re
-from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -48,9 +43,10 @@ from pydantic import (
     model_validator,
 )
 
-from codeprefs.locations import RemoteLocationError, require_local
-from codeprefs.redact import public_url
-from codeprefs.schema import parse_aspect, parse_language
+from codeprefs.core.patterns import PatternError, expand_patterns
+from codeprefs.locations import require_local
+from pipelines.sources.kinds import Source
+from pipelines.splits import SplitConfig
 
 
 class ManifestError(ValueError):
@@ -59,281 +55,6 @@ class ManifestError(ValueError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-_PUBLIC_NAME = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
-
-
-class RepoEntry(_Strict):
-    """A repository with the public name its rows carry: ``{path: /abs/x.git, name: org/x}``.
-
-    ``path`` (or ``url``) takes anything a plain ``repos`` entry takes; ``name`` replaces the
-    name otherwise derived from it (see :mod:`pipelines.sources.reponame`).
-    """
-
-    path: str | None = None
-    url: str | None = None
-    name: str | None = None
-
-    @model_validator(mode="after")
-    def _one_location(self) -> RepoEntry:
-        if (self.path is None) == (self.url is None) or not (self.path or self.url or "").strip():
-            raise ValueError("give exactly one of path or url")
-        if self.name is not None:
-            public = "://" in self.name and public_url(self.name) == self.name
-            if not (public or (_PUBLIC_NAME.match(self.name) and ".." not in self.name.split("/"))):
-                raise ValueError(f"name {self.name!r} must be a public name such as owner/repo "
-                                 "(no local path, no credentials)")
-        return self
-
-    @property
-    def location(self) -> str:
-        return self.path or self.url or ""
-
-
-class GitSource(_Strict):
-    """Mine single-file commits from git repositories (local paths, clone URLs, bundles)."""
-
-    type: Literal["git"]
-    repos: list[str | RepoEntry] = Field(min_length=1)
-    rev: str = "HEAD"
-    subset: str = "commits"
-    max_commits: int | None = Field(default=None, ge=1)  # per repository, newest first
-    on_error: Literal["fail", "skip"] = "fail"  # a broken repository stops the run, or is counted
-    license: str | None = None  # declared for the dataset card, e.g. "mit" or "apache-2.0"
-    # per clone or fetch of one repository; past it git and its helpers are killed
-    clone_timeout_s: float = Field(default=3600, gt=0)
-
-    @field_validator("repos")
-    @classmethod
-    def _no_blank(cls, repos: list[str | RepoEntry]) -> list[str | RepoEntry]:
-        for repo in repos:
-            if isinstance(repo, str) and not repo.strip():
-                raise ValueError("a repository entry is empty")
-        return repos
-
-
-class SolutionFields(_Strict):
-    """Which record field holds what (optional ones may be null or absent in records)."""
-
-    prompt: str = "prompt"
-    solution: str = "canonical_solution"
-    tests: str = "test"
-    task_id: str | None = "task_id"  # ids and provenance; the line number when absent
-    entry_point: str | None = "entry_point"  # Python tests that only define check(candidate)
-    instruction: str | None = None  # a ready-made natural-language task, used as `input`
-
-
-class LanguageField(_Strict):
-    field: str = Field(min_length=1)
-
-
-class SolutionsSource(_Strict):
-    """Correct solutions with tests, turned into verified pairs by ``synthesis``."""
-
-    type: Literal["solutions"]
-    path: str | list[str]  # files or globs; relative paths are read against the manifest
-    format: Literal["auto", "jsonl", "parquet"] = "auto"  # auto: from the file extension
-    language: str | LanguageField  # a language name, or {field: <record field>}
-    fields: SolutionFields = SolutionFields()
-    harness: Literal["humaneval"] = "humaneval"  # prompt + solution + "\n" + tests
-    subset: str | None = None  # default: bug-injection / readability by pair kind
-    records_per_task: int = Field(default=4, ge=1)  # records one Ray task synthesizes
-    max_records: int | None = Field(default=None, ge=1)  # per file, the first ones
-    on_error: Literal["fail", "skip"] = "fail"  # a malformed record stops the run, or is counted
-
-    @field_validator("language")
-    @classmethod
-    def _known_language(cls, language: str | LanguageField) -> str | LanguageField:
-        if isinstance(language, str):
-            from codeprefs.schema import parse_language
-
-            return parse_language(language).value
-        return language
-
-    @field_validator("path")
-    @classmethod
-    def _paths(cls, path: str | list[str]) -> list[str]:
-        paths = [path] if isinstance(path, str) else path
-        if not paths or any(not str(p).strip() for p in paths):
-            raise ValueError("a path entry is empty")
-        return paths
-
-
-# The paper's permissive licences (SPDX ids, lower case), the default licence allowlist.
-PERMISSIVE_LICENSES: tuple[str, ...] = (
-    "mit", "apache-2.0", "bsd-2-clause", "bsd-3-clause", "isc", "cc0-1.0", "epl-1.0", "mpl-2.0",
-    "unlicense", "agpl-3.0", "lgpl-2.1", "artistic-2.0",
-)
-
-
-def _one_or_many(value: Any) -> Any:
-    return [value] if isinstance(value, str) else value
-
-
-PathList = Annotated[list[str], BeforeValidator(_one_or_many), Field(min_length=1)]
-
-
-class ExportSource(_Strict):
-    """Commits listed in an export file (the paper's schema); file contents fetched from remotes.
-
-    Each row has ``commit, subject, message, repos, license, old_file, new_file, unix_time``
-    (``repos``: comma-separated ``owner/repo`` names that hold the commit, tried in order).
-    """
-
-    type: Literal["export"]
-    path: PathList  # JSONL or Parquet files or globs, relative to the manifest's folder
-    remote: str = "https://github.com/{repo}.git"  # clone URL of a repository named in `repos`
-    licenses: list[str] = Field(default_factory=lambda: list(PERMISSIVE_LICENSES))
-    allowlists: dict[str, str] | None = None  # language -> JSON array of "owner/repo"
-    max_repo_tries: int = Field(default=3, ge=1)  # repositories of `repos` tried per commit
-    fetch_timeout_s: float = Field(default=120, gt=0)  # per git command; the process is killed
-    retries: int = Field(default=2, ge=0)  # extra attempts after a transient failure
-    retry_backoff_s: float = Field(default=1.0, ge=0)  # doubled after each attempt
-    max_concurrent_fetches: int = Field(default=8, ge=1)  # per host, across the whole cluster
-    subset: str = "commits"
-
-    @field_validator("remote")
-    @classmethod
-    def _remote_has_repo(cls, remote: str) -> str:
-        if "{repo}" not in remote:
-            raise ValueError("must contain {repo}, e.g. https://github.com/{repo}.git")
-        try:
-            remote.format(repo="owner/name")
-        except (KeyError, IndexError, ValueError) as error:
-            raise ValueError(f"only {{repo}} may be substituted: {error}") from None
-        return remote
-
-    @field_validator("licenses")
-    @classmethod
-    def _lower_licenses(cls, licenses: list[str]) -> list[str]:
-        return list(dict.fromkeys(license.strip().lower() for license in licenses if license.strip()))
-
-    @field_validator("allowlists")
-    @classmethod
-    def _known_languages(cls, allowlists: dict[str, str] | None) -> dict[str, str] | None:
-        if allowlists is None:
-            return None
-        return {parse_language(language).value: require_local(path) for language, path in allowlists.items()}
-
-
-class DatasetColumns(_Strict):
-    """Our column <- their column. ``system`` may be absent from the data (it is then null)."""
-
-    input: str = "input"
-    chosen: str = "chosen"
-    rejected: str = "rejected"
-    system: str = "system"
-    language: str = "language"
-    aspect: str = "aspect"
-
-
-class RatioFilter(_Strict):
-    """Keep rows where ``ratio[0] / ratio[1]`` is at least ``min`` (and at most ``max``)."""
-
-    ratio: tuple[str, str]  # their columns: numerator, denominator
-    min: float | None = None
-    max: float | None = None
-
-    @model_validator(mode="after")
-    def _a_bound(self) -> RatioFilter:
-        if self.min is None and self.max is None:
-            raise ValueError("a ratio filter needs min or max")
-        return self
-
-
-Scalar = str | int | float | bool
-
-
-class ValueFilter(_Strict):
-    """Keep rows whose ``column`` equals ``equals`` (or is one of ``one_of``)."""
-
-    column: str
-    equals: Scalar | None = None
-    one_of: list[Scalar] | None = None
-
-    @model_validator(mode="after")
-    def _one_test(self) -> ValueFilter:
-        if (self.equals is None) == (self.one_of is None):
-            raise ValueError("a value filter needs exactly one of equals, one_of")
-        return self
-
-
-DatasetFilter = RatioFilter | ValueFilter
-
-
-class DatasetSource(_Strict):
-    """Pairs from an existing preference dataset: a ``datasets`` folder, files, or a Hub name."""
-
-    type: Literal["dataset"]
-    path: PathList | None = None  # a save_to_disk folder, or Parquet/JSONL files or globs
-    name: str | None = None  # a Hub dataset (needs the network)
-    split: str = "train"
-    columns: DatasetColumns = DatasetColumns()
-    language: str | None = None  # a constant, when the data have no language column
-    aspect: str | None = None  # a constant, when the data have no criterion column
-    filters: list[DatasetFilter] = Field(default_factory=list)
-    subset: str = "dataset"
-    license: str | None = None  # declared for the dataset card
-
-    @field_validator("language")
-    @classmethod
-    def _known_language(cls, language: str | None) -> str | None:
-        return None if language is None else parse_language(language).value
-
-    @field_validator("aspect")
-    @classmethod
-    def _known_aspect(cls, aspect: str | None) -> str | None:
-        return None if aspect is None else parse_aspect(aspect).value
-
-    @model_validator(mode="after")
-    def _path_or_name(self) -> DatasetSource:
-        if (self.path is None) == (self.name is None):
-            raise ValueError("give exactly one of path (local files) or name (a Hub dataset)")
-        return self
-
-
-Source = Annotated[GitSource | SolutionsSource | ExportSource | DatasetSource, Field(discriminator="type")]
-
-
-class BenchmarkWindow(_Strict):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_by_name=True,
-                              validate_by_alias=True, serialize_by_alias=True)
-
-    start: date = Field(alias="from")  # inclusive
-    end: date = Field(alias="to")  # exclusive
-
-    @model_validator(mode="after")
-    def _ordered(self) -> BenchmarkWindow:
-        if self.end <= self.start:
-            raise ValueError("`to` must be after `from`")
-        return self
-
-
-class SplitConfig(_Strict):
-    """The training/benchmark split of commits (git and export sources) by time and repository.
-
-    ``train``: commits before ``train_before``. ``benchmark``: commits in the window, and with
-    ``repository_disjoint`` only from repositories with no commit before ``train_before`` (so
-    no repository is in both). Dates are UTC midnights.
-    """
-
-    train_before: date | None = None
-    benchmark: BenchmarkWindow | None = None
-    keep: Literal["train", "benchmark"] = "train"
-    repository_disjoint: bool = True
-
-    @model_validator(mode="after")
-    def _complete(self) -> SplitConfig:
-        if self.keep == "train" and self.train_before is None:
-            raise ValueError("keep: train needs train_before")
-        if self.keep == "benchmark" and self.benchmark is None:
-            raise ValueError("keep: benchmark needs a benchmark window")
-        if self.keep == "benchmark" and self.repository_disjoint and self.train_before is None:
-            raise ValueError("repository_disjoint needs train_before (it defines a training repository)")
-        if self.benchmark and self.train_before and self.benchmark.start < self.train_before:
-            raise ValueError("the benchmark window must start on or after train_before")
-        return self
 
 
 class MessageFilterConfig(_Strict):
@@ -607,58 +328,6 @@ class Manifest(_Strict):
         return self.model_dump(mode="json")
 
 
-def _expand(patterns: list[str], base_dir: Path, check: Literal["none", "file", "exists"] = "none",
-            noun: str = "", repositories: bool = False) -> list[str]:
-    """Expand the globs of ``patterns`` against ``base_dir``, sorted.
-
-    Matches of a relative pattern stay relative, as written, so that row ids do not depend on
-    the checkout. ``check``: ``none`` keeps plain paths as written; ``file`` keeps only files and
-    requires a plain path to be one; ``exists`` requires a plain path to exist. ``noun`` names
-    what the patterns are in error messages. URLs are kept as written for ``repositories`` (git
-    remotes) and refused everywhere else, never read as relative paths.
-    """
-    label = f"{noun} pattern" if noun else "pattern"
-    keep = {"none": lambda path: True, "file": os.path.isfile, "exists": os.path.exists}[check]
-    expanded: list[str] = []
-    for text in patterns:
-        if "\x00" in text:
-            raise ManifestError(f"{text!r} holds a NUL character")
-        if repositories and ("://" in text or text.startswith("git@")):
-            expanded.append(text)
-            continue
-        try:
-            require_local(text)
-        except RemoteLocationError as error:
-            raise ManifestError(str(error)) from None
-        pattern = os.path.expanduser(text)
-        absolute = pattern if os.path.isabs(pattern) else str(base_dir / pattern)
-        if not glob.has_magic(pattern):
-            if check == "file" and not keep(absolute):
-                raise ManifestError(f"no such file: {text!r}")
-            if check == "exists" and not keep(absolute):
-                raise ManifestError(f"{noun} {text!r} does not exist (looked for {absolute})")
-            expanded.append(text)
-            continue
-        matches = sorted(match for match in glob.glob(absolute) if keep(match))
-        if not matches:
-            raise ManifestError(f"{label} {text!r} matches {'no file' if check == 'file' else 'nothing'}")
-        expanded.extend(matches if os.path.isabs(pattern) else [os.path.relpath(m, base_dir) for m in matches])
-    return expanded
-
-
-def _expand_source(source: Any, base_dir: Path) -> Any:
-    if isinstance(source, SolutionsSource):
-        return source.model_copy(update={"path": _expand(source.path, base_dir, "file", "path")})
-    if isinstance(source, GitSource):
-        return source.model_copy(update={"repos": [  # an entry with a name is never a glob
-            expanded for repo in source.repos
-            for expanded in (_expand([repo], base_dir, repositories=True) if isinstance(repo, str)
-                             else [repo])]})
-    if isinstance(source, ExportSource | DatasetSource) and source.path is not None:
-        return source.model_copy(update={"path": _expand(source.path, base_dir)})
-    return source
-
-
 def _format_error(error: ValidationError) -> str:
     lines = []
     for problem in error.errors():
@@ -679,18 +348,17 @@ def parse_manifest(data: Any, base_dir: Path, origin: str = "<manifest>") -> Man
     sources = []
     for index, source in enumerate(manifest.sources):
         try:
-            sources.append(_expand_source(source, base_dir))
-        except ManifestError as error:
-            key = "repos" if isinstance(source, GitSource) else "path"
-            raise ManifestError(f"{origin}: sources.{index}.{key}: {error}") from None
+            sources.append(source.expanded(base_dir))
+        except PatternError as error:
+            raise ManifestError(f"{origin}: sources.{index}.{source.paths_key}: {error}") from None
     if manifest.synthesis.bug_injection.backend == "llm" and manifest.synthesis.llm is None:
         raise ManifestError(f"{origin}: synthesis.bug_injection.backend is llm but synthesis.llm "
                             "is not set")
     manifest = manifest.model_copy(update={"sources": sources})
     if manifest.decontaminate is not None:
         try:
-            benchmarks = _expand(manifest.decontaminate.benchmarks, base_dir, "exists", "benchmark")
-        except ManifestError as error:
+            benchmarks = expand_patterns(manifest.decontaminate.benchmarks, base_dir, "exists", "benchmark")
+        except PatternError as error:
             raise ManifestError(f"{origin}: decontaminate.benchmarks: {error}") from None
         manifest = manifest.model_copy(update={
             "decontaminate": manifest.decontaminate.model_copy(update={"benchmarks": benchmarks})})

@@ -25,8 +25,8 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Literal
 
 import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from codeprefs.manifest import SplitConfig
 from pipelines.rows import Row
 from pipelines.sources.export import repo_key, split_repos
 
@@ -37,6 +37,49 @@ OUTSIDE_TRAIN = "not_before_train_cutoff"
 OUTSIDE_WINDOW = "outside_benchmark_window"
 REPOSITORY_IN_TRAIN = "repository_in_train"
 NO_TIME = "no_commit_time"
+
+
+class BenchmarkWindow(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_by_name=True,
+                              validate_by_alias=True, serialize_by_alias=True)
+
+    start: date = Field(alias="from")  # inclusive
+    end: date = Field(alias="to")  # exclusive
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BenchmarkWindow:
+        if self.end <= self.start:
+            raise ValueError("`to` must be after `from`")
+        return self
+
+
+class SplitConfig(BaseModel):
+    """The training/benchmark split of commits (git and export sources) by time and repository.
+
+    ``train``: commits before ``train_before``. ``benchmark``: commits in the window, and with
+    ``repository_disjoint`` only from repositories with no commit before ``train_before`` (so
+    no repository is in both). Dates are UTC midnights.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    train_before: date | None = None
+    benchmark: BenchmarkWindow | None = None
+    keep: Literal["train", "benchmark"] = "train"
+    repository_disjoint: bool = True
+
+    @model_validator(mode="after")
+    def _complete(self) -> SplitConfig:
+        if self.keep == "train" and self.train_before is None:
+            raise ValueError("keep: train needs train_before")
+        if self.keep == "benchmark" and self.benchmark is None:
+            raise ValueError("keep: benchmark needs a benchmark window")
+        if self.keep == "benchmark" and self.repository_disjoint and self.train_before is None:
+            raise ValueError("repository_disjoint needs train_before (it defines a training repository)")
+        if self.benchmark and self.train_before and self.benchmark.start < self.train_before:
+            raise ValueError("the benchmark window must start on or after train_before")
+        return self
+
 
 
 def utc_midnight(day: date) -> int:

@@ -24,7 +24,8 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from codeprefs.manifest import PERMISSIVE_LICENSES, Manifest, ManifestError, load_manifest, parse_manifest
+from codeprefs.manifest import Manifest, ManifestError, load_manifest, parse_manifest
+from pipelines.sources.kinds.export import PERMISSIVE_LICENSES
 from codeprefs.schema import Language
 from parsers.headers import HeaderContext, resolve_header_language
 from parsers.treesitter import ParseLimitExceeded, ParseLimits, inspect_source

@@ -168,14 +168,18 @@ def test_no_local_path_in_shards_card_or_upload(ray_local, tmp_path, hub):
 
 
 def test_two_repositories_with_one_name_are_refused(tmp_path):
-    from pipelines.build import BuildError, resolve_inputs
+    from pipelines.sources.base import SourceError
+    from pipelines.sources.kinds.git import resolve_repositories
+
+    def resolve_inputs(manifest):
+        return resolve_repositories(list(enumerate(manifest.sources)), manifest.base_dir)
 
     first, second = history(tmp_path / "a" / "lib"), history(tmp_path / "b" / "lib")
     manifest = tmp_path / "m.yaml"
     manifest.write_text(yaml.safe_dump({"name": "m", "sources": [
         {"type": "git", "repos": [str(first.path), str(second.path)]}]}))
-    with pytest.raises(BuildError, match="'lib'.*name"):
+    with pytest.raises(SourceError, match="'lib'.*name"):
         resolve_inputs(load_manifest(manifest))
     manifest.write_text(yaml.safe_dump({"name": "m", "sources": [
         {"type": "git", "repos": [str(first.path), {"path": str(second.path), "name": "acme/lib"}]}]}))
-    assert [repo.spec.name for _, repo, _ in resolve_inputs(load_manifest(manifest))] == ["lib", "acme/lib"]
+    assert [repo.spec.name for _, _, repo, _ in resolve_inputs(load_manifest(manifest))] == ["lib", "acme/lib"]

@@ -21,7 +21,7 @@ from codeprefs.schema import Aspect, Language
 from filters.messages import LOW_SIGNAL_MESSAGES, MessageFilter, normalise_message
 from filters.validation import ValidationConfig, normalise_whitespace
 from parsers.languages import language_for_path
-from pipelines.build import resolve_inputs
+from pipelines.sources.kinds.git import GitSource, resolve_repositories
 from pipelines.rows import Row
 from pipelines.sources.gitrepo import RepoSpec, resolve
 from pipelines.steps import (
@@ -281,9 +281,10 @@ def test_messages_naming_no_criterion_are_dropped_at_labelling(outcomes):
 
 def test_the_manifest_mines_every_bundle_at_its_head(built):
     manifest = load_manifest(MANIFEST)
-    pinned = resolve_inputs(manifest)
+    pinned = resolve_repositories([(index, source) for index, source in enumerate(manifest.sources)
+                                   if isinstance(source, GitSource)], manifest.base_dir)
     assert len(pinned) == len(built)
-    for _, repo, error in pinned:
+    for _, _, repo, error in pinned:
         assert error is None and repo is not None and repo.spec.kind == "bundle"
         name = Path(repo.spec.location).stem
         assert repo.sha == built[name].head

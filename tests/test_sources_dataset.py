@@ -14,7 +14,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from codeprefs.manifest import DatasetSource, parse_manifest
+from codeprefs.manifest import parse_manifest
+from pipelines.sources.kinds.dataset import DatasetSource
 from pipelines.build import BuildError, build
 from pipelines.sources.dataset import DatasetRules, file_chunks, plan_dataset
 from pipelines.steps import ListRecords

@@ -15,7 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from codeprefs.manifest import PERMISSIVE_LICENSES, parse_manifest
+from codeprefs.manifest import parse_manifest
+from pipelines.sources.kinds.export import PERMISSIVE_LICENSES
 from pipelines.build import build
 from pipelines.shards import file_sha256
 from pipelines.sources.export import ExportRules

@@ -9,7 +9,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from codeprefs.manifest import ManifestError, SplitConfig, parse_manifest
+from codeprefs.manifest import ManifestError, parse_manifest
+from pipelines.splits import SplitConfig
 from pipelines.build import build
 from pipelines.rows import empty_row, to_table
 from pipelines.splits import SplitRule, training_repositories, utc_midnight

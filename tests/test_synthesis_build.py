@@ -169,7 +169,7 @@ def test_a_toolchain_upgrade_changes_the_source_fingerprint(tmp_path, monkeypatc
     def source_fingerprint(version: str) -> tuple[str, dict]:
         _fake_tool(tools, "codeprefs-fake-ruby", version)
         [work] = plan_build(parse_manifest(config, tmp_path), tmp_path / "out").works
-        return work.settings_fingerprint, work.settings["toolchains"]
+        return work.settings_fingerprint, work.recipe.toolchains
 
     old, old_tools = source_fingerprint("ruby 3.2.3")
     same, _ = source_fingerprint("ruby 3.2.3")

@@ -11,7 +11,7 @@ import pytest
 
 from codeprefs.manifest import parse_manifest
 from codeprefs.schema import Language
-from pipelines.sources.solutions import FieldMap, SolutionRecord, SolutionsError, plan_chunks, read_chunk
+from pipelines.sources.solutions import SolutionFields, SolutionRecord, SolutionsError, plan_chunks, read_chunk
 from pipelines.synthesis import harness
 from pipelines.synthesis.harness import RunLimits
 from pipelines.synthesis.pairs import (
@@ -224,7 +224,7 @@ def test_malformed_records_name_their_file_and_line(tmp_path):
         json.dumps({**good, "task_id": "t/6", "canonical_solution": None}),
     ]) + "\n")
     [chunk] = plan_chunks([("data/tasks.jsonl", path)], records_per_chunk=100)
-    records = list(read_chunk(chunk, FieldMap(), "Python", None))
+    records = list(read_chunk(chunk, SolutionFields(), "Python", None))
     assert [(r.line, r.error) for r in records] == [
         (1, None),
         (2, "data/tasks.jsonl:2: not valid JSON (Expecting property name enclosed in double quotes: "
@@ -250,7 +250,7 @@ def test_chunks_cover_every_record_once(tmp_path):
                             for i in range(10)))
     chunks = plan_chunks([("many.jsonl", path)], records_per_chunk=3)
     assert [chunk["count"] for chunk in chunks] == [3, 3, 3, 1]
-    records = [r for chunk in chunks for r in read_chunk(chunk, FieldMap(), None, "lang")]
+    records = [r for chunk in chunks for r in read_chunk(chunk, SolutionFields(), None, "lang")]
     assert [r.prompt for r in records] == [f"p{i}" for i in range(10)]
     assert [r.language for r in records[:2]] == ["Ruby", "Python"]
     assert [r.key for r in records[:2]] == ["line:1", "line:2"]
@@ -276,7 +276,7 @@ def test_a_deeply_nested_line_is_a_malformed_record_and_a_corrupt_parquet_names_
     path = tmp_path / "tasks.jsonl"
     path.write_text("\n".join([json.dumps(good), "[" * 100_000, '{"test": ' + "9" * 5000 + "}"]) + "\n")
     [chunk] = plan_chunks([("tasks.jsonl", path)], records_per_chunk=100)
-    records = list(read_chunk(chunk, FieldMap(), "Python", None))
+    records = list(read_chunk(chunk, SolutionFields(), "Python", None))
     assert [(r.line, r.error) for r in records] == [
         (1, None), (2, "tasks.jsonl:2: nested too deeply"),
         (3, "tasks.jsonl:3: not valid JSON (Exceeds the limit (4300 digits) for integer string "
@@ -290,4 +290,4 @@ def test_a_deeply_nested_line_is_a_malformed_record_and_a_corrupt_parquet_names_
     (tmp_path / "tasks.parquet").write_bytes(bytes(data))
     [chunk] = plan_chunks([("tasks.parquet", tmp_path / "tasks.parquet")], records_per_chunk=5000)
     with pytest.raises(SolutionsError, match=r"^tasks.parquet: not a readable Parquet file \(rows 1-2000\)"):
-        list(read_chunk(chunk, FieldMap(), "Python", None))
+        list(read_chunk(chunk, SolutionFields(), "Python", None))

@@ -25,14 +25,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import model_validator
 
-from codeprefs.manifest import DatasetSource, RatioFilter, ValueFilter
 from codeprefs.schema import parse_aspect, parse_language, stable_id
 from pipelines.rows import Row, empty_row, has_nul
+from pipelines.sources.base import SourceSettings
 from pipelines.sources.records import (
     FileChunk,
     Malformed,
@@ -43,8 +44,56 @@ from pipelines.sources.records import (
     record_format,
 )
 
+if TYPE_CHECKING:
+    from pipelines.sources.kinds.dataset import DatasetSource
+
 STAGE = "list"
 _TEXT = ("input", "chosen", "rejected")
+
+
+class DatasetColumns(SourceSettings):
+    """Our column <- their column. ``system`` may be absent from the data (it is then null)."""
+
+    input: str = "input"
+    chosen: str = "chosen"
+    rejected: str = "rejected"
+    system: str = "system"
+    language: str = "language"
+    aspect: str = "aspect"
+
+
+class RatioFilter(SourceSettings):
+    """Keep rows where ``ratio[0] / ratio[1]`` is at least ``min`` (and at most ``max``)."""
+
+    ratio: tuple[str, str]  # their columns: numerator, denominator
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _a_bound(self) -> RatioFilter:
+        if self.min is None and self.max is None:
+            raise ValueError("a ratio filter needs min or max")
+        return self
+
+
+Scalar = str | int | float | bool
+
+
+class ValueFilter(SourceSettings):
+    """Keep rows whose ``column`` equals ``equals`` (or is one of ``one_of``)."""
+
+    column: str
+    equals: Scalar | None = None
+    one_of: list[Scalar] | None = None
+
+    @model_validator(mode="after")
+    def _one_test(self) -> ValueFilter:
+        if (self.equals is None) == (self.one_of is None):
+            raise ValueError("a value filter needs exactly one of equals, one_of")
+        return self
+
+
+DatasetFilter = RatioFilter | ValueFilter
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,10 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import Field
 
 from codeprefs.schema import parse_language
+from pipelines.sources.base import SourceSettings
 
 FORMATS = ("jsonl", "parquet")
 
@@ -29,16 +31,21 @@ class SolutionsError(ValueError):
     """A solutions file cannot be read; the message names the file (and line)."""
 
 
-@dataclass(frozen=True)
-class FieldMap:
-    """Which record field holds what. Optional fields may be None or absent from records."""
+class SolutionFields(SourceSettings):
+    """Which record field holds what (optional ones may be null or absent in records)."""
 
     prompt: str = "prompt"
     solution: str = "canonical_solution"
     tests: str = "test"
-    task_id: str | None = "task_id"
-    entry_point: str | None = "entry_point"
-    instruction: str | None = None
+    task_id: str | None = "task_id"  # ids and provenance; the line number when absent
+    entry_point: str | None = "entry_point"  # Python tests that only define check(candidate)
+    instruction: str | None = None  # a ready-made natural-language task, used as `input`
+
+
+class LanguageField(SourceSettings):
+    """The record field that holds each record's language."""
+
+    field: str = Field(min_length=1)
 
 
 @dataclass(frozen=True)
@@ -177,7 +184,7 @@ def _text(record: dict, field: str | None, required: bool) -> tuple[str | None, 
     return value, None
 
 
-def read_chunk(chunk: dict[str, Any], fields: FieldMap, language: str | None,
+def read_chunk(chunk: dict[str, Any], fields: SolutionFields, language: str | None,
                language_field: str | None) -> Iterator[SolutionRecord]:
     """The records of one chunk. ``language`` is the source's constant language, or
     ``language_field`` names the field that holds each record's language."""

@@ -26,7 +26,7 @@ import pyarrow as pa
 
 from codeprefs.schema import Aspect, Language, stable_id
 from pipelines.rows import Row, drop, empty_row, has_nul, to_table
-from pipelines.sources.solutions import FieldMap, SolutionRecord, SolutionsError, read_chunk
+from pipelines.sources.solutions import SolutionFields, SolutionRecord, SolutionsError, read_chunk
 from pipelines.synthesis.code import Program, parse_program
 from pipelines.synthesis.harness import (
     RunLimits,
@@ -117,7 +117,7 @@ class SandboxSettings:
 class SourceSettings:
     """How to read one solutions source's records."""
 
-    fields: FieldMap = FieldMap()
+    fields: SolutionFields = SolutionFields()
     language: str | None = None  # a constant language...
     language_field: str | None = None  # ...or the field holding it
     on_error: str = "fail"  # a malformed record stops the build, or is counted ("skip")

@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from codeprefs.manifest import LanguageField, SolutionsSource, SynthesisConfig
+from codeprefs.manifest import SynthesisConfig
 from codeprefs.schema import Language
-from pipelines.sources.solutions import FieldMap
+from pipelines.sources.solutions import LanguageField
 from pipelines.synthesis.harness import RunLimits, missing_commands, toolchain_versions
 from pipelines.synthesis.pairs import (
     BugInjectionSettings,
@@ -27,6 +27,9 @@ from pipelines.synthesis.pairs import (
 )
 from pipelines.synthesis.sandbox import Limits, detect_isolation, memory_limit_mode
 from pipelines.synthesis.verify import VariantTimeout
+
+if TYPE_CHECKING:
+    from pipelines.sources.kinds.solutions import SolutionsSource
 
 log = logging.getLogger(__name__)
 
@@ -130,12 +133,9 @@ class SynthesisPlan:
 
     @staticmethod
     def source_settings(source: SolutionsSource) -> SourceSettings:
-        fields = source.fields
         language_field = source.language.field if isinstance(source.language, LanguageField) else None
         return SourceSettings(
-            fields=FieldMap(prompt=fields.prompt, solution=fields.solution, tests=fields.tests,
-                            task_id=fields.task_id, entry_point=fields.entry_point,
-                            instruction=fields.instruction),
+            fields=source.fields,
             language=None if language_field else source.language,
             language_field=language_field, on_error=source.on_error)
 

@@ -1,0 +1,46 @@
+"""What the commit sources (``git`` and ``export``) share: the commit filters and the pairing.
+
+Both list commits, keep one split of them, filter their messages, label their criteria, read
+the two versions of the changed file (each kind its own way) and scope the change to a pair.
+:class:`CommitSteps` holds the manifest sections that shape those shared steps (``filters``,
+``pairs``); it is a field of both kinds' recipes, so it is part of their fingerprints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from filters.messages import MessageFilter
+from pipelines.scopes import ScopeSettings
+from pipelines.steps import AssemblePairs, FilterMessages, LabelCriteria, ScopePairs, SplitCommits, Step
+
+
+@dataclass(frozen=True)
+class CommitSteps:
+    """The settings of the steps every commit source runs (see the module doc)."""
+
+    message: Any  # the manifest's filters.message
+    criteria: Any  # the manifest's filters.criteria
+    scope: ScopeSettings  # pairs, with the parse limits of filters.validation
+    max_bytes: int  # a version larger than this is not read (filters.validation.max_bytes)
+
+    @classmethod
+    def from_manifest(cls, manifest: Any) -> CommitSteps:
+        filters = manifest.filters
+        validation = filters.validation
+        return cls(filters.message, filters.criteria,
+                   ScopeSettings(**manifest.pairs.model_dump(), max_bytes=validation.max_bytes,
+                                 parse_timeout_s=validation.parse_timeout_s),
+                   validation.max_bytes)
+
+    def filters(self, split: SplitCommits | None) -> list[Step]:
+        """Split, message and criteria: all decided before any file is read."""
+        criteria = self.criteria
+        return [*([split] if split is not None else []),
+                FilterMessages(MessageFilter(self.message.min_length, self.message.max_length)),
+                LabelCriteria(criteria.match, criteria.terms_dir, criteria.test_files)]
+
+    def pairing(self) -> list[Step]:
+        """The two versions, once read, scoped to the change and made a pair."""
+        return [ScopePairs(self.scope), AssemblePairs()]

@@ -1,0 +1,199 @@
+"""The stages every row passes after its source: validate, judge, clean and write.
+
+Each reads the Parquet files of the stage before it and keeps its own under its fingerprint
+(see :mod:`pipelines.stagecache`); rows are marked dropped, never removed, until the writer
+counts and writes them (:mod:`pipelines.shards`).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from codeprefs.manifest import Manifest
+from filters.dedupe import BenchmarkError, decontaminate, index_for, near_dedupe
+from filters.dedupe.decontaminate import BenchmarkIndex
+from filters.length import LengthError, PairBudget, tokenizer_fingerprint
+from pipelines import progress
+from pipelines.errors import BuildError
+from pipelines.judge import STATS_DIR as JUDGE_STATS_DIR
+from pipelines.judge import judge_step, llm_totals
+from pipelines.shards import WritePartition, add_partition_column, file_sha256
+from pipelines.stagecache import StageDir, write_unit
+from pipelines.synthesis.llm import LLMError
+
+CACHE_DIR = ".cache"
+
+
+def _resolve_path(name: str, base_dir: Path) -> Path:
+    path = Path(name).expanduser()
+    return path if path.is_absolute() else base_dir / path
+
+
+def run_dataset_stage(name: str, stage_fingerprint: str, files: list[str], output_dir: Path,
+                      transform: Callable[[Any], Any], log: Callable[[str], None]) -> list[str]:
+    """Read ``files``, apply ``transform`` (a Ray dataset to a Ray dataset), keep the result.
+
+    Unlike a source stage it is redone whole when it did not finish (it has no units).
+    """
+    import ray.data
+
+    stage = StageDir(output_dir, name, stage_fingerprint)
+    if stage.done:
+        log(f"{name}: reusing {stage.rows()} rows")
+        return stage.files()
+    shutil.rmtree(stage.path, ignore_errors=True)
+    stage.path.mkdir(parents=True)
+    rows_in = progress.file_rows(files)
+    tracker = progress.stage(name, rows_in, log, unit="rows")
+    rows = transform(ray.data.read_parquet(files, schema=None) if files else None)
+    if rows is not None:
+        progress.collect(rows.map_batches(_write_block, fn_kwargs={"folder": str(stage.path)}, batch_size=None,
+                                          batch_format="pyarrow").iter_rows(),
+                         tracker, lambda block: (block["rows"], block["rows"], block["kept"]))
+    tracker.finish()
+    stage.mark_done()
+    return stage.files()
+
+
+def run_judge(manifest: Manifest, stage_fingerprint: str, files: list[str], output_dir: Path,
+               log: Callable[[str], None]) -> tuple[list[str], dict[str, Any]]:
+    """The ``judge`` stage (:mod:`pipelines.judge`) and what it cost: requests, tokens and cache
+    hits of this run (none when an unchanged stage is reused)."""
+    stage = StageDir(output_dir, "judge", stage_fingerprint)
+    reused = stage.done
+    try:
+        step = judge_step(manifest.judge, output_dir / CACHE_DIR / "llm", stage.path / JUDGE_STATS_DIR)
+    except LLMError as error:
+        raise BuildError(str(error)) from None
+    files = run_dataset_stage(
+        "judge", stage_fingerprint, files, output_dir, log=log,
+        transform=lambda rows: rows and rows.map_batches(step, batch_size=manifest.ray.batch_rows,
+                                                         batch_format="pyarrow"))
+    totals = llm_totals(stage.path / JUDGE_STATS_DIR)
+    return files, ({key: 0 for key in totals} | {"reused": True}) if reused else {**totals, "reused": False}
+
+
+def _write_block(block: pa.Table, folder: str) -> pa.Table:
+    import uuid
+
+    rows = write_unit(Path(folder) / f"unit-{uuid.uuid4().hex}.parquet", [block])
+    return pa.table({"rows": [rows], "kept": [block["drop_reason"].null_count]})
+
+
+def length_budget(manifest: Manifest) -> PairBudget | None:
+    """The length budget of ``filters.length`` (``None`` when not set); a tokenizer folder is
+    read relative to the manifest, and one that cannot be loaded fails before any Ray work."""
+    settings = manifest.filters.length
+    if settings is None:
+        return None
+    tokenizer = settings.tokenizer
+    if tokenizer is not None:
+        local = _resolve_path(tokenizer, manifest.base_dir)
+        if local.is_dir() or tokenizer.startswith(("/", "./", "../", "~")):
+            tokenizer = str(local)
+    budget = PairBudget(settings.max_tokens, tokenizer, settings.max_bytes, settings.template)
+    if tokenizer is not None:
+        try:
+            budget.encoder()
+        except LengthError as error:
+            raise BuildError(str(error)) from None
+    return budget
+
+
+def length_fingerprint_settings(manifest: Manifest) -> dict[str, Any] | None:
+    """The budget's settings, with the tokenizer's files (a changed tokenizer reruns validate)."""
+    if manifest.filters.length is None:
+        return None
+    settings = manifest.filters.length.model_dump(mode="json")
+    budget = length_budget(manifest) if settings["tokenizer"] else None
+    if budget is not None and budget.tokenizer is not None:
+        try:
+            settings["tokenizer_files"] = tokenizer_fingerprint(budget.tokenizer)
+        except LengthError as error:
+            raise BuildError(str(error)) from None
+    return settings
+
+
+def load_benchmarks(manifest: Manifest) -> BenchmarkIndex | None:
+    """Index the decontamination benchmarks up front, so a bad one fails before any Ray work."""
+    if manifest.decontaminate is None:
+        return None
+    try:
+        return index_for(manifest.decontaminate, manifest.base_dir)
+    except BenchmarkError as error:
+        raise BuildError(f"decontaminate.benchmarks: {error}") from None
+
+
+def clean_fingerprint_settings(manifest: Manifest) -> dict[str, Any]:
+    """The settings and inputs of the clean stage (empty: the stage is skipped)."""
+    settings: dict[str, Any] = {}
+    if manifest.decontaminate is not None:
+        files = []
+        for name in manifest.decontaminate.benchmarks:
+            path = _resolve_path(name, manifest.base_dir)
+            for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
+                if file.is_file():
+                    files.append([str(file.relative_to(path.parent)), file_sha256(file)])
+        settings["decontaminate"] = {**manifest.decontaminate.model_dump(mode="json"), "files": files}
+    if manifest.dedupe.near is not None:
+        settings["near"] = manifest.dedupe.near.model_dump(mode="json")
+    return settings
+
+
+def clean_transform(manifest: Manifest, benchmarks: BenchmarkIndex | None, stats: dict[str, Any]):
+    """Decontaminate, then near-dedupe, as the manifest asks (marking rows, never dropping them).
+
+    Each step's statistics go into ``stats`` for the run record.
+    """
+
+    def transform(rows):
+        if rows is None:
+            return None
+        if manifest.decontaminate is not None and benchmarks is not None:
+            stats["decontaminate"] = {}
+            rows = decontaminate(rows, manifest.decontaminate, index=benchmarks,
+                                 stats=stats["decontaminate"]).materialize()
+        if manifest.dedupe.near is not None:
+            stats["near_dedupe"] = {}
+            rows = near_dedupe(rows, manifest.dedupe.near, stats=stats["near_dedupe"]).materialize()
+        return rows
+
+    return transform
+
+
+def write_shards(files: list[str], output_dir: Path, manifest: Manifest,
+           log: Callable[[str], None] = lambda line: None) -> list[dict[str, Any]]:
+    """The write stage: partition, exact-dedupe and write; returns the writers' summaries."""
+    import ray.data
+
+    out = manifest.output
+    rows = ray.data.read_parquet(files)
+    payload = sum(part["bytes"] for part in rows.map_batches(_payload_bytes, batch_format="pyarrow").take_all())
+    count = max(1, math.ceil(payload / out.max_shard_bytes))
+    writer = WritePartition(str(output_dir), count, manifest.dedupe.exact, out.rejects.sample_rate,
+                            out.compression_level, out.row_group_rows)
+    tracker = progress.stage("write", count, log, unit="shards", rows_in=progress.file_rows(files))
+    return progress.collect(
+        rows.map_batches(add_partition_column, fn_kwargs={"count": count}, batch_format="pyarrow")
+        .groupby("partition", num_partitions=count)
+        .map_groups(writer.write, batch_format="pyarrow")
+        .iter_rows(), tracker, _written)
+
+
+def _written(summary: dict[str, Any]) -> tuple[int, int, int]:
+    """Progress of the write stage from one summary row: a partition's kept count finishes it."""
+    if summary["kind"] == "count" and summary["reason"] is None:
+        return 1, 0, summary["rows"]
+    return 0, 0, 0
+
+
+def _payload_bytes(batch: pa.Table) -> pa.Table:
+    import pyarrow.compute as pc
+
+    return pa.table({"bytes": [pc.sum(batch["row_bytes"]).as_py() or 0]})
