@@ -1,6 +1,6 @@
 """The files of the export and dataset sources, made ready by the driver before any Ray work.
 
-For each such source: its files cut into :class:`~pipelines.sources.records.FileChunk` tasks
+For each such source: its files cut into :class:`~codeprefs.core.records.FileChunk` tasks
 (from sizes and Parquet/Arrow metadata only), its allowlists checked, and a fingerprint of every
 file it reads (path as the manifest names it, size, sha256) for ``run.json``'s ``inputs``.
 """
@@ -16,7 +16,7 @@ from codeprefs.manifest import DatasetSource, ExportSource, Manifest
 from pipelines.shards import file_sha256
 from pipelines.sources.dataset import DatasetRules, file_chunks, known_columns, plan_dataset
 from pipelines.sources.export import load_allowlist
-from pipelines.sources.records import FileChunk, plan_chunks
+from codeprefs.core.records import FileChunk, plan_chunks
 
 
 @dataclass
