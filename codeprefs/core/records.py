@@ -235,7 +235,7 @@ def count_records(path: str | Path, kind: RecordFormat | None = None) -> int:
         return pq.ParquetFile(path).metadata.num_rows
     if kind == "arrow":
         return read_arrow(str(path)).num_rows
-    if starts_json_array(path):
+    if _is_json_array(str(path)):
         return sum(1 for _ in file_records(path))
     opener = gzip.open if kind == "jsonl.gz" else open
     with opener(path, "rb") as handle:
@@ -269,7 +269,8 @@ def read_table(path: str | Path, columns: list[str] | None = None) -> pa.Table:
     """The whole of ``path`` as one Arrow table (``columns``: only those, Parquet and Arrow).
 
     JSON Lines (gzip too) go through Arrow's JSON reader, which infers one type per column over
-    the whole file. Raises what Arrow raises (``ArrowInvalid``, ``OSError``): callers name the file.
+    the whole file and takes no JSON array. Raises what Arrow raises (``ArrowInvalid``,
+    ``OSError``): callers name the file.
     """
     kind = record_format(str(path))
     if kind == "parquet":
@@ -466,17 +467,23 @@ def file_records(path: str | Path, label: str | None = None) -> Iterator[Located
     path = str(path)
     name = label or path
     kind = record_format(path)
-    if kind in ("jsonl", "jsonl.gz") and path.lower().endswith((".json", ".json.gz")) \
-            and starts_json_array(path):
+    if _is_json_array(path):
         yield from _array_records(path, name)
     elif kind == "jsonl":
-        open(path, "rb").close()  # a file that cannot be opened raises OSError, as documented
+        with open(path, "rb"):  # a file that cannot be opened raises OSError here, not RecordFileError
+            pass
         yield from jsonl_records(path, name)
     elif kind == "jsonl.gz":
         yield from _gzip_records(path, name)
     else:
         for chunk in plan_chunks(path, name):
             yield from located_records(chunk)
+
+
+def _is_json_array(path: str) -> bool:
+    """Whether ``path`` is one JSON array of records: named ``.json`` (or ``.json.gz``), text
+    starting with ``[``. A ``.jsonl`` file is JSON Lines whatever its first line."""
+    return path.lower().endswith((".json", ".json.gz")) and starts_json_array(path)
 
 
 def _array_records(path: str, label: str) -> Iterator[Located]:
