@@ -71,7 +71,7 @@ class RunUnits:
 
 def _unit_error(error: Exception) -> str:
     """What the driver reports for a failed unit: a corrupt file's own message names the file."""
-    from pipelines.sources.records import RecordFileError
+    from codeprefs.core.records import RecordFileError
 
     return str(error) if isinstance(error, RecordFileError) else f"{type(error).__name__}: {error}"
 

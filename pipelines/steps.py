@@ -25,6 +25,7 @@ from typing import Any, ClassVar, Protocol
 
 import pyarrow as pa
 
+from codeprefs.core.records import FileChunk, Malformed, Where, located_records
 from codeprefs.schema import Language, stable_id
 from filters.criteria import CriteriaLabeler, load_context, load_exclusions, load_stems, load_terms
 from filters.length import PairBudget
@@ -50,7 +51,6 @@ from pipelines.sources.gitrepo import (
     materialize,
     read_blobs,
 )
-from pipelines.sources.records import FileChunk, Malformed, Where, located_records
 from pipelines.sources.remote import (
     FetchSettings,
     HostSlots,

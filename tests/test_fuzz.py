@@ -32,7 +32,7 @@ from parsers.treesitter import ParseLimitExceeded, ParseLimits, inspect_source
 from pipelines.rows import to_table
 from pipelines.sources.dataset import DatasetRules
 from pipelines.sources.export import ExportRules
-from pipelines.sources.records import plan_chunks
+from codeprefs.core.records import plan_chunks
 from pipelines.steps import ListRecords
 
 FUZZ = settings(derandomize=True, database=None, deadline=2000, max_examples=60,

@@ -20,7 +20,7 @@ from pipelines.sources.kinds.export import PERMISSIVE_LICENSES
 from pipelines.build import build
 from pipelines.shards import file_sha256
 from pipelines.sources.export import ExportRules
-from pipelines.sources.records import plan_chunks, read_records
+from codeprefs.core.records import plan_chunks, read_records
 from pipelines.sources.remote import (
     ClusterHostSlots,
     FetchSettings,

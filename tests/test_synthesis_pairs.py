@@ -258,6 +258,21 @@ def test_chunks_cover_every_record_once(tmp_path):
     assert sum(chunk["count"] for chunk in capped) == 5
 
 
+def test_parquet_chunks_across_row_groups_read_every_record_once_with_its_row(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [{"task_id": f"t/{n}", "prompt": f"p{n}", "test": "t", "canonical_solution": "s"}
+            for n in range(23)]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "tasks.parquet", row_group_size=5)
+    chunks = plan_chunks([("tasks.parquet", tmp_path / "tasks.parquet")], records_per_chunk=4,
+                         max_records=22)
+    assert [(chunk["start"], chunk["count"]) for chunk in chunks] == [
+        (0, 4), (4, 4), (8, 4), (12, 4), (16, 4), (20, 2)]
+    records = [r for chunk in chunks for r in read_chunk(chunk, FieldMap(), "Python", None)]
+    assert [(r.line, r.task_id) for r in records] == [(n + 1, f"t/{n}") for n in range(22)]
+
+
 @pytest.mark.parametrize("field", ["prompt", "solution", "tests"])
 def test_a_nul_byte_in_a_record_is_a_counted_binary_drop(field):
     value = getattr(CLAMP, field)

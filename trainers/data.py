@@ -29,9 +29,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.json as pajson
-import pyarrow.parquet as pq
 
+from codeprefs.core.records import is_saved_dataset, read_table, saved_dataset_tables
 from codeprefs.locations import RemoteLocationError, require_local
 from codeprefs.schema import parse_aspect, stable_id
 from trainers.prompts import PromptKind, evaluation_prompt, training_prompt
@@ -76,8 +75,7 @@ def _read_any(source: str, split: str | None) -> pa.Table:
     if path.is_file():
         return _read_files([path], source)
     if path.is_dir():
-        if (path / "dataset_info.json").exists() or (path / "state.json").exists() \
-                or (path / "dataset_dict.json").exists():
+        if is_saved_dataset(path):
             return _read_saved_dataset(path, split)
         shards = sorted((path / "data").glob("*.parquet")) if (path / "data").is_dir() else []
         if shards:
@@ -113,12 +111,9 @@ def _read_files(files: Sequence[Path], source: str) -> pa.Table:
     tables = []
     for file in files:
         try:
-            if file.suffix == ".parquet":
-                tables.append(pq.read_table(file))
-            elif file.suffix in (".jsonl", ".json"):
-                tables.append(pajson.read_json(file))
-            else:
+            if file.suffix not in (".parquet", ".jsonl", ".json"):
                 raise DataError(f"{file}: unsupported file type (expected .parquet, .jsonl or .json)")
+            tables.append(read_table(file))
         except (pa.ArrowInvalid, OSError) as error:
             raise DataError(f"{file}: cannot read it: {error}") from None
     if not tables:
@@ -130,16 +125,14 @@ def _read_files(files: Sequence[Path], source: str) -> pa.Table:
 
 
 def _read_saved_dataset(path: Path, split: str | None) -> pa.Table:
-    import datasets
-
-    loaded = datasets.load_from_disk(str(path))
-    if isinstance(loaded, datasets.DatasetDict):
-        names = list(loaded.keys())
-        chosen = split or ("train" if "train" in loaded else names[0] if len(names) == 1 else None)
-        if chosen is None or chosen not in loaded:
-            raise DataError(f"{path}: pick a split with --split (it has {', '.join(names)})")
-        loaded = loaded[chosen]
-    return loaded.with_format("arrow")[:]
+    splits = saved_dataset_tables(path)
+    if None in splits:  # a single Dataset: no splits to pick from
+        return splits[None]
+    names = [str(name) for name in splits]
+    chosen = split or ("train" if "train" in splits else names[0] if len(names) == 1 else None)
+    if chosen is None or chosen not in splits:
+        raise DataError(f"{path}: pick a split with --split (it has {', '.join(names)})")
+    return splits[chosen]
 
 
 def _read_hub_dataset(name: str, split: str | None) -> pa.Table:

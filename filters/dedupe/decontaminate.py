@@ -22,7 +22,6 @@ prompts are counted in the stats.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +30,16 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from codeprefs.core.records import (
+    Malformed,
+    RecordFileError,
+    column_names,
+    file_records,
+    is_saved_dataset,
+    read_table,
+    saved_dataset_tables,
+)
 from codeprefs.manifest import DecontaminateConfig
 from filters.dedupe.ngrams import iter_ngram_blocks
 from pipelines.rows import WORK_SCHEMA
@@ -50,10 +57,11 @@ class BenchmarkError(ValueError):
 # -- reading benchmarks ---------------------------------------------------------------------------
 
 
-def _prompts_from_records(records: list[Any], column: str, where: str) -> list[str | None]:
+def _prompts_from_records(records: list[dict[str, Any] | Malformed], column: str,
+                          where: str) -> list[str | None]:
     prompts = []
     for number, record in enumerate(records, start=1):
-        if not isinstance(record, dict):
+        if isinstance(record, Malformed):
             raise BenchmarkError(f"{where}: record {number} is not a JSON object")
         if column not in record:
             raise BenchmarkError(f"{where}: record {number} has no field {column!r} "
@@ -63,18 +71,22 @@ def _prompts_from_records(records: list[Any], column: str, where: str) -> list[s
 
 
 def _read_json(path: Path, column: str) -> list[str | None]:
+    """A JSON Lines file, or a ``.json`` file holding one array of records."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
+        records = [record for _, _, record in file_records(path)]
+    except OSError as error:
         raise BenchmarkError(f"cannot read benchmark {path}: {error}") from None
-    stripped = text.lstrip()
-    try:
-        if path.suffix == ".json" and stripped.startswith("["):
-            records = json.loads(text)
-        else:
-            records = [json.loads(line) for line in text.splitlines() if line.strip()]
-    except json.JSONDecodeError as error:
-        raise BenchmarkError(f"benchmark {path} is not valid JSON lines: {error}") from None
+    except RecordFileError as error:  # a JSON array that does not parse
+        raise BenchmarkError(f"benchmark {path} is not valid JSON lines: {error.cause}") from None
+    # Checked in the order the whole file always was: its text decodes, every line parses, and
+    # only then is a record looked at.
+    malformed = [record for record in records if isinstance(record, Malformed)]
+    for record in malformed:
+        if record.kind == "not_utf8":
+            raise BenchmarkError(f"cannot read benchmark {path}: {record.cause}")
+    for record in malformed:
+        if record.kind != "not_object":
+            raise BenchmarkError(f"benchmark {path} is not valid JSON lines: {record.cause}")
     return _prompts_from_records(records, column, str(path))
 
 
@@ -86,25 +98,22 @@ def _column_prompts(table: pa.Table, column: str, where: str) -> list[str | None
 
 def _read_parquet(path: Path, column: str) -> list[str | None]:
     try:
-        schema = pq.read_schema(path)
+        names = column_names(path) or []
     except (OSError, pa.ArrowInvalid) as error:
         raise BenchmarkError(f"cannot read benchmark {path}: {error}") from None
-    if column not in schema.names:
-        raise BenchmarkError(f"{path}: no column {column!r} (it has {schema.names[:20]})")
-    return pq.read_table(path, columns=[column])[column].to_pylist()
+    if column not in names:
+        raise BenchmarkError(f"{path}: no column {column!r} (it has {names[:20]})")
+    return read_table(path, columns=[column])[column].to_pylist()
 
 
 def _read_saved_dataset(path: Path, column: str) -> list[str | None]:
-    from datasets import DatasetDict, load_from_disk
-
     try:
-        loaded = load_from_disk(str(path))
+        splits = saved_dataset_tables(path)
     except (OSError, ValueError, FileNotFoundError) as error:
         raise BenchmarkError(f"cannot load the datasets folder {path}: {error}") from None
-    splits = [loaded[name] for name in sorted(loaded)] if isinstance(loaded, DatasetDict) else [loaded]
     prompts: list[str | None] = []
-    for split in splits:
-        prompts.extend(_column_prompts(split.data.table, column, str(path)))
+    for name in sorted(splits, key=lambda split: split or ""):  # every split, by name
+        prompts.extend(_column_prompts(splits[name], column, str(path)))
     return prompts
 
 
@@ -113,7 +122,7 @@ def read_benchmark_prompts(path: Path, column: str) -> list[str | None]:
     if not path.exists():
         raise BenchmarkError(f"benchmark {path} does not exist")
     if path.is_dir():
-        if any((path / marker).exists() for marker in ("dataset_info.json", "state.json", "dataset_dict.json")):
+        if is_saved_dataset(path):
             return _read_saved_dataset(path, column)
         files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in _DATA_SUFFIXES)
         if not files:

@@ -8,7 +8,7 @@ Where the data come from (:func:`plan_dataset`, run by the driver, which reads o
 * ``name``: a Hub dataset, downloaded once by the driver with ``datasets.load_dataset`` into the
   Hugging Face cache (on a cluster the cache must be on a file system every node sees).
 
-Every case becomes :class:`~pipelines.sources.records.FileChunk` descriptions (Arrow files for
+Every case becomes :class:`~codeprefs.core.records.FileChunk` descriptions (Arrow files for
 ``datasets`` folders and the Hub) that Ray tasks read. Each record then becomes one work row
 (:meth:`DatasetRules.row`); a record is dropped at stage ``list`` when
 
@@ -28,21 +28,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from pydantic import model_validator
 
+from codeprefs.core.records import FileChunk, Malformed, Where, column_names, plan_chunks, record_format
 from codeprefs.schema import parse_aspect, parse_language, stable_id
 from pipelines.rows import Row, empty_row, has_nul
 from pipelines.sources.base import SourceSettings
-from pipelines.sources.records import (
-    FileChunk,
-    Malformed,
-    Where,
-    finish_row,
-    plan_chunks,
-    read_arrow,
-    record_format,
-)
+from pipelines.sources.records import finish_row
 
 if TYPE_CHECKING:
     from pipelines.sources.kinds.dataset import DatasetSource
@@ -166,15 +158,10 @@ def file_chunks(files: list[DatasetFile]) -> list[FileChunk]:
 
 def known_columns(file: DatasetFile) -> list[str] | None:
     """The column names of a Parquet or Arrow file (``None`` for JSON Lines: per record)."""
-    kind = record_format(file.path)
     try:
-        if kind == "parquet":
-            return pq.read_schema(file.path).names
-        if kind == "arrow":
-            return read_arrow(file.path).column_names
+        return column_names(file.path)
     except (OSError, pa.ArrowException) as error:
-        raise ValueError(f"{file.label}: cannot read {kind} file: {error}") from None
-    return None
+        raise ValueError(f"{file.label}: cannot read {record_format(file.path)} file: {error}") from None
 
 
 @dataclass(frozen=True)

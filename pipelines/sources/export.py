@@ -31,10 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from codeprefs.core.records import Malformed, Where
 from codeprefs.schema import Language, stable_id
 from parsers.languages import is_ambiguous, language_for_path
 from pipelines.rows import Row, empty_row, has_nul
-from pipelines.sources.records import Malformed, Where, finish_row
+from pipelines.sources.records import finish_row
 
 REQUIRED_FIELDS: tuple[str, ...] = ("commit", "repos", "license", "old_file", "new_file", "unix_time")
 

@@ -2,7 +2,8 @@
 
 The driver only plans: :func:`plan_chunks` splits every file into chunks of a few records
 (JSONL by line, Parquet by row), cheaply, without parsing a record. Ray tasks then read their
-chunk with :func:`read_chunk`, so more workers read and synthesize more records at once.
+chunk with :func:`read_chunk`, so more workers read and synthesize more records at once. The
+files are read by :mod:`codeprefs.core.records` (a Parquet chunk reads only its row groups).
 
 A record that cannot be used is never dropped silently: a malformed one (not JSON, nested too
 deeply, not an object, a required field missing or not text) becomes a :class:`SolutionRecord` whose ``error``
@@ -11,16 +12,21 @@ names the file and line (or Parquet row); the caller raises it or counts it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 from pydantic import Field
 
+from codeprefs.core.records import (
+    Malformed,
+    RecordFileError,
+    count_records,
+    jsonl_line_starts,
+    jsonl_records,
+    read_rows,
+)
 from codeprefs.schema import parse_language
 from pipelines.sources.base import SourceSettings
 
@@ -85,20 +91,6 @@ def format_of(path: str, declared: str = "auto") -> str:
     raise SolutionsError(f"{path}: cannot tell the format from the name; set `format` to jsonl or parquet")
 
 
-def _jsonl_line_starts(path: Path) -> list[tuple[int, int]]:
-    """(line number, byte offset) of every non-blank line."""
-    starts = []
-    offset = 0
-    number = 0
-    with open(path, "rb") as handle:
-        for line in handle:
-            number += 1
-            if line.strip():
-                starts.append((number, offset))
-            offset += len(line)
-    return starts
-
-
 def plan_chunks(files: list[tuple[str, Path]], records_per_chunk: int, file_format: str = "auto",
                 max_records: int | None = None) -> list[dict[str, Any]]:
     """Split ``files`` ((name as written, resolved path)) into chunks of ``records_per_chunk``.
@@ -110,7 +102,7 @@ def plan_chunks(files: list[tuple[str, Path]], records_per_chunk: int, file_form
         kind = format_of(str(path), file_format)
         try:
             if kind == "jsonl":
-                starts = _jsonl_line_starts(path)[:max_records]
+                starts = jsonl_line_starts(path)[:max_records]
                 size = path.stat().st_size
                 for first in range(0, len(starts), records_per_chunk):
                     group = starts[first:first + records_per_chunk]
@@ -120,7 +112,7 @@ def plan_chunks(files: list[tuple[str, Path]], records_per_chunk: int, file_form
                                    "first_line": group[0][0], "start": group[0][1], "end": end,
                                    "count": len(group)})
             else:
-                rows = pq.ParquetFile(path).metadata.num_rows
+                rows = count_records(path, "parquet")
                 rows = min(rows, max_records) if max_records else rows
                 for first in range(0, rows, records_per_chunk):
                     count = min(records_per_chunk, rows - first)
@@ -136,38 +128,34 @@ def plan_chunks(files: list[tuple[str, Path]], records_per_chunk: int, file_form
     return chunks
 
 
-def _raw_records(chunk: dict[str, Any]) -> Iterator[tuple[int, Any, str | None]]:
-    """(line, decoded object, parse error) for every record of ``chunk``."""
+def _raw_records(chunk: dict[str, Any]) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
+    """(line, record, why it is malformed) for every record of ``chunk``, as
+    :mod:`codeprefs.core.records` reads them; only the wording of a malformed record is ours."""
     if chunk["format"] == "jsonl":
-        with open(chunk["path"], "rb") as handle:
-            handle.seek(chunk["start"])
-            data = handle.read(chunk["end"] - chunk["start"])
-        number = chunk["first_line"] - 1
-        emitted = 0
-        for raw in data.split(b"\n"):
-            number += 1
-            if not raw.strip():
-                continue
-            emitted += 1
-            if emitted > chunk["count"]:
-                return
-            try:
-                record, problem = json.loads(raw), None
-            except (ValueError, UnicodeDecodeError) as error:
-                record, problem = None, f"not valid JSON ({error})"
-            except RecursionError:
-                record, problem = None, "nested too deeply"
-            yield number, record, problem
+        located = jsonl_records(chunk["path"], chunk["file"], chunk["start"], chunk["end"],
+                                first_line=chunk["first_line"], limit=chunk["count"])
+        for _, where, record in located:
+            if isinstance(record, Malformed):
+                yield where.line(), None, _problem(record)
+            else:
+                yield where.line(), record, None
         return
     try:
-        parquet = pq.ParquetFile(chunk["path"])
-        table = parquet.read().slice(chunk["start"], chunk["end"] - chunk["start"])
-        rows = table.to_pylist()
-    except (OSError, pa.ArrowException) as error:  # corrupt data pages
+        rows = read_rows(chunk["path"], chunk["start"], chunk["end"] - chunk["start"], label=chunk["file"])
+    except RecordFileError as error:
         raise SolutionsError(f"{chunk['file']}: not a readable Parquet file (rows {chunk['start'] + 1}-"
-                             f"{chunk['end']}): {error}") from None
+                             f"{chunk['end']}): {error.cause}") from None
     for offset, row in enumerate(rows):
         yield chunk["start"] + offset + 1, row, None
+
+
+def _problem(record: Malformed) -> str:
+    """What a malformed line is, in the words solutions errors have always used."""
+    if record.kind == "not_object":
+        return f"expected a JSON object, got {record.cause}"
+    if record.kind == "too_deep":
+        return "nested too deeply"
+    return f"not valid JSON ({record.cause})"
 
 
 def _text(record: dict, field: str | None, required: bool) -> tuple[str | None, str | None]:
@@ -191,9 +179,7 @@ def read_chunk(chunk: dict[str, Any], fields: SolutionFields, language: str | No
     name = chunk["file"]
     for line, record, problem in _raw_records(chunk):
         base = {"file": name, "line": line}
-        if problem is None and not isinstance(record, dict):
-            problem = f"expected a JSON object, got {type(record).__name__}"
-        if problem is not None:
+        if record is None:
             yield SolutionRecord(**base, error=f"{name}:{line}: {problem}")
             continue
         values: dict[str, str | None] = {}

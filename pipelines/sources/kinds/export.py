@@ -34,7 +34,7 @@ from pipelines.sources.base import (
 )
 from pipelines.sources.commits import CommitSteps
 from pipelines.sources.export import ExportRules, load_allowlist
-from pipelines.sources.records import plan_chunks
+from codeprefs.core.records import plan_chunks
 from pipelines.sources.remote import ClusterHostSlots, FetchSettings
 from pipelines.steps import Chain, FetchContents, ListRecords, SplitCommits
 
