@@ -269,7 +269,7 @@ def test_parquet_chunks_across_row_groups_read_every_record_once_with_its_row(tm
                          max_records=22)
     assert [(chunk["start"], chunk["count"]) for chunk in chunks] == [
         (0, 4), (4, 4), (8, 4), (12, 4), (16, 4), (20, 2)]
-    records = [r for chunk in chunks for r in read_chunk(chunk, FieldMap(), "Python", None)]
+    records = [r for chunk in chunks for r in read_chunk(chunk, SolutionFields(), "Python", None)]
     assert [(r.line, r.task_id) for r in records] == [(n + 1, f"t/{n}") for n in range(22)]
 
 
