@@ -51,6 +51,10 @@ from pydantic import (
 from codeprefs.locations import RemoteLocationError, require_local
 from codeprefs.redact import public_url
 from codeprefs.schema import parse_aspect, parse_language
+from filters.criteria import CriteriaSettings
+from filters.length import LengthSettings
+from filters.messages import MessageFilterSettings
+from filters.validation import ValidationSettings
 
 
 class ManifestError(ValueError):
@@ -336,52 +340,15 @@ class SplitConfig(_Strict):
         return self
 
 
-class MessageFilterConfig(_Strict):
-    min_length: int = Field(default=10, ge=0)  # exclusive
-    max_length: int = Field(default=15000, ge=1)  # exclusive
-
-
-class CriteriaConfig(_Strict):
-    """How commit messages are labelled (:mod:`filters.criteria`) and what a change confined to
-    comments, docstrings and whitespace may be labelled (:mod:`filters.validation`)."""
-
-    # word: whole words with inflections, prose only (the default); substring: the paper's rule
-    match: Literal["word", "substring", "word_start"] = "word"
-    # a folder with the five *.list files (and optionally stems.list, exclusions/); default: shipped
-    terms_dir: str | None = None
-    # a comment-only change: relabelled Readability_Maintainability when that criterion matched,
-    # else dropped (readability); always dropped (drop); left as labelled (keep)
-    comment_only: Literal["readability", "drop", "keep"] = "readability"
-    # a mined change to a test file (filters.testfiles): dropped as test_file (drop), or labelled
-    # like any other file (keep)
-    test_files: Literal["drop", "keep"] = "drop"
-
-
-class ValidationSettings(_Strict):
-    max_bytes: int = Field(default=256 * 1024, ge=1)  # per side
-    min_depth: int = Field(default=3, ge=1)
-    max_error_fraction: float = Field(default=0.10, ge=0.0, le=1.0)  # mined code
-    parse_timeout_s: float = Field(default=5.0, gt=0)
-
-
-class LengthConfig(_Strict):
-    """The length budget of a pair, prompt plus longer side (:mod:`filters.length`): tokens of
-    the trainer's rendering with ``tokenizer`` (a local folder or a Hugging Face id), else bytes."""
-
-    tokenizer: str | None = None
-    max_tokens: int = Field(default=4096, ge=8)
-    # without a tokenizer: UTF-8 bytes of input + the longer side; 4,096 tokens x 3 bytes/token
-    max_bytes: int = Field(default=4096 * 3, ge=1)
-    template: Literal["auto", "chat", "plain"] = "auto"  # as the trainer's --template
-
-
 class FiltersConfig(_Strict):
-    message: MessageFilterConfig = MessageFilterConfig()
-    criteria: CriteriaConfig = CriteriaConfig()
+    """The filters of mined pairs, each section its filter's own settings model."""
+
+    message: MessageFilterSettings = MessageFilterSettings()
+    criteria: CriteriaSettings = CriteriaSettings()
     validation: ValidationSettings = ValidationSettings()
     # the length budget: by default the byte budget (4,096 tokens x 3 bytes), so that no pair is
     # cut by the trainer's truncation; a tokenizer counts exactly; ``length: null`` turns it off
-    length: LengthConfig | None = LengthConfig()
+    length: LengthSettings | None = LengthSettings()
 
 
 class PairsConfig(_Strict):

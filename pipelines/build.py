@@ -54,7 +54,6 @@ from filters.dedupe import BenchmarkError, decontaminate, index_for, near_dedupe
 from filters.dedupe.decontaminate import BenchmarkIndex
 from filters.length import LengthError, PairBudget, tokenizer_fingerprint
 from filters.messages import MessageFilter
-from filters.validation import ValidationConfig
 from pipelines import progress
 from pipelines.outputdir import describe_foreign, inspect_output, removable
 from pipelines.quality import quality_summary
@@ -296,8 +295,8 @@ def _commit_filters(manifest: Manifest, split: Step | None) -> list[Step]:
     filters = manifest.filters
     return [
         *([split] if split is not None else []),
-        FilterMessages(MessageFilter(filters.message.min_length, filters.message.max_length)),
-        LabelCriteria(filters.criteria.match, filters.criteria.terms_dir, filters.criteria.test_files),
+        FilterMessages(MessageFilter(filters.message)),
+        LabelCriteria(filters.criteria),
     ]
 
 
@@ -451,7 +450,7 @@ def length_budget(manifest: Manifest) -> PairBudget | None:
         local = _resolve_path(tokenizer, manifest.base_dir)
         if local.is_dir() or tokenizer.startswith(("/", "./", "../", "~")):
             tokenizer = str(local)
-    budget = PairBudget(settings.max_tokens, tokenizer, settings.max_bytes, settings.template)
+    budget = PairBudget(settings.model_copy(update={"tokenizer": tokenizer}))
     if tokenizer is not None:
         try:
             budget.encoder()
@@ -757,11 +756,10 @@ def _execute(manifest: Manifest, plan: Plan, output_dir: Path, manifest_path: st
              started: float, resumed: bool, benchmarks: BenchmarkIndex | None, lock: RunLock,
              log: Callable[[str], None]) -> dict[str, Any]:
     fps = plan.fingerprints
-    validation = ValidationConfig(**manifest.filters.validation.model_dump())
     with ray_session(manifest.ray.address, manifest.ray.num_cpus, on_raylet_death=_raylet_died):
         source_files = [f for work in plan.works for f in run_source_stage(work, output_dir, log)]
         budget = length_budget(manifest)
-        validate = Chain([ValidatePairs(validation, manifest.filters.criteria.comment_only),
+        validate = Chain([ValidatePairs(manifest.filters.validation, manifest.filters.criteria.comment_only),
                           *([BudgetPairs(budget)] if budget is not None else [])])
         files = run_dataset_stage(
             "validate", fps["validate"], source_files, output_dir, log=log,
