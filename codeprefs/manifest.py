@@ -23,6 +23,11 @@ A source is ``git`` (repositories), ``export`` (a commit export whose file conte
 from the repositories' remotes) or ``dataset`` (an existing preference dataset); an optional
 ``split`` keeps the training or the benchmark commits of the git and export sources.
 
+The sections that configure one component (``filters.*``, ``dedupe``, ``decontaminate``,
+``synthesis``, ``judge``) are that component's own settings model, defined next to its code on
+:class:`codeprefs.core.settings.Settings`; this module only composes them, and the components
+never import it.
+
 Relative paths are read relative to the manifest's own folder. Unknown keys and wrong types are
 errors that name the key (``sources.0.repo: unknown key``), never silently ignored.
 """
@@ -56,6 +61,8 @@ from filters.dedupe.settings import DecontaminateSettings, DedupeSettings
 from filters.length import LengthSettings
 from filters.messages import MessageFilterSettings
 from filters.validation import ValidationSettings
+from pipelines.judgesettings import JudgeSettings
+from pipelines.synthesis.settings import SynthesisSettings
 
 
 class ManifestError(ValueError):
@@ -381,113 +388,6 @@ class RayConfig(_Strict):
     batch_rows: int = Field(default=256, ge=1)
 
 
-class BugInjectionConfig(_Strict):
-    """Functional_Correctness pairs: a correct solution versus a seeded mutant of it."""
-
-    enabled: bool = True
-    mutants_per_solution: int = Field(default=3, ge=1, le=100)  # verified pairs wanted
-    max_mutants_tried: int | None = Field(default=None, ge=1)  # default: 4 x mutants_per_solution
-    verify: Literal["execute", "none"] = "execute"
-    seed: int = 0
-    operators: list[str] | None = None  # default: all (pipelines.synthesis.mutations)
-    # a language whose compiler/runtime is missing: stop, or keep rows marked unverified
-    on_missing_toolchain: Literal["skip", "fail"] = "fail"
-    backend: Literal["mutations", "llm"] = "mutations"  # llm: needs synthesis.llm
-
-    @field_validator("operators")
-    @classmethod
-    def _known_operators(cls, operators: list[str] | None) -> list[str] | None:
-        if operators is not None:
-            from pipelines.synthesis.mutations import resolve_operators
-
-            if not operators:
-                raise ValueError("the operator list is empty")
-            resolve_operators(operators)
-        return operators
-
-
-class ReadabilityConfig(_Strict):
-    """Readability_Maintainability pairs: the solution versus its renamed, comment-free copy."""
-
-    enabled: bool = False
-    verify: Literal["execute", "none"] = "execute"
-    on_missing_toolchain: Literal["skip", "fail"] = "fail"
-
-
-class SandboxConfig(_Strict):
-    """Limits of every program run (see pipelines.synthesis.sandbox)."""
-
-    isolation: Literal["auto", "namespaces", "rlimits"] = "auto"
-    root: str | None = None  # job folders and build caches; default: <tmp>/codeprefs-sandbox-<uid>
-    run_timeout_s: float = Field(default=10.0, gt=0)
-    compile_timeout_s: float = Field(default=60.0, gt=0)
-    memory_mb: int = Field(default=1024, ge=64)
-    output_kb: int = Field(default=1024, ge=1)
-    processes: int = Field(default=256, ge=8)
-    variant_timeout_factor: float = Field(default=5.0, ge=1.0)  # x the original's run time
-
-
-class LLMConfig(_Strict):
-    """An OpenAI-compatible chat endpoint (e.g. a vLLM server) for the LLM backend."""
-
-    base_url: str = Field(min_length=1)  # e.g. http://127.0.0.1:8000/v1
-    model: str = Field(min_length=1)
-    api_key_env: str | None = None  # the environment variable holding the key, if any
-    max_concurrency: int = Field(default=8, ge=1)
-    timeout_s: float = Field(default=120.0, gt=0)
-    max_retries: int = Field(default=4, ge=0)
-    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
-    max_tokens: int = Field(default=2048, ge=1)
-    cache_dir: str | None = None  # response cache; default: <output>/.cache/llm
-
-    @field_validator("cache_dir")
-    @classmethod
-    def _local_cache(cls, cache_dir: str | None) -> str | None:
-        return None if cache_dir is None else require_local(cache_dir)
-
-
-class SynthesisConfig(_Strict):
-    bug_injection: BugInjectionConfig = BugInjectionConfig()
-    readability: ReadabilityConfig = ReadabilityConfig()
-    sandbox: SandboxConfig = SandboxConfig()
-    llm: LLMConfig | None = None
-
-
-class RatingConfig(_Strict):
-    """The judge's first pass: rate how specifically a change improves its criterion, 1-5."""
-
-    min_score: int = Field(default=4, ge=1, le=5)  # lower: dropped as low_rating
-
-
-INSTRUCTION_STYLES = ("graduate course assignment", "Quora question", "StackOverflow question",
-                      "Google search query", "programming contest problem")
-
-
-class InstructionConfig(_Strict):
-    """Inverse instructions: the LLM writes the task the change answers; it replaces the prompt."""
-
-    styles: list[str] = Field(default_factory=lambda: list(INSTRUCTION_STYLES), min_length=1)
-
-    @field_validator("styles")
-    @classmethod
-    def _known_styles(cls, styles: list[str]) -> list[str]:
-        unknown = [style for style in styles if style not in INSTRUCTION_STYLES]
-        if unknown:
-            raise ValueError(f"unknown styles {unknown}; expected some of {list(INSTRUCTION_STYLES)}")
-        return styles
-
-
-class JudgeConfig(_Strict):
-    """LLM stages for mined pairs (git and export sources; see :mod:`pipelines.judge`)."""
-
-    llm: LLMConfig  # any OpenAI-compatible chat endpoint
-    rating: RatingConfig | None = RatingConfig()  # null: no rating pass
-    instruction: InstructionConfig | None = None  # null: keep the template prompt
-    votes: int = Field(default=8, ge=0)  # judge samples, order randomised; 0: no vote
-    temperature: float = Field(default=0.8, ge=0.0, le=2.0)  # of the judge samples
-    seed: int = 0  # order of the judge samples and the instruction style per pair
-
-
 class Manifest(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     sources: list[Source] = Field(min_length=1)
@@ -498,8 +398,8 @@ class Manifest(_Strict):
     decontaminate: DecontaminateSettings | None = None
     output: OutputConfig = OutputConfig()
     ray: RayConfig = RayConfig()
-    synthesis: SynthesisConfig = SynthesisConfig()
-    judge: JudgeConfig | None = None  # LLM rating, inverse instructions and judge votes (off)
+    synthesis: SynthesisSettings = SynthesisSettings()
+    judge: JudgeSettings | None = None  # LLM rating, inverse instructions and judge votes (off)
 
     # The folder relative paths in the manifest are read against (the manifest's own folder).
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)

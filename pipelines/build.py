@@ -170,7 +170,7 @@ def plan_solutions(manifest: Manifest, cache_dir: Path):
     is logged once and recorded in the input record.
     """
     from pipelines.sources.solutions import SolutionsError, plan_chunks
-    from pipelines.synthesis.settings import SynthesisPlan
+    from pipelines.synthesis.plan import SynthesisPlan
 
     plan = SynthesisPlan(manifest.synthesis, cache_dir)
     work = []
