@@ -358,8 +358,8 @@ def run_codeprefs(table, cpus: int, blocks: int, verify: bool = False) -> dict:
     from ray.data import DataContext
     from ray.data._internal.execution.interfaces import ExecutionResources
 
-    from codeprefs.manifest import NearDedupeConfig
     from filters.dedupe.near import near_dedupe
+    from filters.dedupe.settings import NearDedupeSettings
 
     context = DataContext.get_current()
     saved = context.execution_options.resource_limits
@@ -369,7 +369,7 @@ def run_codeprefs(table, cpus: int, blocks: int, verify: bool = False) -> dict:
         stats: dict = {}
         with WorkerMemory() as memory:
             started = time.perf_counter()
-            config = NearDedupeConfig(fields=["chosen"], ngram=NGRAM, num_perm=NUM_PERM, threshold=THRESHOLD,
+            config = NearDedupeSettings(fields=["chosen"], ngram=NGRAM, num_perm=NUM_PERM, threshold=THRESHOLD,
                                       verify_jaccard=verify)
             out = near_dedupe(dataset, config, partitions=max(2, cpus), stats=stats)
             rows = out.select_columns(["id", "drop_reason", "dedupe_cluster"]).take_all()

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tree_sitter import Parser  # noqa: E402
 
 from codeprefs.schema import Language, parse_language  # noqa: E402
-from filters.validation import PairValidator, ValidationConfig  # noqa: E402
+from filters.validation import PairValidator, ValidationSettings  # noqa: E402
 from parsers.languages import grammar  # noqa: E402
 from parsers.treesitter import error_spans  # noqa: E402
 from pipelines.sources.gitrepo import RepoSpec, resolve  # noqa: E402
@@ -52,7 +52,7 @@ def collect_pairs(repo: Path, language: Language, limit: int, cache: Path) -> li
 def measure(language: Language, pairs: list[tuple[str, str]], runs: int) -> dict[str, float]:
     encoded = [(c.encode(), r.encode()) for c, r in pairs]
     parser = Parser(grammar(language))
-    validator = PairValidator(ValidationConfig())
+    validator = PairValidator(ValidationSettings())
 
     def raw() -> None:
         for chosen, rejected in encoded:

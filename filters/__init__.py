@@ -1,15 +1,16 @@
 """Filters: commit-message rules, criteria labelling, and tree-sitter pair validation."""
 
 from filters.criteria import CriteriaLabeler, CriteriaMatch, load_terms
-from filters.messages import MessageFilter
-from filters.validation import PairValidator, PairVerdict, ValidationConfig
+from filters.messages import MessageFilter, MessageFilterSettings
+from filters.validation import PairValidator, PairVerdict, ValidationSettings
 
 __all__ = [
     "CriteriaLabeler",
     "CriteriaMatch",
     "MessageFilter",
+    "MessageFilterSettings",
     "PairValidator",
     "PairVerdict",
-    "ValidationConfig",
+    "ValidationSettings",
     "load_terms",
 ]

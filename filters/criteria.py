@@ -34,6 +34,7 @@ from typing import Literal
 
 import ahocorasick
 
+from codeprefs.core.settings import Settings
 from codeprefs.schema import Aspect
 from filters.wording import PhraseIndex, prose_clauses, term_words
 
@@ -58,6 +59,23 @@ MatchMode = Literal["word", "substring", "word_start"]
 STEMS_FILE = "stems.list"
 EXCLUSIONS_DIR = "exclusions"
 CONTEXT_DIR = "context"
+
+
+class CriteriaSettings(Settings):
+    """How commit messages are labelled (this module) and what a change confined to comments,
+    docstrings and whitespace may be labelled (:mod:`filters.validation`): the manifest's
+    ``filters.criteria``."""
+
+    # word: whole words with inflections, prose only (the default); substring: the paper's rule
+    match: MatchMode = "word"
+    # a folder with the five *.list files (and optionally stems.list, exclusions/); default: shipped
+    terms_dir: str | None = None
+    # a comment-only change: relabelled Readability_Maintainability when that criterion matched,
+    # else dropped (readability); always dropped (drop); left as labelled (keep)
+    comment_only: Literal["readability", "drop", "keep"] = "readability"
+    # a mined change to a test file (filters.testfiles): dropped as test_file (drop), or labelled
+    # like any other file (keep)
+    test_files: Literal["drop", "keep"] = "drop"
 
 
 @dataclass(frozen=True)

@@ -19,14 +19,29 @@ from __future__ import annotations
 import hashlib
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import Field
+
+from codeprefs.core.settings import Settings
 from codeprefs.schema import Aspect
 
 # 4,096 tokens x 3 bytes per token. Code tokenizers (StarCoder, Qwen2.5-Coder, Llama 3) average
 # about 3 to 3.5 bytes of source per token; 3 errs toward dropping, so a pair under this byte
 # budget is very likely under 4,096 tokens. Set a tokenizer for an exact count.
 DEFAULT_MAX_BYTES = 4096 * 3
+
+
+class LengthSettings(Settings):
+    """The length budget of a pair, prompt plus longer side (the manifest's ``filters.length``):
+    tokens of the trainer's rendering with ``tokenizer`` (a local folder or a Hugging Face id),
+    else bytes."""
+
+    tokenizer: str | None = None
+    max_tokens: int = Field(default=4096, ge=8)
+    # without a tokenizer: UTF-8 bytes of input + the longer side; 4,096 tokens x 3 bytes/token
+    max_bytes: int = Field(default=DEFAULT_MAX_BYTES, ge=1)
+    template: Literal["auto", "chat", "plain"] = "auto"  # as the trainer's --template
 
 
 class LengthError(ValueError):
@@ -69,13 +84,13 @@ def load_tokenizer(tokenizer: str) -> Any:
 class PairBudget:
     """Measures a pair against the budget: tokens with a tokenizer, else bytes."""
 
-    def __init__(self, max_tokens: int = 4096, tokenizer: str | None = None,
-                 max_bytes: int = DEFAULT_MAX_BYTES, template: str = "auto") -> None:
-        self.max_tokens = max_tokens
-        self.tokenizer = tokenizer
-        self.max_bytes = max_bytes
-        self.template = template
+    def __init__(self, settings: LengthSettings = LengthSettings()) -> None:
+        self.settings = settings
         self._encoder: Any = None
+
+    @property
+    def tokenizer(self) -> str | None:
+        return self.settings.tokenizer
 
     @property
     def unit(self) -> str:
@@ -83,7 +98,7 @@ class PairBudget:
 
     @property
     def limit(self) -> int:
-        return self.max_tokens if self.tokenizer else self.max_bytes
+        return self.settings.max_tokens if self.tokenizer else self.settings.max_bytes
 
     def encoder(self) -> Any:
         """The trainer's encoder for this tokenizer (loaded on first use, in the worker)."""
@@ -91,8 +106,8 @@ class PairBudget:
             from trainers.data import DataError, PairEncoder
 
             try:
-                self._encoder = PairEncoder(load_tokenizer(self.tokenizer), max(self.max_tokens, 8),
-                                            self.template)
+                self._encoder = PairEncoder(load_tokenizer(self.tokenizer), max(self.settings.max_tokens, 8),
+                                            self.settings.template)
             except DataError as error:
                 raise LengthError(f"filters.length: {self.tokenizer}: {error}") from None
         return self._encoder

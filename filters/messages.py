@@ -14,6 +14,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from pydantic import Field
+
+from codeprefs.core.settings import Settings
+
 # Messages that say nothing about what changed, compared after lower-casing, trimming and
 # dropping trailing punctuation. Our own list, in the spirit of the paper's.
 LOW_SIGNAL_MESSAGES: frozenset[str] = frozenset(
@@ -49,20 +53,27 @@ def normalise_message(message: str) -> str:
     return _TRAILING_PUNCTUATION.sub("", message.strip().lower())
 
 
+class MessageFilterSettings(Settings):
+    """The length bounds of a kept message (the manifest's ``filters.message``), in characters
+    of the stripped message; both bounds are exclusive, as in the paper."""
+
+    min_length: int = Field(default=10, ge=0)  # exclusive
+    max_length: int = Field(default=15000, ge=1)  # exclusive
+
+
 @dataclass(frozen=True)
 class MessageFilter:
     """Decide whether a commit message is kept; :meth:`reject_reason` says why not."""
 
-    min_length: int = 10  # exclusive
-    max_length: int = 15000  # exclusive
+    settings: MessageFilterSettings = MessageFilterSettings()
     blocked: frozenset[str] = field(default=LOW_SIGNAL_MESSAGES)
 
     def reject_reason(self, message: str) -> str | None:
         """``None`` to keep the message, else the reason it is dropped."""
         stripped = message.strip()
-        if len(stripped) <= self.min_length:
+        if len(stripped) <= self.settings.min_length:
             return "message_too_short"
-        if len(stripped) >= self.max_length:
+        if len(stripped) >= self.settings.max_length:
             return "message_too_long"
         lowered = stripped.lower()
         if lowered.startswith("merge"):

@@ -30,8 +30,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from pydantic import Field
 from tree_sitter import Tree
 
+from codeprefs.core.settings import Settings
 from codeprefs.schema import Aspect, Language
 from parsers.treesitter import ParseLimitExceeded, ParseLimits, SyntaxReport, inspect_tree, parse, same_code
 
@@ -39,12 +41,13 @@ CommentOnly = Literal["readability", "drop", "keep"]
 READABILITY = Aspect.READABILITY_MAINTAINABILITY.value
 
 
-@dataclass(frozen=True)
-class ValidationConfig:
-    max_bytes: int = 256 * 1024
-    min_depth: int = 3
-    max_error_fraction: float = 0.10
-    parse_timeout_s: float = 5.0
+class ValidationSettings(Settings):
+    """The limits of the checks above (the manifest's ``filters.validation``)."""
+
+    max_bytes: int = Field(default=256 * 1024, ge=1)  # per side
+    min_depth: int = Field(default=3, ge=1)
+    max_error_fraction: float = Field(default=0.10, ge=0.0, le=1.0)  # mined code
+    parse_timeout_s: float = Field(default=5.0, gt=0)
 
 
 @dataclass(frozen=True)
@@ -74,13 +77,13 @@ def readability_only(aspect: str | None, aspects: Sequence[str] | None, comment_
 
 
 class PairValidator:
-    def __init__(self, config: ValidationConfig = ValidationConfig(),
+    def __init__(self, settings: ValidationSettings = ValidationSettings(),
                  comment_only: CommentOnly = "readability") -> None:
         if comment_only not in ("readability", "drop", "keep"):
             raise ValueError(f"unknown comment_only rule {comment_only!r}; expected readability, drop or keep")
-        self.config = config
+        self.settings = settings
         self.comment_only = comment_only
-        self._limits = ParseLimits(max_bytes=config.max_bytes, timeout_s=config.parse_timeout_s)
+        self._limits = ParseLimits(max_bytes=settings.max_bytes, timeout_s=settings.parse_timeout_s)
 
     def check(self, language: Language, chosen: str, rejected: str, strict: bool = False,
               aspect: str | None = None, aspects: Sequence[str] | None = None,
@@ -93,7 +96,7 @@ class PairValidator:
         """
         sides = {"chosen": chosen.encode("utf-8"), "rejected": rejected.encode("utf-8")}
         for side, source in sides.items():
-            if len(source) > self.config.max_bytes:
+            if len(source) > self.settings.max_bytes:
                 return PairVerdict(f"{side}_too_large", aspect=aspect)
         whitespace_only = normalise_whitespace(chosen) == normalise_whitespace(rejected)
         if whitespace_only:
@@ -107,13 +110,13 @@ class PairValidator:
                 trees[side] = parse(source, language, self._limits)
             except ParseLimitExceeded as error:
                 return PairVerdict(f"{side}_{error.reason}", aspect=aspect, **reports)
-            reports[side] = (inspect_tree(trees[side], source, self.config.min_depth) if signals is None
+            reports[side] = (inspect_tree(trees[side], source, self.settings.min_depth) if signals is None
                              else self._scoped_report(signals[side]))
         for side, report in reports.items():
             if not report.min_depth_reached:
                 return PairVerdict(f"{side}_too_shallow", aspect=aspect, **reports)
         for side, report in reports.items():
-            broken = report.has_error if strict else report.error_fraction > self.config.max_error_fraction
+            broken = report.has_error if strict else report.error_fraction > self.settings.max_error_fraction
             if broken:
                 return PairVerdict(f"{side}_syntax_error", aspect=aspect, **reports)
         if not whitespace_only and same_code((trees["chosen"], trees["rejected"]),
@@ -126,4 +129,4 @@ class PairValidator:
     def _scoped_report(self, signal: Mapping[str, int]) -> SyntaxReport:
         return SyntaxReport(nbytes=signal["nbytes"], nodes=signal["nodes"], error_nodes=signal["error_nodes"],
                             error_bytes=signal["error_bytes"],
-                            min_depth_reached=signal["depth"] >= self.config.min_depth)
+                            min_depth_reached=signal["depth"] >= self.settings.min_depth)

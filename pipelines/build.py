@@ -49,7 +49,6 @@ from codeprefs.manifest import Manifest
 from codeprefs.raycluster import ray_session
 from codeprefs.redact import redact_data, redact_text
 from filters.dedupe.decontaminate import BenchmarkIndex
-from filters.validation import ValidationConfig
 from pipelines.errors import BuildError
 from pipelines.outputdir import describe_foreign, inspect_output, removable
 from pipelines.quality import quality_summary
@@ -225,12 +224,11 @@ def _execute(manifest: Manifest, plan: Plan, output_dir: Path, manifest_path: st
              started: float, resumed: bool, benchmarks: BenchmarkIndex | None, lock: RunLock,
              log: Callable[[str], None]) -> dict[str, Any]:
     fps = plan.fingerprints
-    validation = ValidationConfig(**manifest.filters.validation.model_dump())
     with ray_session(manifest.ray.address, manifest.ray.num_cpus, on_raylet_death=_raylet_died):
         split = commit_split(manifest.split, plan.works, output_dir)  # once, for every commit source
         source_files = [f for work in plan.works for f in run_source_stage(work, split, output_dir, log)]
         budget = length_budget(manifest)
-        validate = Chain([ValidatePairs(validation, manifest.filters.criteria.comment_only),
+        validate = Chain([ValidatePairs(manifest.filters.validation, manifest.filters.criteria.comment_only),
                           *([BudgetPairs(budget)] if budget is not None else [])])
         files = run_dataset_stage(
             "validate", fps["validate"], source_files, output_dir, log=log,

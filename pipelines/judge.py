@@ -25,13 +25,20 @@ from __future__ import annotations
 import json
 import uuid
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 
+from pipelines.judgesettings import JudgeSettings
 from pipelines.rows import Row, drop, to_table
 from pipelines.steps import Step
-from pipelines.synthesis.llm import ChangeRater, ChatClient, InstructionWriter, LLMError, PairJudge, _seeded
+from pipelines.synthesis.llm import (
+    ChangeRater,
+    ChatClient,
+    InstructionWriter,
+    LLMError,
+    PairJudge,
+    _seeded,
+)
 
 STATS_DIR = "llm-stats"  # in the stage folder: one JSON file of counts per batch
 MINED_GENERATORS = frozenset({"commit"})
@@ -100,7 +107,7 @@ class JudgePairs(Step):
         return table
 
 
-def judge_step(config: Any, cache_dir: Path, stats_dir: Path) -> JudgePairs:
+def judge_step(config: JudgeSettings, cache_dir: Path, stats_dir: Path) -> JudgePairs:
     """The step for a manifest's ``judge`` section (its response cache under ``cache_dir``
     unless the section names one)."""
     client = ChatClient.from_config(config.llm, Path(config.llm.cache_dir) if config.llm.cache_dir else cache_dir,

@@ -97,7 +97,7 @@ def length_budget(manifest: Manifest) -> PairBudget | None:
         local = _resolve_path(tokenizer, manifest.base_dir)
         if local.is_dir() or tokenizer.startswith(("/", "./", "../", "~")):
             tokenizer = str(local)
-    budget = PairBudget(settings.max_tokens, tokenizer, settings.max_bytes, settings.template)
+    budget = PairBudget(settings.model_copy(update={"tokenizer": tokenizer}))
     if tokenizer is not None:
         try:
             budget.encoder()

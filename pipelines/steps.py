@@ -27,11 +27,18 @@ import pyarrow as pa
 
 from codeprefs.core.records import FileChunk, Malformed, Where, located_records
 from codeprefs.schema import Language, stable_id
-from filters.criteria import CriteriaLabeler, load_context, load_exclusions, load_stems, load_terms
+from filters.criteria import (
+    CriteriaLabeler,
+    CriteriaSettings,
+    load_context,
+    load_exclusions,
+    load_stems,
+    load_terms,
+)
 from filters.length import PairBudget
 from filters.messages import MessageFilter
 from filters.testfiles import is_test_path
-from filters.validation import PairValidator, ValidationConfig
+from filters.validation import PairValidator, ValidationSettings
 from parsers.headers import HeaderContext, resolve_header_language
 from parsers.languages import is_ambiguous, language_for_path
 from pipelines.rows import Row, drop, empty_row, has_nul, to_table, to_tables
@@ -246,11 +253,12 @@ class LabelCriteria(Step):
 
     stage = "criteria"
 
-    def __init__(self, match: str = "word", terms_dir: str | None = None, test_files: str = "drop") -> None:
-        self.labeler = CriteriaLabeler(load_terms(terms_dir), match=match,  # type: ignore[arg-type]
+    def __init__(self, settings: CriteriaSettings = CriteriaSettings()) -> None:
+        terms_dir = settings.terms_dir
+        self.labeler = CriteriaLabeler(load_terms(terms_dir), match=settings.match,
                                        stems=load_stems(terms_dir), exclusions=load_exclusions(terms_dir),
                                        context=load_context(terms_dir))
-        self.drop_test_files = test_files == "drop"
+        self.drop_test_files = settings.test_files == "drop"
 
     def process(self, row: Row) -> None:
         found = self.labeler.label(row["message"] or "")
@@ -568,8 +576,8 @@ class ValidatePairs(Step):
 
     stage = "validate"
 
-    def __init__(self, config: ValidationConfig = ValidationConfig(), comment_only: str = "readability") -> None:
-        self.validator = PairValidator(config, comment_only)  # type: ignore[arg-type]
+    def __init__(self, settings: ValidationSettings = ValidationSettings(), comment_only: str = "readability") -> None:
+        self.validator = PairValidator(settings, comment_only)  # type: ignore[arg-type]
 
     def process(self, row: Row) -> None:
         if has_nul(row["input"], row["chosen"], row["rejected"]):  # whatever the source checked

@@ -9,8 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from codeprefs.manifest import DecontaminateConfig, ManifestError, parse_manifest
+from codeprefs.manifest import ManifestError, parse_manifest
 from filters.dedupe.decontaminate import BenchmarkError, build_index, decontaminate, first_overlap
+from filters.dedupe.settings import DecontaminateSettings
 from tests.dedupe_helpers import pair_row, rows_table
 
 HUMANEVAL_LIKE = [
@@ -39,8 +40,8 @@ def benchmarks(tmp_path: Path) -> dict[str, Path]:
     return {"jsonl": jsonl, "parquet": parquet, "saved": saved}
 
 
-def _config(paths, **extra) -> DecontaminateConfig:
-    return DecontaminateConfig(benchmarks=[str(p) for p in paths], **extra)
+def _config(paths, **extra) -> DecontaminateSettings:
+    return DecontaminateSettings(benchmarks=[str(p) for p in paths], **extra)
 
 
 def test_index_reads_every_format_and_counts_short_prompts(benchmarks):

@@ -8,9 +8,9 @@ import random
 import pyarrow as pa
 import pytest
 
-from codeprefs.manifest import NearDedupeConfig
 from filters.dedupe.components import EDGE_SCHEMA, component_labels, connected_components
 from filters.dedupe.near import near_dedupe
+from filters.dedupe.settings import NearDedupeSettings
 from pipelines.rows import WORK_SCHEMA
 from tests.dedupe_helpers import (
     LICENSE_HEADER,
@@ -71,7 +71,7 @@ def corpus():
     return rows, groups, singles
 
 
-def _run(ray, rows: list[dict], config: NearDedupeConfig, blocks: int = 3, **kwargs) -> dict[str, dict]:
+def _run(ray, rows: list[dict], config: NearDedupeSettings, blocks: int = 3, **kwargs) -> dict[str, dict]:
     dataset = ray.data.from_arrow(rows_table(rows)).repartition(blocks)
     result = near_dedupe(dataset, config, **kwargs).take_all()
     assert len(result) == len(rows)
@@ -81,7 +81,7 @@ def _run(ray, rows: list[dict], config: NearDedupeConfig, blocks: int = 3, **kwa
 def test_planted_near_duplicates_are_found_and_boilerplate_is_kept(ray_local, corpus):
     rows, groups, singles = corpus
     stats: dict = {}
-    out = _run(ray_local, rows, NearDedupeConfig(), stats=stats)
+    out = _run(ray_local, rows, NearDedupeSettings(), stats=stats)
     for group in groups:
         representative = min(group)
         assert out[representative]["drop_reason"] is None
@@ -107,7 +107,7 @@ def test_exact_copies_and_dropped_rows(ray_local, corpus):
         pair_row("empty-1", "", ""),  # no token at all: left to the writer's exact dedupe
         pair_row("empty-2", "", ""),
     ]
-    out = _run(ray_local, rows + extra, NearDedupeConfig())
+    out = _run(ray_local, rows + extra, NearDedupeSettings())
     assert out["z-copy"]["drop_reason"] == "near_duplicate"
     assert out["z-copy"]["dedupe_cluster"] == min(groups[0])
     dropped = out["0-dropped"]  # the lowest id of all, but dropped earlier: untouched
@@ -128,7 +128,7 @@ def test_same_clusters_with_one_or_two_workers_and_any_partitioning(ray_local, c
     try:
         for cpus, blocks, partitions in ((1, 1, 1), (2, 5, 3)):
             context.execution_options.resource_limits = ExecutionResources(cpu=cpus)
-            out = _run(ray_local, shuffled, NearDedupeConfig(), blocks=blocks, partitions=partitions)
+            out = _run(ray_local, shuffled, NearDedupeSettings(), blocks=blocks, partitions=partitions)
             outcomes.append(sorted((i, r["drop_reason"], r["dedupe_cluster"]) for i, r in out.items()))
     finally:
         context.execution_options.resource_limits = saved
@@ -142,10 +142,10 @@ def test_jaccard_verification_rejects_false_candidates(ray_local, corpus):
     planted = [row for row in rows if row["id"] in groups[0]]
     # One row per band: any shared minimum makes a candidate, so the headers collide.
     loose = dict(bands=128, rows=1, num_perm=128)
-    unverified = _run(ray_local, boilerplate + planted, NearDedupeConfig(**loose, verify_jaccard=False))
+    unverified = _run(ray_local, boilerplate + planted, NearDedupeSettings(**loose, verify_jaccard=False))
     assert sum(r["drop_reason"] == "near_duplicate" for i, r in unverified.items() if i.startswith("b")) > 0
     stats: dict = {}
-    verified = _run(ray_local, boilerplate + planted, NearDedupeConfig(**loose, verify_jaccard=True),
+    verified = _run(ray_local, boilerplate + planted, NearDedupeSettings(**loose, verify_jaccard=True),
                     stats=stats)
     assert stats["edges"] < stats["candidate_edges"]
     assert all(verified[r["id"]]["drop_reason"] is None for r in boilerplate)
@@ -155,10 +155,10 @@ def test_jaccard_verification_rejects_false_candidates(ray_local, corpus):
 def test_empty_input_and_input_with_nothing_to_compare(ray_local):
     empty = ray_local.data.from_arrow(WORK_SCHEMA.empty_table())
     stats: dict = {}
-    assert near_dedupe(empty, NearDedupeConfig(), stats=stats).count() == 0
+    assert near_dedupe(empty, NearDedupeSettings(), stats=stats).count() == 0
     assert stats["rows"] == 0
     only_dropped = [_row("x", "a = 1", drop_stage="message", drop_reason="message_too_short")]
-    out = _run(ray_local, only_dropped, NearDedupeConfig(), blocks=1)
+    out = _run(ray_local, only_dropped, NearDedupeSettings(), blocks=1)
     assert out["x"]["drop_reason"] == "message_too_short"
 
 
@@ -168,7 +168,7 @@ def test_a_single_huge_document(ray_local):
     lines[len(lines) // 2] += "  # patched"
     rows = [pair_row("huge-a", huge, "x = 1"), pair_row("huge-b", "\n".join(lines), "x = 1"),
             _row("small", stdlib_functions(1)[0])]
-    out = _run(ray_local, rows, NearDedupeConfig(), blocks=3)
+    out = _run(ray_local, rows, NearDedupeSettings(), blocks=3)
     assert out["huge-a"]["drop_reason"] is None
     assert out["huge-b"]["drop_reason"] == "near_duplicate"
     assert out["huge-b"]["dedupe_cluster"] == "huge-a"
@@ -231,9 +231,9 @@ def test_lookalikes_under_the_threshold_are_kept_by_default(ray_local):
     assert all(0.68 <= similarity <= 0.70 for _, _, similarity in pairs)
     rows = [row for left, right, _ in pairs for row in (left, right)]
     # Without verification, LSH buckets make some of them candidates and removes them.
-    unverified = _run(ray_local, rows, NearDedupeConfig(verify_jaccard=False))
+    unverified = _run(ray_local, rows, NearDedupeSettings(verify_jaccard=False))
     assert sum(r["drop_reason"] == "near_duplicate" for r in unverified.values()) >= 1
     stats: dict = {}
-    default = _run(ray_local, rows, NearDedupeConfig(), stats=stats)  # threshold 0.75
+    default = _run(ray_local, rows, NearDedupeSettings(), stats=stats)  # threshold 0.75
     assert all(r["drop_reason"] is None and r["dedupe_cluster"] is None for r in default.values())
     assert stats["candidate_edges"] >= 1 and stats["edges"] == 0

@@ -8,10 +8,17 @@ import pytest
 
 import filters
 from codeprefs.schema import Aspect, Language
-from filters.criteria import TERM_FILES, ContextRule, CriteriaLabeler, load_context, load_terms
+from filters.criteria import (
+    TERM_FILES,
+    ContextRule,
+    CriteriaLabeler,
+    CriteriaSettings,
+    load_context,
+    load_terms,
+)
 from filters.messages import MessageFilter
 from filters.testfiles import is_test_path
-from filters.validation import PairValidator, ValidationConfig
+from filters.validation import PairValidator, ValidationSettings
 
 
 @pytest.mark.parametrize(
@@ -123,12 +130,12 @@ def test_valid_pair_is_kept_with_signals():
 @pytest.mark.parametrize(
     ("chosen", "rejected", "config", "reason"),
     [
-        (PY_AFTER, PY_AFTER.replace("    ", "\t"), ValidationConfig(), "unchanged_after_whitespace"),
-        (PY_AFTER * 10, PY_BEFORE, ValidationConfig(max_bytes=200), "chosen_too_large"),
-        (PY_AFTER, PY_BEFORE * 10, ValidationConfig(max_bytes=200), "rejected_too_large"),
-        ("x\n", "y\n", ValidationConfig(min_depth=4), "chosen_too_shallow"),
-        ("def f(:\n  x = (1 +\n", PY_BEFORE, ValidationConfig(), "chosen_syntax_error"),
-        (PY_AFTER, "def f(:\n  x = (1 +\n", ValidationConfig(), "rejected_syntax_error"),
+        (PY_AFTER, PY_AFTER.replace("    ", "\t"), ValidationSettings(), "unchanged_after_whitespace"),
+        (PY_AFTER * 10, PY_BEFORE, ValidationSettings(max_bytes=200), "chosen_too_large"),
+        (PY_AFTER, PY_BEFORE * 10, ValidationSettings(max_bytes=200), "rejected_too_large"),
+        ("x\n", "y\n", ValidationSettings(min_depth=4), "chosen_too_shallow"),
+        ("def f(:\n  x = (1 +\n", PY_BEFORE, ValidationSettings(), "chosen_syntax_error"),
+        (PY_AFTER, "def f(:\n  x = (1 +\n", ValidationSettings(), "rejected_syntax_error"),
     ],
 )
 def test_validation_reasons(chosen, rejected, config, reason):
@@ -142,7 +149,7 @@ def test_mined_code_tolerates_a_few_error_bytes_but_synthesized_code_none():
     assert mined.reason is None
     assert 0 < mined.chosen.error_fraction < 0.01
     assert synthesized.reason == "chosen_syntax_error"
-    strict_bound = PairValidator(ValidationConfig(max_error_fraction=0.0))
+    strict_bound = PairValidator(ValidationSettings(max_error_fraction=0.0))
     assert strict_bound.check(Language.PYTHON, noisy, PY_BEFORE).reason == "chosen_syntax_error"
 
 
@@ -375,5 +382,5 @@ def test_labelled_changes_to_test_files_are_dropped_and_counted_unless_kept():
     fates = [(row["aspect"], row["drop_reason"]) for row in LabelCriteria().run(rows())]
     assert [reason for _, reason in fates] == [None, "test_file", "no_criterion"]
     assert fates[0][0] == "Functional_Correctness"
-    kept = LabelCriteria(test_files="keep").run(rows())
+    kept = LabelCriteria(CriteriaSettings(test_files="keep")).run(rows())
     assert [row["drop_reason"] for row in kept] == [None, None, "no_criterion"]

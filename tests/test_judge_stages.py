@@ -4,6 +4,7 @@ OpenAI-compatible HTTP server on loopback whose answers the test scripts."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -123,8 +124,11 @@ def test_judge_without_an_endpoint_names_the_key(tmp_path):
 
 
 def test_the_manifests_instruction_styles_are_the_prompt_templates():
-    from codeprefs.manifest import INSTRUCTION_STYLES
+    from pipelines.judgesettings import InstructionSettings
     from pipelines.synthesis.prompts import INSTRUCTION_STYLES as TEMPLATE_STYLES
 
-    assert INSTRUCTION_STYLES == TEMPLATE_STYLES
-    assert json.dumps(INSTRUCTION_STYLES)
+    manifest = parse_manifest({"name": "r", "sources": [{"type": "git", "repos": ["/x"]}],
+                               "judge": {"llm": {"base_url": "http://127.0.0.1:1/v1", "model": "m"},
+                                         "instruction": {}}}, Path("/"))
+    assert manifest.judge.instruction.styles == list(TEMPLATE_STYLES) == InstructionSettings().styles
+    assert json.dumps(manifest.resolved()["judge"]["instruction"]["styles"])

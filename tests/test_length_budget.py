@@ -10,7 +10,7 @@ import pytest
 
 from codeprefs.manifest import parse_manifest
 from codeprefs.schema import Aspect
-from filters.length import DEFAULT_MAX_BYTES, PairBudget
+from filters.length import DEFAULT_MAX_BYTES, LengthSettings, PairBudget
 from pipelines.build import BuildError, build
 from pipelines.rows import empty_row
 from pipelines.steps import BudgetPairs, commit_prompt
@@ -54,8 +54,8 @@ def test_token_budget_keeps_a_pair_just_under_and_drops_one_just_over(tokenizer_
     rejected = "def f(xs):\n    return xs[len(xs)]\n"
     tokens = _trainer_length(tokenizer_dir, prompt, chosen, rejected)
     assert tokens > 200  # the longer side and the template, not the bytes
-    fits = BudgetPairs(PairBudget(max_tokens=tokens, tokenizer=str(tokenizer_dir)))
-    over = BudgetPairs(PairBudget(max_tokens=tokens - 1, tokenizer=str(tokenizer_dir)))
+    fits = BudgetPairs(PairBudget(LengthSettings(max_tokens=tokens, tokenizer=str(tokenizer_dir))))
+    over = BudgetPairs(PairBudget(LengthSettings(max_tokens=tokens - 1, tokenizer=str(tokenizer_dir))))
     (kept,) = fits.run([_row(prompt, chosen, rejected)])
     (dropped,) = over.run([_row(prompt, chosen, rejected)])
     assert kept["drop_reason"] is None

@@ -19,7 +19,7 @@ import pytest
 from codeprefs.manifest import load_manifest
 from codeprefs.schema import Aspect, Language
 from filters.messages import LOW_SIGNAL_MESSAGES, MessageFilter, normalise_message
-from filters.validation import ValidationConfig, normalise_whitespace
+from filters.validation import normalise_whitespace
 from parsers.languages import language_for_path
 from pipelines.sources.kinds.git import GitSource, resolve_repositories
 from pipelines.rows import Row
@@ -73,14 +73,14 @@ def built(tmp_path_factory) -> dict[str, object]:
 def _pipeline_rows(repo, manifest, cache_dir: Path) -> list[Row]:
     """The rows the build would produce for one repository, stage by stage, without Ray."""
     filters = manifest.filters
-    validation = ValidationConfig(**filters.validation.model_dump())
+    validation = filters.validation
     source = manifest.sources[0]
     pinned = resolve(RepoSpec.parse(str(repo.path), repo.path.parent))
     rows = list(ListCommits(str(cache_dir)).rows_for(
         repo_task(pinned, source.subset, source.max_commits, source.on_error)))
     for step in (
-        FilterMessages(MessageFilter(filters.message.min_length, filters.message.max_length)),
-        LabelCriteria(filters.criteria.match, filters.criteria.terms_dir, filters.criteria.test_files),
+        FilterMessages(MessageFilter(filters.message)),
+        LabelCriteria(filters.criteria),
         ReadContents(max_bytes=validation.max_bytes),
         AssemblePairs(),
         ValidatePairs(validation),
@@ -221,7 +221,7 @@ def _noise_kinds(history) -> list[tuple[str, object]]:
         elif language_for_path(paths[0]) is None:
             kind = "docs change" if PurePosixPath(paths[0]).suffix == ".md" else "non-target file"
             kinds.append((kind, spec))
-        elif len(spec.message.strip()) <= message_filter.min_length:
+        elif len(spec.message.strip()) <= message_filter.settings.min_length:
             kinds.append(("too-short message", spec))
         elif normalise_message(spec.message) in LOW_SIGNAL_MESSAGES:
             kinds.append(("low-signal message", spec))

@@ -20,7 +20,8 @@ from pipelines.synthesis.llm import (
     PairJudge,
     ResponseCache,
 )
-from pipelines.synthesis.pairs import BugInjectionSettings, SolutionSynthesizer
+from pipelines.synthesis.pairs import SolutionSynthesizer
+from pipelines.synthesis.settings import BugInjectionSettings
 from pipelines.sources.solutions import SolutionRecord
 
 Script = Callable[[dict, int], tuple[int, object, float]]  # request, number -> status, body, delay

@@ -13,18 +13,12 @@ from codeprefs.manifest import parse_manifest
 from codeprefs.schema import Language
 from pipelines.sources.solutions import SolutionFields, SolutionRecord, SolutionsError, plan_chunks, read_chunk
 from pipelines.synthesis import harness
-from pipelines.synthesis.harness import RunLimits
-from pipelines.synthesis.pairs import (
-    BugInjectionSettings,
-    ReadabilitySettings,
-    SandboxSettings,
-    SolutionSynthesizer,
-    ToolchainMissing,
-)
-from pipelines.synthesis.sandbox import Limits, detect_isolation, memory_limit_mode
-from pipelines.synthesis.settings import SynthesisPlan
+from pipelines.synthesis.pairs import SolutionSynthesizer, ToolchainMissing
+from pipelines.synthesis.plan import SynthesisPlan
+from pipelines.synthesis.sandbox import detect_isolation, memory_limit_mode
+from pipelines.synthesis.settings import BugInjectionSettings, ReadabilitySettings, SandboxSettings
 
-FAST = SandboxSettings(limits=RunLimits(run=Limits(wall_s=3, cpu_s=3, output_kb=256)))
+FAST = SandboxSettings(run_timeout_s=3, output_kb=256)
 
 CLAMP = SolutionRecord(
     file="clamp.jsonl", line=1, task_id="clamp/0", language="Python",
@@ -37,7 +31,7 @@ CLAMP = SolutionRecord(
 def synthesizer(operators=None, mutants=3, readability=False, verify="execute", **bugs) -> SolutionSynthesizer:
     return SolutionSynthesizer(
         bugs=BugInjectionSettings(mutants_per_solution=mutants, seed=7, verify=verify,
-                                  operators=tuple(operators) if operators else None, **bugs),
+                                  operators=list(operators) if operators else None, **bugs),
         readability=ReadabilitySettings(enabled=readability), sandbox=FAST)
 
 
@@ -147,7 +141,7 @@ def test_a_solution_filling_3_gib_of_shared_memory_exceeds_the_limit():
                 "    block = mmap.mmap(-1, size, flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)\n"
                 "    for offset in range(0, size, step):\n        block[offset:offset + step] = b'x' * step\n"
                 "    return max(x, 0)\n")
-    slow_machine = SandboxSettings(limits=RunLimits(run=Limits(wall_s=30, cpu_s=30, memory_mb=1024)))
+    slow_machine = SandboxSettings(run_timeout_s=30, memory_mb=1024)
     hog = SolutionSynthesizer(bugs=BugInjectionSettings(mutants_per_solution=1), sandbox=slow_machine)
     [row] = hog.rows(replace(CLAMP, solution=solution))
     assert (row["drop_stage"], row["drop_reason"]) == ("solutions", "solution_limit_exceeded")

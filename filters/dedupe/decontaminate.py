@@ -40,8 +40,8 @@ from codeprefs.core.records import (
     read_table,
     saved_dataset_tables,
 )
-from codeprefs.manifest import DecontaminateConfig
 from filters.dedupe.ngrams import iter_ngram_blocks
+from filters.dedupe.settings import DecontaminateSettings
 from pipelines.rows import WORK_SCHEMA
 
 STAGE = "decontaminate"
@@ -255,7 +255,7 @@ class FindOverlaps:
         return batch.select(WORK_SCHEMA.names).cast(WORK_SCHEMA)
 
 
-def resolve_benchmarks(config: DecontaminateConfig, base_dir: Path | None) -> list[tuple[str, Path]]:
+def resolve_benchmarks(config: DecontaminateSettings, base_dir: Path | None) -> list[tuple[str, Path]]:
     """``(name as written, path)`` of each benchmark; relative paths against ``base_dir``."""
     resolved = []
     for name in config.benchmarks:
@@ -268,12 +268,12 @@ def resolve_benchmarks(config: DecontaminateConfig, base_dir: Path | None) -> li
     return resolved
 
 
-def index_for(config: DecontaminateConfig, base_dir: Path | None = None) -> BenchmarkIndex:
+def index_for(config: DecontaminateSettings, base_dir: Path | None = None) -> BenchmarkIndex:
     """Read and index the benchmarks ``config`` names (relative paths against ``base_dir``)."""
     return build_index(resolve_benchmarks(config, base_dir), config.field, config.ngram, config.lowercase)
 
 
-def decontaminate(rows, config: DecontaminateConfig, *, base_dir: Path | None = None,
+def decontaminate(rows, config: DecontaminateSettings, *, base_dir: Path | None = None,
                   index: BenchmarkIndex | None = None, stats: dict[str, Any] | None = None):
     """Mark rows of the Ray dataset ``rows`` that overlap a benchmark (see the module doc).
 

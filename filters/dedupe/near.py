@@ -39,7 +39,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from codeprefs.manifest import NearDedupeConfig
 from filters.dedupe.components import (
     PARTITION,
     bucket_edges,
@@ -50,6 +49,7 @@ from filters.dedupe.components import (
 from filters.dedupe.lsh import band_keys, choose_bands
 from filters.dedupe.minhash import MinHasher
 from filters.dedupe.ngrams import jaccard, ngram_set
+from filters.dedupe.settings import NearDedupeSettings
 from pipelines.rows import WORK_SCHEMA
 
 STAGE = "dedupe"
@@ -60,7 +60,7 @@ _CLUSTER = "_near_cluster"
 _BAND_ROWS_PER_PARTITION = 2_000_000
 
 
-def bands_and_rows(config: NearDedupeConfig) -> tuple[int, int]:
+def bands_and_rows(config: NearDedupeSettings) -> tuple[int, int]:
     """The configured ``(bands, rows)``, or the ones :func:`choose_bands` picks."""
     if config.bands is not None and config.rows is not None:
         return config.bands, config.rows
@@ -75,7 +75,7 @@ def live_rows(batch: pa.Table) -> pa.Table:
 class BandRows:
     """Rows -> one ``(key, id, partition)`` row per band of each live row's signature."""
 
-    def __init__(self, config: NearDedupeConfig, partitions: int, block_shingles: int = 4096) -> None:
+    def __init__(self, config: NearDedupeSettings, partitions: int, block_shingles: int = 4096) -> None:
         self.fields = list(config.fields)
         self.bands, self.rows = bands_and_rows(config)
         self.seed = config.seed
@@ -132,7 +132,7 @@ def _prefixed_texts(batch: pa.Table, fields: list[str], prefix: str) -> pa.Table
     return pa.table({prefix: live["id"], **{f"{prefix}_{name}": live[name] for name in fields}})
 
 
-def verified_edges(edges, rows, config: NearDedupeConfig, partitions: int):
+def verified_edges(edges, rows, config: NearDedupeSettings, partitions: int):
     """Candidate edges ``(a, b)`` whose rows' true Jaccard similarity reaches the threshold."""
     fields = list(config.fields)
     texts_a = rows.map_batches(_prefixed_texts, fn_kwargs={"fields": fields, "prefix": "a"},
@@ -164,7 +164,7 @@ def mark_near_duplicates(batch: pa.Table) -> pa.Table:
     return rows.select(WORK_SCHEMA.names).cast(WORK_SCHEMA)
 
 
-def near_dedupe(rows, config: NearDedupeConfig, *, partitions: int | None = None,
+def near_dedupe(rows, config: NearDedupeSettings, *, partitions: int | None = None,
                 stats: dict[str, Any] | None = None):
     """Mark near-duplicate rows of the Ray dataset ``rows`` (see the module doc).
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from filters.messages import MessageFilter
+from filters.criteria import CriteriaSettings
+from filters.messages import MessageFilter, MessageFilterSettings
 from pipelines.scopes import ScopeSettings
 from pipelines.steps import AssemblePairs, FilterMessages, LabelCriteria, ScopePairs, SplitCommits, Step
 
@@ -20,8 +21,8 @@ from pipelines.steps import AssemblePairs, FilterMessages, LabelCriteria, ScopeP
 class CommitSteps:
     """The settings of the steps every commit source runs (see the module doc)."""
 
-    message: Any  # the manifest's filters.message
-    criteria: Any  # the manifest's filters.criteria
+    message: MessageFilterSettings
+    criteria: CriteriaSettings
     scope: ScopeSettings  # pairs, with the parse limits of filters.validation
     max_bytes: int  # a version larger than this is not read (filters.validation.max_bytes)
 
@@ -36,10 +37,8 @@ class CommitSteps:
 
     def filters(self, split: SplitCommits | None) -> list[Step]:
         """Split, message and criteria: all decided before any file is read."""
-        criteria = self.criteria
         return [*([split] if split is not None else []),
-                FilterMessages(MessageFilter(self.message.min_length, self.message.max_length)),
-                LabelCriteria(criteria.match, criteria.terms_dir, criteria.test_files)]
+                FilterMessages(MessageFilter(self.message)), LabelCriteria(self.criteria)]
 
     def pairing(self) -> list[Step]:
         """The two versions, once read, scoped to the change and made a pair."""

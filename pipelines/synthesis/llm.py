@@ -29,6 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field, field_validator
+
+from codeprefs.core.settings import Settings
+from codeprefs.locations import require_local
 from pipelines.synthesis import prompts
 
 _RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
@@ -36,6 +40,26 @@ _RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
 class LLMError(RuntimeError):
     """The endpoint kept failing, or answered something that is not a chat completion."""
+
+
+class LLMSettings(Settings):
+    """An OpenAI-compatible chat endpoint (e.g. a vLLM server): the manifest's ``synthesis.llm``
+    and ``judge.llm``, read by :meth:`ChatClient.from_config`."""
+
+    base_url: str = Field(min_length=1)  # e.g. http://127.0.0.1:8000/v1
+    model: str = Field(min_length=1)
+    api_key_env: str | None = None  # the environment variable holding the key, if any
+    max_concurrency: int = Field(default=8, ge=1)
+    timeout_s: float = Field(default=120.0, gt=0)
+    max_retries: int = Field(default=4, ge=0)
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    max_tokens: int = Field(default=2048, ge=1)
+    cache_dir: str | None = None  # response cache; default: <output>/.cache/llm
+
+    @field_validator("cache_dir")
+    @classmethod
+    def _local_cache(cls, cache_dir: str | None) -> str | None:
+        return None if cache_dir is None else require_local(cache_dir)
 
 
 class ResponseCache:
@@ -115,7 +139,7 @@ class ChatClient:
         self.__post_init__()
 
     @classmethod
-    def from_config(cls, config: Any, cache_dir: Path | None, key: str = "synthesis.llm") -> ChatClient:
+    def from_config(cls, config: LLMSettings, cache_dir: Path | None, key: str = "synthesis.llm") -> ChatClient:
         """A client from a manifest's endpoint section (``key`` names it in errors)."""
         api_key = os.environ.get(config.api_key_env) if config.api_key_env else None
         if config.api_key_env and not api_key:

@@ -29,7 +29,6 @@ from pipelines.rows import Row, drop, empty_row, has_nul, to_table
 from pipelines.sources.solutions import SolutionFields, SolutionRecord, SolutionsError, read_chunk
 from pipelines.synthesis.code import Program, parse_program
 from pipelines.synthesis.harness import (
-    RunLimits,
     assemble,
     closing_suffix,
     missing_commands,
@@ -39,11 +38,14 @@ from pipelines.synthesis.instructions import task_instruction
 from pipelines.synthesis.mutations import VariantCheck, iter_mutants
 from pipelines.synthesis.readability import degrade, same_structure
 from pipelines.synthesis.sandbox import Sandbox
-from pipelines.synthesis.verify import Outcome, VariantTimeout, Verdict, Verifier
+from pipelines.synthesis.settings import BugInjectionSettings, ReadabilitySettings, SandboxSettings
+from pipelines.synthesis.verify import Outcome, Verdict, Verifier
 
 log = logging.getLogger(__name__)
 
 SOURCE = "solutions"
+BUG_INJECTION_SUBSET = "bug-injection"  # the subsets of a source that names none
+READABILITY_SUBSET = "readability"
 SOLUTION_STAGE = "solutions"
 VERIFY_STAGE = "verify"
 
@@ -82,38 +84,6 @@ class ToolchainMissing(RuntimeError):
 
 
 @dataclass(frozen=True)
-class BugInjectionSettings:
-    enabled: bool = True
-    mutants_per_solution: int = 3
-    max_mutants_tried: int | None = None  # None: 4 x mutants_per_solution
-    verify: str = "execute"  # or "none"
-    seed: int = 0
-    operators: tuple[str, ...] | None = None
-    on_missing_toolchain: str = "fail"  # or "skip": rows marked unverified:no_toolchain
-    subset: str = "bug-injection"
-
-    @property
-    def tries(self) -> int:
-        return self.max_mutants_tried or 4 * self.mutants_per_solution
-
-
-@dataclass(frozen=True)
-class ReadabilitySettings:
-    enabled: bool = False
-    verify: str = "execute"
-    on_missing_toolchain: str = "fail"
-    subset: str = "readability"
-
-
-@dataclass(frozen=True)
-class SandboxSettings:
-    isolation: str = "auto"
-    root: str | None = None
-    limits: RunLimits = RunLimits()
-    variant_timeout: VariantTimeout = VariantTimeout()
-
-
-@dataclass(frozen=True)
 class SourceSettings:
     """How to read one solutions source's records."""
 
@@ -125,12 +95,17 @@ class SourceSettings:
 
 @dataclass
 class SolutionSynthesizer:
-    """Record in, rows out; builds its sandbox lazily, on the worker that uses it."""
+    """Record in, rows out; builds its sandbox lazily, on the worker that uses it.
+
+    ``subset``: the source's ``subset`` for every row, or ``None`` for one by pair kind
+    (:data:`BUG_INJECTION_SUBSET`, :data:`READABILITY_SUBSET`).
+    """
 
     bugs: BugInjectionSettings = BugInjectionSettings()
     readability: ReadabilitySettings = ReadabilitySettings()
     sandbox: SandboxSettings = SandboxSettings()
     llm_bugs: Any = None  # an llm.LLMBugWriter: bugs written by an LLM instead of mutations
+    subset: str | None = None
     _verifier: Verifier | None = field(default=None, init=False, repr=False)
 
     def __getstate__(self):  # ship settings to Ray workers, never a live sandbox
@@ -233,7 +208,7 @@ class SolutionSynthesizer:
         for index, (generator, rejected) in enumerate(self._variants(task, program, instruction)):
             if index >= settings.tries or kept >= settings.mutants_per_solution:
                 break
-            row = self._pair(record, language, settings.subset, Aspect.FUNCTIONAL_CORRECTNESS,
+            row = self._pair(record, language, self.subset or BUG_INJECTION_SUBSET, Aspect.FUNCTIONAL_CORRECTNESS,
                              instruction, code, rejected, generator,
                              ("mutation", generator, str(index)))
             if not verify:
@@ -289,7 +264,7 @@ class SolutionSynthesizer:
             return [self._drop(record, VERIFY_STAGE, "readability_no_change", chosen=code, kind=kind,
                                detail="nothing to rename or strip: the degraded code is the same")]
         rejected = degraded.source.decode("utf-8")
-        row = self._pair(record, language, settings.subset, Aspect.READABILITY_MAINTAINABILITY,
+        row = self._pair(record, language, self.subset or READABILITY_SUBSET, Aspect.READABILITY_MAINTAINABILITY,
                          instruction, code, rejected, degraded.generator, kind)
         reparsed = parse_program(language, degraded.source)
         if reparsed is None or not same_structure(program, reparsed):
@@ -328,7 +303,7 @@ class SolutionSynthesizer:
               chosen: str | None = None, message: str | None = None,
               kind: tuple[str, ...] = ("solution",)) -> Row:
         row = empty_row()
-        subset = self.bugs.subset if self.bugs.enabled else self.readability.subset
+        subset = self.subset or (BUG_INJECTION_SUBSET if self.bugs.enabled else READABILITY_SUBSET)
         row.update(id=stable_id(record.file, record.key, *kind), source=SOURCE, subset=subset,
                    language=record.language, chosen=chosen, repo=record.file, path=record.key,
                    generator="solution", message=message, strict_syntax=True)

@@ -1,172 +1,103 @@
-"""From the manifest's ``synthesis`` section to the objects the Ray stages run.
+"""The settings of synthesis from correct solutions (the manifest's ``synthesis`` section).
 
-:class:`SynthesisPlan` is built on the driver: it checks toolchains once (so a missing compiler
-is reported once, not per record), describes each solutions source for ``run.json`` and makes
-the picklable :class:`~pipelines.synthesis.pairs.SynthesizeSolutions` stage of each source.
+:class:`~pipelines.synthesis.pairs.SolutionSynthesizer` takes these models as they are, and the
+driver's :class:`~pipelines.synthesis.plan.SynthesisPlan` reads the whole section; nothing
+copies them into another shape.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import replace
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Literal
 
-from codeprefs.manifest import SynthesisConfig
-from codeprefs.schema import Language
-from pipelines.sources.solutions import LanguageField
-from pipelines.synthesis.harness import RunLimits, missing_commands, toolchain_versions
-from pipelines.synthesis.pairs import (
-    BugInjectionSettings,
-    ReadabilitySettings,
-    SandboxSettings,
-    SolutionSynthesizer,
-    SourceSettings,
-    SynthesizeSolutions,
-    ToolchainMissing,
-)
-from pipelines.synthesis.sandbox import Limits, detect_isolation, memory_limit_mode
+from pydantic import Field, field_validator
+
+from codeprefs.core.settings import Settings
+from pipelines.synthesis.harness import RunLimits
+from pipelines.synthesis.llm import LLMSettings
+from pipelines.synthesis.mutations import resolve_operators
+from pipelines.synthesis.sandbox import Limits
 from pipelines.synthesis.verify import VariantTimeout
 
-if TYPE_CHECKING:
-    from pipelines.sources.kinds.solutions import SolutionsSource
-
-log = logging.getLogger(__name__)
-
-
-def sandbox_settings(config: SynthesisConfig) -> SandboxSettings:
-    box = config.sandbox
-    run = Limits(wall_s=box.run_timeout_s, cpu_s=max(1, int(box.run_timeout_s + 0.999)),
-                 memory_mb=box.memory_mb, output_kb=box.output_kb, processes=box.processes)
-    compile_limits = replace(RunLimits().compile, wall_s=box.compile_timeout_s,
-                             cpu_s=max(1, int(box.compile_timeout_s + 0.999)))
-    return SandboxSettings(isolation=box.isolation, root=box.root,
-                           limits=RunLimits(compile=compile_limits, run=run),
-                           variant_timeout=VariantTimeout(factor=box.variant_timeout_factor))
+Verify = Literal["execute", "none"]
+# a language whose compiler/runtime is missing: stop, or keep rows marked unverified
+OnMissingToolchain = Literal["skip", "fail"]
 
 
-class SynthesisPlan:
-    """The synthesis settings of one build, made once on the driver."""
+class BugInjectionSettings(Settings):
+    """Functional_Correctness pairs: a correct solution versus a seeded mutant of it."""
 
-    def __init__(self, config: SynthesisConfig, cache_dir: Path) -> None:
-        self.config = config
-        self.cache_dir = cache_dir
-        self._warned: set[Language] = set()
-        self._warned_isolation = False
-        self._warned_memory = False
+    enabled: bool = True
+    mutants_per_solution: int = Field(default=3, ge=1, le=100)  # verified pairs wanted
+    max_mutants_tried: int | None = Field(default=None, ge=1)  # default: 4 x mutants_per_solution
+    verify: Verify = "execute"
+    seed: int = 0
+    operators: list[str] | None = None  # default: all (pipelines.synthesis.mutations)
+    on_missing_toolchain: OnMissingToolchain = "fail"
+    backend: Literal["mutations", "llm"] = "mutations"  # llm: needs synthesis.llm
 
-    def _verifies(self) -> list[tuple[str, str]]:
-        """(what, on_missing_toolchain) for each enabled kind of pair that executes tests."""
-        bugs, readability = self.config.bug_injection, self.config.readability
-        kinds = []
-        if bugs.enabled and bugs.verify == "execute":
-            kinds.append(("bug_injection", bugs.on_missing_toolchain))
-        if readability.enabled and readability.verify == "execute":
-            kinds.append(("readability", readability.on_missing_toolchain))
-        return kinds
+    @field_validator("operators")
+    @classmethod
+    def _known_operators(cls, operators: list[str] | None) -> list[str] | None:
+        if operators is not None:
+            if not operators:
+                raise ValueError("the operator list is empty")
+            resolve_operators(operators)
+        return operators
 
-    def check_toolchains(self, source: SolutionsSource) -> dict[str, list[str]]:
-        """Missing commands per language this source may need; raises when that must fail.
+    @property
+    def tries(self) -> int:
+        """Mutants tried per solution at most (verified or not)."""
+        return self.max_mutants_tried or 4 * self.mutants_per_solution
 
-        With a language field every language may appear, so all eight are checked; a missing
-        one then fails only when a record of that language turns up (on the worker).
-        """
-        kinds = self._verifies()
-        if not kinds:
-            return {}
-        constant = isinstance(source.language, str)
-        languages = self._languages(source)
-        missing = {language.value: found for language in languages
-                   if (found := missing_commands(language))}
-        for name, commands in missing.items():
-            language = Language(name)
-            fail = any(policy == "fail" for _, policy in kinds)
-            if constant and fail:
-                raise ToolchainMissing(
-                    f"{name} toolchain missing ({', '.join(commands)} not installed); install it "
-                    "(`make toolchains`) or set synthesis.bug_injection.on_missing_toolchain: skip "
-                    "to keep the pairs marked unverified:no_toolchain")
-            if language not in self._warned:
-                self._warned.add(language)
-                action = ("records in it will fail the build" if fail
-                          else "its pairs are kept marked unverified:no_toolchain")
-                log.warning("%s toolchain missing (%s not installed): %s", name,
-                            ", ".join(commands), action)
-        return missing
 
-    @staticmethod
-    def _languages(source: SolutionsSource) -> list[Language]:
-        """The languages a source's records may be in (all eight with a language field)."""
-        return [Language(source.language)] if isinstance(source.language, str) else list(Language)
+class ReadabilitySettings(Settings):
+    """Readability_Maintainability pairs: the solution versus its renamed, comment-free copy."""
 
-    def toolchains(self, source: SolutionsSource) -> dict[str, str]:
-        """The version line of each compiler and runtime that verifies this source's pairs.
+    enabled: bool = False
+    verify: Verify = "execute"
+    on_missing_toolchain: OnMissingToolchain = "fail"
 
-        Part of the source's fingerprint: a new compiler can change which mutants fail their
-        tests, so a toolchain upgrade reruns the source. Empty when nothing is executed.
-        """
-        return toolchain_versions(self._languages(source)) if self._verifies() else {}
 
-    def synthesizer(self, source: SolutionsSource) -> SolutionSynthesizer:
-        bugs, readability = self.config.bug_injection, self.config.readability
-        return SolutionSynthesizer(
-            bugs=BugInjectionSettings(
-                enabled=bugs.enabled, mutants_per_solution=bugs.mutants_per_solution,
-                max_mutants_tried=bugs.max_mutants_tried, verify=bugs.verify, seed=bugs.seed,
-                operators=tuple(bugs.operators) if bugs.operators else None,
-                on_missing_toolchain=bugs.on_missing_toolchain,
-                subset=source.subset or "bug-injection"),
-            readability=ReadabilitySettings(
-                enabled=readability.enabled, verify=readability.verify,
-                on_missing_toolchain=readability.on_missing_toolchain,
-                subset=source.subset or "readability"),
-            sandbox=sandbox_settings(self.config),
-            llm_bugs=self.llm_bug_writer() if bugs.backend == "llm" else None,
-        )
+class SandboxSettings(Settings):
+    """Limits of every program run (see :mod:`pipelines.synthesis.sandbox`).
 
-    def llm_bug_writer(self):
-        from pipelines.synthesis.llm import ChatClient, LLMBugWriter
+    The defaults are those of :class:`~pipelines.synthesis.harness.RunLimits` and
+    :class:`~pipelines.synthesis.verify.VariantTimeout`; :attr:`limits` and
+    :attr:`variant_timeout` turn these few knobs into them.
+    """
 
-        llm = self.config.llm
-        cache = Path(llm.cache_dir) if llm.cache_dir else self.cache_dir / "llm"
-        return LLMBugWriter(ChatClient.from_config(llm, cache))
+    isolation: Literal["auto", "namespaces", "rlimits"] = "auto"
+    root: str | None = None  # job folders and build caches; default: <tmp>/codeprefs-sandbox-<uid>
+    run_timeout_s: float = Field(default=10.0, gt=0)
+    compile_timeout_s: float = Field(default=60.0, gt=0)
+    memory_mb: int = Field(default=1024, ge=64)
+    output_kb: int = Field(default=1024, ge=1)
+    processes: int = Field(default=256, ge=8)
+    variant_timeout_factor: float = Field(default=5.0, ge=1.0)  # x the original's run time
 
-    @staticmethod
-    def source_settings(source: SolutionsSource) -> SourceSettings:
-        language_field = source.language.field if isinstance(source.language, LanguageField) else None
-        return SourceSettings(
-            fields=source.fields,
-            language=None if language_field else source.language,
-            language_field=language_field, on_error=source.on_error)
+    @property
+    def limits(self) -> RunLimits:
+        """The compile and run limits; CPU seconds are the wall-clock limits rounded up."""
+        run = Limits(wall_s=self.run_timeout_s, cpu_s=_whole_seconds(self.run_timeout_s),
+                     memory_mb=self.memory_mb, output_kb=self.output_kb, processes=self.processes)
+        compile_limits = replace(RunLimits().compile, wall_s=self.compile_timeout_s,
+                                 cpu_s=_whole_seconds(self.compile_timeout_s))
+        return RunLimits(compile=compile_limits, run=run)
 
-    def stage(self, source: SolutionsSource) -> SynthesizeSolutions:
-        return SynthesizeSolutions(self.synthesizer(source), self.source_settings(source))
+    @property
+    def variant_timeout(self) -> VariantTimeout:
+        return VariantTimeout(factor=self.variant_timeout_factor)
 
-    def input_record(self, source: SolutionsSource, chunks: list[dict[str, Any]],
-                     missing: dict[str, list[str]]) -> dict[str, Any]:
-        """What run.json says about a solutions source."""
-        executes = bool(self._verifies())
-        isolation = self.config.sandbox.isolation
-        if executes and isolation == "auto":
-            isolation = detect_isolation()
-            if isolation != "namespaces" and not self._warned_isolation:
-                self._warned_isolation = True
-                log.warning("programs will run with resource limits only (no network or "
-                            "file-system isolation): namespaces need root and util-linux unshare")
-        memory_limit = memory_limit_mode() if executes else None
-        if memory_limit == "rlimit" and not self._warned_memory:
-            self._warned_memory = True
-            log.warning("no memory cgroup can be made here: the sandbox bounds memory with "
-                        "RLIMIT_DATA only, which shared memory escapes (see sandbox_memory_limit)")
-        return {
-            "type": source.type, "paths": list(source.path),
-            "language": source.language if isinstance(source.language, str)
-            else {"field": source.language.field},
-            "harness": source.harness, "records": sum(chunk["count"] for chunk in chunks),
-            "tasks": len(chunks), "status": "ok",
-            "toolchains_missing": missing,
-            "toolchains": self.toolchains(source),
-            "sandbox_isolation": isolation if executes else None,
-            # cgroup-v2 / cgroup-v1: every page a job touches counts; rlimit: the weaker mode
-            "sandbox_memory_limit": memory_limit if executes else None,
-        }
+
+def _whole_seconds(seconds: float) -> int:
+    return max(1, int(seconds + 0.999))
+
+
+class SynthesisSettings(Settings):
+    """The manifest's ``synthesis`` section: which pairs, how programs run, which LLM."""
+
+    bug_injection: BugInjectionSettings = BugInjectionSettings()
+    readability: ReadabilitySettings = ReadabilitySettings()
+    sandbox: SandboxSettings = SandboxSettings()
+    llm: LLMSettings | None = None

@@ -24,6 +24,7 @@ from pipelines.shards import file_sha256
 from pipelines.sources.base import PlanContext, Planned, SourceError, SourceSettings, SourceWork, UnitPipeline
 from pipelines.sources.solutions import LanguageField, SolutionFields, SolutionsError, plan_chunks
 from pipelines.steps import AssemblePairs, Chain
+from pipelines.synthesis.plan import SynthesisPlan
 
 
 class SolutionsSource(SourceSettings):
@@ -87,7 +88,6 @@ class SolutionsKind:
     mines_commits: ClassVar[bool] = False
 
     def plan(self, sources: Sequence[tuple[int, SolutionsSource]], context: PlanContext) -> Planned:
-        from pipelines.synthesis.settings import SynthesisPlan  # its config lives in the manifest
 
         synthesis = SynthesisPlan(context.synthesis, context.cache_dir)
         planned = Planned()
