@@ -36,6 +36,7 @@ from codeprefs.locations import local_path_argument
 from trainers import checkpoint, distributed
 from trainers.attention import choose_attention
 from trainers.compilecheck import compile_or_fall_back
+from trainers.config import TrainConfig, check_resume
 from trainers.data import (
     DataError,
     DataReport,
@@ -56,55 +57,8 @@ from trainers.model import (
 )
 from trainers.packcheck import fall_back_to_padding
 from trainers.packing import batch_cost, plan_step
-
-
-@dataclass
-class TrainConfig:
-    """Every setting of a training run (the command line mirrors these names)."""
-
-    data: list[str]
-    model: str
-    output: str
-    split: str | None = None
-    eval_data: str | None = None
-    eval_split: str | None = None
-    eval_prompts: str = "own"
-    eval_every: int = 0  # steps between scorings of --eval-data during training (0: only after it)
-    backbone: str = "auto"  # auto | causal | encoder
-    template: str = "auto"  # auto | chat | plain
-    chat_template: str | None = None  # a Jinja file replacing the tokenizer's template
-    pad_token: str | None = None  # for tokenizers without one (default: the eos token)
-    max_length: int = 4096
-    epochs: int = 1
-    max_steps: int | None = None
-    global_batch: int = 512  # pairs per optimizer step, over all ranks
-    micro_batch_tokens: int = 16384  # tokens per packed forward pass
-    lr: float = 1e-5
-    final_lr: float = 5e-7
-    warmup: float = 0.05  # fraction of the steps
-    weight_decay: float = 0.1
-    betas: tuple[float, float] = (0.9, 0.95)
-    eps: float = 1e-8
-    grad_clip: float = 1.5
-    lm_coef: float = 0.25  # lambda
-    magnitude_coef: float = 0.001  # mu
-    seed: int = 0
-    device: str = "auto"
-    attention: str = "auto"
-    gradient_checkpointing: bool = True
-    # torch.compile each transformer block and the LM loss's elementwise work (None: on a GPU,
-    # unless --liger on; a model the compiler fails on then trains with eager blocks)
-    compile: bool | None = None
-    liger: str = "auto"  # auto (when installed, on GPU, blocks not compiled) | on | off
-    save_every: int = 0  # steps between checkpoints (0: only the final model)
-    keep_checkpoints: int = 2
-    resume: str | None = None  # a checkpoint folder or "latest"
-    log_every: int = 1
-
-
-# Settings that must match when resuming (they fix the data order and the curve).
-_RESUME_KEYS = ("data", "split", "seed", "global_batch", "max_length", "epochs", "max_steps", "lr", "final_lr",
-                "warmup", "lm_coef", "magnitude_coef", "template")
+from trainers.raytrain import run_on_ray
+from trainers.tokenizer import load_tokenizer
 
 
 @dataclass
@@ -152,32 +106,6 @@ class StepOrder:
 
 
 # -- building blocks ------------------------------------------------------------------------------
-
-def check_model_source(source: str | Path) -> None:
-    """Fail clearly on a local model path that does not exist (rather than as a bad Hub id)."""
-    text = str(source)
-    if not Path(text).expanduser().exists() and (text.startswith(("/", "./", "../", "~")) or text.endswith("/")):
-        raise FileNotFoundError(f"{text}: no such model folder")
-
-
-def load_tokenizer(source: str | Path, chat_template: str | None = None, pad_token: str | None = None) -> Any:
-    """The tokenizer at ``source``, with an optional chat template file and pad token."""
-    from transformers import AutoTokenizer
-
-    check_model_source(source)
-    tokenizer = AutoTokenizer.from_pretrained(source)
-    if chat_template:
-        tokenizer.chat_template = Path(chat_template).read_text()
-    if pad_token is not None:
-        if pad_token not in tokenizer.get_vocab():
-            raise DataError(f"--pad-token {pad_token!r} is not in the vocabulary of {source}")
-        tokenizer.pad_token = pad_token
-    if tokenizer.pad_token_id is None:
-        if tokenizer.eos_token_id is None:
-            raise DataError(f"{source}: the tokenizer has neither a pad nor an eos token")
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
-
 
 def prepare_training_pairs(cfg: TrainConfig, tokenizer: Any) -> tuple[list[EncodedPair], DataReport]:
     """Load every ``--data`` source, draw system prompts, tokenize; skipped rows are counted."""
@@ -364,18 +292,6 @@ def save_checkpoint(cfg: TrainConfig, model: RewardModel, optimizer: torch.optim
     distributed.barrier(context)
 
 
-def check_resume(cfg: TrainConfig, saved: dict[str, Any]) -> None:
-    """Refuse to resume a run whose data order or schedule settings changed."""
-    differing = [key for key in _RESUME_KEYS if _comparable(getattr(cfg, key)) != _comparable(saved.get(key))]
-    if differing:
-        details = ", ".join(f"{key}: checkpoint {saved.get(key)!r} vs now {getattr(cfg, key)!r}" for key in differing)
-        raise ValueError(f"cannot resume: settings changed ({details})")
-
-
-def _comparable(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple | list) else value
-
-
 # -- the run -----------------------------------------------------------------------------------------
 
 def run(cfg: TrainConfig) -> dict[str, Any]:
@@ -540,9 +456,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if launch.workers is None:
             run(cfg)
         else:
-            from trainers.raytrain import run_on_ray
-
-            run_on_ray(cfg, launch.workers, use_gpu=launch.use_gpu, address=launch.address)
+            run_on_ray(run, cfg, launch.workers, use_gpu=launch.use_gpu, address=launch.address)
     except (DataError, OSError, ValueError) as error:  # bad input: say what, no traceback
         print(f"error: {error}", file=sys.stderr)
         return 2
