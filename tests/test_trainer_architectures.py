@@ -191,7 +191,7 @@ def test_architectures_without_a_transformers_reward_class_get_one_that_loads(tm
 
     from trainers.evaluate import evaluate
     from trainers.seqcls import REWARD_CODE_FILE
-    from trainers.train import load_tokenizer
+    from trainers.tokenizer import load_tokenizer
 
     model_path = _save_tiny(tmp_path / model_type, model_type, **options)
     data = write_shards(tmp_path / "pairs", make_rows(6, seed=4))

@@ -82,8 +82,8 @@ def test_two_ray_train_workers_match_one_process(tmp_path, tiny_model, one_proce
     from trainers.raytrain import run_on_ray
 
     data, one = one_process_run
-    summary = run_on_ray(TrainConfig(data=[str(data)], model=str(tiny_model), output=str(tmp_path / "two"),
-                                     eval_data=str(data), eval_every=1, **SETTINGS), workers=2)
+    summary = run_on_ray(run, TrainConfig(data=[str(data)], model=str(tiny_model), output=str(tmp_path / "two"),
+                                          eval_data=str(data), eval_every=1, **SETTINGS), workers=2)
     assert summary["world_size"] == 2 and summary["config"]["device"] == "cpu"
     _assert_same_training(one, tmp_path / "two")
 
@@ -96,7 +96,8 @@ def test_a_ray_train_worker_error_reaches_the_caller_as_itself(tmp_path, tiny_mo
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(DataError, match="empty"):
-        run_on_ray(TrainConfig(data=[str(empty)], model=str(tiny_model), output=str(tmp_path / "out")), workers=2)
+        run_on_ray(run, TrainConfig(data=[str(empty)], model=str(tiny_model), output=str(tmp_path / "out")),
+                   workers=2)
 
 
 def test_ray_workers_must_be_positive(tmp_path, capsys):

@@ -12,7 +12,8 @@ from trainers.data import PairEncoder, evaluation_system_prompts, load_pairs
 from trainers.model import RewardModel, detect_backbone
 from trainers.packing import pad_pairs
 from trainers.tiny import save_tiny_encoder
-from trainers.train import TrainConfig, load_tokenizer, run
+from trainers.tokenizer import load_tokenizer
+from trainers.train import TrainConfig, run
 
 
 def test_encoder_trains_saves_and_scores_like_transformers(tmp_path):

@@ -25,7 +25,8 @@ from trainers import model as model_module
 from trainers.data import PairEncoder, normalize_columns
 from trainers.model import RewardModel
 from trainers.packing import pack_pairs
-from trainers.train import TrainConfig, choose_kernels, load_tokenizer, lr_at, main, run
+from trainers.tokenizer import load_tokenizer
+from trainers.train import TrainConfig, choose_kernels, lr_at, main, run
 
 WORDS = ["x", "y", "total", "+", "-", "*", "return", "if", "for", "(", ")", "0", "1", "2", "i", "n", "=", ":", "\n"]
 

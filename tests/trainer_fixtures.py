@@ -64,7 +64,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tokenizer(tiny_model: Path):
-    from trainers.train import load_tokenizer
+    from trainers.tokenizer import load_tokenizer
 
     return load_tokenizer(tiny_model)
 

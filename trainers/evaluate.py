@@ -43,6 +43,7 @@ from trainers.distributed import Context, all_reduce_max, gather_objects, resolv
 from trainers.model import RewardModel
 from trainers.packcheck import fall_back_to_padding
 from trainers.packing import batch_cost, pack_by_budget
+from trainers.tokenizer import load_tokenizer
 
 SCORE_COLUMNS = ("id", "chosen_score", "rejected_score", "correct", "score_diff", "language", "aspect", "subset")
 
@@ -175,8 +176,6 @@ def evaluate(model_path: str | Path, data: str, output: str | Path, *, split: st
              device: str = "auto", dtype: str = "auto", attention: str = "auto", template: str = "auto",
              backbone: str = "auto", skip_invalid: bool = False) -> dict[str, Any]:
     """Score ``data`` with the reward model at ``model_path``; write and return the results."""
-    from trainers.train import load_tokenizer
-
     tokenizer = load_tokenizer(model_path)
     eval_set = load_eval_set(data, tokenizer, split=split, prompts=prompts, max_length=max_length,
                              template=template, skip_invalid=skip_invalid)

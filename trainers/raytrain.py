@@ -6,20 +6,23 @@
 Ray Train's ``TorchTrainer`` starts one worker per rank (one GPU each when the cluster has GPUs),
 joins them in a torch process group (NCCL on GPUs, gloo on CPUs) and sets the ``RANK``,
 ``WORLD_SIZE`` and ``LOCAL_RANK`` variables that :func:`trainers.distributed.setup` reads; every
-worker then runs :func:`trainers.train.run`, exactly the loop torchrun would start, so the results
-are those of a torchrun job with as many ranks. Every worker reads the data and the model, and
-rank 0 writes ``--output``: on a cluster of several machines these paths must be on storage all
-of them see. Local paths are made absolute before they travel.
+worker then runs the loop it is given, :func:`trainers.train.run` (the trainer's command line
+passes it in, so this launcher needs nothing of the trainer but its settings): exactly the loop
+torchrun would start, so the results are those of a torchrun job with as many ranks. Every
+worker reads the data and the model, and rank 0 writes ``--output``: on a cluster of several
+machines these paths must be on storage all of them see. Local paths are made absolute before
+they travel.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from trainers.train import TrainConfig
+from trainers.config import TrainConfig
 
 
 def _absolute(value: str | None) -> str | None:
@@ -43,19 +46,25 @@ def portable_config(cfg: TrainConfig, use_gpu: bool) -> TrainConfig:
                    device="cuda" if use_gpu else "cpu")
 
 
-def _train_worker(config: dict[str, Any]) -> None:
-    from trainers.train import run
+def _worker(loop: Callable[[TrainConfig], Any]) -> Callable[[dict[str, Any]], None]:
+    """What each Ray Train worker runs: ``loop`` on the settings, which travel as a plain dict."""
 
-    run(TrainConfig(**config))
+    def train_worker(config: dict[str, Any]) -> None:
+        loop(TrainConfig(**config))
+
+    return train_worker
 
 
-def run_on_ray(cfg: TrainConfig, workers: int, use_gpu: bool | None = None,
+def run_on_ray(loop: Callable[[TrainConfig], Any], cfg: TrainConfig, workers: int, use_gpu: bool | None = None,
                address: str | None = None) -> dict[str, Any]:
-    """Train with ``workers`` Ray Train workers; returns rank 0's ``train_summary.json``.
+    """Run ``loop(cfg)`` on ``workers`` Ray Train workers; returns rank 0's ``train_summary.json``.
 
-    ``use_gpu`` None: one GPU per worker if the cluster has any GPU. A worker's failure is
-    raised here as the worker's own exception (a bad input stays a clear error).
+    ``loop`` is the trainer's :func:`trainers.train.run` (a module-level function: Ray ships it
+    to the workers by name). ``use_gpu`` None: one GPU per worker if the cluster has any GPU. A
+    worker's failure is raised here as the worker's own exception (a bad input stays a clear error).
     """
+    # Imported here, not at the top: Ray takes seconds to import and only --ray-workers needs it,
+    # so the trainer's command line imports this module without paying for Ray.
     import ray
     from ray.train import RunConfig, ScalingConfig, WorkerGroupError
     from ray.train.torch import TorchTrainer
@@ -71,7 +80,7 @@ def run_on_ray(cfg: TrainConfig, workers: int, use_gpu: bool | None = None,
         output = Path(cfg.output)
         output.mkdir(parents=True, exist_ok=True)
         trainer = TorchTrainer(
-            _train_worker,
+            _worker(loop),
             train_loop_config=asdict(cfg),
             scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu,
                                          resources_per_worker=None if use_gpu else {"CPU": 1}),

@@ -36,6 +36,7 @@ from codeprefs.locations import local_path_argument
 from trainers import checkpoint, distributed
 from trainers.attention import choose_attention
 from trainers.compilecheck import compile_or_fall_back
+from trainers.config import TrainConfig, check_resume
 from trainers.data import (
     DataError,
     DataReport,
@@ -46,7 +47,7 @@ from trainers.data import (
     write_report,
 )
 from trainers.evaluate import EvalSet, evaluate_set, load_eval_set, score_pairs
-from trainers.loss import reward_loss
+from trainers.loss import LossTerms, reward_loss
 from trainers.model import (
     RewardModel,
     apply_liger_kernels,
@@ -55,60 +56,15 @@ from trainers.model import (
     wrap_blocks,
 )
 from trainers.packcheck import fall_back_to_padding
-from trainers.packing import batch_cost, plan_step
-
-
-@dataclass
-class TrainConfig:
-    """Every setting of a training run (the command line mirrors these names)."""
-
-    data: list[str]
-    model: str
-    output: str
-    split: str | None = None
-    eval_data: str | None = None
-    eval_split: str | None = None
-    eval_prompts: str = "own"
-    eval_every: int = 0  # steps between scorings of --eval-data during training (0: only after it)
-    backbone: str = "auto"  # auto | causal | encoder
-    template: str = "auto"  # auto | chat | plain
-    chat_template: str | None = None  # a Jinja file replacing the tokenizer's template
-    pad_token: str | None = None  # for tokenizers without one (default: the eos token)
-    max_length: int = 4096
-    epochs: int = 1
-    max_steps: int | None = None
-    global_batch: int = 512  # pairs per optimizer step, over all ranks
-    micro_batch_tokens: int = 16384  # tokens per packed forward pass
-    lr: float = 1e-5
-    final_lr: float = 5e-7
-    warmup: float = 0.05  # fraction of the steps
-    weight_decay: float = 0.1
-    betas: tuple[float, float] = (0.9, 0.95)
-    eps: float = 1e-8
-    grad_clip: float = 1.5
-    lm_coef: float = 0.25  # lambda
-    magnitude_coef: float = 0.001  # mu
-    seed: int = 0
-    device: str = "auto"
-    attention: str = "auto"
-    gradient_checkpointing: bool = True
-    # torch.compile each transformer block and the LM loss's elementwise work (None: on a GPU,
-    # unless --liger on; a model the compiler fails on then trains with eager blocks)
-    compile: bool | None = None
-    liger: str = "auto"  # auto (when installed, on GPU, blocks not compiled) | on | off
-    save_every: int = 0  # steps between checkpoints (0: only the final model)
-    keep_checkpoints: int = 2
-    resume: str | None = None  # a checkpoint folder or "latest"
-    log_every: int = 1
-
-
-# Settings that must match when resuming (they fix the data order and the curve).
-_RESUME_KEYS = ("data", "split", "seed", "global_batch", "max_length", "epochs", "max_steps", "lr", "final_lr",
-                "warmup", "lm_coef", "magnitude_coef", "template")
+from trainers.packing import Batch, batch_cost, plan_step
+from trainers.raytrain import run_on_ray
+from trainers.tokenizer import load_tokenizer
 
 
 @dataclass
 class FitResult:
+    """What :func:`fit` did: the steps, how the model ran, and every step's metrics."""
+
     steps: int
     left_out_per_epoch: int = 0  # pairs of a last partial batch too small to deal to every rank
     packed: bool = True  # padding-free packs (else padded batches)
@@ -153,32 +109,6 @@ class StepOrder:
 
 # -- building blocks ------------------------------------------------------------------------------
 
-def check_model_source(source: str | Path) -> None:
-    """Fail clearly on a local model path that does not exist (rather than as a bad Hub id)."""
-    text = str(source)
-    if not Path(text).expanduser().exists() and (text.startswith(("/", "./", "../", "~")) or text.endswith("/")):
-        raise FileNotFoundError(f"{text}: no such model folder")
-
-
-def load_tokenizer(source: str | Path, chat_template: str | None = None, pad_token: str | None = None) -> Any:
-    """The tokenizer at ``source``, with an optional chat template file and pad token."""
-    from transformers import AutoTokenizer
-
-    check_model_source(source)
-    tokenizer = AutoTokenizer.from_pretrained(source)
-    if chat_template:
-        tokenizer.chat_template = Path(chat_template).read_text()
-    if pad_token is not None:
-        if pad_token not in tokenizer.get_vocab():
-            raise DataError(f"--pad-token {pad_token!r} is not in the vocabulary of {source}")
-        tokenizer.pad_token = pad_token
-    if tokenizer.pad_token_id is None:
-        if tokenizer.eos_token_id is None:
-            raise DataError(f"{source}: the tokenizer has neither a pad nor an eos token")
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
-
-
 def prepare_training_pairs(cfg: TrainConfig, tokenizer: Any) -> tuple[list[EncodedPair], DataReport]:
     """Load every ``--data`` source, draw system prompts, tokenize; skipped rows are counted."""
     tables = [load_pairs(source, cfg.split) for source in cfg.data]
@@ -212,22 +142,6 @@ def _log(line: dict[str, Any], path: Path | None) -> None:
 
 # -- the loop ---------------------------------------------------------------------------------------
 
-def choose_kernels(cfg: TrainConfig, device: torch.device) -> tuple[bool, bool]:
-    """(compile the blocks, use Liger's kernels) for a run of ``cfg`` on ``device``.
-
-    Both fuse the same small kernels (RMSNorm, RoPE, SwiGLU, the LM loss); on an H200 compiled
-    blocks train 1.6x faster than Liger's and Liger's Triton functions stop dynamo, so a GPU run
-    compiles unless told ``--liger on`` and uses Liger (when installed) only with eager blocks.
-    """
-    if cfg.compile and cfg.liger == "on":
-        raise ValueError("--compile and --liger on exclude each other: torch.compile cannot trace Liger's "
-                         "kernels; pick one (--compile alone is the faster)")
-    cuda = device.type == "cuda"
-    compile = cfg.compile if cfg.compile is not None else (cuda and cfg.liger != "on")
-    liger = cfg.liger == "on" or (cfg.liger == "auto" and cuda and not compile)
-    return compile, liger
-
-
 def fit(cfg: TrainConfig, model: RewardModel, pairs: Sequence[EncodedPair], context: distributed.Context,
         tokenizer: Any = None, resume_state: dict[str, Any] | None = None,
         on_step: Callable[[dict[str, Any]], None] | None = None, save: bool = True,
@@ -238,6 +152,58 @@ def fit(cfg: TrainConfig, model: RewardModel, pairs: Sequence[EncodedPair], cont
     ``eval_set`` and ``cfg.eval_every``, every ``eval_every``-th step also scores it (all ranks
     together) and its metrics get ``eval``: accuracy, pairs and mean score difference.
     """
+    trainee = prepare_model(cfg, model, context)
+    model = trainee.model
+    optimizer = build_optimizer(model, cfg, context.device)
+    order = StepOrder(len(pairs), cfg.global_batch, cfg.seed, context.world_size)
+    total_steps = count_steps(order, cfg)
+    scheduler = build_scheduler(optimizer, total_steps, cfg)
+    start = resume(resume_state, model, optimizer, scheduler, context) if resume_state is not None else 0
+    sizes = [batch_cost(pair, model.packs) for pair in pairs]
+    log_path = open_log(cfg, context, start)
+    result = FitResult(steps=total_steps, left_out_per_epoch=order.left_out_per_epoch, packed=model.packs,
+                       packing_problem=trainee.packing_problem, compiled=trainee.compiled,
+                       compile_problem=trainee.compile_problem,
+                       attention=model.transformer().config._attn_implementation)
+
+    for step in range(start, total_steps):
+        started = time.perf_counter()
+        indices = order.indices(step)
+        my_micro_batches = plan_step(indices, [sizes[i] for i in indices], context.world_size,
+                                     cfg.micro_batch_tokens)[context.rank]
+        stats = optimisation_step(cfg, trainee, pairs, my_micro_batches, len(indices), optimizer, scheduler, context)
+        elapsed = time.perf_counter() - started
+        metrics = {"step": step + 1, **stats, "step_seconds": elapsed, "tokens_per_second": stats["tokens"] / elapsed}
+        if eval_set is not None and cfg.eval_every and (step + 1) % cfg.eval_every == 0:
+            metrics["eval"] = score_while_training(cfg, trainee, eval_set, context)
+        result.history.append(metrics)
+        if on_step is not None:
+            on_step(metrics)
+        if context.is_main and (step + 1) % cfg.log_every == 0:
+            _log(metrics, log_path)
+        if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < total_steps:
+            save_checkpoint(cfg, model, optimizer, scheduler, step + 1, context, tokenizer)
+
+    if save:
+        save_model(model, Path(cfg.output), context, tokenizer)
+    return result
+
+
+@dataclass
+class Trainee:
+    """A reward model made ready to train by :func:`prepare_model`, and what that decided."""
+
+    model: RewardModel  # on the device, blocks wrapped, sharded over the ranks
+    autocast: contextlib.AbstractContextManager[Any]  # bf16 compute on a lone GPU (FSDP casts by itself)
+    with_lm: bool  # the LM term is trained (a causal model and lm_coef > 0)
+    packing_problem: str | None  # why the model takes padded batches instead of packs
+    compiled: bool  # the blocks run through torch.compile
+    compile_problem: str | None  # why compiling by default was given up
+
+
+def prepare_model(cfg: TrainConfig, model: RewardModel, context: distributed.Context) -> Trainee:
+    """Move ``model`` to the device in training mode, pick packs or padding, wrap its blocks
+    (checkpointed, compiled), shard it over the ranks and check that the compiled blocks run."""
     device = context.device
     with_lm = cfg.lm_coef > 0 and model.kind == "causal"
     if with_lm and not model.has_lm_head:
@@ -264,86 +230,115 @@ def fit(cfg: TrainConfig, model: RewardModel, pairs: Sequence[EncodedPair], cont
     if compile:  # after sharding: FSDP's bf16 compute is what the compiled blocks get in training
         compile_problem = compile_or_fall_back(model, blocks, checkpoint=cfg.gradient_checkpointing,
                                                autocast=autocast, required=bool(cfg.compile), report=warn)
+    return Trainee(model=model, autocast=autocast, with_lm=with_lm, packing_problem=packing_problem,
+                   compiled=compile and compile_problem is None, compile_problem=compile_problem)
 
-    optimizer = build_optimizer(model, cfg, device)
-    order = StepOrder(len(pairs), cfg.global_batch, cfg.seed, context.world_size)
+
+def choose_kernels(cfg: TrainConfig, device: torch.device) -> tuple[bool, bool]:
+    """(compile the blocks, use Liger's kernels) for a run of ``cfg`` on ``device``.
+
+    Both fuse the same small kernels (RMSNorm, RoPE, SwiGLU, the LM loss); on an H200 compiled
+    blocks train 1.6x faster than Liger's and Liger's Triton functions stop dynamo, so a GPU run
+    compiles unless told ``--liger on`` and uses Liger (when installed) only with eager blocks.
+    """
+    if cfg.compile and cfg.liger == "on":
+        raise ValueError("--compile and --liger on exclude each other: torch.compile cannot trace Liger's "
+                         "kernels; pick one (--compile alone is the faster)")
+    cuda = device.type == "cuda"
+    compile = cfg.compile if cfg.compile is not None else (cuda and cfg.liger != "on")
+    liger = cfg.liger == "on" or (cfg.liger == "auto" and cuda and not compile)
+    return compile, liger
+
+
+def count_steps(order: StepOrder, cfg: TrainConfig) -> int:
+    """The optimizer steps of the run: ``epochs`` passes over the pairs, cut at ``max_steps``."""
     total_steps = order.steps_per_epoch * cfg.epochs
-    if cfg.max_steps is not None:
-        total_steps = min(total_steps, cfg.max_steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_at(s, total_steps, cfg) / cfg.lr)
-    start = 0
-    if resume_state is not None:
-        distributed.load_optimizer_state(model, optimizer, resume_state["optimizer"])
-        scheduler.load_state_dict(resume_state["scheduler"])
-        rngs = resume_state["rng"]
-        checkpoint.set_rng_state(rngs[context.rank] if len(rngs) == context.world_size else rngs[0])
-        start = resume_state["step"]
-    sizes = [batch_cost(pair, model.packs) for pair in pairs]
-    log_path = Path(cfg.output) / "log.jsonl" if context.is_main else None
-    if log_path is not None and log_path.exists():  # keep the lines of the steps before ``start``
-        kept = [line for line in log_path.read_text().splitlines() if json.loads(line)["step"] <= start]
-        log_path.write_text("".join(line + "\n" for line in kept))
-    result = FitResult(steps=total_steps, left_out_per_epoch=order.left_out_per_epoch, packed=model.packs,
-                       packing_problem=packing_problem, compiled=compile and compile_problem is None,
-                       compile_problem=compile_problem, attention=model.transformer().config._attn_implementation)
-
-    for step in range(start, total_steps):
-        started = time.perf_counter()
-        indices = order.indices(step)
-        micro_batches = plan_step(indices, [sizes[i] for i in indices], context.world_size,
-                                  cfg.micro_batch_tokens)[context.rank]
-        scale = context.world_size / len(indices)  # FSDP averages over ranks: this makes it a mean over pairs
-        sums = torch.zeros(5, device=device, dtype=torch.float64)  # summed on the device: no sync per micro-batch
-        pairs_seen = tokens_seen = slots_seen = 0
-        for micro in micro_batches:
-            chosen = [pairs[i] for i in micro]
-            batch = model.batch(chosen).to(device)
-            with autocast:
-                output = model(batch, with_lm=with_lm)
-                terms = reward_loss(output.rewards, output.lm_weighted_sum, cfg.lm_coef, cfg.magnitude_coef)
-            (terms.total * scale).backward()
-            sums += torch.stack([terms.total.detach(), terms.preference, terms.lm, terms.magnitude,
-                                 terms.correct]).double()
-            pairs_seen, tokens_seen, slots_seen = (pairs_seen + terms.pairs, tokens_seen + batch.num_tokens,
-                                                   slots_seen + batch.num_slots)
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
-        lr = scheduler.get_last_lr()[0]
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        counts = torch.tensor([pairs_seen, tokens_seen, slots_seen], dtype=torch.float64).to(device)
-        total, preference, lm, magnitude, correct, count, tokens, slots = \
-            distributed.all_reduce_sum(torch.cat([sums, counts]), context).tolist()  # the step's one sync
-        elapsed = time.perf_counter() - started
-        metrics = {"step": step + 1, "lr": lr, "loss": total / count, "preference_loss": preference / count,
-                   "lm_loss": lm / count, "magnitude": magnitude / count, "accuracy": correct / count,
-                   "grad_norm": float(grad_norm), "pairs": int(count), "tokens": int(tokens),
-                   "non_pad_fraction": tokens / slots, "step_seconds": elapsed, "tokens_per_second": tokens / elapsed}
-        if eval_set is not None and cfg.eval_every and (step + 1) % cfg.eval_every == 0:
-            with autocast:
-                scores = score_pairs(model, eval_set.pairs, cfg.micro_batch_tokens, device, context)
-            overall = eval_set.results(*scores)[1]["overall"]
-            metrics["eval"] = {key: overall[key] for key in ("accuracy", "total_examples", "mean_score_difference")}
-        result.history.append(metrics)
-        if on_step is not None:
-            on_step(metrics)
-        if context.is_main and (step + 1) % cfg.log_every == 0:
-            _log(metrics, log_path)
-        if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < total_steps:
-            save_checkpoint(cfg, model, optimizer, scheduler, step + 1, context, tokenizer)
-
-    if save:
-        save_model(model, Path(cfg.output), context, tokenizer)
-    return result
+    return total_steps if cfg.max_steps is None else min(total_steps, cfg.max_steps)
 
 
-def save_model(model: RewardModel, target: Path, context: distributed.Context, tokenizer: Any = None) -> None:
-    """Gather the full weights and write the reward model to ``target`` (rank 0)."""
-    state = distributed.full_state_dict(model)
-    if context.is_main:
-        model.save_pretrained(target, state_dict=state, tokenizer=tokenizer)
-    distributed.barrier(context)
+def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int,
+                    cfg: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    """The learning rate of :func:`lr_at` at each of the ``total_steps`` steps."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_at(s, total_steps, cfg) / cfg.lr)
+
+
+def resume(state: dict[str, Any], model: RewardModel, optimizer: torch.optim.Optimizer,
+           scheduler: torch.optim.lr_scheduler.LRScheduler, context: distributed.Context) -> int:
+    """Put the optimizer, the schedule and the random generators back as a checkpoint's ``state``
+    saved them; returns the step to continue from (the weights came with the model)."""
+    distributed.load_optimizer_state(model, optimizer, state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    rngs = state["rng"]  # one per rank; a run on another number of ranks takes rank 0's
+    checkpoint.set_rng_state(rngs[context.rank] if len(rngs) == context.world_size else rngs[0])
+    return state["step"]
+
+
+def open_log(cfg: TrainConfig, context: distributed.Context, start: int) -> Path | None:
+    """``log.jsonl`` under ``--output`` (rank 0 writes it; None elsewhere), keeping only the lines
+    of the steps up to ``start``: a resumed run logs the steps after its checkpoint once."""
+    if not context.is_main:
+        return None
+    log_path = Path(cfg.output) / "log.jsonl"
+    if log_path.exists():
+        keep_log_lines_up_to(log_path, start)
+    return log_path
+
+
+def keep_log_lines_up_to(log_path: Path, last_step: int) -> None:
+    """Drop the lines of ``log_path`` after step ``last_step``."""
+    kept = [line for line in log_path.read_text().splitlines() if json.loads(line)["step"] <= last_step]
+    log_path.write_text("".join(line + "\n" for line in kept))
+
+
+def optimisation_step(cfg: TrainConfig, trainee: Trainee, pairs: Sequence[EncodedPair],
+                      micro_batches: Sequence[Sequence[int]], step_pairs: int, optimizer: torch.optim.Optimizer,
+                      scheduler: torch.optim.lr_scheduler.LRScheduler,
+                      context: distributed.Context) -> dict[str, Any]:
+    """One AdamW update from the gradients of this rank's ``micro_batches`` (indices into
+    ``pairs``) of a step of ``step_pairs`` pairs over all ranks; returns the step's metrics,
+    summed over the ranks by the step's one synchronisation (timings are the caller's)."""
+    model, device = trainee.model, context.device
+    scale = context.world_size / step_pairs  # FSDP averages over ranks: this makes it a mean over pairs
+    sums = torch.zeros(5, device=device, dtype=torch.float64)  # summed on the device: no sync per micro-batch
+    pairs_seen = tokens_seen = slots_seen = 0
+    for micro in micro_batches:
+        batch = model.batch([pairs[i] for i in micro]).to(device)
+        terms = accumulate_gradients(cfg, trainee, batch, scale)
+        sums += torch.stack([terms.total.detach(), terms.preference, terms.lm, terms.magnitude,
+                             terms.correct]).double()
+        pairs_seen, tokens_seen, slots_seen = (pairs_seen + terms.pairs, tokens_seen + batch.num_tokens,
+                                               slots_seen + batch.num_slots)
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
+    lr = scheduler.get_last_lr()[0]
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    counts = torch.tensor([pairs_seen, tokens_seen, slots_seen], dtype=torch.float64).to(device)
+    total, preference, lm, magnitude, correct, count, tokens, slots = \
+        distributed.all_reduce_sum(torch.cat([sums, counts]), context).tolist()  # the step's one sync
+    return {"lr": lr, "loss": total / count, "preference_loss": preference / count, "lm_loss": lm / count,
+            "magnitude": magnitude / count, "accuracy": correct / count, "grad_norm": float(grad_norm),
+            "pairs": int(count), "tokens": int(tokens), "non_pad_fraction": tokens / slots}
+
+
+def accumulate_gradients(cfg: TrainConfig, trainee: Trainee, batch: Batch, scale: float) -> LossTerms:
+    """Forward one micro-batch and add the gradients of ``scale`` times its summed loss."""
+    with trainee.autocast:
+        output = trainee.model(batch, with_lm=trainee.with_lm)
+        terms = reward_loss(output.rewards, output.lm_weighted_sum, cfg.lm_coef, cfg.magnitude_coef)
+    (terms.total * scale).backward()
+    return terms
+
+
+def score_while_training(cfg: TrainConfig, trainee: Trainee, eval_set: EvalSet,
+                         context: distributed.Context) -> dict[str, Any]:
+    """Accuracy, pairs and mean score difference of ``eval_set`` under the model in training
+    (with several ranks every rank takes part: the model is sharded over them)."""
+    with trainee.autocast:
+        scores = score_pairs(trainee.model, eval_set.pairs, cfg.micro_batch_tokens, context.device, context)
+    overall = eval_set.results(*scores)[1]["overall"]
+    return {key: overall[key] for key in ("accuracy", "total_examples", "mean_score_difference")}
 
 
 def save_checkpoint(cfg: TrainConfig, model: RewardModel, optimizer: torch.optim.Optimizer,
@@ -364,16 +359,12 @@ def save_checkpoint(cfg: TrainConfig, model: RewardModel, optimizer: torch.optim
     distributed.barrier(context)
 
 
-def check_resume(cfg: TrainConfig, saved: dict[str, Any]) -> None:
-    """Refuse to resume a run whose data order or schedule settings changed."""
-    differing = [key for key in _RESUME_KEYS if _comparable(getattr(cfg, key)) != _comparable(saved.get(key))]
-    if differing:
-        details = ", ".join(f"{key}: checkpoint {saved.get(key)!r} vs now {getattr(cfg, key)!r}" for key in differing)
-        raise ValueError(f"cannot resume: settings changed ({details})")
-
-
-def _comparable(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple | list) else value
+def save_model(model: RewardModel, target: Path, context: distributed.Context, tokenizer: Any = None) -> None:
+    """Gather the full weights and write the reward model to ``target`` (rank 0)."""
+    state = distributed.full_state_dict(model)
+    if context.is_main:
+        model.save_pretrained(target, state_dict=state, tokenizer=tokenizer)
+    distributed.barrier(context)
 
 
 # -- the run -----------------------------------------------------------------------------------------
@@ -540,9 +531,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if launch.workers is None:
             run(cfg)
         else:
-            from trainers.raytrain import run_on_ray
-
-            run_on_ray(cfg, launch.workers, use_gpu=launch.use_gpu, address=launch.address)
+            run_on_ray(run, cfg, launch.workers, use_gpu=launch.use_gpu, address=launch.address)
     except (DataError, OSError, ValueError) as error:  # bad input: say what, no traceback
         print(f"error: {error}", file=sys.stderr)
         return 2
