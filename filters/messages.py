@@ -14,6 +14,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from codeprefs.core.drops import MESSAGE, DropReason
+
+TOO_SHORT = MESSAGE.reason("message_too_short")
+TOO_LONG = MESSAGE.reason("message_too_long")
+MERGE = MESSAGE.reason("message_merge")
+PI_PUSH = MESSAGE.reason("message_pi_push")
+REVERT = MESSAGE.reason("revert")
+LOW_SIGNAL = MESSAGE.reason("message_low_signal")
+
 # Messages that say nothing about what changed, compared after lower-casing, trimming and
 # dropping trailing punctuation. Our own list, in the spirit of the paper's.
 LOW_SIGNAL_MESSAGES: frozenset[str] = frozenset(
@@ -57,20 +66,20 @@ class MessageFilter:
     max_length: int = 15000  # exclusive
     blocked: frozenset[str] = field(default=LOW_SIGNAL_MESSAGES)
 
-    def reject_reason(self, message: str) -> str | None:
-        """``None`` to keep the message, else the reason it is dropped."""
+    def reject_reason(self, message: str) -> DropReason | None:
+        """``None`` to keep the message, else the reason it is dropped (drop stage ``message``)."""
         stripped = message.strip()
         if len(stripped) <= self.min_length:
-            return "message_too_short"
+            return TOO_SHORT
         if len(stripped) >= self.max_length:
-            return "message_too_long"
+            return TOO_LONG
         lowered = stripped.lower()
         if lowered.startswith("merge"):
-            return "message_merge"
+            return MERGE
         if "pi push" in lowered or "push pi" in lowered:
-            return "message_pi_push"
+            return PI_PUSH
         if is_revert(stripped):
-            return "revert"
+            return REVERT
         if normalise_message(stripped) in self.blocked:
-            return "message_low_signal"
+            return LOW_SIGNAL
         return None
