@@ -184,9 +184,9 @@ def test_every_reason_the_code_uses_is_registered_and_every_registered_one_is_us
 
 
 def test_the_lower_layers_return_registered_reasons():
+    from codeprefs.schema import Language
     from filters.messages import MessageFilter
     from filters.validation import PairValidator, ValidationConfig
-    from codeprefs.schema import Language
 
     reason = MessageFilter().reject_reason("Revert \"add the cache\"")
     assert reason == "revert" and reason.stage.name == "message"
