@@ -16,7 +16,15 @@ from dataclasses import dataclass, field
 
 from pydantic import Field
 
+from codeprefs.core.drops import MESSAGE, DropReason
 from codeprefs.core.settings import Settings
+
+TOO_SHORT = MESSAGE.reason("message_too_short")
+TOO_LONG = MESSAGE.reason("message_too_long")
+MERGE = MESSAGE.reason("message_merge")
+PI_PUSH = MESSAGE.reason("message_pi_push")
+REVERT = MESSAGE.reason("revert")
+LOW_SIGNAL = MESSAGE.reason("message_low_signal")
 
 # Messages that say nothing about what changed, compared after lower-casing, trimming and
 # dropping trailing punctuation. Our own list, in the spirit of the paper's.
@@ -68,20 +76,20 @@ class MessageFilter:
     settings: MessageFilterSettings = MessageFilterSettings()
     blocked: frozenset[str] = field(default=LOW_SIGNAL_MESSAGES)
 
-    def reject_reason(self, message: str) -> str | None:
-        """``None`` to keep the message, else the reason it is dropped."""
+    def reject_reason(self, message: str) -> DropReason | None:
+        """``None`` to keep the message, else the reason it is dropped (drop stage ``message``)."""
         stripped = message.strip()
         if len(stripped) <= self.settings.min_length:
-            return "message_too_short"
+            return TOO_SHORT
         if len(stripped) >= self.settings.max_length:
-            return "message_too_long"
+            return TOO_LONG
         lowered = stripped.lower()
         if lowered.startswith("merge"):
-            return "message_merge"
+            return MERGE
         if "pi push" in lowered or "push pi" in lowered:
-            return "message_pi_push"
+            return PI_PUSH
         if is_revert(stripped):
-            return "revert"
+            return REVERT
         if normalise_message(stripped) in self.blocked:
-            return "message_low_signal"
+            return LOW_SIGNAL
         return None

@@ -33,12 +33,24 @@ from typing import Literal
 from pydantic import Field
 from tree_sitter import Tree
 
+from codeprefs.core.drops import VALIDATE, DropReason
 from codeprefs.core.settings import Settings
 from codeprefs.schema import Aspect, Language
 from parsers.treesitter import ParseLimitExceeded, ParseLimits, SyntaxReport, inspect_tree, parse, same_code
 
 CommentOnly = Literal["readability", "drop", "keep"]
 READABILITY = Aspect.READABILITY_MAINTAINABILITY.value
+
+# The drop reasons of the checks above (drop stage ``validate``), per side where a side fails.
+SIDES = ("chosen", "rejected")
+TOO_LARGE = {side: VALIDATE.reason(f"{side}_too_large") for side in SIDES}
+# a parse limit broken (parsers.treesitter.ParseLimitExceeded's reasons)
+PARSE_LIMIT = {(side, limit): VALIDATE.reason(f"{side}_{limit}")
+               for side in SIDES for limit in ("too_large", "parse_timeout")}
+TOO_SHALLOW = {side: VALIDATE.reason(f"{side}_too_shallow") for side in SIDES}
+SYNTAX_ERROR = {side: VALIDATE.reason(f"{side}_syntax_error") for side in SIDES}
+UNCHANGED_AFTER_WHITESPACE = VALIDATE.reason("unchanged_after_whitespace")
+COMMENT_ONLY_CHANGE = VALIDATE.reason("comment_only_change")
 
 
 class ValidationSettings(Settings):
@@ -55,7 +67,7 @@ class PairVerdict:
     """The outcome for one pair: ``reason`` is ``None`` when it is kept; ``aspect`` is the pair's
     criterion afterwards (relabelled for a comment-only change)."""
 
-    reason: str | None
+    reason: DropReason | None
     chosen: SyntaxReport | None = None
     rejected: SyntaxReport | None = None
     aspect: str | None = None
@@ -97,33 +109,33 @@ class PairValidator:
         sides = {"chosen": chosen.encode("utf-8"), "rejected": rejected.encode("utf-8")}
         for side, source in sides.items():
             if len(source) > self.settings.max_bytes:
-                return PairVerdict(f"{side}_too_large", aspect=aspect)
+                return PairVerdict(TOO_LARGE[side], aspect=aspect)
         whitespace_only = normalise_whitespace(chosen) == normalise_whitespace(rejected)
         if whitespace_only:
             aspect = readability_only(aspect, aspects, self.comment_only, whitespace_only=True)
             if aspect is None:
-                return PairVerdict("unchanged_after_whitespace")
+                return PairVerdict(UNCHANGED_AFTER_WHITESPACE)
         reports: dict[str, SyntaxReport] = {}
         trees: dict[str, Tree] = {}
         for side, source in sides.items():
             try:
                 trees[side] = parse(source, language, self._limits)
             except ParseLimitExceeded as error:
-                return PairVerdict(f"{side}_{error.reason}", aspect=aspect, **reports)
+                return PairVerdict(PARSE_LIMIT[side, error.reason], aspect=aspect, **reports)
             reports[side] = (inspect_tree(trees[side], source, self.settings.min_depth) if signals is None
                              else self._scoped_report(signals[side]))
         for side, report in reports.items():
             if not report.min_depth_reached:
-                return PairVerdict(f"{side}_too_shallow", aspect=aspect, **reports)
+                return PairVerdict(TOO_SHALLOW[side], aspect=aspect, **reports)
         for side, report in reports.items():
             broken = report.has_error if strict else report.error_fraction > self.settings.max_error_fraction
             if broken:
-                return PairVerdict(f"{side}_syntax_error", aspect=aspect, **reports)
+                return PairVerdict(SYNTAX_ERROR[side], aspect=aspect, **reports)
         if not whitespace_only and same_code((trees["chosen"], trees["rejected"]),
                                              (sides["chosen"], sides["rejected"]), language):
             aspect = readability_only(aspect, aspects, self.comment_only, whitespace_only=False)
             if aspect is None:
-                return PairVerdict("comment_only_change", **reports)
+                return PairVerdict(COMMENT_ONLY_CHANGE, **reports)
         return PairVerdict(None, aspect=aspect, **reports)
 
     def _scoped_report(self, signal: Mapping[str, int]) -> SyntaxReport:

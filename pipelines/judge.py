@@ -28,8 +28,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from codeprefs.core.drops import JUDGE, drop
 from pipelines.judgesettings import JudgeSettings
-from pipelines.rows import Row, drop, to_table
+from pipelines.rows import Row, to_table
 from pipelines.steps import Step
 from pipelines.synthesis.llm import (
     ChangeRater,
@@ -47,7 +48,11 @@ MINED_GENERATORS = frozenset({"commit"})
 class JudgePairs(Step):
     """The LLM stages above, for the mined pairs of a batch (other pairs pass untouched)."""
 
-    stage = "judge"
+    drop_stage = JUDGE
+    LLM_ERROR = JUDGE.reason("llm_error")
+    LOW_RATING = JUDGE.reason("low_rating")
+    JUDGE_REJECTED = JUDGE.reason("judge_rejected")
+    JUDGE_TIE = JUDGE.reason("judge_tie")
 
     def __init__(self, client: ChatClient, min_score: int | None, styles: list[str] | None, votes: int,
                  temperature: float, seed: int, stats_dir: str | None = None) -> None:
@@ -66,7 +71,7 @@ class JudgePairs(Step):
         try:
             self._judge(row)
         except LLMError as error:
-            drop(row, self.stage, "llm_error", str(error))
+            drop(row, self.LLM_ERROR, str(error))
 
     def _judge(self, row: Row) -> None:
         criterion, language = row["aspect"], row["language"]
@@ -74,26 +79,26 @@ class JudgePairs(Step):
         if self.rater is not None:
             rating = self.rater.rate(criterion, language, row["message"] or "", before, after)
             if rating.score is None:
-                drop(row, self.stage, "llm_error", f"no 1-5 rating in the answer: {rating.answer[:200]!r}")
+                drop(row, self.LLM_ERROR, f"no 1-5 rating in the answer: {rating.answer[:200]!r}")
                 return
             if rating.score < (self.min_score or 0):
-                drop(row, self.stage, "low_rating", f"rated {rating.score} for {criterion}")
+                drop(row, self.LOW_RATING, f"rated {rating.score} for {criterion}")
                 return
         if self.writer is not None:
             style = _seeded(self.seed, before, after).choice(self.styles)
             instruction = self.writer.write(language, before, after, style)
             if instruction is None:
-                drop(row, self.stage, "llm_error", "the instruction answer was empty")
+                drop(row, self.LLM_ERROR, "the instruction answer was empty")
                 return
             row["input"] = instruction
         if self.judge is not None:
             verdict = self.judge.compare(criterion, language, row["input"], after, before)
             if verdict.winner is None:
-                drop(row, self.stage, "llm_error", f"no verdict in {verdict.samples} judge samples")
+                drop(row, self.LLM_ERROR, f"no verdict in {verdict.samples} judge samples")
             elif verdict.winner == "second":
-                drop(row, self.stage, "judge_rejected", f"votes {verdict.votes}")
+                drop(row, self.JUDGE_REJECTED, f"votes {verdict.votes}")
             elif verdict.winner == "tie":
-                drop(row, self.stage, "judge_tie", f"votes {verdict.votes}")
+                drop(row, self.JUDGE_TIE, f"votes {verdict.votes}")
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         before = self.client.stats.as_dict()

@@ -1,9 +1,10 @@
 """The in-flight row: the shard columns plus the bookkeeping the stages need.
 
-Rows are never filtered out mid-pipeline. A stage that rejects a row marks it with
-``drop_stage`` and ``drop_reason`` and later stages pass it through untouched; the writer then
-counts every dropped row by stage and reason and writes a sample of them to ``rejects/``. That is
-how no row disappears silently.
+Rows are never filtered out mid-pipeline. A drop stage that rejects a row marks it with
+``drop_stage`` and ``drop_reason`` (:func:`codeprefs.core.drops.drop`, with a reason from the
+drop registry) and later stages pass it through untouched; the writer then counts every dropped
+row by drop stage and reason and writes a sample of them to ``rejects/``. That is how no row
+disappears silently.
 """
 
 from __future__ import annotations
@@ -16,15 +17,6 @@ import pyarrow as pa
 from codeprefs.schema import PAIR_SCHEMA
 
 Row = dict[str, Any]
-
-# The stages a row can be dropped at, in pipeline order (the funnel in run.json follows it).
-# "split" (the training/benchmark time and repository split) comes right after listing, so that
-# no later work is spent on a commit outside the kept split.
-STAGES: tuple[str, ...] = (
-    "list", "split", "message", "criteria", "content", "scope",  # mined pairs (git and export sources)
-    "solutions", "verify",  # synthesized pairs (solutions sources)
-    "validate", "length", "judge", "decontaminate", "dedupe",
-)
 
 _BOOKKEEPING = [
     pa.field("git_dir", pa.string()),  # where the worker reads blobs from
@@ -78,18 +70,6 @@ def to_tables(rows: Iterable[Row], size: int) -> Iterator[pa.Table]:
         yield to_table(batch)
 
 
-DETAIL_CHARS = 2000
-
-
 def has_nul(*texts: str | None) -> bool:
     """Whether any of ``texts`` holds a NUL character: such text is binary, never part of a pair."""
     return any(text is not None and "\x00" in text for text in texts)
-
-
-def drop(row: Row, stage: str, reason: str, detail: str | None = None) -> None:
-    """Mark ``row`` as dropped at ``stage`` for ``reason`` (the first drop wins); ``detail``
-    (cut to :data:`DETAIL_CHARS`) says why in words, for ``rejects/``."""
-    if row["drop_reason"] is None:
-        row["drop_stage"] = stage
-        row["drop_reason"] = reason
-        row["drop_detail"] = detail[:DETAIL_CHARS] if detail else None

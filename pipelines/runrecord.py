@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import codeprefs
-from pipelines.rows import STAGES
+from codeprefs.core.drops import STAGES
 from pipelines.sources.gitrepo import SAFE_CONFIG, git_env
 
 RUN_RECORD = "run.json"
@@ -63,7 +63,8 @@ def code_version() -> dict[str, Any]:
 
 
 def funnel(drops: Counter[tuple[str, str]], kept: int) -> list[dict[str, Any]]:
-    """Rows in, dropped by reason, and rows out for each stage, in pipeline order."""
+    """Rows in, dropped by reason, and rows out for each drop stage, in pipeline order (the
+    registry's, :data:`codeprefs.core.drops.STAGES`)."""
     total = kept + sum(drops.values())
     stages = []
     rows_in = total
@@ -75,7 +76,7 @@ def funnel(drops: Counter[tuple[str, str]], kept: int) -> list[dict[str, Any]]:
         rows_in -= dropped
     unknown = {f"{s}/{r}": n for (s, r), n in drops.items() if s not in STAGES}
     if unknown:
-        raise RuntimeError(f"rows dropped at stages the funnel does not know: {unknown}")
+        raise RuntimeError(f"rows dropped at drop stages the registry does not know: {unknown}")
     return stages
 
 

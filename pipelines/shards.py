@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from codeprefs.core.drops import DEDUPE, VALIDATED_DROP_STAGES, mark_dropped
 from codeprefs.schema import PAIR_COLUMNS, PAIR_SCHEMA
 from pipelines.rows import REJECTS_SCHEMA
 
@@ -78,8 +79,9 @@ def partition_of(row_key: str, count: int) -> int:
     return int(row_key[:13], 16) % count
 
 
-# Rows dropped at these stages passed validation: they still make a kept row an inverse pair.
-VALIDATED_DROP_STAGES = frozenset({"decontaminate", "dedupe"})
+INVERSE_PAIR = DEDUPE.reason("inverse_pair")
+EXACT_DUPLICATE = DEDUPE.reason("exact_duplicate")
+
 
 
 def _digest(text: str) -> bytes:
@@ -156,14 +158,6 @@ def _mark_exact_duplicates(kept: pa.Table) -> tuple[pa.Table, pa.Table]:
     return ordered.filter(mask), ordered.filter(pc.invert(mask))
 
 
-def _with_drop(table: pa.Table, stage: str, reason: str) -> pa.Table:
-    rows = table.num_rows
-    table = table.set_column(table.schema.get_field_index("drop_stage"), "drop_stage",
-                             pa.array([stage] * rows, pa.string()))
-    return table.set_column(table.schema.get_field_index("drop_reason"), "drop_reason",
-                            pa.array([reason] * rows, pa.string()))
-
-
 class WritePartition:
     """Dedupe and write one partition; returns a :data:`SUMMARY_SCHEMA` table (see module doc)."""
 
@@ -182,10 +176,10 @@ class WritePartition:
         kept = group.filter(pc.invert(dropped_mask))
         dropped = group.filter(dropped_mask)
         kept, inverses = _mark_inverse_pairs(kept, dropped)
-        dropped = pa.concat_tables([dropped, _with_drop(inverses, "dedupe", "inverse_pair")])
+        dropped = pa.concat_tables([dropped, mark_dropped(inverses, INVERSE_PAIR)])
         if self.exact_dedupe:
             kept, duplicates = _mark_exact_duplicates(kept)
-            dropped = pa.concat_tables([dropped, _with_drop(duplicates, "dedupe", "exact_duplicate")])
+            dropped = pa.concat_tables([dropped, mark_dropped(duplicates, EXACT_DUPLICATE)])
         summary: list[dict] = []
         shard = kept.sort_by("id").select(list(PAIR_COLUMNS)).cast(PAIR_SCHEMA)
         if shard.num_rows:

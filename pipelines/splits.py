@@ -27,16 +27,17 @@ from typing import TYPE_CHECKING, Literal
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from codeprefs.core.drops import SPLIT, DropReason
 from pipelines.rows import Row
 from pipelines.sources.export import repo_key, split_repos
 
 if TYPE_CHECKING:
     from ray.data import Dataset
 
-OUTSIDE_TRAIN = "not_before_train_cutoff"
-OUTSIDE_WINDOW = "outside_benchmark_window"
-REPOSITORY_IN_TRAIN = "repository_in_train"
-NO_TIME = "no_commit_time"
+OUTSIDE_TRAIN = SPLIT.reason("not_before_train_cutoff")
+OUTSIDE_WINDOW = SPLIT.reason("outside_benchmark_window")
+REPOSITORY_IN_TRAIN = SPLIT.reason("repository_in_train")
+NO_TIME = SPLIT.reason("no_commit_time")
 
 
 class BenchmarkWindow(BaseModel):
@@ -109,7 +110,7 @@ class SplitRule:
         return self.keep == "benchmark" and self.repository_disjoint
 
     def reason(self, unix_time: int | None, repositories: list[str],
-               training_repositories: frozenset[str] = frozenset()) -> str | None:
+               training_repositories: frozenset[str] = frozenset()) -> DropReason | None:
         """``None`` to keep a commit, else why it is outside the kept split."""
         if unix_time is None:
             return NO_TIME

@@ -1,14 +1,17 @@
-"""Stage outputs kept on disk under their fingerprints, so reruns redo only what changed.
+"""Cache-stage outputs kept on disk under their fingerprints, so reruns redo only what changed.
 
-Each cached stage writes its rows as Parquet files into
-``<output>/.cache/stages/<stage>/<fingerprint>/``. A stage's fingerprint hashes its own
-settings, the fingerprints of the stages it reads, the input fingerprints (pinned commits, file
-hashes) and the code fingerprint, so a change anywhere upstream gives new fingerprints from
-there on, and an unchanged stage finds its finished output again.
+A **cache stage** is a phase of the build whose output is cached (``source``, ``validate``,
+``judge``, ``clean``; ``write`` is fingerprinted too). It is not a *drop stage*, the name a
+dropped row carries in ``drop_stage`` (:mod:`codeprefs.core.drops`): one cache stage runs several
+drop stages. Each cache stage writes its rows as Parquet files into
+``<output>/.cache/stages/<stage>/<fingerprint>/``. A cache stage's fingerprint hashes its own
+settings, the fingerprints of the cache stages it reads, the input fingerprints (pinned commits,
+file hashes) and the code fingerprint, so a change anywhere upstream gives new fingerprints from
+there on, and an unchanged cache stage finds its finished output again.
 
 Work is written in **units**: ``unit-<key>.parquet``, through a temporary name and a rename,
-so a crash never leaves half a unit. In a source stage a unit is a repository at a commit or a
-chunk of a file, keyed by what it is, and after a crash the finished units are kept; other
+so a crash never leaves half a unit. In the source stage a unit is a repository at a commit or a
+chunk of a file, keyed by what it is, and after a crash the finished units are kept; other cache
 stages are finished when their ``_SUCCESS`` file, which lists their files and rows, exists.
 """
 
@@ -57,7 +60,7 @@ def unit_key(*parts: Any) -> str:
 
 
 class StageDir:
-    """The cache folder of one stage run with one fingerprint."""
+    """The cache folder of one cache stage run with one fingerprint."""
 
     def __init__(self, output_dir: Path, stage: str, stage_fingerprint: str) -> None:
         self.stage = stage

@@ -1,4 +1,4 @@
-"""The stages of a build, one small class each.
+"""The steps of a build, one small class each.
 
 A step takes a batch of rows (a pyarrow table with :data:`pipelines.rows.WORK_SCHEMA`) and
 returns the same rows, having filled columns in or marked rows as dropped. Steps hold only
@@ -10,6 +10,10 @@ ReadContents -> AssemblePairs -> ValidatePairs -> BudgetPairs; the shard writer 
 dedupes and writes. Export sources start with ListRecords and read contents with FetchContents
 (criteria are labelled before any fetch, so no fetch is spent on a commit without one); dataset
 sources start with ListRecords and go straight to AssemblePairs.
+
+Each step that drops rows declares its drop stage once (``drop_stage``, from the registry
+:mod:`codeprefs.core.drops`) and holds the reasons it drops rows for as class constants: both are
+checked when the class is defined, so a misspelt reason fails on import, not after the shards.
 """
 
 from __future__ import annotations
@@ -21,10 +25,22 @@ from collections import defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, Protocol
 
 import pyarrow as pa
 
+from codeprefs.core.drops import (
+    CONTENT,
+    CRITERIA,
+    LENGTH,
+    LIST,
+    MESSAGE,
+    SCOPE,
+    SPLIT,
+    VALIDATE,
+    DropsAt,
+    drop,
+)
 from codeprefs.core.records import FileChunk, Malformed, Where, located_records
 from codeprefs.schema import Language, stable_id
 from filters.criteria import (
@@ -41,7 +57,7 @@ from filters.testfiles import is_test_path
 from filters.validation import PairValidator, ValidationSettings
 from parsers.headers import HeaderContext, resolve_header_language
 from parsers.languages import is_ambiguous, language_for_path
-from pipelines.rows import Row, drop, empty_row, has_nul, to_table, to_tables
+from pipelines.rows import Row, empty_row, has_nul, to_table, to_tables
 from pipelines.scopes import FILE, ScopedPair, ScopeSettings, file_pair, scope_change
 from pipelines.sources.export import ExportRules, split_repos
 from pipelines.sources.gitrepo import (
@@ -70,10 +86,8 @@ from pipelines.sources.remote import (
 from pipelines.splits import SplitRule, row_repositories
 
 
-class Step:
-    """One stage: marks drops with ``stage`` and fills columns in, row by row."""
-
-    stage: ClassVar[str] = ""
+class Step(DropsAt):
+    """One step: marks drops at its ``drop_stage`` and fills columns in, row by row."""
 
     def process(self, row: Row) -> None:
         raise NotImplementedError
@@ -114,16 +128,24 @@ def repo_task(repo: ResolvedRepo, subset: str, max_commits: int | None, on_error
     }
 
 
-class ListCommits:
+class ListCommits(DropsAt):
     """Walk one repository's history and emit one row per commit.
 
     Structural filters happen here, before any file is read: merges, root commits, commits that
     change no file or several files, files not modified in place (added, deleted, renamed,
     type-changed), non-regular files (symlinks, submodules) and files in none of the eight
-    languages are marked dropped at stage ``list``.
+    languages are marked dropped at drop stage ``list``.
     """
 
-    stage = "list"
+    drop_stage = LIST
+    REPO_ERROR = LIST.reason("repo_error")
+    MERGE_COMMIT = LIST.reason("merge_commit")
+    ROOT_COMMIT = LIST.reason("root_commit")
+    NO_FILE_CHANGE = LIST.reason("no_file_change")
+    MULTIPLE_FILES = LIST.reason("multiple_files")
+    NOT_MODIFIED_IN_PLACE = LIST.reason("not_modified_in_place")
+    NOT_REGULAR_FILE = LIST.reason("not_regular_file")
+    NOT_TARGET_LANGUAGE = LIST.reason("not_target_language")
 
     def __init__(self, cache_dir: str, yield_rows: int = 4096) -> None:
         self.cache_dir = cache_dir
@@ -148,7 +170,7 @@ class ListCommits:
             row = empty_row()
             row.update(id=stable_id(spec.name, "repo_error"), repo=spec.name, source="git",
                        subset=task["subset"], message=str(error))
-            drop(row, self.stage, "repo_error")
+            drop(row, self.REPO_ERROR)
             yield row
 
     def commit_row(self, task: Row, git_dir: str, commit: Commit, context: HeaderContext) -> Row:
@@ -163,21 +185,21 @@ class ListCommits:
             strict_syntax=False,
         )
         if len(commit.parents) > 1:
-            drop(row, self.stage, "merge_commit")
+            drop(row, self.MERGE_COMMIT)
         elif not commit.parents:
-            drop(row, self.stage, "root_commit")
+            drop(row, self.ROOT_COMMIT)
         elif not commit.changes:
-            drop(row, self.stage, "no_file_change")
+            drop(row, self.NO_FILE_CHANGE)
         elif change is None:
-            drop(row, self.stage, "multiple_files")
+            drop(row, self.MULTIPLE_FILES)
         elif change.status != "M":
-            drop(row, self.stage, "not_modified_in_place")
+            drop(row, self.NOT_MODIFIED_IN_PLACE)
         elif change.old_mode not in REGULAR_FILE_MODES or change.new_mode not in REGULAR_FILE_MODES:
-            drop(row, self.stage, "not_regular_file")
+            drop(row, self.NOT_REGULAR_FILE)
         else:
             language = language_for_path(change.path)
             if language is None:
-                drop(row, self.stage, "not_target_language")
+                drop(row, self.NOT_TARGET_LANGUAGE)
             else:
                 if is_ambiguous(change.path):  # None: decided from the content later
                     language = context.decide(change.path)
@@ -192,7 +214,7 @@ class RecordRules(Protocol):
             where: Where | None = None) -> Row: ...
 
 
-class ListRecords:
+class ListRecords(DropsAt):
     """Read one chunk of a record file and emit one row per record.
 
     ``rules`` decides what a record becomes and drops the ones it refuses at stage ``list``
@@ -200,7 +222,7 @@ class ListRecords:
     :class:`~pipelines.sources.dataset.DatasetRules`).
     """
 
-    stage = "list"
+    drop_stage = LIST
 
     def __init__(self, rules: RecordRules, yield_rows: int = 4096) -> None:
         self.rules = rules
@@ -217,7 +239,7 @@ class ListRecords:
 class SplitCommits(Step):
     """Keep the commits of one split (see :mod:`pipelines.splits`); drop the rest at ``split``."""
 
-    stage = "split"
+    drop_stage = SPLIT
 
     def __init__(self, rule: SplitRule, training_repositories: frozenset[str] = frozenset()) -> None:
         self.rule = rule
@@ -226,7 +248,7 @@ class SplitCommits(Step):
     def process(self, row: Row) -> None:
         reason = self.rule.reason(row["unix_time"], row_repositories(row), self.training_repositories)
         if reason:
-            drop(row, self.stage, reason)
+            drop(row, reason)
 
 
 # -- filters on the commit --------------------------------------------------------------------
@@ -235,7 +257,7 @@ class SplitCommits(Step):
 class FilterMessages(Step):
     """Drop commits whose message states no single real intent (see :mod:`filters.messages`)."""
 
-    stage = "message"
+    drop_stage = MESSAGE
 
     def __init__(self, message_filter: MessageFilter = MessageFilter()) -> None:
         self.message_filter = message_filter
@@ -243,7 +265,7 @@ class FilterMessages(Step):
     def process(self, row: Row) -> None:
         reason = self.message_filter.reject_reason(row["message"] or "")
         if reason:
-            drop(row, self.stage, reason)
+            drop(row, reason)
 
 
 class LabelCriteria(Step):
@@ -251,7 +273,9 @@ class LabelCriteria(Step):
     change to a test file is dropped as ``test_file`` unless ``test_files`` is ``keep`` (see
     :mod:`filters.testfiles`)."""
 
-    stage = "criteria"
+    drop_stage = CRITERIA
+    NO_CRITERION = CRITERIA.reason("no_criterion")
+    TEST_FILE = CRITERIA.reason("test_file")
 
     def __init__(self, settings: CriteriaSettings = CriteriaSettings()) -> None:
         terms_dir = settings.terms_dir
@@ -263,10 +287,10 @@ class LabelCriteria(Step):
     def process(self, row: Row) -> None:
         found = self.labeler.label(row["message"] or "")
         if found is None:
-            drop(row, self.stage, "no_criterion")
+            drop(row, self.NO_CRITERION)
             return
         if self.drop_test_files and is_test_path(row["path"] or ""):
-            drop(row, self.stage, "test_file")
+            drop(row, self.TEST_FILE)
             return
         row["aspect"] = found.aspect.value
         row["aspects"] = [aspect.value for aspect in found.aspects]
@@ -288,7 +312,11 @@ class ReadContents(Step):
     language the repository tree left open is decided here from its content.
     """
 
-    stage = "content"
+    drop_stage = CONTENT
+    BLOB_MISSING = CONTENT.reason("blob_missing")
+    FILE_TOO_LARGE = CONTENT.reason("file_too_large")
+    BINARY = CONTENT.reason("binary")
+    NON_UTF8 = CONTENT.reason("non_utf8")
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
@@ -309,24 +337,24 @@ class ReadContents(Step):
         for row in rows:
             old_size, new_size = sizes[row["old_blob"]], sizes[row["new_blob"]]
             if old_size is None or new_size is None:
-                drop(row, self.stage, "blob_missing")
+                drop(row, self.BLOB_MISSING)
             elif max(old_size, new_size) > self.max_bytes:
-                drop(row, self.stage, "file_too_large")
+                drop(row, self.FILE_TOO_LARGE)
             else:
                 wanted.append(row)
         contents = read_blobs(git_dir, [b for r in wanted for b in (r["old_blob"], r["new_blob"])], what)
         for row in wanted:
             old, new = contents.get(row["old_blob"]), contents.get(row["new_blob"])
             if old is None or new is None:
-                drop(row, self.stage, "blob_missing")
+                drop(row, self.BLOB_MISSING)
                 continue
             if _is_binary(old) or _is_binary(new):
-                drop(row, self.stage, "binary")
+                drop(row, self.BINARY)
                 continue
             try:
                 row["rejected"], row["chosen"] = old.decode("utf-8"), new.decode("utf-8")
             except UnicodeDecodeError:
-                drop(row, self.stage, "non_utf8")
+                drop(row, self.NON_UTF8)
                 continue
             if row["language"] is None:
                 row["language"] = resolve_header_language(row["path"], new).value
@@ -346,7 +374,12 @@ class FetchContents(Step):
     ``not_regular_file``, ``read_error``, and those of :class:`ReadContents`.
     """
 
-    stage = "content"
+    drop_stage = CONTENT
+    FETCH_FAILED = CONTENT.reason("fetch_failed")
+    ROOT_COMMIT = CONTENT.reason("root_commit")
+    READ_ERROR = CONTENT.reason("read_error")
+    FILE_MISSING = CONTENT.reason("file_missing")
+    NOT_REGULAR_FILE = CONTENT.reason("not_regular_file")
 
     def __init__(self, settings: FetchSettings, cache_dir: str, rules: ExportRules, max_bytes: int,
                  slots: Slots | None = None) -> None:
@@ -393,24 +426,25 @@ class FetchContents(Step):
         found = Retrieved(located) if located else retriever.retrieve(sha, list(candidates))
         for row in rows:
             if found.located is None:
-                drop(row, self.stage, found.reason or "fetch_failed")
+                # the remotes' failure names (pipelines.sources.remote), each a registered reason
+                drop(row, CONTENT.reason(found.reason) if found.reason else self.FETCH_FAILED)
             elif found.located.parent is None:
-                drop(row, self.stage, "root_commit")
+                drop(row, self.ROOT_COMMIT)
             else:
                 try:
                     self._locate_file(row, found.located)
                 except GitError:
-                    drop(row, self.stage, "read_error")
+                    drop(row, self.READ_ERROR)
 
     def _locate_file(self, row: Row, located: Located) -> None:
         git_dir, sha, path = located.git_dir, row["commit"], row["path"]
         change = changed_file(git_dir, located.parent, sha, path, located.repo)
         if change is None or change.status in ("A", "D"):
-            drop(row, self.stage, "file_missing")
+            drop(row, self.FILE_MISSING)
             return
         if (change.status != "M" or change.old_mode not in REGULAR_FILE_MODES
                 or change.new_mode not in REGULAR_FILE_MODES):
-            drop(row, self.stage, "not_regular_file")
+            drop(row, self.NOT_REGULAR_FILE)
             return
         row.update(git_dir=str(git_dir), repo=located.repo, parent=located.parent,
                    old_blob=change.old_blob, new_blob=change.new_blob)
@@ -501,7 +535,8 @@ class ScopePairs(Step):
     (``pairs.scope: file`` keeps the whole files). Drops: ``unchanged_in_scope`` (the two
     versions have the same lines)."""
 
-    stage = "scope"
+    drop_stage = SCOPE
+    UNCHANGED_IN_SCOPE = SCOPE.reason("unchanged_in_scope")
 
     def __init__(self, settings: ScopeSettings = ScopeSettings()) -> None:
         self.settings = settings
@@ -521,7 +556,7 @@ class ScopePairs(Step):
         else:
             pairs = scope_change(row["rejected"], row["chosen"], Language(row["language"]), self.settings)
         if not pairs:
-            drop(row, self.stage, "unchanged_in_scope")
+            drop(row, self.UNCHANGED_IN_SCOPE)
             return [row]
         out = []
         for pair in pairs:
@@ -550,9 +585,8 @@ def dedupe_key(input_text: str, chosen: str, rejected: str) -> str:
 
 
 class AssemblePairs(Step):
-    """Turn a commit with its two file versions into a pair: prompt, sizes, dedupe key."""
-
-    stage = "assemble"
+    """Turn a commit with its two file versions into a pair: prompt, sizes, dedupe key (it
+    drops no row)."""
 
     def process(self, row: Row) -> None:
         if row["input"] is None:
@@ -574,14 +608,15 @@ class ValidatePairs(Step):
     first: the sources check their own contents, this is the last guard before the shards.
     """
 
-    stage = "validate"
+    drop_stage = VALIDATE
+    BINARY = VALIDATE.reason("binary")
 
     def __init__(self, settings: ValidationSettings = ValidationSettings(), comment_only: str = "readability") -> None:
         self.validator = PairValidator(settings, comment_only)  # type: ignore[arg-type]
 
     def process(self, row: Row) -> None:
         if has_nul(row["input"], row["chosen"], row["rejected"]):  # whatever the source checked
-            drop(row, self.stage, "binary")
+            drop(row, self.BINARY)
             return
         signals = json.loads(row["scope_signals"]) if row.get("scope_signals") else None
         verdict = self.validator.check(
@@ -594,7 +629,7 @@ class ValidatePairs(Step):
                 row[f"{side}_nodes"] = report.nodes
                 row[f"{side}_error_fraction"] = round(report.error_fraction, 6)
         if verdict.reason:
-            drop(row, self.stage, verdict.reason)
+            drop(row, verdict.reason)
         else:
             row["aspect"] = verdict.aspect
 
@@ -603,7 +638,8 @@ class BudgetPairs(Step):
     """The length budget (:mod:`filters.length`): a pair whose prompt plus longer side exceeds
     ``filters.length`` (tokens with a tokenizer, else bytes) is dropped as ``too_long``."""
 
-    stage = "length"
+    drop_stage = LENGTH
+    TOO_LONG = LENGTH.reason("too_long")
 
     def __init__(self, budget: PairBudget) -> None:
         self.budget = budget
@@ -611,5 +647,5 @@ class BudgetPairs(Step):
     def process(self, row: Row) -> None:
         size = self.budget.size(row["system"], row["input"] or "", row["chosen"] or "", row["rejected"] or "")
         if size > self.budget.limit:
-            drop(row, self.stage, "too_long",
+            drop(row, self.TOO_LONG,
                  f"prompt + longer side: {size} {self.budget.unit} > {self.budget.limit}")

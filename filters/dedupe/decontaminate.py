@@ -31,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from codeprefs.core.drops import DECONTAMINATE, mark_dropped
 from codeprefs.core.records import (
     Malformed,
     RecordFileError,
@@ -44,8 +45,7 @@ from filters.dedupe.ngrams import iter_ngram_blocks
 from filters.dedupe.settings import DecontaminateSettings
 from pipelines.rows import WORK_SCHEMA
 
-STAGE = "decontaminate"
-REASON = "benchmark_overlap"
+BENCHMARK_OVERLAP = DECONTAMINATE.reason("benchmark_overlap")
 _DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
 _WHITESPACE = re.compile(r"\s+")
 
@@ -237,8 +237,7 @@ class FindOverlaps:
         texts = [batch[name].to_pylist() for name in self.fields]
         benchmark: list[str | None] = batch["decontam_benchmark"].to_pylist()
         shared: list[str | None] = batch["decontam_ngram"].to_pylist()
-        stage: list[str | None] = batch["drop_stage"].to_pylist()
-        reason: list[str | None] = batch["drop_reason"].to_pylist()
+        contaminated = [False] * batch.num_rows
         for row in range(batch.num_rows):
             if not live[row]:
                 continue
@@ -247,11 +246,11 @@ class FindOverlaps:
                 found = first_overlap(text, index) if text else None
                 if found:
                     benchmark[row], shared[row] = found
-                    stage[row], reason[row] = STAGE, REASON
+                    contaminated[row] = True
                     break
-        for name, values in (("decontam_benchmark", benchmark), ("decontam_ngram", shared),
-                             ("drop_stage", stage), ("drop_reason", reason)):
+        for name, values in (("decontam_benchmark", benchmark), ("decontam_ngram", shared)):
             batch = batch.set_column(batch.schema.get_field_index(name), name, pa.array(values, pa.string()))
+        batch = mark_dropped(batch, BENCHMARK_OVERLAP, where=pa.array(contaminated, pa.bool_()))
         return batch.select(WORK_SCHEMA.names).cast(WORK_SCHEMA)
 
 

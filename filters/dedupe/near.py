@@ -39,6 +39,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from codeprefs.core.drops import DEDUPE, mark_dropped
 from filters.dedupe.components import (
     PARTITION,
     bucket_edges,
@@ -52,8 +53,7 @@ from filters.dedupe.ngrams import jaccard, ngram_set
 from filters.dedupe.settings import NearDedupeSettings
 from pipelines.rows import WORK_SCHEMA
 
-STAGE = "dedupe"
-REASON = "near_duplicate"
+NEAR_DUPLICATE = DEDUPE.reason("near_duplicate")
 BAND_ROW_SCHEMA = pa.schema([pa.field("key", pa.uint64()), pa.field("id", pa.string()),
                              pa.field(PARTITION, pa.int32())])
 _CLUSTER = "_near_cluster"
@@ -151,16 +151,10 @@ def mark_near_duplicates(batch: pa.Table) -> pa.Table:
     cluster = batch[_CLUSTER]
     rows = batch.drop_columns([_CLUSTER])
     in_cluster = pc.is_valid(cluster)
-    duplicate = pc.and_(pc.and_(in_cluster, pc.not_equal(rows["id"], cluster)),
-                        pc.is_null(rows["drop_reason"]))
-    duplicate = pc.fill_null(duplicate, False)
-    updates = {
-        "dedupe_cluster": pc.if_else(in_cluster, cluster, rows["dedupe_cluster"]),
-        "drop_stage": pc.if_else(duplicate, pa.scalar(STAGE), rows["drop_stage"]),
-        "drop_reason": pc.if_else(duplicate, pa.scalar(REASON), rows["drop_reason"]),
-    }
-    for name, column in updates.items():
-        rows = rows.set_column(rows.schema.get_field_index(name), name, column)
+    rows = rows.set_column(rows.schema.get_field_index("dedupe_cluster"), "dedupe_cluster",
+                           pc.if_else(in_cluster, cluster, rows["dedupe_cluster"]))
+    not_representative = pc.and_(in_cluster, pc.not_equal(rows["id"], cluster))
+    rows = mark_dropped(rows, NEAR_DUPLICATE, where=not_representative)
     return rows.select(WORK_SCHEMA.names).cast(WORK_SCHEMA)
 
 

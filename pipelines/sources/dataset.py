@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 from pydantic import model_validator
 
+from codeprefs.core.drops import LIST, DropReason
 from codeprefs.core.records import FileChunk, Malformed, Where, column_names, plan_chunks, record_format
 from codeprefs.schema import parse_aspect, parse_language, stable_id
 from pipelines.rows import Row, empty_row, has_nul
@@ -39,7 +40,17 @@ from pipelines.sources.records import finish_row
 if TYPE_CHECKING:
     from pipelines.sources.kinds.dataset import DatasetSource
 
-STAGE = "list"
+# The reasons a record is dropped for (drop stage ``list``), as the module doc lists them.
+MISSING_FIELD = LIST.reason("missing_field")
+NOT_TEXT = LIST.reason("not_text")
+BINARY = LIST.reason("binary")
+UNKNOWN_LANGUAGE = LIST.reason("unknown_language")
+UNKNOWN_CRITERION = LIST.reason("unknown_criterion")
+RATIO_UNDEFINED = LIST.family("ratio_undefined")
+RATIO_BELOW_MIN = LIST.family("ratio_below_min")
+RATIO_ABOVE_MAX = LIST.family("ratio_above_max")
+NOT_ONE_OF = LIST.family("not_one_of")
+NOT_EQUAL = LIST.family("not_equal")
 _TEXT = ("input", "chosen", "rejected")
 
 
@@ -196,22 +207,22 @@ class DatasetRules:
         row = empty_row()
         row.update(id=stable_id("dataset", label, str(position)), source="dataset",
                    subset=self.subset, generator="dataset", strict_syntax=False)
-        return finish_row(row, record, self._fill, STAGE, where)
+        return finish_row(row, record, self._fill, where)
 
-    def _fill(self, row: Row, record: dict[str, Any]) -> str | None:
+    def _fill(self, row: Row, record: dict[str, Any]) -> DropReason | None:
         mapping = dict(self.columns)
         for name in _TEXT:
             value = record.get(mapping[name])
             if value is None or value == "":
-                return "missing_field"
+                return MISSING_FIELD
             if not isinstance(value, str):
-                return "not_text"
+                return NOT_TEXT
             if has_nul(value):
-                return "binary"
+                return BINARY
             row[name] = value
         system = record.get(mapping["system"])
         if system is not None and not isinstance(system, str):
-            return "not_text"
+            return NOT_TEXT
         row["system"] = system or None
         for rule in self.filters:
             reason = _filter_reason(rule, record)
@@ -220,11 +231,11 @@ class DatasetRules:
         try:
             language = parse_language(self.language or record.get(mapping["language"]) or "")
         except ValueError:
-            return "unknown_language"
+            return UNKNOWN_LANGUAGE
         try:
             aspect = parse_aspect(self.aspect or record.get(mapping["aspect"]) or "")
         except ValueError:
-            return "unknown_criterion"
+            return UNKNOWN_CRITERION
         row.update(language=language.value, aspect=aspect.value, aspects=[aspect.value])
         return None
 
@@ -239,19 +250,19 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _filter_reason(rule: RatioFilter | ValueFilter, record: dict[str, Any]) -> str | None:
+def _filter_reason(rule: RatioFilter | ValueFilter, record: dict[str, Any]) -> DropReason | None:
     if isinstance(rule, RatioFilter):
         name = f"{rule.ratio[0]}/{rule.ratio[1]}"
         numerator, denominator = (_number(record.get(column)) for column in rule.ratio)
         if numerator is None or denominator is None or numerator < 0 or denominator <= 0:
-            return f"ratio_undefined:{name}"
+            return RATIO_UNDEFINED.about(name)
         ratio = numerator / denominator
         if rule.min is not None and ratio < rule.min:
-            return f"ratio_below_min:{name}"
+            return RATIO_BELOW_MIN.about(name)
         if rule.max is not None and ratio > rule.max:
-            return f"ratio_above_max:{name}"
+            return RATIO_ABOVE_MAX.about(name)
         return None
     value = record.get(rule.column)
     if rule.one_of is not None:
-        return None if value in rule.one_of else f"not_one_of:{rule.column}"
-    return None if value == rule.equals else f"not_equal:{rule.column}"
+        return None if value in rule.one_of else NOT_ONE_OF.about(rule.column)
+    return None if value == rule.equals else NOT_EQUAL.about(rule.column)

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from codeprefs.core.drops import LIST, DropReason
 from codeprefs.core.records import Malformed, Where
 from codeprefs.schema import Language, stable_id
 from parsers.languages import is_ambiguous, language_for_path
@@ -42,7 +43,17 @@ REQUIRED_FIELDS: tuple[str, ...] = ("commit", "repos", "license", "old_file", "n
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _REPO_PART = re.compile(r"[A-Za-z0-9_.-]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-STAGE = "list"
+# The reasons a record is dropped for (drop stage ``list``), as the module doc lists them.
+MISSING_FIELD = LIST.reason("missing_field")
+BINARY = LIST.reason("binary")
+BAD_SHA = LIST.reason("bad_sha")
+BAD_TIME = LIST.reason("bad_time")
+BAD_REPO_NAME = LIST.reason("bad_repo_name")
+UNSAFE_PATH = LIST.reason("unsafe_path")
+NOT_MODIFIED_IN_PLACE = LIST.reason("not_modified_in_place")
+LICENSE_NOT_ALLOWED = LIST.reason("license_not_allowed")
+NOT_TARGET_LANGUAGE = LIST.reason("not_target_language")
+NOT_IN_ALLOWLIST = LIST.reason("not_in_allowlist")
 
 
 def split_repos(value: Any) -> list[str]:
@@ -116,12 +127,12 @@ class ExportRules:
         row = empty_row()
         row.update(source="git", subset=self.subset, generator="commit", strict_syntax=False,
                    id=stable_id("export", label, str(position)))
-        return finish_row(row, record, self._fill, STAGE, where)
+        return finish_row(row, record, self._fill, where)
 
-    def _fill(self, row: Row, record: dict[str, Any]) -> str | Malformed | None:
+    def _fill(self, row: Row, record: dict[str, Any]) -> DropReason | Malformed | None:
         message = record.get("message") or record.get("subject")
         if any(record.get(name) in (None, "", []) for name in REQUIRED_FIELDS) or not message:
-            return "missing_field"
+            return MISSING_FIELD
         wrong = _wrong_type(record)
         if wrong:
             return Malformed(wrong)
@@ -130,28 +141,28 @@ class ExportRules:
         row.update(commit=sha, message=str(message), path=new_file,
                    repos=",".join(repos), repo=repos[0] if repos else None)
         if has_nul(str(message)):  # it becomes the pair's input
-            return "binary"
+            return BINARY
         if not _SHA.fullmatch(sha):
-            return "bad_sha"
+            return BAD_SHA
         unix_time = _integer(record["unix_time"])
         if unix_time is None:
-            return "bad_time"
+            return BAD_TIME
         row["unix_time"] = unix_time
         if not repos:
-            return "missing_field"
+            return MISSING_FIELD
         if not all(is_repo_name(repo) for repo in repos):
-            return "bad_repo_name"
+            return BAD_REPO_NAME
         if not (is_safe_path(old_file) and is_safe_path(new_file)):
-            return "unsafe_path"
+            return UNSAFE_PATH
         if old_file != new_file:
-            return "not_modified_in_place"
+            return NOT_MODIFIED_IN_PLACE
         if str(record["license"]).strip().lower() not in self.licenses:
-            return "license_not_allowed"
+            return LICENSE_NOT_ALLOWED
         language = language_for_path(new_file)
         if language is None:
-            return "not_target_language"
+            return NOT_TARGET_LANGUAGE
         if not self.allowed_repos(repos, new_file):
-            return "not_in_allowlist"
+            return NOT_IN_ALLOWLIST
         row["language"] = None if is_ambiguous(new_file) else language.value  # .h: decided later
         row["id"] = stable_id("export", row["repos"], sha, new_file)
         return None

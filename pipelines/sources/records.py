@@ -12,18 +12,20 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from codeprefs.core.drops import LIST, DropReason, drop
 from codeprefs.core.records import Malformed, Where
+
+MALFORMED_ROW = LIST.reason("malformed_row")
 
 
 def finish_row(row: dict[str, Any], record: dict[str, Any] | Malformed,
-               fill: Callable[[dict[str, Any], dict[str, Any]], str | Malformed | None],
-               stage: str = "list", where: Where | None = None) -> dict[str, Any]:
+               fill: Callable[[dict[str, Any], dict[str, Any]], DropReason | Malformed | None],
+               where: Where | None = None) -> dict[str, Any]:
     """Fill ``row`` from ``record`` with ``fill``; a malformed record, a field of the wrong type
-    (``fill`` returns :class:`Malformed`) or a reason ``fill`` returns marks the row dropped at
-    ``stage``. A malformed row is counted as ``malformed_row``, and its ``message`` says
-    ``<file>:<line>: <what is wrong>`` (``where`` locates a record that parsed but is malformed)."""
-    from pipelines.rows import drop
-
+    (``fill`` returns :class:`Malformed`) or a reason ``fill`` returns (a registered reason of
+    drop stage ``list``) marks the row dropped. A malformed row is counted as ``malformed_row``,
+    and its ``message`` says ``<file>:<line>: <what is wrong>`` (``where`` locates a record that
+    parsed but is malformed)."""
     if not isinstance(record, Malformed):
         try:
             reason = fill(row, record)
@@ -31,11 +33,11 @@ def finish_row(row: dict[str, Any], record: dict[str, Any] | Malformed,
             reason = Malformed("a field nested too deeply")
         if not isinstance(reason, Malformed):
             if reason:
-                drop(row, stage, reason)
+                drop(row, reason)
             return row
         record = reason
     if not record.where and where is not None:
         record = replace(record, where=where())
     row["message"] = record.describe()
-    drop(row, stage, "malformed_row")
+    drop(row, MALFORMED_ROW)
     return row

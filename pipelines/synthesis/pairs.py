@@ -24,8 +24,9 @@ from typing import Any
 
 import pyarrow as pa
 
+from codeprefs.core.drops import SOLUTIONS, VERIFY, DropReason, drop
 from codeprefs.schema import Aspect, Language, stable_id
-from pipelines.rows import Row, drop, empty_row, has_nul, to_table
+from pipelines.rows import Row, empty_row, has_nul, to_table
 from pipelines.sources.solutions import SolutionFields, SolutionRecord, SolutionsError, read_chunk
 from pipelines.synthesis.code import Program, parse_program
 from pipelines.synthesis.harness import (
@@ -46,17 +47,29 @@ log = logging.getLogger(__name__)
 SOURCE = "solutions"
 BUG_INJECTION_SUBSET = "bug-injection"  # the subsets of a source that names none
 READABILITY_SUBSET = "readability"
-SOLUTION_STAGE = "solutions"
-VERIFY_STAGE = "verify"
 
+# Drop reasons: the record and its solution (drop stage ``solutions``)...
+MALFORMED_RECORD = SOLUTIONS.reason("malformed_record")
+BINARY = SOLUTIONS.reason("binary")
+UNKNOWN_LANGUAGE = SOLUTIONS.reason("unknown_language")
+NO_SOLUTION = SOLUTIONS.reason("no_solution")
+SOLUTION_SYNTAX_ERROR = SOLUTIONS.reason("solution_syntax_error")
 _SOLUTION_REASONS = {
-    Verdict.FAILED: "solution_fails_own_tests",
-    Verdict.TIMEOUT: "solution_timeout",
-    Verdict.LIMIT_EXCEEDED: "solution_limit_exceeded",
-    Verdict.COMPILE_ERROR: "solution_compile_error",
-    Verdict.COMPILE_TIMEOUT: "solution_compile_timeout",
-    Verdict.TOOLCHAIN_ERROR: "solution_toolchain_error",
+    Verdict.FAILED: SOLUTIONS.reason("solution_fails_own_tests"),
+    Verdict.TIMEOUT: SOLUTIONS.reason("solution_timeout"),
+    Verdict.LIMIT_EXCEEDED: SOLUTIONS.reason("solution_limit_exceeded"),
+    Verdict.COMPILE_ERROR: SOLUTIONS.reason("solution_compile_error"),
+    Verdict.COMPILE_TIMEOUT: SOLUTIONS.reason("solution_compile_timeout"),
+    Verdict.TOOLCHAIN_ERROR: SOLUTIONS.reason("solution_toolchain_error"),
 }
+# ... and each variant of it (drop stage ``verify``).
+MUTANT_SURVIVED = VERIFY.reason("mutant_survived")
+MUTANT_COMPILE_ERROR = VERIFY.reason("mutant_compile_error")
+MUTANT_TOOLCHAIN_ERROR = VERIFY.reason("mutant_toolchain_error")
+NO_MUTANT = VERIFY.reason("no_mutant")
+READABILITY_NO_CHANGE = VERIFY.reason("readability_no_change")
+READABILITY_STRUCTURE_CHANGED = VERIFY.reason("readability_structure_changed")
+READABILITY_BEHAVIOUR_CHANGED = VERIFY.reason("readability_behaviour_changed")
 _KILLED = {Verdict.FAILED: "mutant_failed", Verdict.TIMEOUT: "mutant_timeout",
            Verdict.LIMIT_EXCEEDED: "mutant_limit_exceeded"}
 
@@ -131,24 +144,24 @@ class SolutionSynthesizer:
         if record.error is not None:
             if on_error != "skip":
                 raise SolutionsError(f"malformed record {record.error}")
-            return [self._drop(record, SOLUTION_STAGE, "malformed_record", message=record.error,
+            return [self._drop(record, MALFORMED_RECORD, message=record.error,
                                detail=f"malformed record {record.error}")]
         for name in ("prompt", "solution", "tests", "instruction"):
             if has_nul(getattr(record, name)):  # the pair's code and input: text, never binary
                 where = f"{record.where}: a NUL byte in the {name}"
-                return [self._drop(record, SOLUTION_STAGE, "binary", message=where, detail=where)]
+                return [self._drop(record, BINARY, message=where, detail=where)]
         if record.unknown_language is not None:
             where = f"{record.where}: language {record.unknown_language!r}"
-            return [self._drop(record, SOLUTION_STAGE, "unknown_language", message=where,
+            return [self._drop(record, UNKNOWN_LANGUAGE, message=where,
                                detail=f"{where} is not one codeprefs verifies")]
         if not record.solution.strip():
-            return [self._drop(record, SOLUTION_STAGE, "no_solution",
+            return [self._drop(record, NO_SOLUTION,
                                detail=f"{record.where}: the solution field is empty")]
         language = Language(record.language)
         runnable = user_code(language, record.prompt, record.solution)
         suffix = closing_suffix(language, runnable)
         if suffix is None:
-            return [self._drop(record, SOLUTION_STAGE, "solution_syntax_error", chosen=runnable,
+            return [self._drop(record, SOLUTION_SYNTAX_ERROR, chosen=runnable,
                                detail=f"prompt + solution do not parse as {language.value} "
                                       "(tree-sitter), not even with up to 3 closing brackets")]
         code = runnable + suffix
@@ -157,7 +170,7 @@ class SolutionSynthesizer:
         span = (solution_end - len(record.solution.encode("utf-8")), solution_end)
         program = parse_program(language, encoded, span)
         if program is None:
-            return [self._drop(record, SOLUTION_STAGE, "solution_syntax_error", chosen=code,
+            return [self._drop(record, SOLUTION_SYNTAX_ERROR, chosen=code,
                                detail=f"the solution's span is not whole {language.value} code "
                                       "(tree-sitter)")]
         task = _Task(record, language, len(suffix), runnable[:len(runnable) - len(record.solution)])
@@ -166,7 +179,7 @@ class SolutionSynthesizer:
         if unverified is None:
             original = self.verifier.run(language, task.program(code))
             if not original.passed:
-                return [self._drop(record, SOLUTION_STAGE, _SOLUTION_REASONS[original.verdict],
+                return [self._drop(record, _SOLUTION_REASONS[original.verdict],
                                    chosen=code, message=original.detail[-1000:] or None,
                                    detail=original.summary)]
         instruction = task_instruction(language, record.prompt, record.instruction)
@@ -221,16 +234,16 @@ class SolutionSynthesizer:
                     kept += 1
                 elif outcome.verdict == Verdict.PASSED:
                     row["verification"] = "executed:mutant_passed"
-                    drop(row, VERIFY_STAGE, "mutant_survived",
+                    drop(row, MUTANT_SURVIVED,
                          f"the tests still pass with the mutant\n{outcome.summary}")
                 elif outcome.verdict in (Verdict.COMPILE_ERROR, Verdict.COMPILE_TIMEOUT):
-                    drop(row, VERIFY_STAGE, "mutant_compile_error", outcome.summary)
+                    drop(row, MUTANT_COMPILE_ERROR, outcome.summary)
                 else:
-                    drop(row, VERIFY_STAGE, "mutant_toolchain_error", outcome.summary)
+                    drop(row, MUTANT_TOOLCHAIN_ERROR, outcome.summary)
             rows.append(row)
         if not rows:
             source = "the LLM bug writer" if self.llm_bugs is not None else "any mutation operator"
-            rows.append(self._drop(record, VERIFY_STAGE, "no_mutant", chosen=code,
+            rows.append(self._drop(record, NO_MUTANT, chosen=code,
                                    kind=("mutation",),
                                    detail=f"no variant of the solution came from {source}"))
         return rows
@@ -261,14 +274,14 @@ class SolutionSynthesizer:
         degraded = degrade(program)
         kind = ("readability",)
         if degraded is None:
-            return [self._drop(record, VERIFY_STAGE, "readability_no_change", chosen=code, kind=kind,
+            return [self._drop(record, READABILITY_NO_CHANGE, chosen=code, kind=kind,
                                detail="nothing to rename or strip: the degraded code is the same")]
         rejected = degraded.source.decode("utf-8")
         row = self._pair(record, language, self.subset or READABILITY_SUBSET, Aspect.READABILITY_MAINTAINABILITY,
                          instruction, code, rejected, degraded.generator, kind)
         reparsed = parse_program(language, degraded.source)
         if reparsed is None or not same_structure(program, reparsed):
-            drop(row, VERIFY_STAGE, "readability_structure_changed",
+            drop(row, READABILITY_STRUCTURE_CHANGED,
                  "the degraded code does not parse" if reparsed is None
                  else "the degraded code's syntax tree differs beyond names and comments")
             return [row]
@@ -280,7 +293,7 @@ class SolutionSynthesizer:
         if outcome.passed:
             row["verification"] = "executed:behaviour_kept"
         else:
-            drop(row, VERIFY_STAGE, "readability_behaviour_changed",
+            drop(row, READABILITY_BEHAVIOUR_CHANGED,
                  f"the degraded code fails the tests the original passes\n{outcome.summary}")
         return [row]
 
@@ -299,7 +312,7 @@ class SolutionSynthesizer:
         )
         return row
 
-    def _drop(self, record: SolutionRecord, stage: str, reason: str, *, detail: str,
+    def _drop(self, record: SolutionRecord, reason: DropReason, *, detail: str,
               chosen: str | None = None, message: str | None = None,
               kind: tuple[str, ...] = ("solution",)) -> Row:
         row = empty_row()
@@ -307,7 +320,7 @@ class SolutionSynthesizer:
         row.update(id=stable_id(record.file, record.key, *kind), source=SOURCE, subset=subset,
                    language=record.language, chosen=chosen, repo=record.file, path=record.key,
                    generator="solution", message=message, strict_syntax=True)
-        drop(row, stage, reason, detail)
+        drop(row, reason, detail)
         return row
 
 
