@@ -186,11 +186,11 @@ def test_every_reason_the_code_uses_is_registered_and_every_registered_one_is_us
 def test_the_lower_layers_return_registered_reasons():
     from codeprefs.schema import Language
     from filters.messages import MessageFilter
-    from filters.validation import PairValidator, ValidationConfig
+    from filters.validation import PairValidator, ValidationSettings
 
     reason = MessageFilter().reject_reason("Revert \"add the cache\"")
     assert reason == "revert" and reason.stage.name == "message"
-    verdict = PairValidator(ValidationConfig(max_bytes=4)).check(Language.PYTHON, "x = 1\n", "x = 2\n")
+    verdict = PairValidator(ValidationSettings(max_bytes=4)).check(Language.PYTHON, "x = 1\n", "x = 2\n")
     assert verdict.reason == "chosen_too_large" and verdict.reason.stage.name == "validate"
 
 
