@@ -46,6 +46,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from codeprefs.core.files import file_sha256, write_json_atomic
 from codeprefs.localpaths import relative_paths, relative_to
 from codeprefs.manifest import DatasetSource, ExportSource, GitSource, Manifest, SolutionsSource
 from codeprefs.raycluster import ray_session
@@ -61,11 +62,10 @@ from pipelines.quality import quality_summary
 from pipelines.judge import STATS_DIR as JUDGE_STATS_DIR
 from pipelines.judge import judge_step, llm_totals
 from pipelines.rayfailure import ray_failure
-from pipelines.runrecord import RUN_RECORD, RUN_STATE, RecordError, code_version, funnel, write_json_atomic
+from pipelines.runrecord import RUN_RECORD, RUN_STATE, RecordError, code_version, funnel
 from pipelines.shards import (
     WritePartition,
     add_partition_column,
-    file_sha256,
     final_names,
     publish_staged,
     remove_stale_files,

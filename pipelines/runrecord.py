@@ -79,16 +79,6 @@ def funnel(drops: Counter[tuple[str, str]], kept: int) -> list[dict[str, Any]]:
     return stages
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename (never half a file)."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        temporary.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
 def read_run_record(output_dir: str | Path) -> dict[str, Any]:
     """The ``run.json`` of ``output_dir`` (:class:`RecordError` when damaged, naming it)."""
     record = read_record_file(Path(output_dir) / RUN_RECORD)

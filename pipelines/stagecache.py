@@ -17,8 +17,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
-import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from codeprefs.core.files import atomic_write, write_text_atomic
 from pipelines.rows import WORK_SCHEMA
 
 STAGES_DIR = Path(".cache") / "stages"
@@ -86,10 +85,8 @@ class StageDir:
         """Record every unit file and the total row count; the stage is then finished."""
         names = sorted(p.name for p in self.path.glob("unit-*.parquet"))
         rows = sum(pq.read_metadata(self.path / name).num_rows for name in names)
-        temporary = self.path / f".{SUCCESS}.tmp"
-        temporary.write_text(json.dumps({"stage": self.stage, "fingerprint": self.fingerprint,
-                                         "files": names, "rows": rows}))
-        os.replace(temporary, self.path / SUCCESS)
+        write_text_atomic(self.path / SUCCESS, json.dumps({"stage": self.stage, "fingerprint": self.fingerprint,
+                                                           "files": names, "rows": rows}))
 
 
 def write_unit(path: Path, batches: Iterable[pa.Table], schema: pa.Schema = WORK_SCHEMA) -> int:
@@ -98,18 +95,12 @@ def write_unit(path: Path, batches: Iterable[pa.Table], schema: pa.Schema = WORK
     Memory stays bounded by one batch, whatever the size of the unit.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     rows = 0
-    try:
-        with pq.ParquetWriter(temporary, schema, compression="zstd") as writer:
-            for batch in batches:
-                if batch.num_rows:
-                    writer.write_table(batch.cast(schema))
-                    rows += batch.num_rows
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
+    with atomic_write(path) as temporary, pq.ParquetWriter(temporary, schema, compression="zstd") as writer:
+        for batch in batches:
+            if batch.num_rows:
+                writer.write_table(batch.cast(schema))
+                rows += batch.num_rows
     return rows
 
 

@@ -15,9 +15,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from codeprefs.core.files import file_sha256
 from codeprefs.manifest import PERMISSIVE_LICENSES, parse_manifest
 from pipelines.build import build
-from pipelines.shards import file_sha256
 from pipelines.sources.export import ExportRules
 from pipelines.sources.records import plan_chunks, read_records
 from pipelines.sources.remote import (

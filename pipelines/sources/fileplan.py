@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from codeprefs.core.files import file_sha256
 from codeprefs.manifest import DatasetSource, ExportSource, Manifest
-from pipelines.shards import file_sha256
 from pipelines.sources.dataset import DatasetRules, file_chunks, known_columns, plan_dataset
 from pipelines.sources.export import load_allowlist
 from pipelines.sources.records import FileChunk, plan_chunks
