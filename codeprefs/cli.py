@@ -23,7 +23,7 @@ _out = Console()
 
 def _local_path(text: str) -> Path:
     """A path option or argument; a URL (``s3://...``) is refused, never taken for a relative path."""
-    from codeprefs.locations import RemoteLocationError, local_path
+    from codeprefs.core.locations import RemoteLocationError, local_path
 
     try:
         return local_path(text)

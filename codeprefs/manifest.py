@@ -48,7 +48,7 @@ from pydantic import (
     model_validator,
 )
 
-from codeprefs.locations import RemoteLocationError, require_local
+from codeprefs.core.locations import RemoteLocationError, require_local
 from codeprefs.redact import public_url
 from codeprefs.schema import parse_aspect, parse_language
 

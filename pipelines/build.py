@@ -47,7 +47,7 @@ from typing import Any
 import pyarrow as pa
 
 from codeprefs.core.files import file_sha256, write_json_atomic
-from codeprefs.localpaths import relative_paths, relative_to
+from codeprefs.core.localpaths import relative_paths, relative_to, resolve_path
 from codeprefs.manifest import DatasetSource, ExportSource, GitSource, Manifest, SolutionsSource
 from codeprefs.raycluster import ray_session
 from codeprefs.redact import redact_data, redact_text
@@ -158,11 +158,6 @@ def _input_record(source: GitSource, repo: ResolvedRepo | None, error: str | Non
             "sha": repo.sha, "status": repo.status}
 
 
-def _resolve_path(name: str, base_dir: Path) -> Path:
-    path = Path(name).expanduser()
-    return path if path.is_absolute() else base_dir / path
-
-
 def plan_solutions(manifest: Manifest, cache_dir: Path):
     """Check every solutions source and split its files into chunks, before any Ray work.
 
@@ -186,7 +181,7 @@ def plan_solutions(manifest: Manifest, cache_dir: Path):
         # Rows name their file in `repo` as the manifest would from its folder: never an absolute
         # local path (it would reach the shards and a publish).
         files = [(relative_to(name, manifest.base_dir) if Path(name).expanduser().is_absolute() else name,
-                  _resolve_path(name, manifest.base_dir)) for name in source.path]
+                  resolve_path(name, manifest.base_dir)) for name in source.path]
         try:
             chunks = plan_chunks(files, source.records_per_task, source.format, source.max_records)
         except SolutionsError as error:
@@ -448,7 +443,7 @@ def length_budget(manifest: Manifest) -> PairBudget | None:
         return None
     tokenizer = settings.tokenizer
     if tokenizer is not None:
-        local = _resolve_path(tokenizer, manifest.base_dir)
+        local = resolve_path(tokenizer, manifest.base_dir)
         if local.is_dir() or tokenizer.startswith(("/", "./", "../", "~")):
             tokenizer = str(local)
     budget = PairBudget(settings.max_tokens, tokenizer, settings.max_bytes, settings.template)
@@ -722,7 +717,7 @@ def clean_fingerprint_settings(manifest: Manifest) -> dict[str, Any]:
     if manifest.decontaminate is not None:
         files = []
         for name in manifest.decontaminate.benchmarks:
-            path = _resolve_path(name, manifest.base_dir)
+            path = resolve_path(name, manifest.base_dir)
             for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
                 if file.is_file():
                     files.append([str(file.relative_to(path.parent)), file_sha256(file)])

@@ -1,16 +1,18 @@
-"""The core I/O helpers: atomic replacement of a file, and its hash."""
+"""The core I/O helpers: atomic replacement of a file, its hash, and manifest-relative paths."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from codeprefs.core.files import atomic_write, file_sha256, temporary_name, write_json_atomic, write_text_atomic
+from codeprefs.core.localpaths import relative_to, resolve_path
 from pipelines.outputdir import LEFTOVER
 
 
@@ -78,3 +80,22 @@ def test_file_sha256_matches_hashlib_across_chunks(tmp_path):
     (tmp_path / "empty").write_bytes(b"")
     assert file_sha256(tmp_path / "empty") == hashlib.sha256(b"").hexdigest()
 
+
+def test_relative_paths_are_read_against_the_manifest_folder_not_the_current_one(tmp_path, monkeypatch):
+    manifest_dir = tmp_path / "manifests"
+    monkeypatch.chdir(tmp_path)
+    assert resolve_path("data/export.jsonl", manifest_dir) == manifest_dir / "data" / "export.jsonl"
+    assert resolve_path("../shared/bench", manifest_dir) == manifest_dir / ".." / "shared" / "bench"
+    assert resolve_path("/srv/export.jsonl", manifest_dir) == Path("/srv/export.jsonl")
+
+
+def test_home_is_expanded_and_an_unknown_user_stays_as_written(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert resolve_path("~/bench.jsonl", Path("/elsewhere")) == tmp_path / "home" / "bench.jsonl"
+    unknown = "~no-such-user-codeprefs/x.jsonl"
+    assert resolve_path(unknown, tmp_path) == tmp_path / unknown
+
+
+def test_a_resolved_path_relativised_again_is_the_path_as_written(tmp_path):
+    for written in ("data/export.jsonl", "../shared/bench", "a/./b"):
+        assert relative_to(str(resolve_path(written, tmp_path)), tmp_path) == os.path.normpath(written)

@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from codeprefs.locations import RemoteLocationError, require_local
+from codeprefs.core.locations import RemoteLocationError, require_local
 from codeprefs.schema import parse_aspect, stable_id
 from trainers.prompts import PromptKind, evaluation_prompt, training_prompt
 

@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from codeprefs.core.localpaths import resolve_path
 from codeprefs.manifest import DecontaminateConfig
 from filters.dedupe.ngrams import iter_ngram_blocks
 from pipelines.rows import WORK_SCHEMA
@@ -250,9 +251,7 @@ def resolve_benchmarks(config: DecontaminateConfig, base_dir: Path | None) -> li
     """``(name as written, path)`` of each benchmark; relative paths against ``base_dir``."""
     resolved = []
     for name in config.benchmarks:
-        path = Path(name).expanduser()
-        if not path.is_absolute():
-            path = (base_dir or Path.cwd()) / path
+        path = resolve_path(name, base_dir or Path.cwd())
         if not path.exists():
             raise BenchmarkError(f"benchmark {name!r} does not exist (looked for {path})")
         resolved.append((name, path))

@@ -30,6 +30,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from codeprefs.core.localpaths import resolve_path
 from codeprefs.manifest import DatasetSource, RatioFilter, ValueFilter
 from codeprefs.schema import parse_aspect, parse_language, stable_id
 from pipelines.rows import Row, empty_row, has_nul
@@ -60,22 +61,17 @@ def plan_dataset(source: DatasetSource, base_dir: Path) -> list[DatasetFile]:
     if source.name is not None:
         return _hub_files(source)
     assert source.path is not None
-    if len(source.path) == 1 and _resolve(source.path[0], base_dir).is_dir():
-        return _saved_files(source, _resolve(source.path[0], base_dir))
+    if len(source.path) == 1 and resolve_path(source.path[0], base_dir).is_dir():
+        return _saved_files(source, resolve_path(source.path[0], base_dir))
     files = []
     for written in source.path:
-        path = _resolve(written, base_dir)
+        path = resolve_path(written, base_dir)
         if not path.is_file():
             raise ValueError(f"no such file: {written}" + (" (a folder must be the only path)"
                                                             if path.is_dir() else ""))
         record_format(str(path))
         files.append(DatasetFile(str(path), written))
     return files
-
-
-def _resolve(written: str, base_dir: Path) -> Path:
-    path = Path(written).expanduser()
-    return path if path.is_absolute() else base_dir / path
 
 
 def _arrow_files(dataset: Any, label: str) -> list[DatasetFile]:

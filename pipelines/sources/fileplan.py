@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from codeprefs.core.files import file_sha256
+from codeprefs.core.localpaths import resolve_path
 from codeprefs.manifest import DatasetSource, ExportSource, Manifest
 from pipelines.sources.dataset import DatasetRules, file_chunks, known_columns, plan_dataset
 from pipelines.sources.export import load_allowlist
@@ -59,15 +60,10 @@ def _fingerprint(job: tuple[dict[str, Any], Path]) -> dict[str, Any]:
     return {**record, "bytes": path.stat().st_size, "sha256": file_sha256(path)}
 
 
-def _resolve(written: str, base_dir: Path) -> Path:
-    path = Path(written).expanduser()
-    return path if path.is_absolute() else base_dir / path
-
-
 def _plan_export(index: int, source: ExportSource, base_dir: Path) -> FilePlan:
     plan = FilePlan(index, source)
     for written in source.path:
-        path = _resolve(written, base_dir)
+        path = resolve_path(written, base_dir)
         if not path.is_file():
             raise ValueError(f"path: no such export file: {written}")
         plan.chunks += plan_chunks(str(path), written)
@@ -75,7 +71,7 @@ def _plan_export(index: int, source: ExportSource, base_dir: Path) -> FilePlan:
     if source.allowlists is not None:
         allowlists = []
         for language, written in source.allowlists.items():
-            path = _resolve(written, base_dir)
+            path = resolve_path(written, base_dir)
             repos = len(load_allowlist(str(path)))  # fails here, naming the file, if malformed
             allowlists.append((language, str(path)))
             plan.files.append(({"type": "allowlist", "language": language, "path": written,
