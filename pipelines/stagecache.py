@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -102,14 +102,3 @@ def write_unit(path: Path, batches: Iterable[pa.Table], schema: pa.Schema = WORK
                 writer.write_table(batch.cast(schema))
                 rows += batch.num_rows
     return rows
-
-
-def iter_batches(rows: Iterator[dict], size: int) -> Iterator[list[dict]]:
-    batch: list[dict] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
