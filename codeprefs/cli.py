@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from codeprefs.core.layout import RAY_LOG
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Build code preference pairs and train code reward models on them.")
 _err = Console(stderr=True)
@@ -72,7 +74,7 @@ def build_command(
 
     reporter = progress.RichReporter(_err) if _err.is_terminal else progress.PlainReporter(log)
     try:
-        with progress.reporting(reporter), progress.ray_logs_to_file(target / ".cache" / "ray.log", verbose):
+        with progress.reporting(reporter), progress.ray_logs_to_file(target / RAY_LOG, verbose):
             record = build(parsed, target, manifest_path=str(manifest), resume=resume, restart=restart,
                            force=force, log=log)
     except BuildError as error:

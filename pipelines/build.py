@@ -47,6 +47,7 @@ from typing import Any
 import pyarrow as pa
 
 from codeprefs.core.files import file_sha256, write_json_atomic
+from codeprefs.core.layout import CACHE_DIR, LLM_CACHE_DIR, LOCK, REMOTES_DIR, RUN_RECORD, RUN_STATE, STAGES_DIR
 from codeprefs.core.localpaths import relative_paths, relative_to, resolve_path
 from codeprefs.manifest import DatasetSource, ExportSource, GitSource, Manifest, SolutionsSource
 from codeprefs.raycluster import ray_session
@@ -62,7 +63,7 @@ from pipelines.quality import quality_summary
 from pipelines.judge import STATS_DIR as JUDGE_STATS_DIR
 from pipelines.judge import judge_step, llm_totals
 from pipelines.rayfailure import ray_failure
-from pipelines.runrecord import RUN_RECORD, RUN_STATE, RecordError, code_version, funnel
+from pipelines.runrecord import RecordError, code_version, funnel
 from pipelines.shards import (
     WritePartition,
     add_partition_column,
@@ -96,8 +97,6 @@ from pipelines.steps import (
     ValidatePairs,
     repo_task,
 )
-
-CACHE_DIR = ".cache"
 
 
 class BuildError(RuntimeError):
@@ -408,7 +407,7 @@ def plan_build(manifest: Manifest, output_dir: Path) -> Plan:
                                                source.retry_backoff_s, source.max_repo_tries,
                                                source.max_concurrent_fetches)
                 slots = ClusterHostSlots(source.max_concurrent_fetches, lease_s=source.fetch_timeout_s + 60)
-                fetch = FetchContents(fetch_settings, str(cache_dir / "remotes"), rules, content_cap, slots)
+                fetch = FetchContents(fetch_settings, str(output_dir / REMOTES_DIR), rules, content_cap, slots)
                 return UnitPipeline(ListRecords(rules), [Chain(_commit_filters(manifest, split_step())),
                                                          fetch, Chain([ScopePairs(scope_settings), AssemblePairs()])],
                                     batch_rows)
@@ -544,7 +543,7 @@ def _run_judge(manifest: Manifest, stage_fingerprint: str, files: list[str], out
     stage = StageDir(output_dir, "judge", stage_fingerprint)
     reused = stage.done
     try:
-        step = judge_step(manifest.judge, output_dir / CACHE_DIR / "llm", stage.path / JUDGE_STATS_DIR)
+        step = judge_step(manifest.judge, output_dir / LLM_CACHE_DIR, stage.path / JUDGE_STATS_DIR)
     except LLMError as error:
         raise BuildError(str(error)) from None
     files = run_dataset_stage(
@@ -576,6 +575,7 @@ class RunLock:
 
     def __init__(self, output_dir: Path, files: set[str] | None = None) -> None:
         self.path = output_dir / CACHE_DIR
+        self.lock_file = output_dir / LOCK
         self.state = output_dir / RUN_STATE
         self.files = set(files or ())
         self.fingerprints: dict[str, Any] = {}
@@ -583,7 +583,7 @@ class RunLock:
 
     def __enter__(self) -> RunLock:
         self.path.mkdir(parents=True, exist_ok=True)
-        self._handle = open(self.path / "lock", "w")
+        self._handle = open(self.lock_file, "w")
         try:
             fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -650,7 +650,7 @@ def build(manifest: Manifest, output: str | Path, manifest_path: str | None = No
         state = folder.state or {}
         interrupted = state if state.get("status") == "running" else None
         if restart:
-            shutil.rmtree(output_dir / CACHE_DIR / "stages", ignore_errors=True)
+            shutil.rmtree(output_dir / STAGES_DIR, ignore_errors=True)
         elif interrupted and not resume:
             raise BuildError(f"{output_dir} holds an interrupted run (state {interrupted.get('at')}): rerun "
                              "with --resume to finish it, or --restart to discard its partial work")
@@ -880,7 +880,7 @@ def _written(summary: dict[str, Any]) -> tuple[int, int, int]:
 
 def _prune_stages(output_dir: Path, plan: Plan) -> None:
     """Drop cached stage outputs this run did not use (superseded settings, inputs or units)."""
-    root = output_dir / CACHE_DIR / "stages"
+    root = output_dir / STAGES_DIR
     keep_units: dict[str, set[str]] = {}
     for work in plan.works:
         keep_units.setdefault(work.settings_fingerprint, set()).update(

@@ -10,11 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import codeprefs
+from codeprefs.core.layout import CACHE_DIR, RUN_RECORD, RUN_STATE
 from pipelines.rows import STAGES
 from pipelines.sources.gitrepo import SAFE_CONFIG, git_env
-
-RUN_RECORD = "run.json"
-RUN_STATE = Path(".cache") / "run-state.json"
 
 
 class RecordError(ValueError):
@@ -116,7 +114,7 @@ def list_runs(root: str | Path) -> list[dict[str, Any]]:
         entry["problem"] = str(error)
 
     for record_path in sorted(root.rglob(RUN_RECORD)) if root.is_dir() else []:
-        if ".cache" in record_path.parts:
+        if CACHE_DIR in record_path.parts:
             continue
         try:
             record = read_record_file(record_path) or {}
@@ -132,8 +130,8 @@ def list_runs(root: str | Path) -> list[dict[str, Any]]:
             "fingerprint": record.get("fingerprints", {}).get("write"),
             "manifest_path": _manifest_from(record_path.parent, record.get("manifest_path")),
         }
-    for state_path in sorted(root.rglob("run-state.json")) if root.is_dir() else []:
-        output = state_path.parent.parent
+    for state_path in sorted(root.rglob(RUN_STATE.name)) if root.is_dir() else []:
+        output = state_path.parents[len(RUN_STATE.parts) - 1]  # the folder RUN_STATE is relative to
         try:
             state = read_record_file(state_path) or {}
         except RecordError as error:

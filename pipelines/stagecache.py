@@ -25,9 +25,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from codeprefs.core.files import atomic_write, write_text_atomic
+from codeprefs.core.layout import STAGES_DIR
 from pipelines.rows import WORK_SCHEMA
 
-STAGES_DIR = Path(".cache") / "stages"
 SUCCESS = "_SUCCESS"
 _CODE_PACKAGES = ("codeprefs", "parsers", "filters", "pipelines")
 

@@ -1,4 +1,5 @@
-"""The core I/O helpers: atomic replacement of a file, its hash, and manifest-relative paths."""
+"""The core I/O helpers: atomic replacement of a file, its hash, manifest-relative paths, and
+the output folder's layout."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from codeprefs.core.files import atomic_write, file_sha256, temporary_name, write_json_atomic, write_text_atomic
+from codeprefs.core.layout import LLM_CACHE_DIR, LOCK, RAY_LOG, REMOTES_DIR, RUN_RECORD, RUN_STATE, STAGES_DIR
 from codeprefs.core.localpaths import relative_to, resolve_path
 from pipelines.outputdir import LEFTOVER
 
@@ -99,3 +101,9 @@ def test_home_is_expanded_and_an_unknown_user_stays_as_written(tmp_path, monkeyp
 def test_a_resolved_path_relativised_again_is_the_path_as_written(tmp_path):
     for written in ("data/export.jsonl", "../shared/bench", "a/./b"):
         assert relative_to(str(resolve_path(written, tmp_path)), tmp_path) == os.path.normpath(written)
+
+
+def test_the_output_layout_keeps_the_names_users_and_earlier_runs_know():
+    assert RUN_RECORD == "run.json"
+    assert [path.as_posix() for path in (LOCK, RUN_STATE, STAGES_DIR, REMOTES_DIR, LLM_CACHE_DIR, RAY_LOG)] == [
+        ".cache/lock", ".cache/run-state.json", ".cache/stages", ".cache/remotes", ".cache/llm", ".cache/ray.log"]
