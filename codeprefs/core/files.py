@@ -1,9 +1,10 @@
 """Reading and writing whole files safely: content hashes and atomic replacement.
 
-Every file a build leaves (shards, rejects, cache units, ``run.json``, the run state, fetch
-failure records) is written through :func:`atomic_write`, so a crash, a full disk or a killed
-worker leaves either the complete new file or whatever was there before, never half a file that
-a rerun, a reader or a publish would take for a finished one.
+The files a build reads back or publishes (shards, rejects, cache units and ``_SUCCESS``,
+``run.json``, the run state, fetch failure records) are written through :func:`atomic_write`,
+so a crash, a full disk or a killed worker leaves either the complete new file or whatever was
+there before, never half a file that a rerun, a reader or a publish would take for a finished
+one.
 """
 
 from __future__ import annotations
