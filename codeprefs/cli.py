@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from codeprefs.core.layout import RAY_LOG
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Build code preference pairs and train code reward models on them.")
 _err = Console(stderr=True)
@@ -23,7 +25,7 @@ _out = Console()
 
 def _local_path(text: str) -> Path:
     """A path option or argument; a URL (``s3://...``) is refused, never taken for a relative path."""
-    from codeprefs.locations import RemoteLocationError, local_path
+    from codeprefs.core.locations import RemoteLocationError, local_path
 
     try:
         return local_path(text)
@@ -72,7 +74,7 @@ def build_command(
 
     reporter = progress.RichReporter(_err) if _err.is_terminal else progress.PlainReporter(log)
     try:
-        with progress.reporting(reporter), progress.ray_logs_to_file(target / ".cache" / "ray.log", verbose):
+        with progress.reporting(reporter), progress.ray_logs_to_file(target / RAY_LOG, verbose):
             record = build(parsed, target, manifest_path=str(manifest), resume=resume, restart=restart,
                            force=force, log=log)
     except BuildError as error:

@@ -21,7 +21,8 @@ from pathlib import Path
 
 from codeprefs.card import ASSETS_DIR, write_card
 from codeprefs.stats import no_pairs
-from pipelines.runrecord import RUN_RECORD, read_run_record
+from codeprefs.core.layout import RUN_RECORD
+from pipelines.runrecord import read_run_record
 from pipelines.shards import DATA_DIR
 
 MAX_SHARD_BYTES = 500_000_000

@@ -44,7 +44,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from codeprefs.localpaths import relative_paths
+from codeprefs.core.files import write_json_atomic
+from codeprefs.core.layout import RUN_RECORD, STAGES_DIR
+from codeprefs.core.localpaths import relative_paths
 from codeprefs.manifest import Manifest
 from codeprefs.raycluster import ray_session
 from codeprefs.redact import redact_data, redact_text
@@ -55,7 +57,7 @@ from pipelines.quality import quality_summary
 from pipelines.rayfailure import ray_failure
 from pipelines.recipes import settings_data
 from pipelines.runlock import RunLock, up_to_date
-from pipelines.runrecord import RUN_RECORD, RecordError, code_version, funnel, write_json_atomic
+from pipelines.runrecord import RecordError, code_version, funnel
 from pipelines.shards import final_names, publish_staged, remove_stale_files
 from pipelines.sourcestage import commit_split, run_source_stage
 from pipelines.sources.base import PlanContext, SourceError, SourceWork
@@ -76,9 +78,6 @@ from pipelines.steps import BudgetPairs, Chain, ValidatePairs
 
 __all__ = ["BuildError", "Plan", "build", "plan_build"]
 
-CACHE_DIR = ".cache"
-
-
 # -- planning: every source kind pins its inputs and cuts them into units -------------------------
 
 
@@ -93,7 +92,7 @@ class Plan:
 
 def plan_build(manifest: Manifest, output_dir: Path) -> Plan:
     """Plan every source through its kind (no Ray needed); a missing or corrupt input fails here."""
-    context = PlanContext(base_dir=manifest.base_dir, cache_dir=output_dir / CACHE_DIR,
+    context = PlanContext(base_dir=manifest.base_dir, output_dir=output_dir,
                           commit_steps=CommitSteps.from_manifest(manifest), synthesis=manifest.synthesis,
                           batch_rows=manifest.ray.batch_rows)
     works: list[SourceWork] = []
@@ -169,7 +168,7 @@ def build(manifest: Manifest, output: str | Path, manifest_path: str | None = No
         state = folder.state or {}
         interrupted = state if state.get("status") == "running" else None
         if restart:
-            shutil.rmtree(output_dir / CACHE_DIR / "stages", ignore_errors=True)
+            shutil.rmtree(output_dir / STAGES_DIR, ignore_errors=True)
         elif interrupted and not resume:
             raise BuildError(f"{output_dir} holds an interrupted run (state {interrupted.get('at')}): rerun "
                              "with --resume to finish it, or --restart to discard its partial work")
@@ -326,7 +325,7 @@ def no_pairs_warning(stages: list[dict[str, Any]], inputs: list[dict[str, Any]])
 
 def _prune_stages(output_dir: Path, plan: Plan) -> None:
     """Drop cached stage outputs this run did not use (superseded settings, inputs or units)."""
-    root = output_dir / CACHE_DIR / "stages"
+    root = output_dir / STAGES_DIR
     keep_units: dict[str, set[str]] = {}
     for work in plan.works:
         keep_units.setdefault(work.settings_fingerprint, set()).update(

@@ -15,14 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipelines.runrecord import RUN_RECORD, RUN_STATE, RecordError, read_record_file
+from codeprefs.core.layout import CACHE_DIR, LOCK, RUN_RECORD, RUN_STATE
+from pipelines.runrecord import RecordError, read_record_file
 from pipelines.shards import DATA_DIR, REJECTS_DIR, STAGING
 
 # The names this project's writers give their files (nothing else is ever deleted).
 OWN_FILE = re.compile(rf"^(?:{DATA_DIR}/train|{REJECTS_DIR}/rejects)-\d{{5}}-of-\d{{5}}\.parquet$")
 # What planning writes before a first build's run state exists: copies of its repositories
 # (``.cache/<name>-<16 hex>.git``, their locks, half-made clones). Never deleted; not foreign.
-OWN_CACHE = re.compile(r"^\.cache/(?:[^/]+-[0-9a-f]{16}\.git(?:/.+|\.lock)|\.clone-[^/]+/.+)$")
+OWN_CACHE = re.compile(rf"^{re.escape(CACHE_DIR)}/(?:[^/]+-[0-9a-f]{{16}}\.git(?:/.+|\.lock)|\.clone-[^/]+/.+)$")
 LEFTOVER = re.compile(rf"^(?:{DATA_DIR}|{REJECTS_DIR})/(?:\.(?:train|rejects)-\d{{5}}-of-\d{{5}}\.parquet"
                       rf"\.[0-9a-f]{{32}}\.tmp|{re.escape(STAGING)}/\.?part-\d{{5}}\.parquet(?:\.[0-9a-f]{{32}}\.tmp)?)$")
 NAMED = 3  # foreign files named in a refusal before "and N more"
@@ -72,7 +73,7 @@ class OutputFolder:
                     continue
                 relative = file.relative_to(self.path).as_posix()
                 if (relative in owned or LEFTOVER.match(relative) or OWN_CACHE.match(relative)
-                        or relative == ".cache/lock"):
+                        or relative == LOCK.as_posix()):
                     continue
                 found.append(relative)
         return found

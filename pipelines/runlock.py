@@ -10,9 +10,8 @@ from typing import Any
 
 from pipelines.errors import BuildError
 from pipelines.outputdir import inspect_output
-from pipelines.runrecord import RUN_STATE, write_json_atomic
-
-CACHE_DIR = ".cache"
+from codeprefs.core.files import write_json_atomic
+from codeprefs.core.layout import CACHE_DIR, LOCK, RUN_STATE
 
 
 class RunLock:
@@ -26,6 +25,7 @@ class RunLock:
 
     def __init__(self, output_dir: Path, files: set[str] | None = None) -> None:
         self.path = output_dir / CACHE_DIR
+        self.lock_file = output_dir / LOCK
         self.state = output_dir / RUN_STATE
         self.files = set(files or ())
         self.fingerprints: dict[str, Any] = {}
@@ -33,7 +33,7 @@ class RunLock:
 
     def __enter__(self) -> RunLock:
         self.path.mkdir(parents=True, exist_ok=True)
-        self._handle = open(self.path / "lock", "w")
+        self._handle = open(self.lock_file, "w")
         try:
             fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

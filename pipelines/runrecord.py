@@ -11,10 +11,8 @@ from typing import Any
 
 import codeprefs
 from codeprefs.core.drops import STAGES
+from codeprefs.core.layout import CACHE_DIR, RUN_RECORD, RUN_STATE
 from pipelines.sources.gitrepo import SAFE_CONFIG, git_env
-
-RUN_RECORD = "run.json"
-RUN_STATE = Path(".cache") / "run-state.json"
 
 
 class RecordError(ValueError):
@@ -80,16 +78,6 @@ def funnel(drops: Counter[tuple[str, str]], kept: int) -> list[dict[str, Any]]:
     return stages
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename (never half a file)."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        temporary.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
 def read_run_record(output_dir: str | Path) -> dict[str, Any]:
     """The ``run.json`` of ``output_dir`` (:class:`RecordError` when damaged, naming it)."""
     record = read_record_file(Path(output_dir) / RUN_RECORD)
@@ -127,7 +115,7 @@ def list_runs(root: str | Path) -> list[dict[str, Any]]:
         entry["problem"] = str(error)
 
     for record_path in sorted(root.rglob(RUN_RECORD)) if root.is_dir() else []:
-        if ".cache" in record_path.parts:
+        if CACHE_DIR in record_path.parts:
             continue
         try:
             record = read_record_file(record_path) or {}
@@ -143,8 +131,8 @@ def list_runs(root: str | Path) -> list[dict[str, Any]]:
             "fingerprint": record.get("fingerprints", {}).get("write"),
             "manifest_path": _manifest_from(record_path.parent, record.get("manifest_path")),
         }
-    for state_path in sorted(root.rglob("run-state.json")) if root.is_dir() else []:
-        output = state_path.parent.parent
+    for state_path in sorted(root.rglob(RUN_STATE.name)) if root.is_dir() else []:
+        output = state_path.parents[len(RUN_STATE.parts) - 1]  # the folder RUN_STATE is relative to
         try:
             state = read_record_file(state_path) or {}
         except RecordError as error:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,6 +34,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from codeprefs.core.drops import DEDUPE, VALIDATED_DROP_STAGES, mark_dropped
+from codeprefs.core.files import atomic_write, file_sha256
 from codeprefs.schema import PAIR_COLUMNS, PAIR_SCHEMA
 from pipelines.rows import REJECTS_SCHEMA
 
@@ -121,29 +121,14 @@ def _mark_inverse_pairs(kept: pa.Table, dropped: pa.Table) -> tuple[pa.Table, pa
     return kept.filter(pc.invert(mask)), kept.filter(mask)
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def write_parquet_atomic(table: pa.Table, path: Path, compression_level: int, row_group_rows: int) -> dict:
     """Write ``table`` to ``path`` via a temporary file and a rename; return its file summary."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
+    with atomic_write(path) as temporary:
         pq.write_table(
             table, temporary, compression="zstd", compression_level=compression_level,
             row_group_size=row_group_rows, write_statistics=True,
         )
-        with open(temporary, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
     return {"rows": table.num_rows, "bytes": path.stat().st_size, "sha256": file_sha256(path)}
 
 

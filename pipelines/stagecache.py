@@ -20,18 +20,17 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
-import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from codeprefs.core.files import atomic_write, write_text_atomic
+from codeprefs.core.layout import STAGES_DIR
 from pipelines.rows import WORK_SCHEMA
 
-STAGES_DIR = Path(".cache") / "stages"
 SUCCESS = "_SUCCESS"
 _CODE_PACKAGES = ("codeprefs", "parsers", "filters", "pipelines")
 
@@ -89,10 +88,8 @@ class StageDir:
         """Record every unit file and the total row count; the stage is then finished."""
         names = sorted(p.name for p in self.path.glob("unit-*.parquet"))
         rows = sum(pq.read_metadata(self.path / name).num_rows for name in names)
-        temporary = self.path / f".{SUCCESS}.tmp"
-        temporary.write_text(json.dumps({"stage": self.stage, "fingerprint": self.fingerprint,
-                                         "files": names, "rows": rows}))
-        os.replace(temporary, self.path / SUCCESS)
+        write_text_atomic(self.path / SUCCESS, json.dumps({"stage": self.stage, "fingerprint": self.fingerprint,
+                                                           "files": names, "rows": rows}))
 
 
 def write_unit(path: Path, batches: Iterable[pa.Table], schema: pa.Schema = WORK_SCHEMA) -> int:
@@ -101,27 +98,10 @@ def write_unit(path: Path, batches: Iterable[pa.Table], schema: pa.Schema = WORK
     Memory stays bounded by one batch, whatever the size of the unit.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     rows = 0
-    try:
-        with pq.ParquetWriter(temporary, schema, compression="zstd") as writer:
-            for batch in batches:
-                if batch.num_rows:
-                    writer.write_table(batch.cast(schema))
-                    rows += batch.num_rows
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
+    with atomic_write(path) as temporary, pq.ParquetWriter(temporary, schema, compression="zstd") as writer:
+        for batch in batches:
+            if batch.num_rows:
+                writer.write_table(batch.cast(schema))
+                rows += batch.num_rows
     return rows
-
-
-def iter_batches(rows: Iterator[dict], size: int) -> Iterator[list[dict]]:
-    batch: list[dict] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch

@@ -15,6 +15,9 @@ from typing import Any
 
 import pyarrow as pa
 
+from codeprefs.core.files import file_sha256
+from codeprefs.core.layout import LLM_CACHE_DIR
+from codeprefs.core.localpaths import resolve_path
 from codeprefs.manifest import Manifest
 from filters.dedupe import BenchmarkError, decontaminate, index_for, near_dedupe
 from filters.dedupe.decontaminate import BenchmarkIndex
@@ -23,17 +26,9 @@ from pipelines import progress
 from pipelines.errors import BuildError
 from pipelines.judge import STATS_DIR as JUDGE_STATS_DIR
 from pipelines.judge import judge_step, llm_totals
-from pipelines.shards import WritePartition, add_partition_column, file_sha256
+from pipelines.shards import WritePartition, add_partition_column
 from pipelines.stagecache import StageDir, write_unit
 from pipelines.synthesis.llm import LLMError
-
-CACHE_DIR = ".cache"
-
-
-def _resolve_path(name: str, base_dir: Path) -> Path:
-    path = Path(name).expanduser()
-    return path if path.is_absolute() else base_dir / path
-
 
 def run_dataset_stage(name: str, stage_fingerprint: str, files: list[str], output_dir: Path,
                       transform: Callable[[Any], Any], log: Callable[[str], None]) -> list[str]:
@@ -68,7 +63,7 @@ def run_judge(manifest: Manifest, stage_fingerprint: str, files: list[str], outp
     stage = StageDir(output_dir, "judge", stage_fingerprint)
     reused = stage.done
     try:
-        step = judge_step(manifest.judge, output_dir / CACHE_DIR / "llm", stage.path / JUDGE_STATS_DIR)
+        step = judge_step(manifest.judge, output_dir / LLM_CACHE_DIR, stage.path / JUDGE_STATS_DIR)
     except LLMError as error:
         raise BuildError(str(error)) from None
     files = run_dataset_stage(
@@ -94,7 +89,7 @@ def length_budget(manifest: Manifest) -> PairBudget | None:
         return None
     tokenizer = settings.tokenizer
     if tokenizer is not None:
-        local = _resolve_path(tokenizer, manifest.base_dir)
+        local = resolve_path(tokenizer, manifest.base_dir)
         if local.is_dir() or tokenizer.startswith(("/", "./", "../", "~")):
             tokenizer = str(local)
     budget = PairBudget(settings.model_copy(update={"tokenizer": tokenizer}))
@@ -136,7 +131,7 @@ def clean_fingerprint_settings(manifest: Manifest) -> dict[str, Any]:
     if manifest.decontaminate is not None:
         files = []
         for name in manifest.decontaminate.benchmarks:
-            path = _resolve_path(name, manifest.base_dir)
+            path = resolve_path(name, manifest.base_dir)
             for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
                 if file.is_file():
                     files.append([str(file.relative_to(path.parent)), file_sha256(file)])

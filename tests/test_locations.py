@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from codeprefs.locations import RemoteLocationError, require_local, url_scheme
+from codeprefs.core.locations import RemoteLocationError, require_local, url_scheme
 from codeprefs.manifest import ManifestError, load_manifest
 from trainers.data import DataError, load_pairs
 

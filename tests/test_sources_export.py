@@ -15,10 +15,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from codeprefs.core.files import file_sha256
 from codeprefs.manifest import parse_manifest
 from pipelines.sources.kinds.export import PERMISSIVE_LICENSES
 from pipelines.build import build
-from pipelines.shards import file_sha256
 from pipelines.sources.export import ExportRules
 from codeprefs.core.records import plan_chunks, read_records
 from pipelines.sources.remote import (

@@ -12,7 +12,7 @@ import pytest
 from codeprefs.schema import Aspect
 from tests.trainer_fixtures import make_rows, one_torch_thread, tiny_model, tokenizer, write_shards  # noqa: F401
 from trainers.data import (
-    PAIR_COLUMNS,
+    LOADED_COLUMNS,
     DataError,
     PairEncoder,
     assign_system_prompts,
@@ -39,11 +39,11 @@ def test_every_source_kind_loads_the_same_pairs(tmp_path):
 
     sources = [tmp_path / "out", str(tmp_path / "out" / "data" / "*.parquet"), tmp_path / "jsonl",
                tmp_path / "jsonl" / "pairs.jsonl", tmp_path / "saved", tmp_path / "saved_dict"]
-    expected = sorted(tuple(row[c] for c in PAIR_COLUMNS) for row in rows)
+    expected = sorted(tuple(row[c] for c in LOADED_COLUMNS) for row in rows)
     for source in sources:
         table = load_pairs(source)
-        assert table.column_names == list(PAIR_COLUMNS), source
-        assert sorted(zip(*(table[c].to_pylist() for c in PAIR_COLUMNS), strict=True)) == expected, source
+        assert table.column_names == list(LOADED_COLUMNS), source
+        assert sorted(zip(*(table[c].to_pylist() for c in LOADED_COLUMNS), strict=True)) == expected, source
 
 
 def test_paper_benchmark_layout_is_accepted(tmp_path):

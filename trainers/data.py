@@ -4,7 +4,7 @@ Three steps, each its own function:
 
 1. :func:`load_pairs` reads pairs from our shard folder (``<out>/data/*.parquet``), a folder or a
    glob of Parquet / JSON-lines files, a ``datasets`` folder written by ``save_to_disk``, or a
-   ``datasets`` name, and returns them with the paper's columns (see :data:`PAIR_COLUMNS`).
+   ``datasets`` name, and returns them with the paper's columns (see :data:`LOADED_COLUMNS`).
 2. :func:`assign_system_prompts` fills empty ``system`` cells (seeded per row, see
    :mod:`trainers.prompts`).
 3. :class:`PairEncoder` renders each pair with the tokenizer's chat template and tokenizes it;
@@ -30,16 +30,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from codeprefs.core.locations import RemoteLocationError, require_local
 from codeprefs.core.records import is_saved_dataset, read_table, saved_dataset_tables
-from codeprefs.locations import RemoteLocationError, require_local
-from codeprefs.schema import parse_aspect, stable_id
+from codeprefs.schema import TRAINING_COLUMNS, parse_aspect, stable_id
 from trainers.prompts import PromptKind, evaluation_prompt, training_prompt
 
-# The columns every loaded table has, in this order.
-PAIR_COLUMNS: tuple[str, ...] = ("id", "system", "input", "chosen", "rejected", "language", "aspect",
-                                 "subset")
+# The columns every loaded table has, in this order: what training and evaluation read of a pair
+# (not the shards' full codeprefs.schema.PAIR_COLUMNS), with its id and the subset results group by.
+LOADED_COLUMNS: tuple[str, ...] = ("id", *TRAINING_COLUMNS, "subset")
 REQUIRED_COLUMNS: tuple[str, ...] = ("input", "chosen", "rejected", "language", "aspect")
-_TEXT_COLUMNS = ("system", "input", "chosen", "rejected", "language", "aspect", "subset")
+_TEXT_COLUMNS = LOADED_COLUMNS[1:]  # all but the id
 
 
 class DataError(ValueError):
@@ -49,7 +49,7 @@ class DataError(ValueError):
 # -- 1. loading ---------------------------------------------------------------------------------
 
 def load_pairs(source: str | Path, split: str | None = None) -> pa.Table:
-    """Read preference pairs from ``source`` and return them with :data:`PAIR_COLUMNS`.
+    """Read preference pairs from ``source`` and return them with :data:`LOADED_COLUMNS`.
 
     ``source`` may be a shard output folder (its ``data/*.parquet``), a folder of Parquet or
     JSON-lines files, a glob of such files, a single file, a folder saved with
@@ -146,7 +146,7 @@ def _read_hub_dataset(name: str, split: str | None) -> pa.Table:
 
 
 def normalize_columns(table: pa.Table, source: str) -> pa.Table:
-    """Check and reshape ``table`` to :data:`PAIR_COLUMNS` (string columns, nulls as empty text).
+    """Check and reshape ``table`` to :data:`LOADED_COLUMNS` (string columns, nulls as empty text).
 
     ``system`` may be missing (all empty); ``subset`` falls back to ``source`` then ``"all"``;
     ``id`` falls back to a hash of (input, chosen, rejected).
@@ -178,7 +178,7 @@ def normalize_columns(table: pa.Table, source: str) -> pa.Table:
         ids = pa.array([stable_id(i, c, r) for i, c, r in zip(
             columns["input"].to_pylist(), columns["chosen"].to_pylist(), columns["rejected"].to_pylist(),
             strict=True)], pa.string())
-    return pa.table({"id": ids, **{c: columns[c] for c in PAIR_COLUMNS[1:]}})
+    return pa.table({"id": ids, **{c: columns[c] for c in LOADED_COLUMNS[1:]}})
 
 
 # -- 2. system prompts --------------------------------------------------------------------------
@@ -359,7 +359,7 @@ class PairEncoder:
     # encoding -------------------------------------------------------------------------------
     def encode(self, table: pa.Table, report: DataReport | None = None, drop_identical: bool = False,
                chunk_rows: int = 2048) -> tuple[list[EncodedPair], DataReport]:
-        """Tokenize every usable row of ``table`` (with :data:`PAIR_COLUMNS`); count the rest."""
+        """Tokenize every usable row of ``table`` (with :data:`LOADED_COLUMNS`); count the rest."""
         report = report or DataReport()
         report.rows += table.num_rows
         pairs: list[EncodedPair] = []

@@ -36,7 +36,7 @@ import pandas as pd
 import pyarrow as pa
 import torch
 
-from codeprefs.locations import local_path_argument
+from codeprefs.core.locations import local_path_argument
 from trainers.attention import choose_attention
 from trainers.data import DataError, DataReport, EncodedPair, PairEncoder, evaluation_system_prompts, load_pairs
 from trainers.distributed import Context, all_reduce_max, gather_objects, resolve_device

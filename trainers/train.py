@@ -32,7 +32,7 @@ from typing import Any
 import pyarrow as pa
 import torch
 
-from codeprefs.locations import local_path_argument
+from codeprefs.core.locations import local_path_argument
 from trainers import checkpoint, distributed
 from trainers.attention import choose_attention
 from trainers.compilecheck import compile_or_fall_back

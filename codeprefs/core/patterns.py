@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from codeprefs.locations import RemoteLocationError, require_local
+from codeprefs.core.locations import RemoteLocationError, require_local
 
 
 class PatternError(ValueError):

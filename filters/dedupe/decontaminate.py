@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from codeprefs.core.drops import DECONTAMINATE, mark_dropped
+from codeprefs.core.localpaths import resolve_path
 from codeprefs.core.records import (
     Malformed,
     RecordFileError,
@@ -258,9 +259,7 @@ def resolve_benchmarks(config: DecontaminateSettings, base_dir: Path | None) -> 
     """``(name as written, path)`` of each benchmark; relative paths against ``base_dir``."""
     resolved = []
     for name in config.benchmarks:
-        path = Path(name).expanduser()
-        if not path.is_absolute():
-            path = (base_dir or Path.cwd()) / path
+        path = resolve_path(name, base_dir or Path.cwd())
         if not path.exists():
             raise BenchmarkError(f"benchmark {name!r} does not exist (looked for {path})")
         resolved.append((name, path))

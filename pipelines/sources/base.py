@@ -29,6 +29,7 @@ from typing import Annotated, Any, ClassVar, Protocol
 import pyarrow as pa
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from codeprefs.core.layout import CACHE_DIR
 from pipelines.recipes import settings_data
 from pipelines.stagecache import StageDir, code_fingerprint, fingerprint, unit_key
 
@@ -138,10 +139,15 @@ class PlanContext:
     """What every kind's planning may read besides its own sources (all from the manifest)."""
 
     base_dir: Path  # relative paths are read against it
-    cache_dir: Path  # <output>/.cache: clones, fetched remotes, synthesis caches
+    output_dir: Path  # the build's output folder (its .cache holds clones, remotes, LLM answers)
     commit_steps: Any  # pipelines.sources.kinds.commits.CommitSteps, shared by commit sources
     synthesis: Any  # the manifest's synthesis section (solutions sources)
     batch_rows: int
+
+    @property
+    def cache_dir(self) -> Path:
+        """``<output>/.cache``: clones, fetched remotes, synthesis and LLM caches."""
+        return self.output_dir / CACHE_DIR
 
 
 @dataclass

@@ -31,6 +31,7 @@ import pyarrow as pa
 from pydantic import model_validator
 
 from codeprefs.core.drops import LIST, DropReason
+from codeprefs.core.localpaths import resolve_path
 from codeprefs.core.records import FileChunk, Malformed, Where, column_names, plan_chunks, record_format
 from codeprefs.schema import parse_aspect, parse_language, stable_id
 from pipelines.rows import Row, empty_row, has_nul
@@ -112,22 +113,17 @@ def plan_dataset(source: DatasetSource, base_dir: Path) -> list[DatasetFile]:
     if source.name is not None:
         return _hub_files(source)
     assert source.path is not None
-    if len(source.path) == 1 and _resolve(source.path[0], base_dir).is_dir():
-        return _saved_files(source, _resolve(source.path[0], base_dir))
+    if len(source.path) == 1 and resolve_path(source.path[0], base_dir).is_dir():
+        return _saved_files(source, resolve_path(source.path[0], base_dir))
     files = []
     for written in source.path:
-        path = _resolve(written, base_dir)
+        path = resolve_path(written, base_dir)
         if not path.is_file():
             raise ValueError(f"no such file: {written}" + (" (a folder must be the only path)"
                                                             if path.is_dir() else ""))
         record_format(str(path))
         files.append(DatasetFile(str(path), written))
     return files
-
-
-def _resolve(written: str, base_dir: Path) -> Path:
-    path = Path(written).expanduser()
-    return path if path.is_absolute() else base_dir / path
 
 
 def _arrow_files(dataset: Any, label: str) -> list[DatasetFile]:

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Literal, NamedTuple
 from urllib.parse import urlsplit
 
+from codeprefs.core.localpaths import resolve_path
 from codeprefs.redact import redact_text
 from pipelines.sources.gitprogress import PROGRESS_INTERVAL_S, TransferProgress
 from pipelines.sources.reponame import repository_name
@@ -173,10 +174,7 @@ class RepoSpec:
         """The entry ``text`` of a manifest; ``name``: the public name the manifest gives it."""
         if "://" in text or text.startswith("git@"):
             return cls(name=repository_name(text, "url", text, name), kind="url", location=text)
-        path = Path(os.path.expanduser(text))
-        if not path.is_absolute():
-            path = base_dir / path
-        path = path.resolve()
+        path = resolve_path(text, base_dir).resolve()
         kind: RepoKind = "bundle" if path.is_file() and path.suffix == ".bundle" else "path"
         return cls(name=repository_name(text, kind, str(path), name), kind=kind, location=str(path))
 

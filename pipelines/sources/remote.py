@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
+from codeprefs.core.files import write_text_atomic
 from pipelines.sources.gitrepo import GitError, GitTimeout, fetch_commits, init_bare, locked_repository, run_git
 
 REPO_VANISHED = "repo_vanished"
@@ -147,9 +148,7 @@ class RemoteCache:
         name = "repo.json" if reason == REPO_VANISHED else f"{sha}.json"
         record = {"repo": repo, "host": host, "commit": sha, "reason": reason,
                   "detail": detail[-500:], "recorded_at": int(time.time())}
-        temporary = folder / f".{name}.{uuid.uuid4().hex}.tmp"
-        temporary.write_text(json.dumps(record) + "\n", encoding="utf-8")
-        os.replace(temporary, folder / name)
+        write_text_atomic(folder / name, json.dumps(record) + "\n")
 
     def log_fetch(self, repo: str, sha: str, outcome: str) -> None:
         self.root.mkdir(parents=True, exist_ok=True)

@@ -32,7 +32,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from codeprefs.core.settings import Settings
-from codeprefs.locations import require_local
+from codeprefs.core.locations import require_local
 from pipelines.synthesis import prompts
 
 _RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})

@@ -54,7 +54,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipelines.synthesis.cgroups import JobCgroup, memory_cgroups
@@ -369,8 +369,3 @@ def _kill_uid(uid: int) -> None:
         if not found:
             return
         time.sleep(0.02)
-
-
-def with_limits(step: Step, **changes) -> Step:
-    """``step`` with some of its limits changed."""
-    return replace(step, limits=replace(step.limits, **changes))

@@ -19,10 +19,12 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator
 
 from codeprefs.core.patterns import expand_patterns
-from codeprefs.locations import require_local
+from codeprefs.core.files import file_sha256
+from codeprefs.core.layout import REMOTES_DIR
+from codeprefs.core.localpaths import resolve_path
+from codeprefs.core.locations import require_local
 from codeprefs.schema import parse_language
 from pipelines.recipes import not_fingerprinted
-from pipelines.shards import file_sha256
 from pipelines.sources.base import (
     PathList,
     PlanContext,
@@ -105,14 +107,14 @@ class ExportRecipe:
     commits: CommitSteps
     rules: ExportRules = not_fingerprinted("made of `source` and the allowlists, which `files` hashes")
     fetch: FetchSettings = not_fingerprinted("made of `source`")
-    cache_dir: str = not_fingerprinted("where fetched remotes are kept; a fetch gives the exported commit or fails")
+    remotes_dir: str = not_fingerprinted("where fetched remotes are kept; a fetch gives the exported commit or fails")
     batch_rows: int = not_fingerprinted("rows per batch: the same rows come out of any batching",
                                         default=1024)
 
     def pipeline(self, split: SplitCommits | None) -> UnitPipeline:
         # One fetch slot pool per host for the whole cluster (a Ray actor: made in the session).
         slots = ClusterHostSlots(self.fetch.max_concurrent, lease_s=self.fetch.timeout_s + 60)
-        fetch = FetchContents(self.fetch, str(Path(self.cache_dir) / "remotes"), self.rules,
+        fetch = FetchContents(self.fetch, self.remotes_dir, self.rules,
                               self.commits.max_bytes, slots)
         return UnitPipeline(ListRecords(self.rules), [Chain(self.commits.filters(split)), fetch,
                                                       Chain(self.commits.pairing())], self.batch_rows)
@@ -123,11 +125,6 @@ class ExportRecipe:
 
         return ray.data.from_items(units, override_num_blocks=len(units)).map_batches(
             ListRecords(self.rules), batch_size=1, batch_format="pyarrow")
-
-
-def _resolve(written: str, base_dir: Path) -> Path:
-    path = Path(written).expanduser()
-    return path if path.is_absolute() else base_dir / path
 
 
 def fingerprint_files(files: list[tuple[dict[str, Any], Path]], workers: int = 8) -> list[dict[str, Any]]:
@@ -159,7 +156,7 @@ class ExportKind:
     def _plan_one(self, index: int, source: ExportSource, context: PlanContext) -> SourceWork:
         chunks, files = [], []
         for written in source.path:
-            path = _resolve(written, context.base_dir)
+            path = resolve_path(written, context.base_dir)
             if not path.is_file():
                 raise ValueError(f"path: no such export file: {written}")
             chunks += plan_chunks(str(path), written)
@@ -168,12 +165,12 @@ class ExportKind:
         if source.allowlists is not None:
             allowlists = []
             for language, written in source.allowlists.items():
-                path = _resolve(written, context.base_dir)
+                path = resolve_path(written, context.base_dir)
                 repos = len(load_allowlist(str(path)))  # fails here, naming the file, if malformed
                 allowlists.append((language, str(path)))
                 files.append(({"type": "allowlist", "language": language, "path": written, "repos": repos}, path))
         rules = ExportRules(source.subset, frozenset(source.licenses), tuple(allowlists) if allowlists is not None else None)
         recipe = ExportRecipe(source.model_dump(mode="json", exclude={"path"}), fingerprint_files(files),
-                              context.commit_steps, rules, source.fetch_settings(), str(context.cache_dir),
+                              context.commit_steps, rules, source.fetch_settings(), str(context.output_dir / REMOTES_DIR),
                               context.batch_rows)
         return SourceWork(index, [chunk.to_item() for chunk in chunks], recipe, split_listing=recipe.listing)

@@ -17,10 +17,10 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator
 
 from codeprefs.core.patterns import expand_patterns
-from codeprefs.localpaths import relative_to
+from codeprefs.core.files import file_sha256
+from codeprefs.core.localpaths import relative_to, resolve_path
 from codeprefs.schema import parse_language
 from pipelines.recipes import not_fingerprinted
-from pipelines.shards import file_sha256
 from pipelines.sources.base import PlanContext, Planned, SourceError, SourceSettings, SourceWork, UnitPipeline
 from pipelines.sources.solutions import LanguageField, SolutionFields, SolutionsError, plan_chunks
 from pipelines.steps import AssemblePairs, Chain
@@ -77,11 +77,6 @@ class SolutionsRecipe:
         return UnitPipeline(self.plan.stage(self.model), [Chain([AssemblePairs()])], self.batch_rows)
 
 
-def _resolve(written: str, base_dir: Path) -> Path:
-    path = Path(written).expanduser()
-    return path if path.is_absolute() else base_dir / path
-
-
 class SolutionsKind:
     type: ClassVar[str] = "solutions"
     settings: ClassVar[type[SolutionsSource]] = SolutionsSource
@@ -99,7 +94,7 @@ class SolutionsKind:
             # Rows name their file in `repo` as the manifest would from its folder: never an
             # absolute local path (it would reach the shards and a publish).
             files = [(relative_to(name, context.base_dir) if Path(name).expanduser().is_absolute() else name,
-                      _resolve(name, context.base_dir)) for name in source.path]
+                      resolve_path(name, context.base_dir)) for name in source.path]
             try:
                 chunks = plan_chunks(files, source.records_per_task, source.format, source.max_records)
             except SolutionsError as error:

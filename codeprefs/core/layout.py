@@ -1,0 +1,30 @@
+"""The layout of a build's output folder: where each file a build keeps for itself lies.
+
+The build writes these, ``runs`` lists folders by them, the output folder's cleanup decides what
+it may delete by them, and ``publish`` uploads ``run.json``: they are one contract, spelled here
+once. Paths are relative to the output folder::
+
+    run.json                        the run record (public: published with the shards)
+    .cache/                         the build's own working files, never published
+        lock                        held while a build runs in the folder
+        run-state.json              running / failed / complete, and the files runs wrote
+        stages/<stage>/<fingerprint>/   cached stage outputs (pipelines.stagecache)
+        <name>-<16 hex>.git         copies of the manifest's git repositories
+        remotes/                    export sources' commits fetched from their remotes
+        llm/                        LLM responses (judge, LLM bug injection), reused by reruns
+        ray.log                     Ray Data's own log lines when not shown
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+RUN_RECORD = "run.json"
+CACHE_DIR = ".cache"
+
+LOCK = Path(CACHE_DIR) / "lock"
+RUN_STATE = Path(CACHE_DIR) / "run-state.json"
+STAGES_DIR = Path(CACHE_DIR) / "stages"
+REMOTES_DIR = Path(CACHE_DIR) / "remotes"
+LLM_CACHE_DIR = Path(CACHE_DIR) / "llm"
+RAY_LOG = Path(CACHE_DIR) / "ray.log"
