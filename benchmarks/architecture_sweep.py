@@ -41,9 +41,9 @@ def one(model_type: str) -> dict:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from trainers.evaluate import evaluate
-    from trainers.tiny import tiny_tokenizer
-    from trainers.train import TrainConfig, run
+    from codeprefs.trainers.evaluate import evaluate
+    from codeprefs.trainers.tiny import tiny_tokenizer
+    from codeprefs.trainers.train import TrainConfig, run
 
     from tests.trainer_fixtures import make_rows, write_shards
 

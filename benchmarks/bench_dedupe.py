@@ -119,10 +119,10 @@ if __package__ in (None, ""):
 
 import numpy as np  # noqa: E402
 
-from filters.dedupe.lsh import band_keys, choose_bands  # noqa: E402
-from filters.dedupe.minhash import MinHasher  # noqa: E402
-from filters.dedupe.ngrams import jaccard, ngram_set  # noqa: E402
-from filters.dedupe.tokenize import tokens  # noqa: E402
+from codeprefs.filters.dedupe.lsh import band_keys, choose_bands  # noqa: E402
+from codeprefs.filters.dedupe.minhash import MinHasher  # noqa: E402
+from codeprefs.filters.dedupe.ngrams import jaccard, ngram_set  # noqa: E402
+from codeprefs.filters.dedupe.tokenize import tokens  # noqa: E402
 
 NGRAM, NUM_PERM, THRESHOLD = 20, 256, 0.75
 BANDS, ROWS = choose_bands(THRESHOLD, NUM_PERM)
@@ -343,7 +343,7 @@ class WorkerMemory:
 
 
 def corpus_rows(corpus: list[tuple[str, str]]):
-    from pipelines.rows import empty_row, to_table
+    from codeprefs.core.rows import empty_row, to_table
 
     rows = []
     for index, (path, text) in enumerate(corpus):
@@ -358,8 +358,8 @@ def run_codeprefs(table, cpus: int, blocks: int, verify: bool = False) -> dict:
     from ray.data import DataContext
     from ray.data._internal.execution.interfaces import ExecutionResources
 
-    from filters.dedupe.near import near_dedupe
-    from filters.dedupe.settings import NearDedupeSettings
+    from codeprefs.filters.dedupe.near import near_dedupe
+    from codeprefs.filters.dedupe.settings import NearDedupeSettings
 
     context = DataContext.get_current()
     saved = context.execution_options.resource_limits
@@ -390,8 +390,8 @@ def _synthetic_band_rows(batch, partitions: int):
     ``2k + 1`` share band 0, ``2k - 1`` and ``2k`` share band 1 (not across runs)."""
     import pyarrow as pa
 
-    from filters.dedupe.components import PARTITION, partition_of_keys
-    from filters.dedupe.hashing import splitmix64
+    from codeprefs.filters.dedupe.components import PARTITION, partition_of_keys
+    from codeprefs.filters.dedupe.hashing import splitmix64
 
     numbers = np.asarray(batch["id"], dtype=np.uint64)
     band = np.arange(BANDS, dtype=np.uint64)
@@ -417,7 +417,7 @@ def run_shuffle_stages(rows: int, partitions: int = 4) -> dict:
     """Seconds of buckets, components and the label join for ``rows`` synthetic ids (see above)."""
     import ray
 
-    from filters.dedupe.components import bucket_edges, component_labels, connected_components
+    from codeprefs.filters.dedupe.components import bucket_edges, component_labels, connected_components
 
     band_rows = ray.data.range(rows, override_num_blocks=8).map_batches(
         _synthetic_band_rows, fn_kwargs={"partitions": partitions}, batch_format="numpy").materialize()
@@ -513,7 +513,7 @@ def quality_only(args) -> None:
     reaches the threshold. Recall: share of sampled true pairs (exact Jaccard >= threshold) put
     in one cluster. Goals: precision >= 0.95, recall >= 0.9.
     """
-    from codeprefs.raycluster import ray_session
+    from codeprefs.core.raycluster import ray_session
 
     corpus = load_corpus(args.root, args.docs)
     texts = [text for _, text in corpus]
@@ -574,7 +574,7 @@ def main() -> None:
         print(f"{name:24s} {r['seconds']:8.2f} s  {len(texts) / r['seconds']:8.1f} docs/s/core  "
               f"peak RSS {r['peak_rss_mb']:.0f} MB (corpus loaded: {r['corpus_rss_mb']:.0f} MB)")
 
-    from codeprefs.raycluster import ray_session
+    from codeprefs.core.raycluster import ray_session
 
     table = corpus_rows(corpus)
     with ray_session(num_cpus=2):

@@ -37,9 +37,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from codeprefs.schema import Aspect  # noqa: E402
-from filters.criteria import CriteriaLabeler  # noqa: E402
-from filters.testfiles import is_test_path  # noqa: E402
+from codeprefs.core.schema import Aspect  # noqa: E402
+from codeprefs.filters.criteria import CriteriaLabeler  # noqa: E402
+from codeprefs.filters.testfiles import is_test_path  # noqa: E402
 
 RULES = ("substring", "word_start", "word", "default")
 DEFAULT_FIXTURES = "tests/fixtures/judged/*.jsonl"

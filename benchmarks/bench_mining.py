@@ -60,8 +60,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.sources.gitrepo import SAFE_CONFIG, RepoSpec, resolve  # noqa: E402
-from pipelines.steps import (  # noqa: E402
+from codeprefs.pipelines.sources.gitrepo import SAFE_CONFIG, RepoSpec, resolve  # noqa: E402
+from codeprefs.pipelines.steps import (  # noqa: E402
     FilterMessages,
     LabelCriteria,
     ListCommits,

@@ -29,8 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from codeprefs.manifest import load_manifest  # noqa: E402
-from pipelines.build import build  # noqa: E402
+from codeprefs.pipelines.manifest import load_manifest  # noqa: E402
+from codeprefs.pipelines.build import build  # noqa: E402
 
 
 def main() -> None:

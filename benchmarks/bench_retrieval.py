@@ -9,7 +9,7 @@ history, ``--commits`` in all. Then, each in a fresh cache folder:
 
 * **baseline**: one loop, one commit after the other: ``git fetch --depth 2 <url> <sha>`` into a
   bare repository per remote, then ``git show <sha>:<path>`` and ``git show <sha>~1:<path>``;
-* **retrieval**: :class:`pipelines.steps.FetchContents` on the same commits as export rows (the
+* **retrieval**: :class:`codeprefs.pipelines.steps.FetchContents` on the same commits as export rows (the
   cache check, one fetch per repository for up to ``--batch`` commits, single fetches for the
   rest, each with its time limit and per-host slot, ``diff-tree`` against the parent, and both
   versions read through ``git cat-file``), ``--threads`` git commands at a time, 256 rows per
@@ -47,13 +47,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from codeprefs.schema import stable_id  # noqa: E402
-from parsers.languages import is_ambiguous, language_for_path  # noqa: E402
-from pipelines.rows import empty_row  # noqa: E402
-from pipelines.sources.export import ExportRules  # noqa: E402
-from pipelines.sources.gitrepo import SAFE_CONFIG  # noqa: E402
-from pipelines.sources.remote import FetchSettings  # noqa: E402
-from pipelines.steps import FetchContents  # noqa: E402
+from codeprefs.core.schema import stable_id  # noqa: E402
+from codeprefs.parsers.languages import is_ambiguous, language_for_path  # noqa: E402
+from codeprefs.core.rows import empty_row  # noqa: E402
+from codeprefs.pipelines.sources.export import ExportRules  # noqa: E402
+from codeprefs.pipelines.sources.gitrepo import SAFE_CONFIG  # noqa: E402
+from codeprefs.pipelines.sources.remote import FetchSettings  # noqa: E402
+from codeprefs.pipelines.steps import FetchContents  # noqa: E402
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "quickstart" / "repos"
 BATCH_ROWS = 256

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from pipelines.scopes import hunks, split_lines
+from codeprefs.pipelines.scopes import hunks, split_lines
 
 
 def changed_share(chosen: str, rejected: str) -> float:

@@ -78,11 +78,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from codeprefs.schema import Language  # noqa: E402
-from pipelines.sources.solutions import FieldMap, SolutionRecord, plan_chunks, read_chunk  # noqa: E402
-from pipelines.synthesis.harness import assemble, closing_suffix, user_code  # noqa: E402
-from pipelines.synthesis.pairs import SolutionSynthesizer  # noqa: E402
-from pipelines.synthesis.settings import BugInjectionSettings  # noqa: E402
+from codeprefs.core.schema import Language  # noqa: E402
+from codeprefs.pipelines.sources.solutions import FieldMap, SolutionRecord, plan_chunks, read_chunk  # noqa: E402
+from codeprefs.pipelines.synthesis.harness import assemble, closing_suffix, user_code  # noqa: E402
+from codeprefs.pipelines.synthesis.pairs import SolutionSynthesizer  # noqa: E402
+from codeprefs.pipelines.synthesis.settings import BugInjectionSettings  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "seed-solutions"
 MCEVAL = {"C": "C.jsonl", "C#": "C#.jsonl", "C++": "CPP.jsonl", "Go": "Go.jsonl",

@@ -9,7 +9,7 @@ given language (structural filters only, so that message wording does not bias t
 reads both versions of the file. Then, per language, in one process:
 
 * **raw**: ``parser.parse(bytes)`` of chosen and rejected (a plain tree-sitter parse, no limits);
-* **validate**: :class:`filters.validation.PairValidator` on the same pair (size caps, whitespace
+* **validate**: :class:`codeprefs.filters.validation.PairValidator` on the same pair (size caps, whitespace
   comparison, bounded parses, error walk, depth check).
 
 It prints the time ratio validate/raw (goal: within 1.3x), the share of files (both sides of
@@ -31,12 +31,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tree_sitter import Parser  # noqa: E402
 
-from codeprefs.schema import Language, parse_language  # noqa: E402
-from filters.validation import PairValidator, ValidationSettings  # noqa: E402
-from parsers.languages import grammar  # noqa: E402
-from parsers.treesitter import error_spans  # noqa: E402
-from pipelines.sources.gitrepo import RepoSpec, resolve  # noqa: E402
-from pipelines.steps import ListCommits, ReadContents, repo_task  # noqa: E402
+from codeprefs.core.schema import Language, parse_language  # noqa: E402
+from codeprefs.filters.validation import PairValidator, ValidationSettings  # noqa: E402
+from codeprefs.parsers.languages import grammar  # noqa: E402
+from codeprefs.parsers.treesitter import error_spans  # noqa: E402
+from codeprefs.pipelines.sources.gitrepo import RepoSpec, resolve  # noqa: E402
+from codeprefs.pipelines.steps import ListCommits, ReadContents, repo_task  # noqa: E402
 
 
 def collect_pairs(repo: Path, language: Language, limit: int, cache: Path) -> list[tuple[str, str]]:

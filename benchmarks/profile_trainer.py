@@ -36,8 +36,8 @@ def main() -> None:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from trainers import distributed
-    from trainers.train import fit
+    from codeprefs.trainers import distributed
+    from codeprefs.trainers.train import fit
 
     extra = argparse.ArgumentParser(add_help=False)
     extra.add_argument("--rows", type=int, default=25)

@@ -107,7 +107,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # -- the shared setup ------------------------------------------------------------------------------
 
 def model_config(args: argparse.Namespace):
-    from trainers.tiny import qwen3_config
+    from codeprefs.trainers.tiny import qwen3_config
 
     return qwen3_config("tiny" if args.smoke else "0.6b", pad_token_id=PAD_ID)
 
@@ -116,7 +116,7 @@ def synthetic_pairs(args: argparse.Namespace, vocab_size: int):
     """Pairs with log-normal code-like lengths, every sequence within ``max_length``."""
     import numpy as np
 
-    from trainers.data import EncodedPair
+    from codeprefs.core.encoding import EncodedPair
 
     rng = np.random.default_rng(args.seed)
     count = args.pairs_per_step * (args.warmup_steps + args.steps)
@@ -180,9 +180,9 @@ def setup_ours(args: argparse.Namespace):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from trainers import distributed
-    from trainers.attention import choose_attention
-    from trainers.model import RewardModel, apply_liger_kernels
+    from codeprefs.trainers import distributed
+    from codeprefs.trainers.attention import choose_attention
+    from codeprefs.trainers.model import RewardModel, apply_liger_kernels
 
     context = distributed.setup("auto")
     config = model_config(args)
@@ -198,7 +198,7 @@ def setup_ours(args: argparse.Namespace):
 
 
 def ours_config(args: argparse.Namespace, output: str, attention: str):
-    from trainers.train import TrainConfig
+    from codeprefs.trainers.train import TrainConfig
 
     return TrainConfig(data=[], model="synthetic", output=output, global_batch=args.pairs_per_step,
                        max_steps=args.warmup_steps + args.steps, micro_batch_tokens=args.micro_batch_tokens,
@@ -208,8 +208,8 @@ def ours_config(args: argparse.Namespace, output: str, attention: str):
 
 
 def run_ours(args: argparse.Namespace) -> dict:
-    from trainers import distributed
-    from trainers.train import fit
+    from codeprefs.trainers import distributed
+    from codeprefs.trainers.train import fit
 
     context, config, pairs, attention, model = setup_ours(args)
     times, tokens, slots = [], [], []
@@ -237,7 +237,7 @@ def run_trl(args: argparse.Namespace) -> dict:
     from transformers import AutoModelForSequenceClassification, TrainerCallback
     from trl import RewardConfig, RewardTrainer
 
-    from trainers.tiny import tiny_tokenizer
+    from codeprefs.trainers.tiny import tiny_tokenizer
 
     cuda = torch.cuda.is_available()
     config = model_config(args)

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import yaml
 from huggingface_hub import DatasetCard, DatasetCardData
 
-from codeprefs.schema import PAIR_SCHEMA, Aspect, Language
+from codeprefs.core.schema import PAIR_SCHEMA, Aspect, Language
 from codeprefs.stats import (
     funnel_table,
     language_by_criterion,
@@ -25,7 +25,7 @@ from codeprefs.stats import (
     quality_tables,
     scan_pairs,
 )
-from pipelines.runrecord import read_run_record
+from codeprefs.pipelines.runrecord import read_run_record
 
 ASSETS_DIR = "assets"
 PLOT_PAIRS = f"{ASSETS_DIR}/pairs_by_language_and_criterion.png"

@@ -34,7 +34,7 @@ def _local_path(text: str) -> Path:
 
 
 def _fail(message: str) -> None:
-    from codeprefs.redact import redact_text
+    from codeprefs.core.redact import redact_text
 
     _err.print(f"[bold red]error:[/] {redact_text(message)}", highlight=False, markup=True, soft_wrap=True)
     raise typer.Exit(code=2)
@@ -60,9 +60,9 @@ def build_command(
     the stages after it. Progress shows per stage: live bars on a terminal, else a line per stage
     every few seconds and one when it finishes.
     """
-    from codeprefs.manifest import ManifestError, load_manifest
-    from pipelines import progress
-    from pipelines.build import BuildError, build
+    from codeprefs.pipelines.manifest import ManifestError, load_manifest
+    from codeprefs.pipelines import progress
+    from codeprefs.pipelines.build import BuildError, build
 
     try:
         parsed = load_manifest(manifest)
@@ -98,7 +98,7 @@ def runs_command(
     root: Annotated[Path, typer.Argument(parser=_local_path, metavar="ROOT", help="Folder searched for build outputs.")] = Path("out"),
 ) -> None:
     """List the builds under ROOT: name, state, rows, fingerprint, manifest."""
-    from pipelines.runrecord import list_runs
+    from codeprefs.pipelines.runrecord import list_runs
 
     runs = list_runs(root)
     for run in runs:
@@ -121,8 +121,8 @@ def _warn(message: str) -> None:
 
 
 def _root_cause(error: BaseException) -> BaseException:
-    from pipelines.sources.gitrepo import GitError
-    from pipelines.synthesis.pairs import ToolchainMissing
+    from codeprefs.pipelines.sources.gitrepo import GitError
+    from codeprefs.pipelines.synthesis.pairs import ToolchainMissing
 
     seen = error
     while seen is not None:
@@ -160,7 +160,7 @@ def stats_command(
     """Print pairs per language x criterion and the funnel of a build (names in full, any width)."""
     from codeprefs.stats import funnel_table, language_by_criterion, no_pairs, quality_tables
     from codeprefs.tables import print_frame
-    from pipelines.runrecord import RecordError, read_run_state
+    from codeprefs.pipelines.runrecord import RecordError, read_run_state
 
     try:
         tables = [("pairs by language and criterion", language_by_criterion(output)),
@@ -189,7 +189,7 @@ def publish_command(
 ) -> None:
     """Write the dataset card and upload OUTPUT to the Hugging Face Hub (token: HF_TOKEN or login)."""
     from codeprefs.publish import PublishError, publish
-    from pipelines.runrecord import RecordError
+    from codeprefs.pipelines.runrecord import RecordError
 
     try:
         publish(output, repo, private=private, dry_run=dry_run, log=lambda line: _out.print(line, highlight=False, markup=False))
@@ -203,7 +203,7 @@ _PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help
 @app.command("train", context_settings=_PASS_THROUGH, add_help_option=False)
 def train_command(ctx: typer.Context) -> None:
     """Train a reward model: the same as `python -m trainers.train` (see --help)."""
-    from trainers.train import main as train_main
+    from codeprefs.trainers.train import main as train_main
 
     raise typer.Exit(code=train_main(ctx.args))
 
@@ -211,7 +211,7 @@ def train_command(ctx: typer.Context) -> None:
 @app.command("evaluate", context_settings=_PASS_THROUGH, add_help_option=False)
 def evaluate_command(ctx: typer.Context) -> None:
     """Evaluate a reward model on pairs: the same as `python -m trainers.evaluate` (see --help)."""
-    from trainers.evaluate import main as evaluate_main
+    from codeprefs.trainers.evaluate import main as evaluate_main
 
     raise typer.Exit(code=evaluate_main(ctx.args))
 

@@ -22,8 +22,8 @@ from pathlib import Path
 from codeprefs.card import ASSETS_DIR, write_card
 from codeprefs.stats import no_pairs
 from codeprefs.core.layout import RUN_RECORD
-from pipelines.runrecord import read_run_record
-from pipelines.shards import DATA_DIR
+from codeprefs.pipelines.runrecord import read_run_record
+from codeprefs.pipelines.shards import DATA_DIR
 
 MAX_SHARD_BYTES = 500_000_000
 MAX_FILES_PER_COMMIT = 50

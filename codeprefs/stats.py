@@ -6,8 +6,8 @@ from pathlib import Path
 
 import polars as pl
 
-from codeprefs.schema import PAIR_SCHEMA, Aspect, Language
-from pipelines.runrecord import read_run_record
+from codeprefs.core.schema import PAIR_SCHEMA, Aspect, Language
+from codeprefs.pipelines.runrecord import read_run_record
 
 
 def shard_files(output_dir: str | Path) -> list[Path]:

@@ -1,8 +1,8 @@
 """Filters: commit-message rules, criteria labelling, and tree-sitter pair validation."""
 
-from filters.criteria import CriteriaLabeler, CriteriaMatch, load_terms
-from filters.messages import MessageFilter, MessageFilterSettings
-from filters.validation import PairValidator, PairVerdict, ValidationSettings
+from codeprefs.filters.criteria import CriteriaLabeler, CriteriaMatch, load_terms
+from codeprefs.filters.messages import MessageFilter, MessageFilterSettings
+from codeprefs.filters.validation import PairValidator, PairVerdict, ValidationSettings
 
 __all__ = [
     "CriteriaLabeler",

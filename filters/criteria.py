@@ -5,7 +5,7 @@ criterion. A message can match several criteria. Three rules (``match``):
 
 * ``word`` (the default): terms match as whole words or phrases of the author's prose, with
   English inflections, never inside identifiers, paths, code spans, URLs or quoted program
-  output (the rule is spelled out in :mod:`filters.wording`). The lists' truncated stems
+  output (the rule is spelled out in :mod:`codeprefs.filters.wording`). The lists' truncated stems
   (``class misus``) are named in ``filters/terms/stems.list`` and match every word they start.
   A term does not count where it lies inside one of its criterion's exclusion phrases
   (``filters/terms/exclusions/<list>``, e.g. ``fix documentation`` for ``fix do``), each file
@@ -35,8 +35,8 @@ from typing import Literal
 import ahocorasick
 
 from codeprefs.core.settings import Settings
-from codeprefs.schema import Aspect
-from filters.wording import PhraseIndex, prose_clauses, term_words
+from codeprefs.core.schema import Aspect
+from codeprefs.filters.wording import PhraseIndex, prose_clauses, term_words
 
 TERM_FILES: dict[Aspect, str] = {
     Aspect.FUNCTIONAL_CORRECTNESS: "functionality.list",
@@ -63,7 +63,7 @@ CONTEXT_DIR = "context"
 
 class CriteriaSettings(Settings):
     """How commit messages are labelled (this module) and what a change confined to comments,
-    docstrings and whitespace may be labelled (:mod:`filters.validation`): the manifest's
+    docstrings and whitespace may be labelled (:mod:`codeprefs.filters.validation`): the manifest's
     ``filters.criteria``."""
 
     # word: whole words with inflections, prose only (the default); substring: the paper's rule

@@ -3,7 +3,7 @@
 A pair's size is its prompt plus its longer side, measured the way the trainer will see it:
 
 * with a tokenizer (``filters.length.tokenizer``: a local folder or a Hugging Face id), in tokens
-  of the sequence the trainer renders (:meth:`trainers.data.PairEncoder.sequence_lengths`: the
+  of the sequence the trainer renders (:meth:`codeprefs.core.encoding.PairEncoder.sequence_lengths`: the
   system prompt, the prompt and the response in the tokenizer's chat template, or the plain
   layout, closing tokens included). A row without a ``system`` text is measured with the longest
   system prompt the trainer may draw for it (all five criteria), so no draw pushes it over;
@@ -23,8 +23,10 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from codeprefs.core.encoding import DataError, PairEncoder
+from codeprefs.core.prompts import render_prompt
 from codeprefs.core.settings import Settings
-from codeprefs.schema import Aspect
+from codeprefs.core.schema import Aspect
 
 # 4,096 tokens x 3 bytes per token. Code tokenizers (StarCoder, Qwen2.5-Coder, Llama 3) average
 # about 3 to 3.5 bytes of source per token; 3 errs toward dropping, so a pair under this byte
@@ -103,8 +105,6 @@ class PairBudget:
     def encoder(self) -> Any:
         """The trainer's encoder for this tokenizer (loaded on first use, in the worker)."""
         if self._encoder is None:
-            from trainers.data import DataError, PairEncoder
-
             try:
                 self._encoder = PairEncoder(load_tokenizer(self.tokenizer), max(self.settings.max_tokens, 8),
                                             self.settings.template)
@@ -117,8 +117,6 @@ class PairBudget:
         if not self.tokenizer:
             longer = max(len(chosen.encode("utf-8")), len(rejected.encode("utf-8")))
             return len(prompt.encode("utf-8")) + longer
-        from trainers.prompts import render_prompt
-
         system_text = system or render_prompt(list(Aspect))
         return max(self.encoder().sequence_lengths(system_text, prompt, [chosen, rejected]))
 

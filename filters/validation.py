@@ -12,7 +12,7 @@ Checks, cheapest first; the first failure names the drop reason:
    nodes is at most ``max_error_fraction`` on each side; synthesized code (``strict=True``)
    must have no ERROR or MISSING node at all (``chosen_syntax_error`` / ...);
 6. a change confined to comments, docstrings and whitespace (the same tree-sitter tokens once
-   comments and Python docstrings are dropped, :func:`parsers.treesitter.code_tokens`) can only
+   comments and Python docstrings are dropped, :func:`codeprefs.parsers.treesitter.code_tokens`) can only
    improve Readability_Maintainability. With ``comment_only="readability"`` (the default) such a
    pair's ``aspect`` becomes Readability_Maintainability when its message matched that criterion
    (``aspects``), else it is dropped (``comment_only_change``); ``"drop"`` drops every such pair;
@@ -35,8 +35,8 @@ from tree_sitter import Tree
 
 from codeprefs.core.drops import VALIDATE, DropReason
 from codeprefs.core.settings import Settings
-from codeprefs.schema import Aspect, Language
-from parsers.treesitter import ParseLimitExceeded, ParseLimits, SyntaxReport, inspect_tree, parse, same_code
+from codeprefs.core.schema import Aspect, Language
+from codeprefs.parsers.treesitter import ParseLimitExceeded, ParseLimits, SyntaxReport, inspect_tree, parse, same_code
 
 CommentOnly = Literal["readability", "drop", "keep"]
 READABILITY = Aspect.READABILITY_MAINTAINABILITY.value
@@ -102,7 +102,7 @@ class PairValidator:
               signals: Mapping[str, Mapping[str, int]] | None = None) -> PairVerdict:
         """Validate a pair labelled ``aspect`` (its message matched ``aspects``); see the module doc.
 
-        ``signals`` (a change-scoped pair, :mod:`pipelines.scopes`): each side's nodes, errors and
+        ``signals`` (a change-scoped pair, :mod:`codeprefs.pipelines.scopes`): each side's nodes, errors and
         depth measured on its whole file under the scope's byte range; they replace the signals
         of the side parsed alone, which would blame a method for the class missing around it.
         """

@@ -1,8 +1,8 @@
 """Language registry and bounded tree-sitter parsing for the eight languages."""
 
-from parsers.headers import resolve_header_language
-from parsers.languages import LANGUAGES, grammar, language_for_path
-from parsers.treesitter import (
+from codeprefs.parsers.headers import resolve_header_language
+from codeprefs.parsers.languages import LANGUAGES, grammar, language_for_path
+from codeprefs.parsers.treesitter import (
     ParseLimitExceeded,
     ParseLimits,
     SyntaxReport,

@@ -5,7 +5,7 @@ One table per language names the tree-sitter node types that define something wi
 Go types, Ruby modules, C++ ``impl``-like bodies). :func:`definitions` walks a tree once and
 returns each definition with its qualified name (the names of the enclosing definitions joined
 with ``.``, e.g. ``Outer.Inner.method``; Go methods are qualified by their receiver type), its
-line span and its ancestors, which is what :mod:`pipelines.scopes` needs to find the smallest
+line span and its ancestors, which is what :mod:`codeprefs.pipelines.scopes` needs to find the smallest
 definition around a change.
 """
 
@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 from tree_sitter import Node, Query, QueryCursor, Tree
 
-from codeprefs.schema import Language
-from parsers.languages import grammar
+from codeprefs.core.schema import Language
+from codeprefs.parsers.languages import grammar
 
 FUNCTION = "function"
 CLASS = "class"

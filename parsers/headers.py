@@ -20,8 +20,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from codeprefs.schema import Language
-from parsers.languages import C_SOURCE_EXTENSIONS, CPP_SOURCE_EXTENSIONS, extension_of
+from codeprefs.core.schema import Language
+from codeprefs.parsers.languages import C_SOURCE_EXTENSIONS, CPP_SOURCE_EXTENSIONS, extension_of
 
 _CPP_ONLY = re.compile(
     rb"^\s*namespace\b|\btemplate\s*<|^\s*class\s+\w+[^;(]*[:{]|^\s*(public|private|protected)\s*:"
@@ -86,7 +86,7 @@ def resolve_header_language(
 
 
 def _fewer_errors(source: bytes) -> Language:
-    from parsers.treesitter import ParseLimitExceeded, error_spans, parse
+    from codeprefs.parsers.treesitter import ParseLimitExceeded, error_spans, parse
 
     try:
         c_errors = error_spans(parse(source, Language.C).root_node)[1]

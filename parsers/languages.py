@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from tree_sitter import Language as Grammar
 
-from codeprefs.schema import Language
+from codeprefs.core.schema import Language
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ LANGUAGES: dict[Language, LanguageSpec] = {
     )
 }
 
-# ``.h`` is listed under C but is ambiguous: see :mod:`parsers.headers`.
+# ``.h`` is listed under C but is ambiguous: see :mod:`codeprefs.parsers.headers`.
 AMBIGUOUS_EXTENSIONS: frozenset[str] = frozenset({".h"})
 
 _BY_EXTENSION: dict[str, Language] = {
@@ -61,7 +61,7 @@ def language_for_path(path: str) -> Language | None:
     """The language a path's extension names, ``None`` if it is none of the eight.
 
     ``.h`` maps to C here; callers that can see the repository resolve it with
-    :func:`parsers.headers.resolve_header_language`.
+    :func:`codeprefs.parsers.headers.resolve_header_language`.
     """
     return _BY_EXTENSION.get(extension_of(path))
 

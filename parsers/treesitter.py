@@ -19,8 +19,8 @@ from itertools import zip_longest
 
 from tree_sitter import Node, Parser, Tree
 
-from codeprefs.schema import Language
-from parsers.languages import grammar
+from codeprefs.core.schema import Language
+from codeprefs.parsers.languages import grammar
 
 
 class ParseLimitExceeded(Exception):

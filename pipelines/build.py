@@ -1,15 +1,15 @@
 """The build driver: manifest in, shards and ``run.json`` out, with the work done on Ray.
 
 The driver stays thin and knows no source kind by name. Each kind the manifest uses
-(:mod:`pipelines.sources.kinds`) plans its sources: pins every input (repositories to commits,
+(:mod:`codeprefs.pipelines.sources.kinds`) plans its sources: pins every input (repositories to commits,
 files to hashes; a missing or corrupt one fails before any work) and cuts it into units with a
 recipe for their rows. The driver fingerprints every stage, makes the commit split once, and
-runs the source stage (:mod:`pipelines.sourcestage`), the shared stages
-(:mod:`pipelines.stages`) and the writer on Ray. Only per-unit and per-file summaries and
+runs the source stage (:mod:`codeprefs.pipelines.sourcestage`), the shared stages
+(:mod:`codeprefs.pipelines.stages`) and the writer on Ray. Only per-unit and per-file summaries and
 per-reason counts come back to the driver, never rows.
 
 Stages, each kept under ``<output>/.cache/stages/<stage>/<fingerprint>/`` (see
-:mod:`pipelines.stagecache`):
+:mod:`codeprefs.pipelines.stagecache`):
 
 ``source``
     one per manifest source: every unit of work (a repository, a chunk of an export, dataset or
@@ -18,12 +18,12 @@ Stages, each kept under ``<output>/.cache/stages/<stage>/<fingerprint>/`` (see
     survive a crash.
 ``validate``
     tree-sitter validation of every pair, then the length budget (``filters.length``, see
-    :mod:`filters.length`) on the final prompt and sides.
+    :mod:`codeprefs.filters.length`) on the final prompt and sides.
 ``clean``
     decontamination and near-dedupe (only when the manifest asks for them).
 ``write``
-    exact dedupe and the shards (:mod:`pipelines.shards`), the measures of what the pairs teach
-    (:mod:`pipelines.quality`, ``run.json: quality``), then ``run.json``.
+    exact dedupe and the shards (:mod:`codeprefs.pipelines.shards`), the measures of what the pairs teach
+    (:mod:`codeprefs.pipelines.quality`, ``run.json: quality``), then ``run.json``.
 
 A stage whose fingerprint is unchanged is not run again; a rerun of an unchanged manifest with
 the same inputs does no work at all.
@@ -47,24 +47,24 @@ from typing import Any
 from codeprefs.core.files import write_json_atomic
 from codeprefs.core.layout import RUN_RECORD, STAGES_DIR
 from codeprefs.core.localpaths import relative_paths
-from codeprefs.manifest import Manifest
-from codeprefs.raycluster import ray_session
-from codeprefs.redact import redact_data, redact_text
-from filters.dedupe.decontaminate import BenchmarkIndex
-from pipelines.errors import BuildError
-from pipelines.outputdir import describe_foreign, inspect_output, removable
-from pipelines.quality import quality_summary
-from pipelines.rayfailure import ray_failure
-from pipelines.recipes import settings_data
-from pipelines.runlock import RunLock, up_to_date
-from pipelines.runrecord import RecordError, code_version, funnel
-from pipelines.shards import final_names, publish_staged, remove_stale_files
-from pipelines.sourcestage import commit_split, run_source_stage
-from pipelines.sources.base import PlanContext, SourceError, SourceWork
-from pipelines.sources.commits import CommitSteps
-from pipelines.sources.kinds import SOURCE_KINDS
-from pipelines.stagecache import StageDir, code_fingerprint, fingerprint
-from pipelines.stages import (
+from codeprefs.pipelines.manifest import Manifest
+from codeprefs.core.raycluster import ray_session
+from codeprefs.core.redact import redact_data, redact_text
+from codeprefs.filters.dedupe.decontaminate import BenchmarkIndex
+from codeprefs.pipelines.errors import BuildError
+from codeprefs.pipelines.outputdir import describe_foreign, inspect_output, removable
+from codeprefs.pipelines.quality import quality_summary
+from codeprefs.pipelines.rayfailure import ray_failure
+from codeprefs.pipelines.recipes import settings_data
+from codeprefs.pipelines.runlock import RunLock, up_to_date
+from codeprefs.pipelines.runrecord import RecordError, code_version, funnel
+from codeprefs.pipelines.shards import final_names, publish_staged, remove_stale_files
+from codeprefs.pipelines.sourcestage import commit_split, run_source_stage
+from codeprefs.pipelines.sources.base import PlanContext, SourceError, SourceWork
+from codeprefs.pipelines.sources.commits import CommitSteps
+from codeprefs.pipelines.sources.kinds import SOURCE_KINDS
+from codeprefs.pipelines.stagecache import StageDir, code_fingerprint, fingerprint
+from codeprefs.pipelines.stages import (
     clean_fingerprint_settings,
     clean_transform,
     length_budget,
@@ -74,7 +74,7 @@ from pipelines.stages import (
     run_judge,
     write_shards,
 )
-from pipelines.steps import BudgetPairs, Chain, ValidatePairs
+from codeprefs.pipelines.steps import BudgetPairs, Chain, ValidatePairs
 
 __all__ = ["BuildError", "Plan", "build", "plan_build"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from codeprefs.redact import redact_text
+from codeprefs.core.redact import redact_text
 
 
 class BuildError(RuntimeError):

@@ -15,7 +15,7 @@ Each pair, in this order:
 
 An answer that cannot be read (no rating, no task, no verdict in any sample) or an endpoint that
 keeps failing after its retries drops the pair as ``llm_error``, with the reason in
-``drop_detail``. Requests go through :class:`~pipelines.synthesis.llm.ChatClient`: bounded
+``drop_detail``. Requests go through :class:`~codeprefs.pipelines.synthesis.llm.ChatClient`: bounded
 concurrency, retries, and a response cache keyed by the exact request, so a rerun sends nothing
 it sent before. Request, token and cache-hit counts are summed into ``run.json`` (``llm``).
 """
@@ -29,10 +29,10 @@ from pathlib import Path
 import pyarrow as pa
 
 from codeprefs.core.drops import JUDGE, drop
-from pipelines.judgesettings import JudgeSettings
-from pipelines.rows import Row, to_table
-from pipelines.steps import Step
-from pipelines.synthesis.llm import (
+from codeprefs.pipelines.judgesettings import JudgeSettings
+from codeprefs.core.rows import Row, to_table
+from codeprefs.pipelines.steps import Step
+from codeprefs.pipelines.synthesis.llm import (
     ChangeRater,
     ChatClient,
     InstructionWriter,

@@ -1,6 +1,6 @@
 """The settings of the LLM judge of mined pairs (the manifest's ``judge`` section).
 
-Apart from :mod:`pipelines.judge`, which runs the stages, so that reading the settings does not
+Apart from :mod:`codeprefs.pipelines.judge`, which runs the stages, so that reading the settings does not
 load the pipeline steps the judge stage is built on.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 
 from codeprefs.core.settings import Settings
-from pipelines.synthesis.llm import LLMSettings
-from pipelines.synthesis.prompts import INSTRUCTION_STYLES
+from codeprefs.pipelines.synthesis.llm import LLMSettings
+from codeprefs.pipelines.synthesis.prompts import INSTRUCTION_STYLES
 
 
 class RatingSettings(Settings):
@@ -21,7 +21,7 @@ class RatingSettings(Settings):
 
 class InstructionSettings(Settings):
     """Inverse instructions: the LLM writes the task the change answers; it replaces the prompt.
-    The styles are those the prompt templates know (:data:`~pipelines.synthesis.prompts.INSTRUCTION_STYLES`)."""
+    The styles are those the prompt templates know (:data:`~codeprefs.pipelines.synthesis.prompts.INSTRUCTION_STYLES`)."""
 
     styles: list[str] = Field(default_factory=lambda: list(INSTRUCTION_STYLES), min_length=1)
 

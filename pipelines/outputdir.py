@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from codeprefs.core.layout import CACHE_DIR, LOCK, RUN_RECORD, RUN_STATE
-from pipelines.runrecord import RecordError, read_record_file
-from pipelines.shards import DATA_DIR, REJECTS_DIR, STAGING
+from codeprefs.pipelines.runrecord import RecordError, read_record_file
+from codeprefs.pipelines.shards import DATA_DIR, REJECTS_DIR, STAGING
 
 # The names this project's writers give their files (nothing else is ever deleted).
 OWN_FILE = re.compile(rf"^(?:{DATA_DIR}/train|{REJECTS_DIR}/rejects)-\d{{5}}-of-\d{{5}}\.parquet$")

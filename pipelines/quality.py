@@ -46,7 +46,7 @@ class PairMetrics:
     def _sizes(self, texts: list[str]) -> list[int]:
         if not self.tokenizer:
             return [len(text.encode("utf-8")) for text in texts]
-        from filters.length import load_tokenizer
+        from codeprefs.filters.length import load_tokenizer
 
         return [len(ids) for ids in load_tokenizer(self.tokenizer)(texts, add_special_tokens=False)["input_ids"]]
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipelines.errors import BuildError
-from pipelines.outputdir import inspect_output
+from codeprefs.pipelines.errors import BuildError
+from codeprefs.pipelines.outputdir import inspect_output
 from codeprefs.core.files import write_json_atomic
 from codeprefs.core.layout import CACHE_DIR, LOCK, RUN_STATE
 

@@ -12,7 +12,7 @@ from typing import Any
 import codeprefs
 from codeprefs.core.drops import STAGES
 from codeprefs.core.layout import CACHE_DIR, RUN_RECORD, RUN_STATE
-from pipelines.sources.gitrepo import SAFE_CONFIG, git_env
+from codeprefs.pipelines.sources.gitrepo import SAFE_CONFIG, git_env
 
 
 class RecordError(ValueError):

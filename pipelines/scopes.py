@@ -3,7 +3,7 @@
 Given a file before and after a commit, :func:`scope_change` returns the pairs to keep:
 
 1. The changed lines come from a line diff (:class:`difflib.SequenceMatcher`, deterministic).
-2. Both versions are parsed with tree-sitter (bounded); :func:`parsers.definitions.definitions`
+2. Both versions are parsed with tree-sitter (bounded); :func:`codeprefs.parsers.definitions.definitions`
    lists their named functions and types. A definition is matched across the versions by its
    kind, node type, qualified name (``Outer.Inner.method``) and overload ordinal.
 3. Each hunk of the diff belongs to the innermost definition that contains all its changed
@@ -40,9 +40,9 @@ from dataclasses import dataclass, replace
 
 from tree_sitter import Node, Tree
 
-from codeprefs.schema import Language
-from parsers.definitions import Definition, definitions, imports
-from parsers.treesitter import ParseLimitExceeded, ParseLimits, ast_depth, error_spans, parse
+from codeprefs.core.schema import Language
+from codeprefs.parsers.definitions import Definition, definitions, imports
+from codeprefs.parsers.treesitter import ParseLimitExceeded, ParseLimits, ast_depth, error_spans, parse
 
 FILE, WINDOW, CLASS = "file", "window", "class"
 

@@ -35,8 +35,8 @@ import pyarrow.parquet as pq
 
 from codeprefs.core.drops import DEDUPE, VALIDATED_DROP_STAGES, mark_dropped
 from codeprefs.core.files import atomic_write, file_sha256
-from codeprefs.schema import PAIR_COLUMNS, PAIR_SCHEMA
-from pipelines.rows import REJECTS_SCHEMA
+from codeprefs.core.schema import PAIR_COLUMNS, PAIR_SCHEMA
+from codeprefs.core.rows import REJECTS_SCHEMA
 
 DATA_DIR = "data"
 REJECTS_DIR = "rejects"

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from pipelines import progress
-from pipelines.errors import BuildError
-from pipelines.splits import SplitConfig, SplitRule, training_repositories
-from pipelines.sources.base import SourceWork, UnitPipeline
-from pipelines.stagecache import unit_key, write_unit
-from pipelines.steps import SplitCommits
+from codeprefs.pipelines import progress
+from codeprefs.pipelines.errors import BuildError
+from codeprefs.pipelines.splits import SplitConfig, SplitRule, training_repositories
+from codeprefs.pipelines.sources.base import SourceWork, UnitPipeline
+from codeprefs.pipelines.stagecache import unit_key, write_unit
+from codeprefs.pipelines.steps import SplitCommits
 
 
 def commit_split(config: SplitConfig | None, works: list[SourceWork], output_dir: Path) -> SplitCommits | None:
@@ -27,7 +27,7 @@ def commit_split(config: SplitConfig | None, works: list[SourceWork], output_dir
 
     A benchmark split with ``repository_disjoint`` needs the training repositories, which
     depend on every commit source: they are listed once more, here, but only when some unit
-    of a commit source still has to run (see :mod:`pipelines.splits`).
+    of a commit source still has to run (see :mod:`codeprefs.pipelines.splits`).
     """
     if config is None:
         return None

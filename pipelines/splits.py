@@ -28,8 +28,8 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from codeprefs.core.drops import SPLIT, DropReason
-from pipelines.rows import Row
-from pipelines.sources.export import repo_key, split_repos
+from codeprefs.core.rows import Row
+from codeprefs.pipelines.sources.export import repo_key, split_repos
 
 if TYPE_CHECKING:
     from ray.data import Dataset

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from codeprefs.core.files import atomic_write, write_text_atomic
 from codeprefs.core.layout import STAGES_DIR
-from pipelines.rows import WORK_SCHEMA
+from codeprefs.core.rows import WORK_SCHEMA
 
 SUCCESS = "_SUCCESS"
 _CODE_PACKAGES = ("codeprefs", "parsers", "filters", "pipelines")

@@ -1,8 +1,8 @@
 """The stages every row passes after its source: validate, judge, clean and write.
 
 Each reads the Parquet files of the stage before it and keeps its own under its fingerprint
-(see :mod:`pipelines.stagecache`); rows are marked dropped, never removed, until the writer
-counts and writes them (:mod:`pipelines.shards`).
+(see :mod:`codeprefs.pipelines.stagecache`); rows are marked dropped, never removed, until the writer
+counts and writes them (:mod:`codeprefs.pipelines.shards`).
 """
 
 from __future__ import annotations
@@ -18,17 +18,17 @@ import pyarrow as pa
 from codeprefs.core.files import file_sha256
 from codeprefs.core.layout import LLM_CACHE_DIR
 from codeprefs.core.localpaths import resolve_path
-from codeprefs.manifest import Manifest
-from filters.dedupe import BenchmarkError, decontaminate, index_for, near_dedupe
-from filters.dedupe.decontaminate import BenchmarkIndex
-from filters.length import LengthError, PairBudget, tokenizer_fingerprint
-from pipelines import progress
-from pipelines.errors import BuildError
-from pipelines.judge import STATS_DIR as JUDGE_STATS_DIR
-from pipelines.judge import judge_step, llm_totals
-from pipelines.shards import WritePartition, add_partition_column
-from pipelines.stagecache import StageDir, write_unit
-from pipelines.synthesis.llm import LLMError
+from codeprefs.pipelines.manifest import Manifest
+from codeprefs.filters.dedupe import BenchmarkError, decontaminate, index_for, near_dedupe
+from codeprefs.filters.dedupe.decontaminate import BenchmarkIndex
+from codeprefs.filters.length import LengthError, PairBudget, tokenizer_fingerprint
+from codeprefs.pipelines import progress
+from codeprefs.pipelines.errors import BuildError
+from codeprefs.pipelines.judge import STATS_DIR as JUDGE_STATS_DIR
+from codeprefs.pipelines.judge import judge_step, llm_totals
+from codeprefs.pipelines.shards import WritePartition, add_partition_column
+from codeprefs.pipelines.stagecache import StageDir, write_unit
+from codeprefs.pipelines.synthesis.llm import LLMError
 
 def run_dataset_stage(name: str, stage_fingerprint: str, files: list[str], output_dir: Path,
                       transform: Callable[[Any], Any], log: Callable[[str], None]) -> list[str]:
@@ -58,7 +58,7 @@ def run_dataset_stage(name: str, stage_fingerprint: str, files: list[str], outpu
 
 def run_judge(manifest: Manifest, stage_fingerprint: str, files: list[str], output_dir: Path,
                log: Callable[[str], None]) -> tuple[list[str], dict[str, Any]]:
-    """The ``judge`` stage (:mod:`pipelines.judge`) and what it cost: requests, tokens and cache
+    """The ``judge`` stage (:mod:`codeprefs.pipelines.judge`) and what it cost: requests, tokens and cache
     hits of this run (none when an unchanged stage is reused)."""
     stage = StageDir(output_dir, "judge", stage_fingerprint)
     reused = stage.done

@@ -1,12 +1,12 @@
 """The steps of a build, one small class each.
 
-A step takes a batch of rows (a pyarrow table with :data:`pipelines.rows.WORK_SCHEMA`) and
+A step takes a batch of rows (a pyarrow table with :data:`codeprefs.core.rows.WORK_SCHEMA`) and
 returns the same rows, having filled columns in or marked rows as dropped. Steps hold only
 their configuration, so Ray ships them to workers as they are; each one can also be called on
 a plain list of row dicts, which is how the tests drive them.
 
 Data flows one way: ListCommits -> SplitCommits -> FilterMessages -> LabelCriteria ->
-ReadContents -> AssemblePairs -> ValidatePairs -> BudgetPairs; the shard writer (:mod:`pipelines.shards`) then
+ReadContents -> AssemblePairs -> ValidatePairs -> BudgetPairs; the shard writer (:mod:`codeprefs.pipelines.shards`) then
 dedupes and writes. Export sources start with ListRecords and read contents with FetchContents
 (criteria are labelled before any fetch, so no fetch is spent on a commit without one); dataset
 sources start with ListRecords and go straight to AssemblePairs.
@@ -42,8 +42,8 @@ from codeprefs.core.drops import (
     drop,
 )
 from codeprefs.core.records import FileChunk, Malformed, Where, located_records
-from codeprefs.schema import Language, stable_id
-from filters.criteria import (
+from codeprefs.core.schema import Language, stable_id
+from codeprefs.filters.criteria import (
     CriteriaLabeler,
     CriteriaSettings,
     load_context,
@@ -51,16 +51,16 @@ from filters.criteria import (
     load_stems,
     load_terms,
 )
-from filters.length import PairBudget
-from filters.messages import MessageFilter
-from filters.testfiles import is_test_path
-from filters.validation import PairValidator, ValidationSettings
-from parsers.headers import HeaderContext, resolve_header_language
-from parsers.languages import is_ambiguous, language_for_path
-from pipelines.rows import Row, empty_row, has_nul, to_table, to_tables
-from pipelines.scopes import FILE, ScopedPair, ScopeSettings, file_pair, scope_change
-from pipelines.sources.export import ExportRules, split_repos
-from pipelines.sources.gitrepo import (
+from codeprefs.filters.length import PairBudget
+from codeprefs.filters.messages import MessageFilter
+from codeprefs.filters.testfiles import is_test_path
+from codeprefs.filters.validation import PairValidator, ValidationSettings
+from codeprefs.parsers.headers import HeaderContext, resolve_header_language
+from codeprefs.parsers.languages import is_ambiguous, language_for_path
+from codeprefs.core.rows import Row, empty_row, has_nul, to_table, to_tables
+from codeprefs.pipelines.scopes import FILE, ScopedPair, ScopeSettings, file_pair, scope_change
+from codeprefs.pipelines.sources.export import ExportRules, split_repos
+from codeprefs.pipelines.sources.gitrepo import (
     DEFAULT_CLONE_TIMEOUT_S,
     REGULAR_FILE_MODES,
     Commit,
@@ -74,7 +74,7 @@ from pipelines.sources.gitrepo import (
     materialize,
     read_blobs,
 )
-from pipelines.sources.remote import (
+from codeprefs.pipelines.sources.remote import (
     FetchSettings,
     HostSlots,
     Located,
@@ -83,7 +83,7 @@ from pipelines.sources.remote import (
     Retriever,
     Slots,
 )
-from pipelines.splits import SplitRule, row_repositories
+from codeprefs.pipelines.splits import SplitRule, row_repositories
 
 
 class Step(DropsAt):
@@ -218,8 +218,8 @@ class ListRecords(DropsAt):
     """Read one chunk of a record file and emit one row per record.
 
     ``rules`` decides what a record becomes and drops the ones it refuses at stage ``list``
-    (:class:`~pipelines.sources.export.ExportRules`,
-    :class:`~pipelines.sources.dataset.DatasetRules`).
+    (:class:`~codeprefs.pipelines.sources.export.ExportRules`,
+    :class:`~codeprefs.pipelines.sources.dataset.DatasetRules`).
     """
 
     drop_stage = LIST
@@ -237,7 +237,7 @@ class ListRecords(DropsAt):
 
 
 class SplitCommits(Step):
-    """Keep the commits of one split (see :mod:`pipelines.splits`); drop the rest at ``split``."""
+    """Keep the commits of one split (see :mod:`codeprefs.pipelines.splits`); drop the rest at ``split``."""
 
     drop_stage = SPLIT
 
@@ -255,7 +255,7 @@ class SplitCommits(Step):
 
 
 class FilterMessages(Step):
-    """Drop commits whose message states no single real intent (see :mod:`filters.messages`)."""
+    """Drop commits whose message states no single real intent (see :mod:`codeprefs.filters.messages`)."""
 
     drop_stage = MESSAGE
 
@@ -271,7 +271,7 @@ class FilterMessages(Step):
 class LabelCriteria(Step):
     """Label the commit with the criteria its message names; no criterion, no pair. A labelled
     change to a test file is dropped as ``test_file`` unless ``test_files`` is ``keep`` (see
-    :mod:`filters.testfiles`)."""
+    :mod:`codeprefs.filters.testfiles`)."""
 
     drop_stage = CRITERIA
     NO_CRITERION = CRITERIA.reason("no_criterion")
@@ -363,7 +363,7 @@ class ReadContents(Step):
 class FetchContents(Step):
     """Get each exported commit from its remotes, then read both file versions.
 
-    Commits are retrieved through :class:`~pipelines.sources.remote.Retriever`, each distinct
+    Commits are retrieved through :class:`~codeprefs.pipelines.sources.remote.Retriever`, each distinct
     commit once per batch, ``max_concurrent`` git commands at a time in threads: the caches
     first; then one fetch per repository for the commits of the batch it would be asked for
     first; then, for what is still missing, ``git fetch --depth=2`` from each allowed
@@ -531,7 +531,7 @@ def scoped_prompt(message: str, path: str, language: str, pair: ScopedPair) -> s
 
 class ScopePairs(Step):
     """Cut each commit's file pair down to the definitions its change touches (see
-    :mod:`pipelines.scopes`): one row per changed definition, a window, or the whole file
+    :mod:`codeprefs.pipelines.scopes`): one row per changed definition, a window, or the whole file
     (``pairs.scope: file`` keeps the whole files). Drops: ``unchanged_in_scope`` (the two
     versions have the same lines)."""
 
@@ -600,7 +600,7 @@ class AssemblePairs(Step):
 
 
 class ValidatePairs(Step):
-    """Tree-sitter validation of both sides (see :mod:`filters.validation`); a comment-only
+    """Tree-sitter validation of both sides (see :mod:`codeprefs.filters.validation`); a comment-only
     change is relabelled Readability_Maintainability or dropped as ``comment_only``
     (``filters.criteria.comment_only``) says.
 
@@ -635,7 +635,7 @@ class ValidatePairs(Step):
 
 
 class BudgetPairs(Step):
-    """The length budget (:mod:`filters.length`): a pair whose prompt plus longer side exceeds
+    """The length budget (:mod:`codeprefs.filters.length`): a pair whose prompt plus longer side exceeds
     ``filters.length`` (tokens with a tokenizer, else bytes) is dropped as ``too_long``."""
 
     drop_stage = LENGTH

@@ -82,7 +82,7 @@ def ray_local():
     """One local Ray instance for the whole session (builds reuse it instead of starting their own)."""
     import ray
 
-    from codeprefs.raycluster import ray_session
+    from codeprefs.core.raycluster import ray_session
 
     with ray_session(num_cpus=2):
         yield ray

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from filters.dedupe.ngrams import jaccard, ngram_set
-from pipelines.rows import empty_row, to_table
+from codeprefs.filters.dedupe.ngrams import jaccard, ngram_set
+from codeprefs.core.rows import empty_row, to_table
 
 # Modules with many long, unrelated functions.
 _MODULES = ("difflib", "textwrap", "argparse", "configparser", "tarfile", "zipfile", "shutil",

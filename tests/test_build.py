@@ -12,9 +12,9 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from codeprefs.manifest import parse_manifest
-from codeprefs.schema import PAIR_SCHEMA
-from pipelines.build import BuildError, build
+from codeprefs.pipelines.manifest import parse_manifest
+from codeprefs.core.schema import PAIR_SCHEMA
+from codeprefs.pipelines.build import BuildError, build
 from tests.samples import GO_V1, GO_V2, JS_V1, JS_V2, STATS_V1, STATS_V2, STATS_V3
 
 pytestmark = pytest.mark.ray

@@ -13,8 +13,8 @@ import pytest
 import typer.main
 
 from codeprefs.cli import app
-from trainers.evaluate import build_parser as evaluate_parser
-from trainers.train import build_parser as train_parser
+from codeprefs.trainers.evaluate import build_parser as evaluate_parser
+from codeprefs.trainers.train import build_parser as train_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,7 +54,9 @@ def test_every_codeprefs_option_and_argument_has_help():
     assert commands == []
 
 
-@pytest.mark.parametrize("module", ["trainers.train", "trainers.evaluate"])
+# The README's form (`python -m trainers.train`, from the repository root) and the package's.
+@pytest.mark.parametrize("module", ["trainers.train", "trainers.evaluate", "codeprefs.trainers.train",
+                                    "codeprefs.trainers.evaluate"])
 def test_real_help_lists_defaults(module):
     result = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True,
                             cwd=ROOT, timeout=300)

@@ -12,8 +12,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from codeprefs.schema import Aspect, Language
-from pipelines.runrecord import funnel
+from codeprefs.core.schema import Aspect, Language
+from codeprefs.pipelines.runrecord import funnel
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from codeprefs.manifest import parse_manifest
-from pipelines.build import build
+from codeprefs.pipelines.manifest import parse_manifest
+from codeprefs.pipelines.build import build
 from tests.samples import STATS_V1, STATS_V2
 
 pytestmark = pytest.mark.ray

@@ -15,7 +15,7 @@ import pytest
 from codeprefs.core.files import atomic_write, file_sha256, temporary_name, write_json_atomic, write_text_atomic
 from codeprefs.core.layout import LLM_CACHE_DIR, LOCK, RAY_LOG, REMOTES_DIR, RUN_RECORD, RUN_STATE, STAGES_DIR
 from codeprefs.core.localpaths import relative_to, resolve_path
-from pipelines.outputdir import LEFTOVER
+from codeprefs.pipelines.outputdir import LEFTOVER
 
 
 def test_a_finished_write_replaces_the_file_and_leaves_no_temporary(tmp_path):

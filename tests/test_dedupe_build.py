@@ -9,8 +9,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from codeprefs.manifest import parse_manifest
-from pipelines.build import BuildError, build
+from codeprefs.pipelines.manifest import parse_manifest
+from codeprefs.pipelines.build import BuildError, build
 from tests.dedupe_helpers import LICENSE_HEADER, reformat, rename_function, stdlib_functions
 
 pytestmark = pytest.mark.ray

@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from codeprefs.manifest import ManifestError, parse_manifest
-from filters.dedupe.decontaminate import BenchmarkError, build_index, decontaminate, first_overlap
-from filters.dedupe.settings import DecontaminateSettings
+from codeprefs.pipelines.manifest import ManifestError, parse_manifest
+from codeprefs.filters.dedupe.decontaminate import BenchmarkError, build_index, decontaminate, first_overlap
+from codeprefs.filters.dedupe.settings import DecontaminateSettings
 from tests.dedupe_helpers import pair_row, rows_table
 
 HUMANEVAL_LIKE = [

@@ -8,10 +8,10 @@ import random
 import pyarrow as pa
 import pytest
 
-from filters.dedupe.components import EDGE_SCHEMA, component_labels, connected_components
-from filters.dedupe.near import near_dedupe
-from filters.dedupe.settings import NearDedupeSettings
-from pipelines.rows import WORK_SCHEMA
+from codeprefs.filters.dedupe.components import EDGE_SCHEMA, component_labels, connected_components
+from codeprefs.filters.dedupe.near import near_dedupe
+from codeprefs.filters.dedupe.settings import NearDedupeSettings
+from codeprefs.core.rows import WORK_SCHEMA
 from tests.dedupe_helpers import (
     LICENSE_HEADER,
     commit_before,

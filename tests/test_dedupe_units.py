@@ -9,11 +9,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from filters.dedupe.hashing import hash_bytes, hash_strings
-from filters.dedupe.lsh import band_keys, choose_bands, collision_probability
-from filters.dedupe.minhash import EMPTY_SIGNATURE_VALUE, MinHasher, estimated_jaccard
-from filters.dedupe.ngrams import field_salt, iter_ngram_blocks, jaccard, ngram_set
-from filters.dedupe.tokenize import hash_token, iter_token_blocks, token_hashes, tokens
+from codeprefs.filters.dedupe.hashing import hash_bytes, hash_strings
+from codeprefs.filters.dedupe.lsh import band_keys, choose_bands, collision_probability
+from codeprefs.filters.dedupe.minhash import EMPTY_SIGNATURE_VALUE, MinHasher, estimated_jaccard
+from codeprefs.filters.dedupe.ngrams import field_salt, iter_ngram_blocks, jaccard, ngram_set
+from codeprefs.filters.dedupe.tokenize import hash_token, iter_token_blocks, token_hashes, tokens
 from tests.dedupe_helpers import commit_before, reformat, small_edit, stdlib_functions, stdlib_text
 
 
@@ -169,7 +169,7 @@ def test_band_keys_change_only_with_their_band():
 def test_manifest_accepts_the_issue_form_and_rejects_bad_near_settings(tmp_path):
     import yaml
 
-    from codeprefs.manifest import ManifestError, parse_manifest
+    from codeprefs.pipelines.manifest import ManifestError, parse_manifest
 
     (tmp_path / "bench").mkdir()
     (tmp_path / "bench" / "a.jsonl").write_text('{"prompt": "x"}\n', encoding="utf-8")

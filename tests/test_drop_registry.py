@@ -151,7 +151,7 @@ def _used_reasons() -> tuple[set[tuple[str, str]], list[type]]:
     and every class that declares a drop stage."""
     found: set[tuple[str, str]] = set()
     steps: list[type] = []
-    for module in _modules("pipelines") + _modules("filters"):
+    for module in _modules("codeprefs.pipelines") + _modules("codeprefs.filters"):
         for value in vars(module).values():
             _declared(value, found)
             if isinstance(value, type) and value.__module__ == module.__name__:
@@ -161,7 +161,7 @@ def _used_reasons() -> tuple[set[tuple[str, str]], list[type]]:
                     steps.append(value)
     # the remotes' failure names are plain text (kept in the fetch cache on disk): FetchContents
     # looks each up in the registry, so each must be a content reason
-    from pipelines.sources import remote
+    from codeprefs.pipelines.sources import remote
 
     for name in remote._REPORT_ORDER:
         found.add((CONTENT.name, str(CONTENT.reason(name))))
@@ -184,9 +184,9 @@ def test_every_reason_the_code_uses_is_registered_and_every_registered_one_is_us
 
 
 def test_the_lower_layers_return_registered_reasons():
-    from codeprefs.schema import Language
-    from filters.messages import MessageFilter
-    from filters.validation import PairValidator, ValidationSettings
+    from codeprefs.core.schema import Language
+    from codeprefs.filters.messages import MessageFilter
+    from codeprefs.filters.validation import PairValidator, ValidationSettings
 
     reason = MessageFilter().reject_reason("Revert \"add the cache\"")
     assert reason == "revert" and reason.stage.name == "message"
@@ -198,7 +198,7 @@ def test_the_lower_layers_return_registered_reasons():
 
 
 def test_the_funnel_follows_the_registry_order():
-    from pipelines.runrecord import funnel
+    from codeprefs.pipelines.runrecord import funnel
 
     assert STAGES == ("list", "split", "message", "criteria", "content", "scope", "solutions", "verify",
                       "validate", "length", "judge", "decontaminate", "dedupe")

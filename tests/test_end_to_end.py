@@ -12,8 +12,8 @@ import polars as pl
 import pytest
 import torch
 
-from codeprefs.manifest import load_manifest
-from pipelines.build import build
+from codeprefs.pipelines.manifest import load_manifest
+from codeprefs.pipelines.build import build
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.ray
 def test_quickstart_shards_train_and_evaluate(ray_local, tmp_path):
     from transformers import AutoModelForSequenceClassification
 
-    from trainers.tiny import save_tiny_causal_lm
+    from codeprefs.trainers.tiny import save_tiny_causal_lm
 
     out = tmp_path / "quickstart"
     record = build(load_manifest(ROOT / "manifests" / "quickstart.yaml"), out)

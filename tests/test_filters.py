@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-import filters
-from codeprefs.schema import Aspect, Language
-from filters.criteria import (
+import codeprefs.filters
+from codeprefs.core.schema import Aspect, Language
+from codeprefs.filters.criteria import (
     TERM_FILES,
     ContextRule,
     CriteriaLabeler,
@@ -16,9 +16,9 @@ from filters.criteria import (
     load_context,
     load_terms,
 )
-from filters.messages import MessageFilter
-from filters.testfiles import is_test_path
-from filters.validation import PairValidator, ValidationSettings
+from codeprefs.filters.messages import MessageFilter
+from codeprefs.filters.testfiles import is_test_path
+from codeprefs.filters.validation import PairValidator, ValidationSettings
 
 
 @pytest.mark.parametrize(
@@ -366,8 +366,8 @@ def test_test_files_are_found_by_each_languages_conventions(path, test):
 
 
 def test_labelled_changes_to_test_files_are_dropped_and_counted_unless_kept():
-    from pipelines.rows import empty_row
-    from pipelines.steps import LabelCriteria
+    from codeprefs.core.rows import empty_row
+    from codeprefs.pipelines.steps import LabelCriteria
 
     def rows():
         made = []

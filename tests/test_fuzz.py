@@ -24,16 +24,16 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from codeprefs.manifest import Manifest, ManifestError, load_manifest, parse_manifest
-from pipelines.sources.kinds.export import PERMISSIVE_LICENSES
-from codeprefs.schema import Language
-from parsers.headers import HeaderContext, resolve_header_language
-from parsers.treesitter import ParseLimitExceeded, ParseLimits, inspect_source
-from pipelines.rows import to_table
-from pipelines.sources.dataset import DatasetRules
-from pipelines.sources.export import ExportRules
+from codeprefs.pipelines.manifest import Manifest, ManifestError, load_manifest, parse_manifest
+from codeprefs.pipelines.sources.kinds.export import PERMISSIVE_LICENSES
+from codeprefs.core.schema import Language
+from codeprefs.parsers.headers import HeaderContext, resolve_header_language
+from codeprefs.parsers.treesitter import ParseLimitExceeded, ParseLimits, inspect_source
+from codeprefs.core.rows import to_table
+from codeprefs.pipelines.sources.dataset import DatasetRules
+from codeprefs.pipelines.sources.export import ExportRules
 from codeprefs.core.records import plan_chunks
-from pipelines.steps import ListRecords
+from codeprefs.pipelines.steps import ListRecords
 
 FUZZ = settings(derandomize=True, database=None, deadline=2000, max_examples=60,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from codeprefs.manifest import parse_manifest
-from pipelines.build import build
-from pipelines.sources.gitprogress import without_userinfo
+from codeprefs.pipelines.manifest import parse_manifest
+from codeprefs.pipelines.build import build
+from codeprefs.pipelines.sources.gitprogress import without_userinfo
 from tests.processes import processes_naming
-from pipelines.sources.gitrepo import GitTimeout, RepoSpec, materialize, resolve
+from codeprefs.pipelines.sources.gitrepo import GitTimeout, RepoSpec, materialize, resolve
 from tests.samples import STATS_V1, STATS_V2
 
 

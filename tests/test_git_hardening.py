@@ -265,7 +265,7 @@ def _stop_ray(temp_dir: Path) -> None:
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give the repository to another user")
 def test_a_repository_owned_by_another_user_is_refused_by_name(make_repo, tmp_path):
-    from pipelines.sources.gitrepo import GitError, RepoSpec, resolve
+    from codeprefs.pipelines.sources.gitrepo import GitError, RepoSpec, resolve
 
     repo = make_repo("foreign")
     repo.commit("Add module", {"mod.py": module("foreign", 0)})

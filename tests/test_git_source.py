@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.sources.gitrepo import (
+from codeprefs.pipelines.sources.gitrepo import (
     GitError,
     RepoSpec,
     iter_commits,
@@ -17,7 +17,7 @@ from pipelines.sources.gitrepo import (
     read_blobs,
     resolve,
 )
-from pipelines.steps import (
+from codeprefs.pipelines.steps import (
     AssemblePairs,
     FilterMessages,
     LabelCriteria,

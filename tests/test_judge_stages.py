@@ -9,8 +9,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from codeprefs.manifest import ManifestError, load_manifest, parse_manifest
-from pipelines.build import build
+from codeprefs.pipelines.manifest import ManifestError, load_manifest, parse_manifest
+from codeprefs.pipelines.build import build
 from tests.test_synthesis_llm import ChatServer, user_text
 
 pytestmark = pytest.mark.ray
@@ -124,8 +124,8 @@ def test_judge_without_an_endpoint_names_the_key(tmp_path):
 
 
 def test_the_manifests_instruction_styles_are_the_prompt_templates():
-    from pipelines.judgesettings import InstructionSettings
-    from pipelines.synthesis.prompts import INSTRUCTION_STYLES as TEMPLATE_STYLES
+    from codeprefs.pipelines.judgesettings import InstructionSettings
+    from codeprefs.pipelines.synthesis.prompts import INSTRUCTION_STYLES as TEMPLATE_STYLES
 
     manifest = parse_manifest({"name": "r", "sources": [{"type": "git", "repos": ["/x"]}],
                                "judge": {"llm": {"base_url": "http://127.0.0.1:1/v1", "model": "m"},

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from codeprefs.schema import Aspect
+from codeprefs.core.schema import Aspect
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = sorted((ROOT / "tests" / "fixtures" / "judged").glob("*.jsonl"))

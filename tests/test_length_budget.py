@@ -8,20 +8,21 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from codeprefs.manifest import parse_manifest
-from codeprefs.schema import Aspect
-from filters.length import DEFAULT_MAX_BYTES, LengthSettings, PairBudget
-from pipelines.build import BuildError, build
-from pipelines.rows import empty_row
-from pipelines.steps import BudgetPairs, commit_prompt
-from trainers.data import PairEncoder, normalize_columns
-from trainers.prompts import render_prompt
+from codeprefs.pipelines.manifest import parse_manifest
+from codeprefs.core.schema import Aspect
+from codeprefs.filters.length import DEFAULT_MAX_BYTES, LengthSettings, PairBudget
+from codeprefs.pipelines.build import BuildError, build
+from codeprefs.core.rows import empty_row
+from codeprefs.pipelines.steps import BudgetPairs, commit_prompt
+from codeprefs.core.encoding import PairEncoder
+from codeprefs.trainers.data import normalize_columns
+from codeprefs.core.prompts import render_prompt
 
 
 @pytest.fixture(scope="module")
 def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A byte-level BPE tokenizer with a ChatML template, trained here and saved with transformers."""
-    from trainers.tiny import tiny_tokenizer
+    from codeprefs.trainers.tiny import tiny_tokenizer
 
     folder = tmp_path_factory.mktemp("tiny-tokenizer")
     tiny_tokenizer().save_pretrained(folder)

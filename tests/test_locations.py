@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from codeprefs.core.locations import RemoteLocationError, require_local, url_scheme
-from codeprefs.manifest import ManifestError, load_manifest
-from trainers.data import DataError, load_pairs
+from codeprefs.pipelines.manifest import ManifestError, load_manifest
+from codeprefs.trainers.data import DataError, load_pairs
 
 ROOT = Path(__file__).resolve().parents[1]
 URLS = ("s3://bucket/q", "gs://bucket/q", "hf://datasets/org/name", "az://c/q")
@@ -42,10 +42,10 @@ def test_schemes_are_read_from_urls_only():
     ["-m", "codeprefs.cli", "runs", URLS[3]],
     ["-m", "codeprefs.cli", "publish", URLS[0], "--repo", "org/name", "--dry-run"],
     ["-m", "codeprefs.cli", "build", "--manifest", "s3://bucket/run.yaml"],
-    ["-m", "trainers.train", "--data", URLS[0], "--model", "m", "--output", "ckpt"],
-    ["-m", "trainers.train", "--data", "pairs", "--model", "m", "--output", URLS[1]],
-    ["-m", "trainers.evaluate", "--data", URLS[2], "--model", "m", "--output", "eval"],
-    ["-m", "trainers.evaluate", "--data", "pairs", "--model", "m", "--output", URLS[3]],
+    ["-m", "codeprefs.trainers.train", "--data", URLS[0], "--model", "m", "--output", "ckpt"],
+    ["-m", "codeprefs.trainers.train", "--data", "pairs", "--model", "m", "--output", URLS[1]],
+    ["-m", "codeprefs.trainers.evaluate", "--data", URLS[2], "--model", "m", "--output", "eval"],
+    ["-m", "codeprefs.trainers.evaluate", "--data", "pairs", "--model", "m", "--output", URLS[3]],
 ], ids=["build", "build_prefs", "stats", "runs", "publish", "manifest", "train-data", "train-output",
         "evaluate-data", "evaluate-output"])
 def test_every_command_refuses_a_url_for_a_path_and_writes_nothing(tmp_path, args):

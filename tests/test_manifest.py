@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from codeprefs.manifest import ManifestError, load_manifest
+from codeprefs.pipelines.manifest import ManifestError, load_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 

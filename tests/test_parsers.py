@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from codeprefs.schema import Language, parse_language
-from parsers.headers import HeaderContext, resolve_header_language
-from parsers.languages import LANGUAGES, language_for_path
-from parsers.treesitter import (
+from codeprefs.core.schema import Language, parse_language
+from codeprefs.parsers.headers import HeaderContext, resolve_header_language
+from codeprefs.parsers.languages import LANGUAGES, language_for_path
+from codeprefs.parsers.treesitter import (
     ParseLimitExceeded,
     ParseLimits,
     ast_depth,

@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 from rich.console import Console
 
-from codeprefs.raycluster import make_temp_dir
-from pipelines import progress
+from codeprefs.core.raycluster import make_temp_dir
+from codeprefs.pipelines import progress
 
 
 def test_plain_lines_at_most_one_per_interval_and_one_at_the_end():

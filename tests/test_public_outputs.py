@@ -16,9 +16,9 @@ import yaml
 from typer.testing import CliRunner
 
 from codeprefs.cli import app
-from codeprefs.manifest import load_manifest
+from codeprefs.pipelines.manifest import load_manifest
 from codeprefs.publish import publish
-from codeprefs.redact import public_url, redact_text, redact_url
+from codeprefs.core.redact import public_url, redact_text, redact_url
 from tests.conftest import GitRepo
 from tests.fakehub import hub  # noqa: F401  (a fixture)
 from tests.remotes import export_row, write_jsonl
@@ -93,7 +93,7 @@ def test_no_credential_in_outputs_logs_errors_or_upload(ray_local, served, tmp_p
          "retries": 0, "fetch_timeout_s": 30},
     ]}))
     out = tmp_path / "out"
-    from pipelines.build import build
+    from codeprefs.pipelines.build import build
 
     lines: list[str] = []
     record = build(load_manifest(manifest), out, manifest_path=str(manifest), log=lines.append)
@@ -139,7 +139,7 @@ def test_no_local_path_in_shards_card_or_upload(ray_local, tmp_path, hub):
     manifest.write_text(yaml.safe_dump({"name": "local", "sources": [{"type": "git", "license": "mit", "repos": [
         str(cloned.path), str(plain.path), f"file://{bare}", {"path": str(named.path), "name": "acme/tools"},
         str(bundle)]}], "pairs": {"scope": "file"}}))  # the tag comment keeps whole files apart
-    from pipelines.build import build
+    from codeprefs.pipelines.build import build
 
     out = tmp_path / "out"
     record = build(load_manifest(manifest), out, manifest_path=str(manifest))
@@ -149,7 +149,7 @@ def test_no_local_path_in_shards_card_or_upload(ray_local, tmp_path, hub):
     assert record["manifest"]["sources"][0]["repos"][:2] == ["../home/someone/src/widgets",
                                                             "../home/someone/src/tools"]
     assert record["manifest_path"] == "../manifests/local.yaml"  # relative to the output folder
-    from pipelines.runrecord import list_runs
+    from codeprefs.pipelines.runrecord import list_runs
 
     assert list_runs(out)[0]["manifest_path"] == str(manifest)  # `codeprefs runs` still finds it
     ids = sorted(row["id"] for row in rows)
@@ -168,8 +168,8 @@ def test_no_local_path_in_shards_card_or_upload(ray_local, tmp_path, hub):
 
 
 def test_two_repositories_with_one_name_are_refused(tmp_path):
-    from pipelines.sources.base import SourceError
-    from pipelines.sources.kinds.git import resolve_repositories
+    from codeprefs.pipelines.sources.base import SourceError
+    from codeprefs.pipelines.sources.kinds.git import resolve_repositories
 
     def resolve_inputs(manifest):
         return resolve_repositories(list(enumerate(manifest.sources)), manifest.base_dir)

@@ -28,8 +28,8 @@ GO_V2 = "package geo\n\nfunc Area(w int, h int) int {\n\treturn w * h\n}\n"
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, ray_local):
     """One real build shared by the tests of this module (they copy it before changing it)."""
-    from codeprefs.manifest import parse_manifest
-    from pipelines.build import build
+    from codeprefs.pipelines.manifest import parse_manifest
+    from codeprefs.pipelines.build import build
     from tests.conftest import GitRepo
 
     base = tmp_path_factory.mktemp("publish")

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from codeprefs.card import write_card
-from codeprefs.manifest import parse_manifest
-from pipelines.build import build
-from pipelines.quality import change_share, summarize
+from codeprefs.pipelines.manifest import parse_manifest
+from codeprefs.pipelines.build import build
+from codeprefs.pipelines.quality import change_share, summarize
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -16,15 +16,15 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from codeprefs.manifest import load_manifest
-from codeprefs.schema import Aspect, Language
-from filters.messages import LOW_SIGNAL_MESSAGES, MessageFilter, normalise_message
-from filters.validation import normalise_whitespace
-from parsers.languages import language_for_path
-from pipelines.sources.kinds.git import GitSource, resolve_repositories
-from pipelines.rows import Row
-from pipelines.sources.gitrepo import RepoSpec, resolve
-from pipelines.steps import (
+from codeprefs.pipelines.manifest import load_manifest
+from codeprefs.core.schema import Aspect, Language
+from codeprefs.filters.messages import LOW_SIGNAL_MESSAGES, MessageFilter, normalise_message
+from codeprefs.filters.validation import normalise_whitespace
+from codeprefs.parsers.languages import language_for_path
+from codeprefs.pipelines.sources.kinds.git import GitSource, resolve_repositories
+from codeprefs.core.rows import Row
+from codeprefs.pipelines.sources.gitrepo import RepoSpec, resolve
+from codeprefs.pipelines.steps import (
     AssemblePairs,
     FilterMessages,
     LabelCriteria,

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from codeprefs.manifest import parse_manifest
-from pipelines.build import build
+from codeprefs.pipelines.manifest import parse_manifest
+from codeprefs.pipelines.build import build
 from tests.processes import kill_processes_naming
 
 ROOT = Path(__file__).resolve().parents[1]

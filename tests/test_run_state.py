@@ -18,9 +18,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from codeprefs.card import write_card
-from codeprefs.manifest import parse_manifest
+from codeprefs.pipelines.manifest import parse_manifest
 from codeprefs.publish import PublishError, publish
-from pipelines.build import BuildError, build
+from codeprefs.pipelines.build import BuildError, build
 from tests.samples import STATS_V1, STATS_V2, STATS_V3
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,13 +11,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from codeprefs.manifest import parse_manifest
-from codeprefs.schema import Language
-from parsers.definitions import imports
-from parsers.treesitter import parse
-from pipelines.rows import empty_row
-from pipelines.scopes import ScopeSettings, scope_change
-from pipelines.steps import ScopePairs, commit_intent, scoped_prompt
+from codeprefs.pipelines.manifest import parse_manifest
+from codeprefs.core.schema import Language
+from codeprefs.parsers.definitions import imports
+from codeprefs.parsers.treesitter import parse
+from codeprefs.core.rows import empty_row
+from codeprefs.pipelines.scopes import ScopeSettings, scope_change
+from codeprefs.pipelines.steps import ScopePairs, commit_intent, scoped_prompt
 
 # Each template has four markers: @F@ in function f, @G@ in function g, @N@ in the nested
 # definition, @T@ on a top-level line outside every definition.
@@ -241,7 +241,7 @@ def test_blank_lines_between_definitions_give_no_pair():
 def test_scoped_validation_uses_the_whole_files_tree():
     """A C++ method cut out of its class would not parse alone in every grammar; its signals come
     from the whole file, under the method's bytes."""
-    from filters.validation import PairValidator
+    from codeprefs.filters.validation import PairValidator
 
     old, new, pairs = scoped(Language.JAVA, "@N@")
     pair = pairs[0]
@@ -300,7 +300,7 @@ def _rows(out: Path) -> list[dict]:
 
 @pytest.mark.ray
 def test_build_keeps_function_scoped_rows(ray_local, tmp_path, scoped_repo):
-    from pipelines.build import build
+    from codeprefs.pipelines.build import build
 
     manifest = parse_manifest({"name": "scoped", "sources": [{"type": "git", "repos": [str(scoped_repo.path)]}]},
                               tmp_path)
@@ -328,8 +328,8 @@ def test_build_keeps_function_scoped_rows(ray_local, tmp_path, scoped_repo):
 
 @pytest.mark.ray
 def test_build_with_file_scope_keeps_whole_files(ray_local, tmp_path, scoped_repo):
-    from pipelines.build import build
-    from pipelines.steps import commit_prompt
+    from codeprefs.pipelines.build import build
+    from codeprefs.pipelines.steps import commit_prompt
 
     manifest = parse_manifest({"name": "whole", "sources": [{"type": "git", "repos": [str(scoped_repo.path)]}],
                                "pairs": {"scope": "file"}}, tmp_path)

@@ -10,22 +10,22 @@ import pytest
 from pydantic import ValidationError
 
 from codeprefs.core.settings import Settings
-from codeprefs.manifest import FiltersConfig, Manifest, parse_manifest
-from filters.criteria import CriteriaSettings
-from filters.dedupe.settings import DecontaminateSettings, DedupeSettings, NearDedupeSettings
-from filters.length import LengthSettings
-from filters.messages import MessageFilter, MessageFilterSettings
-from filters.validation import PairValidator, ValidationSettings
-from pipelines.judgesettings import InstructionSettings, JudgeSettings, RatingSettings
-from pipelines.synthesis.harness import RunLimits
-from pipelines.synthesis.llm import LLMSettings
-from pipelines.synthesis.settings import (
+from codeprefs.pipelines.manifest import FiltersConfig, Manifest, parse_manifest
+from codeprefs.filters.criteria import CriteriaSettings
+from codeprefs.filters.dedupe.settings import DecontaminateSettings, DedupeSettings, NearDedupeSettings
+from codeprefs.filters.length import LengthSettings
+from codeprefs.filters.messages import MessageFilter, MessageFilterSettings
+from codeprefs.filters.validation import PairValidator, ValidationSettings
+from codeprefs.pipelines.judgesettings import InstructionSettings, JudgeSettings, RatingSettings
+from codeprefs.pipelines.synthesis.harness import RunLimits
+from codeprefs.pipelines.synthesis.llm import LLMSettings
+from codeprefs.pipelines.synthesis.settings import (
     BugInjectionSettings,
     ReadabilitySettings,
     SandboxSettings,
     SynthesisSettings,
 )
-from pipelines.synthesis.verify import VariantTimeout
+from codeprefs.pipelines.synthesis.verify import VariantTimeout
 
 LLM = {"base_url": "http://127.0.0.1:1/v1", "model": "m"}
 

@@ -9,12 +9,12 @@ from typing import get_args
 
 import pytest
 
-from codeprefs.manifest import parse_manifest
-from pipelines.recipes import not_fingerprinted, settings_data
-from pipelines.sources.base import SourceSettings
-from pipelines.sources.kinds import SOURCE_KINDS, Source, kind_of
-from pipelines.sources.kinds.git import GitRecipe
-from pipelines.sources.commits import CommitSteps
+from codeprefs.pipelines.manifest import parse_manifest
+from codeprefs.pipelines.recipes import not_fingerprinted, settings_data
+from codeprefs.pipelines.sources.base import SourceSettings
+from codeprefs.pipelines.sources.kinds import SOURCE_KINDS, Source, kind_of
+from codeprefs.pipelines.sources.kinds.git import GitRecipe
+from codeprefs.pipelines.sources.commits import CommitSteps
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,11 +14,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from codeprefs.manifest import parse_manifest
-from pipelines.sources.kinds.dataset import DatasetSource
-from pipelines.build import BuildError, build
-from pipelines.sources.dataset import DatasetRules, file_chunks, plan_dataset
-from pipelines.steps import ListRecords
+from codeprefs.pipelines.manifest import parse_manifest
+from codeprefs.pipelines.sources.kinds.dataset import DatasetSource
+from codeprefs.pipelines.build import BuildError, build
+from codeprefs.pipelines.sources.dataset import DatasetRules, file_chunks, plan_dataset
+from codeprefs.pipelines.steps import ListRecords
 from tests.remotes import write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,7 +164,7 @@ def test_build_from_three_dataset_sources(ray_local, data, tmp_path):
     ({"path": "a.parquet", "columns": {"prompt": "q"}}, "columns.prompt: unknown key"),
 ])
 def test_dataset_manifest_mistakes_name_the_key(tmp_path, source, message):
-    from codeprefs.manifest import ManifestError
+    from codeprefs.pipelines.manifest import ManifestError
 
     with pytest.raises(ManifestError) as caught:
         parse_manifest({"name": "d", "sources": [{"type": "dataset", **source}]}, tmp_path)

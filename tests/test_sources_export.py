@@ -16,12 +16,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from codeprefs.core.files import file_sha256
-from codeprefs.manifest import parse_manifest
-from pipelines.sources.kinds.export import PERMISSIVE_LICENSES
-from pipelines.build import build
-from pipelines.sources.export import ExportRules
+from codeprefs.pipelines.manifest import parse_manifest
+from codeprefs.pipelines.sources.kinds.export import PERMISSIVE_LICENSES
+from codeprefs.pipelines.build import build
+from codeprefs.pipelines.sources.export import ExportRules
 from codeprefs.core.records import plan_chunks, read_records
-from pipelines.sources.remote import (
+from codeprefs.pipelines.sources.remote import (
     ClusterHostSlots,
     FetchSettings,
     HostSlots,
@@ -30,7 +30,7 @@ from pipelines.sources.remote import (
     SlotLeases,
     classify_failure,
 )
-from pipelines.steps import FetchContents, FilterMessages, LabelCriteria, ListRecords
+from codeprefs.pipelines.steps import FetchContents, FilterMessages, LabelCriteria, ListRecords
 from tests.remotes import JS_V2, RING_H_V2, STATS_V2, STATS_V3, build_remotes, export_row, write_jsonl
 
 
@@ -356,7 +356,7 @@ def test_build_from_an_export_and_a_rerun_without_remotes(ray_local, tmp_path, r
     ({"path": "e.jsonl", "retry": 3}, "retry: unknown key"),
 ])
 def test_export_manifest_mistakes_name_the_key(tmp_path, source, message):
-    from codeprefs.manifest import ManifestError
+    from codeprefs.pipelines.manifest import ManifestError
 
     with pytest.raises(ManifestError) as caught:
         parse_manifest({"name": "e", "sources": [{"type": "export", **source}]}, tmp_path)
@@ -364,7 +364,7 @@ def test_export_manifest_mistakes_name_the_key(tmp_path, source, message):
 
 
 def test_export_defaults_and_a_missing_file(tmp_path):
-    from pipelines.build import BuildError
+    from codeprefs.pipelines.build import BuildError
 
     manifest = parse_manifest({"name": "e", "sources": [{"type": "export", "path": "e.jsonl"}]}, tmp_path)
     source = manifest.sources[0]
@@ -428,7 +428,7 @@ def test_build_counts_malformed_export_lines(ray_local, tmp_path, remotes):
 def test_a_truncated_gzip_export_stops_the_build_naming_the_file(ray_local, tmp_path, remotes):
     import gzip
 
-    from pipelines.build import BuildError
+    from codeprefs.pipelines.build import BuildError
 
     good = export_row(remotes.commits["stats_fix"], "acme/stats", "stats.py", "Fix bug: mean was off by one")
     data = gzip.compress(("\n".join([json.dumps(good)] * 2000) + "\n").encode())

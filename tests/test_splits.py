@@ -9,12 +9,12 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from codeprefs.manifest import ManifestError, parse_manifest
-from pipelines.splits import SplitConfig
-from pipelines.build import build
-from pipelines.rows import empty_row, to_table
-from pipelines.splits import SplitRule, training_repositories, utc_midnight
-from pipelines.steps import SplitCommits
+from codeprefs.pipelines.manifest import ManifestError, parse_manifest
+from codeprefs.pipelines.splits import SplitConfig
+from codeprefs.pipelines.build import build
+from codeprefs.core.rows import empty_row, to_table
+from codeprefs.pipelines.splits import SplitRule, training_repositories, utc_midnight
+from codeprefs.pipelines.steps import SplitCommits
 from tests.conftest import GitRepo
 from tests.remotes import JS_V2, STATS_V1, STATS_V2, STATS_V3, build_remotes, export_row, write_jsonl
 

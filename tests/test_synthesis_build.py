@@ -10,12 +10,12 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from codeprefs.manifest import ManifestError, parse_manifest
-from codeprefs.schema import PAIR_SCHEMA, Language
-from pipelines.build import BuildError, build
-from pipelines.synthesis import harness
-from pipelines.synthesis.code import parse_program
-from pipelines.synthesis.sandbox import memory_limit_mode
+from codeprefs.pipelines.manifest import ManifestError, parse_manifest
+from codeprefs.core.schema import PAIR_SCHEMA, Language
+from codeprefs.pipelines.build import BuildError, build
+from codeprefs.pipelines.synthesis import harness
+from codeprefs.pipelines.synthesis.code import parse_program
+from codeprefs.pipelines.synthesis.sandbox import memory_limit_mode
 
 pytestmark = pytest.mark.ray
 
@@ -51,7 +51,7 @@ def write_records(path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def ray_instance():
-    from codeprefs.raycluster import ray_session
+    from codeprefs.core.raycluster import ray_session
 
     with ray_session(num_cpus=2):
         yield
@@ -155,7 +155,7 @@ def test_toolchain_versions_are_read_from_each_executable(tmp_path):
 
 def test_a_toolchain_upgrade_changes_the_source_fingerprint(tmp_path, monkeypatch):
     """Which mutants fail their tests depends on the compiler, so a new one reruns the source."""
-    from pipelines.build import plan_build
+    from codeprefs.pipelines.build import plan_build
 
     data = tmp_path / "solutions.jsonl"
     write_records(data)

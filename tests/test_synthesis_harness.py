@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from codeprefs.schema import Language
-from pipelines.synthesis.harness import (
+from codeprefs.core.schema import Language
+from codeprefs.pipelines.synthesis.harness import (
     GO_PATH,
     assemble,
     closing_suffix,
@@ -15,8 +15,8 @@ from pipelines.synthesis.harness import (
     missing_commands,
     user_code,
 )
-from pipelines.synthesis.sandbox import Sandbox
-from pipelines.synthesis.verify import Verdict, Verifier
+from codeprefs.pipelines.synthesis.sandbox import Sandbox
+from codeprefs.pipelines.synthesis.verify import Verdict, Verifier
 
 # language: (prompt, right solution, wrong solution, tests, entry point). The tests use each
 # language's usual assertion style, including the ones that only print by default.

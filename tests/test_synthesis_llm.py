@@ -10,8 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from pipelines.synthesis import prompts
-from pipelines.synthesis.llm import (
+from codeprefs.pipelines.synthesis import prompts
+from codeprefs.pipelines.synthesis.llm import (
     ChangeRater,
     ChatClient,
     InstructionWriter,
@@ -20,9 +20,9 @@ from pipelines.synthesis.llm import (
     PairJudge,
     ResponseCache,
 )
-from pipelines.synthesis.pairs import SolutionSynthesizer
-from pipelines.synthesis.settings import BugInjectionSettings
-from pipelines.sources.solutions import SolutionRecord
+from codeprefs.pipelines.synthesis.pairs import SolutionSynthesizer
+from codeprefs.pipelines.synthesis.settings import BugInjectionSettings
+from codeprefs.pipelines.sources.solutions import SolutionRecord
 
 Script = Callable[[dict, int], tuple[int, object, float]]  # request, number -> status, body, delay
 

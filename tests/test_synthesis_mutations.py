@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from codeprefs.schema import Language
-from parsers.languages import grammar
-from pipelines.synthesis import mutations
-from pipelines.synthesis.code import Edit, parse_program
-from pipelines.synthesis.languages import SYNTAX
-from pipelines.synthesis.mutations import (
+from codeprefs.core.schema import Language
+from codeprefs.parsers.languages import grammar
+from codeprefs.pipelines.synthesis import mutations
+from codeprefs.pipelines.synthesis.code import Edit, parse_program
+from codeprefs.pipelines.synthesis.languages import SYNTAX
+from codeprefs.pipelines.synthesis.mutations import (
     OPERATORS,
     Operator,
     VariantCheck,

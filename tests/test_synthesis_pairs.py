@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from codeprefs.manifest import parse_manifest
-from codeprefs.schema import Language
-from pipelines.sources.solutions import SolutionFields, SolutionRecord, SolutionsError, plan_chunks, read_chunk
-from pipelines.synthesis import harness
-from pipelines.synthesis.pairs import SolutionSynthesizer, ToolchainMissing
-from pipelines.synthesis.plan import SynthesisPlan
-from pipelines.synthesis.sandbox import detect_isolation, memory_limit_mode
-from pipelines.synthesis.settings import BugInjectionSettings, ReadabilitySettings, SandboxSettings
+from codeprefs.pipelines.manifest import parse_manifest
+from codeprefs.core.schema import Language
+from codeprefs.pipelines.sources.solutions import SolutionFields, SolutionRecord, SolutionsError, plan_chunks, read_chunk
+from codeprefs.pipelines.synthesis import harness
+from codeprefs.pipelines.synthesis.pairs import SolutionSynthesizer, ToolchainMissing
+from codeprefs.pipelines.synthesis.plan import SynthesisPlan
+from codeprefs.pipelines.synthesis.sandbox import detect_isolation, memory_limit_mode
+from codeprefs.pipelines.synthesis.settings import BugInjectionSettings, ReadabilitySettings, SandboxSettings
 
 FAST = SandboxSettings(run_timeout_s=3, output_kb=256)
 

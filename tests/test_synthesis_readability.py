@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from codeprefs.schema import Language
-from pipelines.synthesis.code import parse_program
-from pipelines.synthesis.readability import degrade, same_structure
+from codeprefs.core.schema import Language
+from codeprefs.pipelines.synthesis.code import parse_program
+from codeprefs.pipelines.synthesis.readability import degrade, same_structure
 from tests.synthesis_programs import PROGRAMS
 
 COMMENT = {"Python": "#", "Ruby": "#"}

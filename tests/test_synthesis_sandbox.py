@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.synthesis.sandbox import (
+from codeprefs.pipelines.synthesis.sandbox import (
     MEMORY_LIMIT_MODES,
     Limits,
     Sandbox,

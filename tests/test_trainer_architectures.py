@@ -19,12 +19,12 @@ from tests.trainer_fixtures import (  # noqa: F401
     tiny_model,
     write_shards,
 )
-from trainers.attention import SEGMENTS, VARLEN, register
-from trainers.data import EncodedPair
-from trainers.model import RewardModel, disable_dropout
-from trainers.packcheck import packing_problem
-from trainers.packing import pack_pairs, pad_pairs
-from trainers.train import TrainConfig, run
+from codeprefs.trainers.attention import SEGMENTS, VARLEN, register
+from codeprefs.core.encoding import EncodedPair
+from codeprefs.trainers.model import RewardModel, disable_dropout
+from codeprefs.trainers.packcheck import packing_problem
+from codeprefs.trainers.packing import pack_pairs, pad_pairs
+from codeprefs.trainers.train import TrainConfig, run
 
 SMALL = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
              num_key_value_heads=2, max_position_embeddings=512)
@@ -98,7 +98,7 @@ def test_probe_leaves_the_model_as_it_found_it(tiny_model):  # noqa: F811
 
 @pytest.mark.parametrize("backend", [SEGMENTS, VARLEN])
 def test_sliding_window_packs_match_transformers_padded_batches(backend, monkeypatch):
-    import trainers.attention as attention
+    import codeprefs.trainers.attention as attention
 
     if backend == VARLEN:  # torch's varlen kernel is CUDA-only: the CPU stand-in with its signature
         monkeypatch.setattr(attention, "_torch_varlen", lambda: _varlen_with_window)
@@ -124,8 +124,8 @@ def test_sliding_window_packs_match_transformers_padded_batches(backend, monkeyp
     ("gpt_oss", dict(num_local_experts=4, num_experts_per_tok=2, layer_types=["full_attention"] * 2)),  # sinks
 ])
 def test_attention_our_backends_cannot_compute_runs_eagerly_on_padded_batches(model_type, options):
-    from trainers.attention import UnsupportedAttention
-    from trainers.packcheck import fall_back_to_padding
+    from codeprefs.trainers.attention import UnsupportedAttention
+    from codeprefs.trainers.packcheck import fall_back_to_padding
 
     model = _reward_model(model_type, **options)
     with pytest.raises(UnsupportedAttention):  # never silently skipped
@@ -145,7 +145,7 @@ def test_attention_our_backends_cannot_compute_runs_eagerly_on_padded_batches(mo
 def _save_tiny(path: Path, model_type: str, **options) -> Path:
     from transformers import AutoModelForCausalLM
 
-    from trainers.tiny import tiny_tokenizer
+    from codeprefs.trainers.tiny import tiny_tokenizer
 
     tokenizer = tiny_tokenizer()
     torch.manual_seed(0)
@@ -165,7 +165,7 @@ def _save_tiny(path: Path, model_type: str, **options) -> Path:
 ])
 def test_each_architecture_trains_on_the_batches_it_computes_exactly(tmp_path, model_type, attention, batches,
                                                                      problem):
-    from trainers.evaluate import evaluate
+    from codeprefs.trainers.evaluate import evaluate
 
     model_path = _save_tiny(tmp_path / model_type, model_type)
     data = write_shards(tmp_path / "pairs", make_rows(8, seed=2))
@@ -189,9 +189,9 @@ def test_each_architecture_trains_on_the_batches_it_computes_exactly(tmp_path, m
 def test_architectures_without_a_transformers_reward_class_get_one_that_loads(tmp_path, model_type, options):
     from transformers import AutoModelForSequenceClassification
 
-    from trainers.evaluate import evaluate
-    from trainers.seqcls import REWARD_CODE_FILE
-    from trainers.tokenizer import load_tokenizer
+    from codeprefs.trainers.evaluate import evaluate
+    from codeprefs.trainers.seqcls import REWARD_CODE_FILE
+    from codeprefs.trainers.tokenizer import load_tokenizer
 
     model_path = _save_tiny(tmp_path / model_type, model_type, **options)
     data = write_shards(tmp_path / "pairs", make_rows(6, seed=4))
@@ -228,7 +228,7 @@ def test_dropout_is_off_in_training_whatever_the_architecture_calls_it():
 def test_a_reward_class_is_written_where_transformers_has_none_or_another_head():
     import transformers
 
-    from trainers.seqcls import sequence_classification_class
+    from codeprefs.trainers.seqcls import sequence_classification_class
 
     qwen3, gpt2 = (sequence_classification_class(_config(name)) for name in ("qwen3", "gpt2"))
     assert (qwen3.cls, qwen3.source) == (transformers.Qwen3ForSequenceClassification, None)
@@ -242,8 +242,8 @@ def test_a_reward_class_is_written_where_transformers_has_none_or_another_head()
 
 
 def test_blocks_are_found_in_models_that_do_not_name_them(tiny_model):  # noqa: F811
-    from trainers.distributed import transformer_blocks
-    from trainers.model import wrap_blocks
+    from codeprefs.trainers.distributed import transformer_blocks
+    from codeprefs.trainers.model import wrap_blocks
 
     qwen3 = RewardModel.from_pretrained(tiny_model, attn_implementation=SEGMENTS)
     assert [type(b).__name__ for b in transformer_blocks(qwen3.transformer())] == ["Qwen3DecoderLayer"] * 2
@@ -263,7 +263,7 @@ def test_blocks_are_found_in_models_that_do_not_name_them(tiny_model):  # noqa: 
 
 
 def test_attention_over_more_keys_than_pack_tokens_is_not_computed_as_if_it_were():
-    from trainers.attention import UnsupportedAttention, segmented_attention_forward
+    from codeprefs.trainers.attention import UnsupportedAttention, segmented_attention_forward
 
     query, key = torch.randn(1, 2, 6, 8), torch.randn(1, 2, 9, 8)  # three extra (e.g. memory) keys
     boundaries = dict(cu_seq_lens_q=torch.tensor([0, 2, 6], dtype=torch.int32), max_length_q=4)

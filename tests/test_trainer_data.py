@@ -9,20 +9,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from codeprefs.schema import Aspect
+from codeprefs.core.schema import Aspect
 from tests.trainer_fixtures import make_rows, one_torch_thread, tiny_model, tokenizer, write_shards  # noqa: F401
-from trainers.data import (
+from codeprefs.core.encoding import PairEncoder
+from codeprefs.trainers.data import (
     LOADED_COLUMNS,
     DataError,
-    PairEncoder,
     assign_system_prompts,
     evaluation_system_prompts,
     load_pairs,
     normalize_columns,
     write_report,
 )
-from trainers.evaluate import load_eval_set
-from trainers.prompts import CODE_CRITERIA, GENERAL_CRITERIA, PromptKind, render_prompt
+from codeprefs.trainers.evaluate import load_eval_set
+from codeprefs.core.prompts import CODE_CRITERIA, GENERAL_CRITERIA, PromptKind, render_prompt
 
 
 def test_every_source_kind_loads_the_same_pairs(tmp_path):

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from tests.trainer_fixtures import make_rows, one_torch_thread, tiny_model, write_shards  # noqa: F401
-from trainers.train import TrainConfig, run
+from codeprefs.trainers.train import TrainConfig, run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,7 +63,7 @@ def _assert_same_training(one: Path, two: Path, tolerance: float = 1e-5) -> None
 def test_two_gloo_processes_under_torchrun_match_one_process(tmp_path, tiny_model, one_process_run):  # noqa: F811
     data, one = one_process_run
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               "-m", "trainers.train", "--data", str(data), "--model", str(tiny_model),
+               "-m", "codeprefs.trainers.train", "--data", str(data), "--model", str(tiny_model),
                "--output", str(tmp_path / "two"), "--eval-data", str(data), "--eval-every", "1"]
     for key, value in SETTINGS.items():
         command += [f"--{key.replace('_', '-')}", str(value)]
@@ -79,7 +79,7 @@ def test_two_gloo_processes_under_torchrun_match_one_process(tmp_path, tiny_mode
 
 @pytest.mark.ray
 def test_two_ray_train_workers_match_one_process(tmp_path, tiny_model, one_process_run, ray_local):  # noqa: F811
-    from trainers.raytrain import run_on_ray
+    from codeprefs.trainers.raytrain import run_on_ray
 
     data, one = one_process_run
     summary = run_on_ray(run, TrainConfig(data=[str(data)], model=str(tiny_model), output=str(tmp_path / "two"),
@@ -90,8 +90,8 @@ def test_two_ray_train_workers_match_one_process(tmp_path, tiny_model, one_proce
 
 @pytest.mark.ray
 def test_a_ray_train_worker_error_reaches_the_caller_as_itself(tmp_path, tiny_model, ray_local):  # noqa: F811
-    from trainers.data import DataError
-    from trainers.raytrain import run_on_ray
+    from codeprefs.trainers.data import DataError
+    from codeprefs.trainers.raytrain import run_on_ray
 
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -101,7 +101,7 @@ def test_a_ray_train_worker_error_reaches_the_caller_as_itself(tmp_path, tiny_mo
 
 
 def test_ray_workers_must_be_positive(tmp_path, capsys):
-    from trainers.train import main
+    from codeprefs.trainers.train import main
 
     code = main(["--data", str(tmp_path), "--model", str(tmp_path), "--output", str(tmp_path / "o"),
                  "--ray-workers", "0"])
@@ -110,7 +110,7 @@ def test_ray_workers_must_be_positive(tmp_path, capsys):
 
 
 def test_paths_travel_to_ray_workers_as_absolute_ones(tmp_path, monkeypatch):
-    from trainers.raytrain import portable_config
+    from codeprefs.trainers.raytrain import portable_config
 
     (tmp_path / "shards").mkdir()
     (tmp_path / "model").mkdir()

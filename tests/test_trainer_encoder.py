@@ -8,12 +8,13 @@ import pandas as pd
 import torch
 
 from tests.trainer_fixtures import make_rows, one_torch_thread, write_shards  # noqa: F401
-from trainers.data import PairEncoder, evaluation_system_prompts, load_pairs
-from trainers.model import RewardModel, detect_backbone
-from trainers.packing import pad_pairs
-from trainers.tiny import save_tiny_encoder
-from trainers.tokenizer import load_tokenizer
-from trainers.train import TrainConfig, run
+from codeprefs.core.encoding import PairEncoder
+from codeprefs.trainers.data import evaluation_system_prompts, load_pairs
+from codeprefs.trainers.model import RewardModel, detect_backbone
+from codeprefs.trainers.packing import pad_pairs
+from codeprefs.trainers.tiny import save_tiny_encoder
+from codeprefs.trainers.tokenizer import load_tokenizer
+from codeprefs.trainers.train import TrainConfig, run
 
 
 def test_encoder_trains_saves_and_scores_like_transformers(tmp_path):

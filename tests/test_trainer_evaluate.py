@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from tests.trainer_fixtures import make_rows, one_torch_thread, tiny_model, tokenizer, write_shards  # noqa: F401
-from trainers.data import DataError
-from trainers.evaluate import compile_results, evaluate, main
-from trainers.model import RewardModel
+from codeprefs.trainers.data import DataError
+from codeprefs.trainers.evaluate import compile_results, evaluate, main
+from codeprefs.trainers.model import RewardModel
 
 
 def test_results_match_numbers_computed_by_hand():
@@ -104,7 +104,7 @@ def test_a_failing_batch_fails_the_run(tmp_path, tokenizer):  # noqa: F811
     # A model whose vocabulary is smaller than the tokenizer's: some batch hits an unknown id.
     from transformers import Qwen3ForCausalLM
 
-    from trainers.tiny import qwen3_config
+    from codeprefs.trainers.tiny import qwen3_config
 
     small = Qwen3ForCausalLM(qwen3_config("tiny", vocab_size=200, pad_token_id=0))
     model = RewardModel.from_causal_lm(small, pad_token_id=0)

@@ -16,11 +16,11 @@ import torch
 from tests.test_trainer_packing import _encoded
 from tests.test_trainer_train import random_rows
 from tests.trainer_fixtures import tiny_model, tokenizer, write_shards  # noqa: F401
-from trainers.attention import VARLEN, choose_attention
-from trainers.loss import reward_loss
-from trainers.model import RewardModel
-from trainers.packing import pack_pairs, pad_pairs
-from trainers.train import TrainConfig, run
+from codeprefs.trainers.attention import VARLEN, choose_attention
+from codeprefs.trainers.loss import reward_loss
+from codeprefs.trainers.model import RewardModel
+from codeprefs.trainers.packing import pack_pairs, pad_pairs
+from codeprefs.trainers.train import TrainConfig, run
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -76,7 +76,7 @@ def test_compiled_blocks_train_like_eager_ones_on_the_gpu(tmp_path, tiny_model):
 
 
 def test_the_packing_probe_passes_varlen_packs_on_the_gpu(tiny_model):  # noqa: F811
-    from trainers.packcheck import packing_problem
+    from codeprefs.trainers.packcheck import packing_problem
 
     model = RewardModel.from_pretrained(tiny_model, attn_implementation=VARLEN).cuda()
     assert packing_problem(model) is None  # bfloat16 noise stays under the probe's tolerances

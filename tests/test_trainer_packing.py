@@ -12,10 +12,11 @@ import pytest
 import torch
 
 from tests.trainer_fixtures import make_rows, one_torch_thread, tiny_model, tokenizer  # noqa: F401
-from trainers.data import EncodedPair, PairEncoder, normalize_columns
-from trainers.loss import linear_cross_entropy, reference_linear_cross_entropy, reward_loss
-from trainers.model import RewardModel
-from trainers.packing import pack_by_budget, pack_pairs, pad_pairs, plan_step
+from codeprefs.core.encoding import EncodedPair, PairEncoder
+from codeprefs.trainers.data import normalize_columns
+from codeprefs.trainers.loss import linear_cross_entropy, reference_linear_cross_entropy, reward_loss
+from codeprefs.trainers.model import RewardModel
+from codeprefs.trainers.packing import pack_by_budget, pack_pairs, pad_pairs, plan_step
 
 
 def _pair(row: int, prompt: list[int], chosen: list[int], rejected: list[int]) -> EncodedPair:
@@ -178,7 +179,7 @@ def _varlen_with_is_causal(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, 
 def test_varlen_wrapper_adapts_to_the_kernel_signature(tiny_model, tokenizer, monkeypatch, kernel):  # noqa: F811
     # torch's varlen kernel only runs on CUDA; a CPU stand-in with each known signature checks
     # the wrapper's layout, causal flag, GQA handling and sequence boundaries.
-    import trainers.attention as attention
+    import codeprefs.trainers.attention as attention
 
     calls = []
 
@@ -205,7 +206,7 @@ def test_varlen_wrapper_adapts_to_the_kernel_signature(tiny_model, tokenizer, mo
 def test_packed_attention_computes_float32_inputs_in_autocasts_dtype(monkeypatch):
     """RoPE may hand q and k over in float32; under autocast both packed backends compute in its
     dtype (the varlen kernel takes nothing else), outside it in the inputs' own."""
-    import trainers.attention as attention
+    import codeprefs.trainers.attention as attention
 
     seen = []
 
@@ -300,9 +301,9 @@ def test_compiled_blocks_take_packs_of_any_length_through_one_varlen_graph(tiny_
     """
     from torch._dynamo.utils import counters
 
-    import trainers.attention as attention
-    from trainers.distributed import transformer_blocks
-    from trainers.model import wrap_blocks
+    import codeprefs.trainers.attention as attention
+    from codeprefs.trainers.distributed import transformer_blocks
+    from codeprefs.trainers.model import wrap_blocks
 
     monkeypatch.setattr(attention, "_torch_varlen", lambda: _varlen_custom_op)
     monkeypatch.setattr(attention, "_VARLEN", attention._varlen_setup())

@@ -21,12 +21,13 @@ from tests.trainer_fixtures import (  # noqa: F401
     tokenizer,
     write_shards,
 )
-from trainers import model as model_module
-from trainers.data import PairEncoder, normalize_columns
-from trainers.model import RewardModel
-from trainers.packing import pack_pairs
-from trainers.tokenizer import load_tokenizer
-from trainers.train import TrainConfig, choose_kernels, lr_at, main, run
+from codeprefs.trainers import model as model_module
+from codeprefs.core.encoding import PairEncoder
+from codeprefs.trainers.data import normalize_columns
+from codeprefs.trainers.model import RewardModel
+from codeprefs.trainers.packing import pack_pairs
+from codeprefs.trainers.tokenizer import load_tokenizer
+from codeprefs.trainers.train import TrainConfig, choose_kernels, lr_at, main, run
 
 WORDS = ["x", "y", "total", "+", "-", "*", "return", "if", "for", "(", ")", "0", "1", "2", "i", "n", "=", ":", "\n"]
 
@@ -100,7 +101,7 @@ def test_eval_every_needs_evaluation_data(tmp_path, tiny_model, capsys):  # noqa
 
 
 def test_unscorable_evaluation_data_fails_before_training(tmp_path, tiny_model):  # noqa: F811
-    from trainers.data import DataError
+    from codeprefs.trainers.data import DataError
 
     data = write_shards(tmp_path / "pairs", make_rows(4))
     rows = make_rows(3, prefix="e")
@@ -126,7 +127,7 @@ def test_checkpoint_loads_with_auto_model_and_gives_the_trainers_scores(overfit_
 
 
 def test_untied_lm_head_survives_the_round_trip(tmp_path, tokenizer):  # noqa: F811
-    from trainers.tiny import save_tiny_causal_lm
+    from codeprefs.trainers.tiny import save_tiny_causal_lm
 
     source = save_tiny_causal_lm(tmp_path / "untied", seed=1, tie_word_embeddings=False)
     model = RewardModel.from_pretrained(source)
@@ -248,9 +249,9 @@ def test_a_compile_that_fails_by_default_falls_back_to_eager_blocks(tiny_model, 
     """What a GPU run does when dynamo or inductor cannot take a model: say why, train eagerly."""
     import contextlib
 
-    from trainers.compilecheck import compile_or_fall_back
-    from trainers.distributed import transformer_blocks
-    from trainers.model import _checkpointed, wrap_blocks
+    from codeprefs.trainers.compilecheck import compile_or_fall_back
+    from codeprefs.trainers.distributed import transformer_blocks
+    from codeprefs.trainers.model import _checkpointed, wrap_blocks
 
     monkeypatch.setattr(model_module, "COMPILE_BACKEND", _failing_compiler)
     plain = RewardModel.from_pretrained(tiny_model)
@@ -276,9 +277,9 @@ def test_a_compile_that_fails_by_default_falls_back_to_eager_blocks(tiny_model, 
 
 def test_checkpointing_keeps_only_block_inputs_for_backward(tokenizer):  # noqa: F811
     """With checkpointing the forward pass saves far fewer activations for the backward pass."""
-    from trainers.distributed import transformer_blocks
-    from trainers.model import wrap_blocks
-    from trainers.tiny import qwen3_config
+    from codeprefs.trainers.distributed import transformer_blocks
+    from codeprefs.trainers.model import wrap_blocks
+    from codeprefs.trainers.tiny import qwen3_config
 
     def saved_bytes(checkpoint: bool) -> int:
         from transformers import AutoModelForCausalLM

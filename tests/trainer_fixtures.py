@@ -57,14 +57,14 @@ def one_torch_thread():
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random tiny Qwen3 causal LM (tied embeddings) and its tokenizer, saved to disk."""
-    from trainers.tiny import save_tiny_causal_lm
+    from codeprefs.trainers.tiny import save_tiny_causal_lm
 
     return save_tiny_causal_lm(tmp_path_factory.mktemp("tiny-qwen3"), seed=0)
 
 
 @pytest.fixture(scope="session")
 def tokenizer(tiny_model: Path):
-    from trainers.tokenizer import load_tokenizer
+    from codeprefs.trainers.tokenizer import load_tokenizer
 
     return load_tokenizer(tiny_model)
 
@@ -75,8 +75,10 @@ def assert_scores_match_the_evaluator(model, tokenizer, data: Path, prompts: str
     import pandas as pd
     import torch
 
-    from trainers.data import PairEncoder, evaluation_system_prompts, load_pairs
-    from trainers.packing import pad_pairs
+    from codeprefs.core.encoding import PairEncoder
+
+    from codeprefs.trainers.data import evaluation_system_prompts, load_pairs
+    from codeprefs.trainers.packing import pad_pairs
 
     table, _ = evaluation_system_prompts(load_pairs(str(data)), prompts)
     pairs, _ = PairEncoder(tokenizer, 4096).encode(table)

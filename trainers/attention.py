@@ -89,7 +89,7 @@ def _padded_fallback(module: torch.nn.Module, query: torch.Tensor, key: torch.Te
 
 class UnsupportedAttention(NotImplementedError):
     """The model's attention does something our backends do not compute; the trainer and the
-    evaluator then switch the model to its own eager attention (:mod:`trainers.packcheck`)."""
+    evaluator then switch the model to its own eager attention (:mod:`codeprefs.trainers.packcheck`)."""
 
 
 def _refuse_what_we_cannot_compute(name: str, kwargs: dict[str, Any]) -> None:

@@ -1,7 +1,7 @@
 """Training checkpoints: a loadable reward model plus everything needed to resume exactly.
 
 ``<output>/checkpoints/step-000120/`` holds the model as transformers loads it (see
-:mod:`trainers.model`), the tokenizer, and ``trainer_state.pt``: the optimizer and scheduler
+:mod:`codeprefs.trainers.model`), the tokenizer, and ``trainer_state.pt``: the optimizer and scheduler
 states, every rank's RNG states, the step reached (which fixes the data position, since the
 order of pairs is a function of the seed and the epoch) and the run's settings. The folder is
 written under a temporary name and renamed, and ``trainer_state.pt`` is its last file, so a

@@ -23,8 +23,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from trainers.model import RewardModel, wrap_blocks
-from trainers.packcheck import random_pair
+from codeprefs.trainers.model import RewardModel, wrap_blocks
+from codeprefs.trainers.packcheck import random_pair
 
 
 def compile_problem(model: RewardModel, autocast: contextlib.AbstractContextManager) -> str | None:

@@ -1,7 +1,7 @@
 """The settings of a training run, and which of them a resume must find unchanged.
 
-A module of its own so that imports point one way: :mod:`trainers.train` runs with these
-settings and :mod:`trainers.raytrain` ships them to its workers, and neither needs the other
+A module of its own so that imports point one way: :mod:`codeprefs.trainers.train` runs with these
+settings and :mod:`codeprefs.trainers.raytrain` ships them to its workers, and neither needs the other
 to know what a run's settings are.
 """
 

@@ -37,13 +37,14 @@ import pyarrow as pa
 import torch
 
 from codeprefs.core.locations import local_path_argument
-from trainers.attention import choose_attention
-from trainers.data import DataError, DataReport, EncodedPair, PairEncoder, evaluation_system_prompts, load_pairs
-from trainers.distributed import Context, all_reduce_max, gather_objects, resolve_device
-from trainers.model import RewardModel
-from trainers.packcheck import fall_back_to_padding
-from trainers.packing import batch_cost, pack_by_budget
-from trainers.tokenizer import load_tokenizer
+from codeprefs.trainers.attention import choose_attention
+from codeprefs.core.encoding import DataReport, EncodedPair, PairEncoder
+from codeprefs.trainers.data import DataError, evaluation_system_prompts, load_pairs
+from codeprefs.trainers.distributed import Context, all_reduce_max, gather_objects, resolve_device
+from codeprefs.trainers.model import RewardModel
+from codeprefs.trainers.packcheck import fall_back_to_padding
+from codeprefs.trainers.packing import batch_cost, pack_by_budget
+from codeprefs.trainers.tokenizer import load_tokenizer
 
 SCORE_COLUMNS = ("id", "chosen_score", "rejected_score", "correct", "score_diff", "language", "aspect", "subset")
 

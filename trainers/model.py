@@ -7,7 +7,7 @@ Two kinds of backbone:
   for the LM term. Works on packed batches. Saved as ``<Arch>ForSequenceClassification``
   (``num_labels=1``, ``pad_token_id`` set) with the backbone under its base-model prefix and
   ``score.weight``, so ``AutoModelForSequenceClassification.from_pretrained`` gives the same
-  scores (for architectures transformers has no such class for, :mod:`trainers.seqcls` writes
+  scores (for architectures transformers has no such class for, :mod:`codeprefs.trainers.seqcls` writes
   one, loaded with ``trust_remote_code=True``); an untied LM head goes to
   ``lm_head.safetensors`` beside it (only resuming needs it).
 * ``encoder`` (BERT-like): ``AutoModelForSequenceClassification`` as is, on padded batches, no LM
@@ -31,12 +31,12 @@ import torch.utils.checkpoint
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from trainers.attention import SEGMENTS, VARLEN
-from trainers.attention import register as register_attention
-from trainers.data import EncodedPair
-from trainers.loss import linear_cross_entropy
-from trainers.packing import Batch, pack_pairs, pad_pairs
-from trainers.seqcls import REWARD_CODE_FILE, sequence_classification_class
+from codeprefs.trainers.attention import SEGMENTS, VARLEN
+from codeprefs.trainers.attention import register as register_attention
+from codeprefs.core.encoding import EncodedPair
+from codeprefs.trainers.loss import linear_cross_entropy
+from codeprefs.trainers.packing import Batch, pack_pairs, pad_pairs
+from codeprefs.trainers.seqcls import REWARD_CODE_FILE, sequence_classification_class
 
 LM_HEAD_FILE = "lm_head.safetensors"
 PACKED_BACKENDS = (SEGMENTS, VARLEN, "flash_attention_2", "flash_attention_3")
@@ -113,10 +113,10 @@ class RewardModel(nn.Module):
                         attn_implementation: str = SEGMENTS, pad_token_id: int | None = None) -> RewardModel:
         """Load a causal LM to start from, or a reward model this class (or anyone) saved.
 
-        ``attn_implementation`` is any transformers value or one of :mod:`trainers.attention`'s;
+        ``attn_implementation`` is any transformers value or one of :mod:`codeprefs.trainers.attention`'s;
         the latter need a model that passes the pack's boundaries down to its attention layers
         (transformers marks such classes ``is_backend_compatible``); others get SDPA (or eager)
-        instead, and :mod:`trainers.packcheck` decides whether they can take packs at all.
+        instead, and :mod:`codeprefs.trainers.packcheck` decides whether they can take packs at all.
         """
         from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 

@@ -26,9 +26,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from trainers.attention import UnsupportedAttention
-from trainers.data import EncodedPair
-from trainers.packing import pack_pairs
+from codeprefs.trainers.attention import UnsupportedAttention
+from codeprefs.core.encoding import EncodedPair
+from codeprefs.trainers.packing import pack_pairs
 
 # Max |difference| relative to max |value| of C's hidden states. Kept-apart sequences give ~0 in
 # the neighbour check in any dtype; the offset check compares different pack sizes, which float32

@@ -25,7 +25,7 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from trainers.data import EncodedPair
+from codeprefs.core.encoding import EncodedPair
 
 
 @dataclass

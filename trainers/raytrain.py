@@ -5,8 +5,8 @@
 
 Ray Train's ``TorchTrainer`` starts one worker per rank (one GPU each when the cluster has GPUs),
 joins them in a torch process group (NCCL on GPUs, gloo on CPUs) and sets the ``RANK``,
-``WORLD_SIZE`` and ``LOCAL_RANK`` variables that :func:`trainers.distributed.setup` reads; every
-worker then runs the loop it is given, :func:`trainers.train.run` (the trainer's command line
+``WORLD_SIZE`` and ``LOCAL_RANK`` variables that :func:`codeprefs.trainers.distributed.setup` reads; every
+worker then runs the loop it is given, :func:`codeprefs.trainers.train.run` (the trainer's command line
 passes it in, so this launcher needs nothing of the trainer but its settings): exactly the loop
 torchrun would start, so the results are those of a torchrun job with as many ranks. Every
 worker reads the data and the model, and rank 0 writes ``--output``: on a cluster of several
@@ -22,7 +22,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from trainers.config import TrainConfig
+from codeprefs.trainers.config import TrainConfig
 
 
 def _absolute(value: str | None) -> str | None:
@@ -59,7 +59,7 @@ def run_on_ray(loop: Callable[[TrainConfig], Any], cfg: TrainConfig, workers: in
                address: str | None = None) -> dict[str, Any]:
     """Run ``loop(cfg)`` on ``workers`` Ray Train workers; returns rank 0's ``train_summary.json``.
 
-    ``loop`` is the trainer's :func:`trainers.train.run` (a module-level function: Ray ships it
+    ``loop`` is the trainer's :func:`codeprefs.trainers.train.run` (a module-level function: Ray ships it
     to the workers by name). ``use_gpu`` None: one GPU per worker if the cluster has any GPU. A
     worker's failure is raised here as the worker's own exception (a bad input stays a clear error).
     """
@@ -69,7 +69,7 @@ def run_on_ray(loop: Callable[[TrainConfig], Any], cfg: TrainConfig, workers: in
     from ray.train import RunConfig, ScalingConfig, WorkerGroupError
     from ray.train.torch import TorchTrainer
 
-    from codeprefs.raycluster import ray_session
+    from codeprefs.core.raycluster import ray_session
 
     if workers < 1:
         raise ValueError(f"--ray-workers must be at least 1, got {workers}")

@@ -30,8 +30,8 @@ _CORPUS = (
 
 
 def _corpus() -> list[str]:
-    from codeprefs.schema import Aspect
-    from trainers.prompts import render_prompt
+    from codeprefs.core.schema import Aspect
+    from codeprefs.core.prompts import render_prompt
 
     return list(_CORPUS) + [render_prompt(list(Aspect))] + [render_prompt([aspect]) for aspect in Aspect]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from trainers.data import DataError
+from codeprefs.trainers.data import DataError
 
 
 def check_model_source(source: str | Path) -> None:

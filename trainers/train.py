@@ -33,32 +33,25 @@ import pyarrow as pa
 import torch
 
 from codeprefs.core.locations import local_path_argument
-from trainers import checkpoint, distributed
-from trainers.attention import choose_attention
-from trainers.compilecheck import compile_or_fall_back
-from trainers.config import TrainConfig, check_resume
-from trainers.data import (
-    DataError,
-    DataReport,
-    EncodedPair,
-    PairEncoder,
-    assign_system_prompts,
-    load_pairs,
-    write_report,
-)
-from trainers.evaluate import EvalSet, evaluate_set, load_eval_set, score_pairs
-from trainers.loss import LossTerms, reward_loss
-from trainers.model import (
+from codeprefs.trainers import checkpoint, distributed
+from codeprefs.trainers.attention import choose_attention
+from codeprefs.trainers.compilecheck import compile_or_fall_back
+from codeprefs.trainers.config import TrainConfig, check_resume
+from codeprefs.core.encoding import DataReport, EncodedPair, PairEncoder
+from codeprefs.trainers.data import DataError, assign_system_prompts, load_pairs, write_report
+from codeprefs.trainers.evaluate import EvalSet, evaluate_set, load_eval_set, score_pairs
+from codeprefs.trainers.loss import LossTerms, reward_loss
+from codeprefs.trainers.model import (
     RewardModel,
     apply_liger_kernels,
     disable_dropout,
     use_liger,
     wrap_blocks,
 )
-from trainers.packcheck import fall_back_to_padding
-from trainers.packing import Batch, batch_cost, plan_step
-from trainers.raytrain import run_on_ray
-from trainers.tokenizer import load_tokenizer
+from codeprefs.trainers.packcheck import fall_back_to_padding
+from codeprefs.trainers.packing import Batch, batch_cost, plan_step
+from codeprefs.trainers.raytrain import run_on_ray
+from codeprefs.trainers.tokenizer import load_tokenizer
 
 
 @dataclass

@@ -35,7 +35,7 @@ def temporary_name(path: Path) -> Path:
 
     The same folder, so that the final :func:`os.replace` is a rename within one file system
     (atomic); a random part, so that two writers of the same path never share a temporary file.
-    The shape ``.<name>.<32 hex>.tmp`` is what :mod:`pipelines.outputdir` recognises as a
+    The shape ``.<name>.<32 hex>.tmp`` is what :mod:`codeprefs.pipelines.outputdir` recognises as a
     leftover of a killed writer.
     """
     return path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")

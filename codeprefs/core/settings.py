@@ -1,7 +1,7 @@
 """The base of every component's settings model.
 
 Each component (a filter, the dedupe, synthesis, the judge) owns one settings model, defined
-next to its code; the run manifest (:mod:`codeprefs.manifest`) only composes them into its YAML
+next to its code; the run manifest (:mod:`codeprefs.pipelines.manifest`) only composes them into its YAML
 sections. All of them are strict in the same way, so a typo in the manifest is an error that
 names the key instead of a silently ignored setting, and immutable, so a component can hold its
 settings (and ship them to Ray workers) without anyone changing them under it.

@@ -33,7 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from filters.dedupe.hashing import hash_strings
+from codeprefs.filters.dedupe.hashing import hash_strings
 
 PARTITION = "partition"
 EDGE_SCHEMA = pa.schema([pa.field("a", pa.string()), pa.field("b", pa.string())])

@@ -2,7 +2,7 @@
 
 Following the paper, a row is contaminated when one of its checked fields (the prompt,
 ``input``, by default) shares a token n-gram (13 tokens by default) with a prompt of any
-benchmark. Both sides are tokenised the same way (:mod:`filters.dedupe.tokenize`, lower-cased
+benchmark. Both sides are tokenised the same way (:mod:`codeprefs.filters.dedupe.tokenize`, lower-cased
 by default) and compared by 64-bit n-gram hashes.
 
 The benchmark side is small: its n-gram hashes are built once in the driver
@@ -42,9 +42,9 @@ from codeprefs.core.records import (
     read_table,
     saved_dataset_tables,
 )
-from filters.dedupe.ngrams import iter_ngram_blocks
-from filters.dedupe.settings import DecontaminateSettings
-from pipelines.rows import WORK_SCHEMA
+from codeprefs.filters.dedupe.ngrams import iter_ngram_blocks
+from codeprefs.filters.dedupe.settings import DecontaminateSettings
+from codeprefs.core.rows import WORK_SCHEMA
 
 BENCHMARK_OVERLAP = DECONTAMINATE.reason("benchmark_overlap")
 _DATA_SUFFIXES = (".jsonl", ".json", ".parquet")

@@ -20,7 +20,7 @@ from functools import cache
 
 import numpy as np
 
-from filters.dedupe.hashing import splitmix64
+from codeprefs.filters.dedupe.hashing import splitmix64
 
 _GRID = 2001
 

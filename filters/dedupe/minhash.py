@@ -2,7 +2,7 @@
 
 A document is one or more text fields (a row's ``chosen`` and ``rejected``); its shingle set
 is the union of the n-gram sets of its fields, each field salted apart
-(:func:`filters.dedupe.ngrams.field_salt`). Each of the ``num_perm`` hash functions comes from
+(:func:`codeprefs.filters.dedupe.ngrams.field_salt`). Each of the ``num_perm`` hash functions comes from
 the multiply-add-shift family ``h(x) = ((a * x + b) mod 2**64) >> 32`` on the 32-bit folded
 shingle hash ``x``, with ``a, b`` drawn from a seeded generator: a strongly universal family
 (Dietzfelbinger 1996), computed with plain wrapping ``uint64`` arithmetic, no modulo.
@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from filters.dedupe.ngrams import field_salt, iter_ngram_blocks
+from codeprefs.filters.dedupe.ngrams import field_salt, iter_ngram_blocks
 
 EMPTY_SIGNATURE_VALUE = np.uint32(0xFFFFFFFF)
 _ALL_ONES64 = np.uint64(0xFFFFFFFFFFFFFFFF)

@@ -1,7 +1,7 @@
 """Near-dedupe of preference rows with MinHash LSH on Ray Data.
 
 :func:`near_dedupe` takes and returns a Ray dataset of rows with
-:data:`pipelines.rows.WORK_SCHEMA`; it never filters rows out. Only rows not yet dropped and
+:data:`codeprefs.core.rows.WORK_SCHEMA`; it never filters rows out. Only rows not yet dropped and
 with at least one token in the configured fields take part:
 
 1. signatures (:class:`BandRows`, parallel map tasks): each row's configured fields
@@ -10,7 +10,7 @@ with at least one token in the configured fields take part:
    band hashed to a bucket key; one ``(key, id)`` row per band leaves the task;
 2. candidate edges from shared buckets, optionally verified by true Jaccard similarity
    (:func:`verified_edges`), then connected components
-   (:mod:`filters.dedupe.components`);
+   (:mod:`codeprefs.filters.dedupe.components`);
 3. a join of the rows with their cluster labels: every row in a cluster of two or more rows
    gets the cluster id in ``dedupe_cluster``; each cluster keeps its representative, the row
    with the lowest ``id`` (the cluster id is that id), and every other member is marked
@@ -40,18 +40,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from codeprefs.core.drops import DEDUPE, mark_dropped
-from filters.dedupe.components import (
+from codeprefs.filters.dedupe.components import (
     PARTITION,
     bucket_edges,
     component_labels,
     connected_components,
     partition_of_keys,
 )
-from filters.dedupe.lsh import band_keys, choose_bands
-from filters.dedupe.minhash import MinHasher
-from filters.dedupe.ngrams import jaccard, ngram_set
-from filters.dedupe.settings import NearDedupeSettings
-from pipelines.rows import WORK_SCHEMA
+from codeprefs.filters.dedupe.lsh import band_keys, choose_bands
+from codeprefs.filters.dedupe.minhash import MinHasher
+from codeprefs.filters.dedupe.ngrams import jaccard, ngram_set
+from codeprefs.filters.dedupe.settings import NearDedupeSettings
+from codeprefs.core.rows import WORK_SCHEMA
 
 NEAR_DUPLICATE = DEDUPE.reason("near_duplicate")
 BAND_ROW_SCHEMA = pa.schema([pa.field("key", pa.uint64()), pa.field("id", pa.string()),

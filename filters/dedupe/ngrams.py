@@ -1,6 +1,6 @@
 """Hashed token n-grams (shingles), produced block by block with bounded memory.
 
-An n-gram is ``n`` consecutive tokens of :mod:`filters.dedupe.tokenize`. Its 64-bit hash is
+An n-gram is ``n`` consecutive tokens of :mod:`codeprefs.filters.dedupe.tokenize`. Its 64-bit hash is
 ``splitmix64(sum_k token_hash[j + k] * M_k + salt)`` with fixed odd multipliers ``M_k``, so the
 hash depends on the tokens and their order only; ``salt`` separates the n-grams of different
 fields of one row (so the n-gram sets of ``chosen`` and ``rejected`` are kept apart).
@@ -16,8 +16,8 @@ from functools import cache
 
 import numpy as np
 
-from filters.dedupe.hashing import MASK64, splitmix64
-from filters.dedupe.tokenize import CHUNK_CHARS, SpanHashes, iter_token_blocks
+from codeprefs.filters.dedupe.hashing import MASK64, splitmix64
+from codeprefs.filters.dedupe.tokenize import CHUNK_CHARS, SpanHashes, iter_token_blocks
 
 _SHORT_TEXT_MIX = 0xA0761D6478BD642F
 

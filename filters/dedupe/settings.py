@@ -21,7 +21,7 @@ def _check_text_fields(fields: list[str]) -> list[str]:
 
 
 class NearDedupeSettings(Settings):
-    """MinHash LSH near-dedupe over the row fields (see :mod:`filters.dedupe.near`)."""
+    """MinHash LSH near-dedupe over the row fields (see :mod:`codeprefs.filters.dedupe.near`)."""
 
     fields: list[str] = Field(default=["chosen", "rejected"], min_length=1)
     ngram: int = Field(default=20, ge=1)  # tokens per shingle
@@ -50,14 +50,14 @@ class NearDedupeSettings(Settings):
 
 
 class DedupeSettings(Settings):
-    """Exact dedupe (in the write stage, :mod:`pipelines.shards`) and optional near-dedupe."""
+    """Exact dedupe (in the write stage, :mod:`codeprefs.pipelines.shards`) and optional near-dedupe."""
 
     exact: bool = True  # drop rows whose (input, chosen, rejected) repeats; keep the lowest id
     near: NearDedupeSettings | None = None  # MinHash near-dedupe; keeps the lowest id per cluster
 
 
 class DecontaminateSettings(Settings):
-    """Drop rows that share an n-gram with a benchmark prompt (see :mod:`filters.dedupe.decontaminate`)."""
+    """Drop rows that share an n-gram with a benchmark prompt (see :mod:`codeprefs.filters.dedupe.decontaminate`)."""
 
     benchmarks: list[str] = Field(min_length=1)  # JSONL / Parquet files, `datasets` folders, globs
     field: str = Field(default="prompt", min_length=1)  # the benchmark column holding the prompt

@@ -13,7 +13,7 @@ no token and no UTF-8 character is split, except a single run of word bytes long
 64-bit hash of every token and the byte offsets where it starts and ends in the UTF-8 text. Memory is bounded by the chunk size,
 whatever the length of the document.
 
-A token's hash is :func:`filters.dedupe.hashing.span_hashes` of its bytes: it depends only on
+A token's hash is :func:`codeprefs.filters.dedupe.hashing.span_hashes` of its bytes: it depends only on
 the token's bytes, so it is the same in every process and on every machine.
 """
 
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from filters.dedupe.hashing import hash_bytes, span_hashes
+from codeprefs.filters.dedupe.hashing import hash_bytes, span_hashes
 
 CHUNK_CHARS = 1 << 16  # characters read per step; bounds memory per document
 MAX_RUN_CHUNKS = 4  # a run of word bytes longer than this many chunks (in bytes) is cut

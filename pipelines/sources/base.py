@@ -1,7 +1,7 @@
 """What a source kind is: the small protocol every kind of manifest source implements.
 
 A *source kind* (``git``, ``export``, ``dataset``, ``solutions``; one module each under
-:mod:`pipelines.sources.kinds`) does three things:
+:mod:`codeprefs.pipelines.sources.kinds`) does three things:
 
 * declares its settings: ``settings``, the pydantic model of its manifest entry (``type`` is
   its discriminator in the manifest's ``sources`` union);
@@ -13,8 +13,8 @@ A *source kind* (``git``, ``export``, ``dataset``, ``solutions``; one module eac
   :class:`UnitPipeline` inside the Ray session.
 
 The recipe is also what the source stage's cache fingerprint hashes (see
-:func:`pipelines.recipes.settings_data`): a setting reaches a step only through a recipe field,
-so no setting can be left out of the fingerprint. The runner (:mod:`pipelines.build`) knows no
+:func:`codeprefs.pipelines.recipes.settings_data`): a setting reaches a step only through a recipe field,
+so no setting can be left out of the fingerprint. The runner (:mod:`codeprefs.pipelines.build`) knows no
 kind by name; it plans every kind the manifest uses, computes the commit split once, runs the
 units and hands the rows to the shared stages.
 """
@@ -30,8 +30,8 @@ import pyarrow as pa
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from codeprefs.core.layout import CACHE_DIR
-from pipelines.recipes import settings_data
-from pipelines.stagecache import StageDir, code_fingerprint, fingerprint, unit_key
+from codeprefs.pipelines.recipes import settings_data
+from codeprefs.pipelines.stagecache import StageDir, code_fingerprint, fingerprint, unit_key
 
 
 class SourceSettings(BaseModel):

@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from filters.criteria import CriteriaSettings
-from filters.messages import MessageFilter, MessageFilterSettings
-from pipelines.scopes import ScopeSettings
-from pipelines.steps import AssemblePairs, FilterMessages, LabelCriteria, ScopePairs, SplitCommits, Step
+from codeprefs.filters.criteria import CriteriaSettings
+from codeprefs.filters.messages import MessageFilter, MessageFilterSettings
+from codeprefs.pipelines.scopes import ScopeSettings
+from codeprefs.pipelines.steps import AssemblePairs, FilterMessages, LabelCriteria, ScopePairs, SplitCommits, Step
 
 
 @dataclass(frozen=True)

@@ -33,13 +33,13 @@ from pydantic import model_validator
 from codeprefs.core.drops import LIST, DropReason
 from codeprefs.core.localpaths import resolve_path
 from codeprefs.core.records import FileChunk, Malformed, Where, column_names, plan_chunks, record_format
-from codeprefs.schema import parse_aspect, parse_language, stable_id
-from pipelines.rows import Row, empty_row, has_nul
-from pipelines.sources.base import SourceSettings
-from pipelines.sources.records import finish_row
+from codeprefs.core.schema import parse_aspect, parse_language, stable_id
+from codeprefs.core.rows import Row, empty_row, has_nul
+from codeprefs.pipelines.sources.base import SourceSettings
+from codeprefs.pipelines.sources.records import finish_row
 
 if TYPE_CHECKING:
-    from pipelines.sources.kinds.dataset import DatasetSource
+    from codeprefs.pipelines.sources.kinds.dataset import DatasetSource
 
 # The reasons a record is dropped for (drop stage ``list``), as the module doc lists them.
 MISSING_FIELD = LIST.reason("missing_field")

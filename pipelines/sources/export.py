@@ -33,10 +33,10 @@ from typing import Any
 
 from codeprefs.core.drops import LIST, DropReason
 from codeprefs.core.records import Malformed, Where
-from codeprefs.schema import Language, stable_id
-from parsers.languages import is_ambiguous, language_for_path
-from pipelines.rows import Row, empty_row, has_nul
-from pipelines.sources.records import finish_row
+from codeprefs.core.schema import Language, stable_id
+from codeprefs.parsers.languages import is_ambiguous, language_for_path
+from codeprefs.core.rows import Row, empty_row, has_nul
+from codeprefs.pipelines.sources.records import finish_row
 
 REQUIRED_FIELDS: tuple[str, ...] = ("commit", "repos", "license", "old_file", "new_file", "unix_time")
 

@@ -44,9 +44,9 @@ from typing import Literal, NamedTuple
 from urllib.parse import urlsplit
 
 from codeprefs.core.localpaths import resolve_path
-from codeprefs.redact import redact_text
-from pipelines.sources.gitprogress import PROGRESS_INTERVAL_S, TransferProgress
-from pipelines.sources.reponame import repository_name
+from codeprefs.core.redact import redact_text
+from codeprefs.pipelines.sources.gitprogress import PROGRESS_INTERVAL_S, TransferProgress
+from codeprefs.pipelines.sources.reponame import repository_name
 
 SAFE_CONFIG: tuple[str, ...] = (
     "-c", "core.hooksPath=/dev/null",

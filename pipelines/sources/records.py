@@ -2,7 +2,7 @@
 
 Reading the files (formats, chunks, malformed records, corrupt files) is
 :mod:`codeprefs.core.records`; what a record means is each source's rules
-(:class:`~pipelines.sources.export.ExportRules`, :class:`~pipelines.sources.dataset.DatasetRules`).
+(:class:`~codeprefs.pipelines.sources.export.ExportRules`, :class:`~codeprefs.pipelines.sources.dataset.DatasetRules`).
 This module holds the step they share: fill the row, or drop it with a reason naming the record.
 """
 

@@ -42,7 +42,7 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from codeprefs.core.files import write_text_atomic
-from pipelines.sources.gitrepo import GitError, GitTimeout, fetch_commits, init_bare, locked_repository, run_git
+from codeprefs.pipelines.sources.gitrepo import GitError, GitTimeout, fetch_commits, init_bare, locked_repository, run_git
 
 REPO_VANISHED = "repo_vanished"
 COMMIT_NOT_FOUND = "commit_not_found"

@@ -3,7 +3,7 @@
 Never a local path (it would publish the user's directory layout) and never a credential:
 
 * the ``name`` the manifest gives the entry (``repos: [{path: ..., name: owner/repo}]``);
-* a URL repository: the URL without credentials (:func:`codeprefs.redact.public_url`);
+* a URL repository: the URL without credentials (:func:`codeprefs.core.redact.public_url`);
 * a local repository (a path or a ``file://`` URL): its ``remote.origin.url`` when that is a
   network URL (credentials removed), else its folder name without ``.git``;
 * a bundle: its file name without ``.bundle``.
@@ -20,7 +20,7 @@ import subprocess
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from codeprefs.redact import public_url
+from codeprefs.core.redact import public_url
 
 _SCP = re.compile(r"^[^/@:\s]+@[^/:\s]+:")  # git@github.com:owner/name.git
 _NETWORK_SCHEMES = frozenset({"http", "https", "ssh", "git", "git+ssh", "ssh+git", "ftp", "ftps"})

@@ -27,8 +27,8 @@ from codeprefs.core.records import (
     jsonl_records,
     read_rows,
 )
-from codeprefs.schema import parse_language
-from pipelines.sources.base import SourceSettings
+from codeprefs.core.schema import parse_language
+from codeprefs.pipelines.sources.base import SourceSettings
 
 FORMATS = ("jsonl", "parquet")
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 from tree_sitter import Node, Tree
 
-from codeprefs.schema import Language
-from parsers.treesitter import ParseLimitExceeded, ParseLimits, parse
-from pipelines.synthesis.languages import Syntax, syntax_of
+from codeprefs.core.schema import Language
+from codeprefs.parsers.treesitter import ParseLimitExceeded, ParseLimits, parse
+from codeprefs.pipelines.synthesis.languages import Syntax, syntax_of
 
 
 @dataclass(frozen=True, order=True)

@@ -36,9 +36,9 @@ import subprocess
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from codeprefs.schema import Language
-from parsers.treesitter import ParseLimitExceeded, parse
-from pipelines.synthesis.sandbox import SAFE_PATH, Limits, Sandbox, Step
+from codeprefs.core.schema import Language
+from codeprefs.parsers.treesitter import ParseLimitExceeded, parse
+from codeprefs.pipelines.synthesis.sandbox import SAFE_PATH, Limits, Sandbox, Step
 
 HARNESSES = ("humaneval",)
 GO_PATH = "/usr/share/gocode"

@@ -7,8 +7,8 @@ code (signature, docstring or comments, imports) becomes a completion request.
 
 from __future__ import annotations
 
-from codeprefs.schema import Language
-from pipelines.synthesis.languages import syntax_of
+from codeprefs.core.schema import Language
+from codeprefs.pipelines.synthesis.languages import syntax_of
 
 
 def task_instruction(language: Language, prompt: str, given: str | None = None) -> str:

@@ -1,6 +1,6 @@
 """The in-sandbox launcher: sets up the jail, runs a job's steps, reports as JSON on stdout.
 
-:mod:`pipelines.synthesis.sandbox` starts this file as a script (``python -I -S jail.py``),
+:mod:`codeprefs.pipelines.synthesis.sandbox` starts this file as a script (``python -I -S jail.py``),
 inside fresh mount, network and PID namespaces when it can, and writes the job to its stdin.
 It imports only the standard library and runs single-threaded, so ``preexec_fn`` is safe here.
 
@@ -13,7 +13,7 @@ With ``"mount": true`` (namespaces mode, run as root) it first
 3. mounts a private tmpfs on ``/dev/shm``, capped at the job's largest memory limit,
 4. bind-mounts the job's cache folders, writable only during the steps that ask for them.
 
-With a ``"cgroup"`` (see :mod:`pipelines.synthesis.cgroups`) each step starts inside the job's
+With a ``"cgroup"`` (see :mod:`codeprefs.pipelines.synthesis.cgroups`) each step starts inside the job's
 memory cgroup, whose limit is set to the step's memory limit first; the jail itself steps back
 out to its own cgroup, so the kernel's OOM killer only ever picks the step's processes. A step
 the OOM killer hit ends ``memory_limit``.

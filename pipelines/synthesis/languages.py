@@ -2,7 +2,7 @@
 
 One :class:`Syntax` per language names the tree-sitter node types that play each role (binary
 expressions, conditions, branches, statements, literals, declarations...). The operators in
-:mod:`pipelines.synthesis.mutations` are written once against these roles, so a ninth language
+:mod:`codeprefs.pipelines.synthesis.mutations` are written once against these roles, so a ninth language
 is a new table, not new operators. ``tests/test_synthesis_mutations.py`` checks that every node
 type named here exists in its grammar.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from codeprefs.schema import Language
+from codeprefs.core.schema import Language
 
 
 @dataclass(frozen=True)

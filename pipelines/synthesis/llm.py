@@ -7,7 +7,7 @@ and a :class:`ResponseCache`: a SQLite file keyed by a hash of the exact request
 messages, sampling settings and sample number), so a rerun sends nothing it sent before.
 
 The jobs (:class:`InstructionWriter`, :class:`LLMBugWriter`, :class:`ChangeRater`,
-:class:`PairJudge`) use the templates of :mod:`pipelines.synthesis.prompts`. Mutations stay the
+:class:`PairJudge`) use the templates of :mod:`codeprefs.pipelines.synthesis.prompts`. Mutations stay the
 default bug source; the LLM is used only when a manifest asks for it.
 """
 
@@ -33,7 +33,7 @@ from pydantic import Field, field_validator
 
 from codeprefs.core.settings import Settings
 from codeprefs.core.locations import require_local
-from pipelines.synthesis import prompts
+from codeprefs.pipelines.synthesis import prompts
 
 _RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 

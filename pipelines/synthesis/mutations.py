@@ -2,7 +2,7 @@
 
 Each operator is one small class: ``sites(program, rng)`` lists every change it can make inside
 the program's editable span (the solution, never the prompt's signature or the tests), each
-change a tuple of :class:`~pipelines.synthesis.code.Edit`. :func:`generate_mutants` interleaves
+change a tuple of :class:`~codeprefs.pipelines.synthesis.code.Edit`. :func:`generate_mutants` interleaves
 the operators' sites in a seeded order and keeps a mutant only when
 
 * it parses with no ERROR or MISSING node,
@@ -28,7 +28,7 @@ from typing import ClassVar
 
 from tree_sitter import Node
 
-from pipelines.synthesis.code import (
+from codeprefs.pipelines.synthesis.code import (
     Edit,
     Program,
     apply_edits,
@@ -40,7 +40,7 @@ from pipelines.synthesis.code import (
     parse_program,
     walk,
 )
-from pipelines.synthesis.scopes import declarations, references, visible
+from codeprefs.pipelines.synthesis.scopes import declarations, references, visible
 
 Change = tuple[Edit, ...]
 

@@ -8,10 +8,10 @@ own tests once, then
   changes) and mutants that do not compile are kept as dropped rows, so run.json shows how many
   mutants each verified pair cost;
 * **readability** (Readability_Maintainability): the degraded variant of
-  :mod:`pipelines.synthesis.readability`, kept when its structure is unchanged and its tests
+  :mod:`codeprefs.pipelines.synthesis.readability`, kept when its structure is unchanged and its tests
   still pass.
 
-Every row has :data:`pipelines.rows.WORK_SCHEMA`. Provenance: ``repo`` holds the solutions file
+Every row has :data:`codeprefs.core.rows.WORK_SCHEMA`. Provenance: ``repo`` holds the solutions file
 as the manifest names it and ``path`` the record's task id (or ``line:N``).
 """
 
@@ -25,22 +25,22 @@ from typing import Any
 import pyarrow as pa
 
 from codeprefs.core.drops import SOLUTIONS, VERIFY, DropReason, drop
-from codeprefs.schema import Aspect, Language, stable_id
-from pipelines.rows import Row, empty_row, has_nul, to_table
-from pipelines.sources.solutions import SolutionFields, SolutionRecord, SolutionsError, read_chunk
-from pipelines.synthesis.code import Program, parse_program
-from pipelines.synthesis.harness import (
+from codeprefs.core.schema import Aspect, Language, stable_id
+from codeprefs.core.rows import Row, empty_row, has_nul, to_table
+from codeprefs.pipelines.sources.solutions import SolutionFields, SolutionRecord, SolutionsError, read_chunk
+from codeprefs.pipelines.synthesis.code import Program, parse_program
+from codeprefs.pipelines.synthesis.harness import (
     assemble,
     closing_suffix,
     missing_commands,
     user_code,
 )
-from pipelines.synthesis.instructions import task_instruction
-from pipelines.synthesis.mutations import VariantCheck, iter_mutants
-from pipelines.synthesis.readability import degrade, same_structure
-from pipelines.synthesis.sandbox import Sandbox
-from pipelines.synthesis.settings import BugInjectionSettings, ReadabilitySettings, SandboxSettings
-from pipelines.synthesis.verify import Outcome, Verdict, Verifier
+from codeprefs.pipelines.synthesis.instructions import task_instruction
+from codeprefs.pipelines.synthesis.mutations import VariantCheck, iter_mutants
+from codeprefs.pipelines.synthesis.readability import degrade, same_structure
+from codeprefs.pipelines.synthesis.sandbox import Sandbox
+from codeprefs.pipelines.synthesis.settings import BugInjectionSettings, ReadabilitySettings, SandboxSettings
+from codeprefs.pipelines.synthesis.verify import Outcome, Verdict, Verifier
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 :class:`SynthesisPlan` is built on the driver: it checks toolchains once (so a missing compiler
 is reported once, not per record), describes each solutions source for ``run.json`` and makes
-the picklable :class:`~pipelines.synthesis.pairs.SynthesizeSolutions` stage of each source.
+the picklable :class:`~codeprefs.pipelines.synthesis.pairs.SynthesizeSolutions` stage of each source.
 """
 
 from __future__ import annotations
@@ -11,20 +11,20 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from codeprefs.schema import Language
-from pipelines.sources.solutions import LanguageField
-from pipelines.synthesis.harness import missing_commands, toolchain_versions
-from pipelines.synthesis.pairs import (
+from codeprefs.core.schema import Language
+from codeprefs.pipelines.sources.solutions import LanguageField
+from codeprefs.pipelines.synthesis.harness import missing_commands, toolchain_versions
+from codeprefs.pipelines.synthesis.pairs import (
     SolutionSynthesizer,
     SourceSettings,
     SynthesizeSolutions,
     ToolchainMissing,
 )
-from pipelines.synthesis.sandbox import detect_isolation, memory_limit_mode
-from pipelines.synthesis.settings import SynthesisSettings
+from codeprefs.pipelines.synthesis.sandbox import detect_isolation, memory_limit_mode
+from codeprefs.pipelines.synthesis.settings import SynthesisSettings
 
 if TYPE_CHECKING:
-    from pipelines.sources.kinds.solutions import SolutionsSource
+    from codeprefs.pipelines.sources.kinds.solutions import SolutionsSource
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class SynthesisPlan:
         )
 
     def llm_bug_writer(self):
-        from pipelines.synthesis.llm import ChatClient, LLMBugWriter
+        from codeprefs.pipelines.synthesis.llm import ChatClient, LLMBugWriter
 
         llm = self.config.llm
         cache = Path(llm.cache_dir) if llm.cache_dir else self.cache_dir / "llm"

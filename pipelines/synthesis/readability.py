@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 from tree_sitter import Node
 
-from pipelines.synthesis.code import Edit, Program, apply_edits, identifiers, line_span, walk
-from pipelines.synthesis.scopes import declarations, is_member_position
+from codeprefs.pipelines.synthesis.code import Edit, Program, apply_edits, identifiers, line_span, walk
+from codeprefs.pipelines.synthesis.scopes import declarations, is_member_position
 
 _LETTERS = "abcdefghijkmnpqrstuvwxyz"  # no l and o: they read as 1 and 0
 

@@ -1,7 +1,7 @@
 """Run untrusted programs: a fresh folder, no network, resource limits, nothing left behind.
 
 A *job* is a set of files plus a list of *steps* (compile, then run). :class:`Sandbox` starts
-:mod:`pipelines.synthesis.jail` for each job, which runs the steps and reports how each ended.
+:mod:`codeprefs.pipelines.synthesis.jail` for each job, which runs the steps and reports how each ended.
 How strongly a job is isolated depends on what the machine allows; :func:`detect_isolation`
 probes it once per process:
 
@@ -23,7 +23,7 @@ How strongly memory is bounded is the sandbox's ``memory_limit`` mode (:func:`me
 recorded in run.json as ``sandbox_memory_limit``):
 
 ``cgroup-v2`` / ``cgroup-v1`` (root, with a writable memory controller)
-    each job runs in a memory cgroup of its own (:mod:`pipelines.synthesis.cgroups`), limited
+    each job runs in a memory cgroup of its own (:mod:`codeprefs.pipelines.synthesis.cgroups`), limited
     per step to ``memory_mb``; it counts every page the job touches, shared memory, ``/dev/shm``
     files and the job folder's tmpfs included. A step the OOM killer stops ends
     ``memory_limit``. The cgroup is removed after the job.
@@ -57,7 +57,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipelines.synthesis.cgroups import JobCgroup, memory_cgroups
+from codeprefs.pipelines.synthesis.cgroups import JobCgroup, memory_cgroups
 
 log = logging.getLogger(__name__)
 

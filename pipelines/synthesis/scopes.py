@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from tree_sitter import Node
 
-from pipelines.synthesis.code import Program, walk
-from pipelines.synthesis.languages import DeclarationRule, Syntax
+from codeprefs.pipelines.synthesis.code import Program, walk
+from codeprefs.pipelines.synthesis.languages import DeclarationRule, Syntax
 
 # Containers whose named children are (lists of) declared names: tuple targets, Go's ``a, b :=``.
 _PATTERN_TYPES = frozenset({

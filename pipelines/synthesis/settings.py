@@ -1,7 +1,7 @@
 """The settings of synthesis from correct solutions (the manifest's ``synthesis`` section).
 
-:class:`~pipelines.synthesis.pairs.SolutionSynthesizer` takes these models as they are, and the
-driver's :class:`~pipelines.synthesis.plan.SynthesisPlan` reads the whole section; nothing
+:class:`~codeprefs.pipelines.synthesis.pairs.SolutionSynthesizer` takes these models as they are, and the
+driver's :class:`~codeprefs.pipelines.synthesis.plan.SynthesisPlan` reads the whole section; nothing
 copies them into another shape.
 """
 
@@ -13,11 +13,11 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from codeprefs.core.settings import Settings
-from pipelines.synthesis.harness import RunLimits
-from pipelines.synthesis.llm import LLMSettings
-from pipelines.synthesis.mutations import resolve_operators
-from pipelines.synthesis.sandbox import Limits
-from pipelines.synthesis.verify import VariantTimeout
+from codeprefs.pipelines.synthesis.harness import RunLimits
+from codeprefs.pipelines.synthesis.llm import LLMSettings
+from codeprefs.pipelines.synthesis.mutations import resolve_operators
+from codeprefs.pipelines.synthesis.sandbox import Limits
+from codeprefs.pipelines.synthesis.verify import VariantTimeout
 
 Verify = Literal["execute", "none"]
 # a language whose compiler/runtime is missing: stop, or keep rows marked unverified
@@ -60,10 +60,10 @@ class ReadabilitySettings(Settings):
 
 
 class SandboxSettings(Settings):
-    """Limits of every program run (see :mod:`pipelines.synthesis.sandbox`).
+    """Limits of every program run (see :mod:`codeprefs.pipelines.synthesis.sandbox`).
 
-    The defaults are those of :class:`~pipelines.synthesis.harness.RunLimits` and
-    :class:`~pipelines.synthesis.verify.VariantTimeout`; :attr:`limits` and
+    The defaults are those of :class:`~codeprefs.pipelines.synthesis.harness.RunLimits` and
+    :class:`~codeprefs.pipelines.synthesis.verify.VariantTimeout`; :attr:`limits` and
     :attr:`variant_timeout` turn these few knobs into them.
     """
 

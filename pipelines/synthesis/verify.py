@@ -13,9 +13,9 @@ import signal
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from codeprefs.schema import Language
-from pipelines.synthesis.harness import RunLimits, build_job
-from pipelines.synthesis.sandbox import Sandbox, StepResult
+from codeprefs.core.schema import Language
+from codeprefs.pipelines.synthesis.harness import RunLimits, build_job
+from codeprefs.pipelines.synthesis.sandbox import Sandbox, StepResult
 
 DETAIL_LINES = 20  # of a failing step's output, in a reject's drop_detail
 DETAIL_LINE_CHARS = 200

@@ -1,7 +1,7 @@
 """The source kinds, registered once: the manifest's ``sources`` union is made of their settings.
 
 Adding a kind: write its module here (its settings model, its recipe, a class with ``type``,
-``settings``, ``mines_commits`` and ``plan``; see :mod:`pipelines.sources.base`) and add the
+``settings``, ``mines_commits`` and ``plan``; see :mod:`codeprefs.pipelines.sources.base`) and add the
 class to :data:`SOURCE_KINDS`. Nothing else names a kind.
 """
 
@@ -11,11 +11,11 @@ from typing import Annotated, Union
 
 from pydantic import Field
 
-from pipelines.sources.base import SourceKind
-from pipelines.sources.kinds.dataset import DatasetKind, DatasetSource
-from pipelines.sources.kinds.export import PERMISSIVE_LICENSES, ExportKind, ExportSource
-from pipelines.sources.kinds.git import GitKind, GitSource, RepoEntry
-from pipelines.sources.kinds.solutions import SolutionsKind, SolutionsSource
+from codeprefs.pipelines.sources.base import SourceKind
+from codeprefs.pipelines.sources.kinds.dataset import DatasetKind, DatasetSource
+from codeprefs.pipelines.sources.kinds.export import PERMISSIVE_LICENSES, ExportKind, ExportSource
+from codeprefs.pipelines.sources.kinds.git import GitKind, GitSource, RepoEntry
+from codeprefs.pipelines.sources.kinds.solutions import SolutionsKind, SolutionsSource
 
 SOURCE_KINDS: tuple[SourceKind, ...] = (GitKind(), SolutionsKind(), ExportKind(), DatasetKind())
 

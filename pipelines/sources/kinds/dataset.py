@@ -2,9 +2,9 @@
 
 A ``datasets`` folder written by ``save_to_disk``, Parquet or JSON Lines files, or a Hub name.
 Planning finds the files, checks that each has the columns the mapping needs and hashes them;
-a unit is one chunk of a file. Rows come from :class:`~pipelines.steps.ListRecords` with the
-source's :class:`~pipelines.sources.dataset.DatasetRules`, then
-:class:`~pipelines.steps.AssemblePairs` (see :mod:`pipelines.sources.dataset`).
+a unit is one chunk of a file. Rows come from :class:`~codeprefs.pipelines.steps.ListRecords` with the
+source's :class:`~codeprefs.pipelines.sources.dataset.DatasetRules`, then
+:class:`~codeprefs.pipelines.steps.AssemblePairs` (see :mod:`codeprefs.pipelines.sources.dataset`).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from codeprefs.core.patterns import expand_patterns
-from codeprefs.schema import parse_aspect, parse_language
-from pipelines.sources.base import PathList, PlanContext, Planned, SourceError, SourceSettings, SourceWork, UnitPipeline
-from pipelines.sources.dataset import (
+from codeprefs.core.schema import parse_aspect, parse_language
+from codeprefs.pipelines.sources.base import PathList, PlanContext, Planned, SourceError, SourceSettings, SourceWork, UnitPipeline
+from codeprefs.pipelines.sources.dataset import (
     DatasetColumns,
     DatasetFilter,
     DatasetRules,
@@ -27,9 +27,9 @@ from pipelines.sources.dataset import (
     known_columns,
     plan_dataset,
 )
-from pipelines.sources.kinds.export import fingerprint_files
-from pipelines.recipes import not_fingerprinted
-from pipelines.steps import AssemblePairs, Chain, ListRecords
+from codeprefs.pipelines.sources.kinds.export import fingerprint_files
+from codeprefs.pipelines.recipes import not_fingerprinted
+from codeprefs.pipelines.steps import AssemblePairs, Chain, ListRecords
 
 
 class DatasetSource(SourceSettings):

@@ -1,11 +1,11 @@
 """The ``export`` source kind: commits listed in an export file, contents fetched from remotes.
 
 Each row of an export names one single-file commit and the repositories that hold it (see
-:mod:`pipelines.sources.export` for its checks). Planning cuts the files into chunks from their
+:mod:`codeprefs.pipelines.sources.export` for its checks). Planning cuts the files into chunks from their
 sizes and metadata, checks the allowlists and hashes every file it reads; a unit is one chunk.
-Its rows come from :class:`~pipelines.steps.ListRecords`, the commit filters (criteria are
+Its rows come from :class:`~codeprefs.pipelines.steps.ListRecords`, the commit filters (criteria are
 labelled before any fetch, so no fetch is spent on a commit without one),
-:class:`~pipelines.steps.FetchContents` and the pairing.
+:class:`~codeprefs.pipelines.steps.FetchContents` and the pairing.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from codeprefs.core.files import file_sha256
 from codeprefs.core.layout import REMOTES_DIR
 from codeprefs.core.localpaths import resolve_path
 from codeprefs.core.locations import require_local
-from codeprefs.schema import parse_language
-from pipelines.recipes import not_fingerprinted
-from pipelines.sources.base import (
+from codeprefs.core.schema import parse_language
+from codeprefs.pipelines.recipes import not_fingerprinted
+from codeprefs.pipelines.sources.base import (
     PathList,
     PlanContext,
     Planned,
@@ -34,11 +34,11 @@ from pipelines.sources.base import (
     SourceWork,
     UnitPipeline,
 )
-from pipelines.sources.commits import CommitSteps
-from pipelines.sources.export import ExportRules, load_allowlist
+from codeprefs.pipelines.sources.commits import CommitSteps
+from codeprefs.pipelines.sources.export import ExportRules, load_allowlist
 from codeprefs.core.records import plan_chunks
-from pipelines.sources.remote import ClusterHostSlots, FetchSettings
-from pipelines.steps import Chain, FetchContents, ListRecords, SplitCommits
+from codeprefs.pipelines.sources.remote import ClusterHostSlots, FetchSettings
+from codeprefs.pipelines.steps import Chain, FetchContents, ListRecords, SplitCommits
 
 # The paper's permissive licences (SPDX ids, lower case), the default licence allowlist.
 PERMISSIVE_LICENSES: tuple[str, ...] = (

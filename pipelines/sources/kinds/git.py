@@ -3,8 +3,8 @@
 Planning pins each repository to a commit (a few look-ups at a time: ``ls-remote`` of a URL
 waits on the network); a local repository is copied into the build's cache first, and its
 revision read there, so no git command runs in the repository itself. One unit is one
-repository at its pinned commit; its rows come from :class:`~pipelines.steps.ListCommits`, the
-commit filters, :class:`~pipelines.steps.ReadContents` and the pairing.
+repository at its pinned commit; its rows come from :class:`~codeprefs.pipelines.steps.ListCommits`, the
+commit filters, :class:`~codeprefs.pipelines.steps.ReadContents` and the pairing.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from codeprefs.core.patterns import expand_patterns
-from codeprefs.redact import public_url
-from pipelines.recipes import not_fingerprinted
-from pipelines.sources.base import PlanContext, Planned, SourceError, SourceSettings, SourceWork, UnitPipeline
-from pipelines.sources.commits import CommitSteps
-from pipelines.sources.gitrepo import GitError, RepoSpec, ResolvedRepo, resolve
-from pipelines.steps import Chain, ListCommits, ReadContents, SplitCommits, repo_task
+from codeprefs.core.redact import public_url
+from codeprefs.pipelines.recipes import not_fingerprinted
+from codeprefs.pipelines.sources.base import PlanContext, Planned, SourceError, SourceSettings, SourceWork, UnitPipeline
+from codeprefs.pipelines.sources.commits import CommitSteps
+from codeprefs.pipelines.sources.gitrepo import GitError, RepoSpec, ResolvedRepo, resolve
+from codeprefs.pipelines.steps import Chain, ListCommits, ReadContents, SplitCommits, repo_task
 
 _PUBLIC_NAME = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 
@@ -33,7 +33,7 @@ class RepoEntry(SourceSettings):
     """A repository with the public name its rows carry: ``{path: /abs/x.git, name: org/x}``.
 
     ``path`` (or ``url``) takes anything a plain ``repos`` entry takes; ``name`` replaces the
-    name otherwise derived from it (see :mod:`pipelines.sources.reponame`).
+    name otherwise derived from it (see :mod:`codeprefs.pipelines.sources.reponame`).
     """
 
     path: str | None = None

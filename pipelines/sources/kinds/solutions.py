@@ -4,7 +4,7 @@ Planning checks the toolchains the ``synthesis`` section needs (a missing one wi
 ``on_missing_toolchain: fail`` stops the build here), records their versions (a new compiler
 can change which mutants fail their tests, so it reruns the source) and cuts each file into
 chunks of ``records_per_task`` records; a unit is one chunk, synthesized by
-:class:`~pipelines.synthesis.pairs.SynthesizeSolutions` (see :mod:`pipelines.synthesis`).
+:class:`~codeprefs.pipelines.synthesis.pairs.SynthesizeSolutions` (see :mod:`codeprefs.pipelines.synthesis`).
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from pydantic import Field, field_validator
 from codeprefs.core.patterns import expand_patterns
 from codeprefs.core.files import file_sha256
 from codeprefs.core.localpaths import relative_to, resolve_path
-from codeprefs.schema import parse_language
-from pipelines.recipes import not_fingerprinted
-from pipelines.sources.base import PlanContext, Planned, SourceError, SourceSettings, SourceWork, UnitPipeline
-from pipelines.sources.solutions import LanguageField, SolutionFields, SolutionsError, plan_chunks
-from pipelines.steps import AssemblePairs, Chain
-from pipelines.synthesis.plan import SynthesisPlan
+from codeprefs.core.schema import parse_language
+from codeprefs.pipelines.recipes import not_fingerprinted
+from codeprefs.pipelines.sources.base import PlanContext, Planned, SourceError, SourceSettings, SourceWork, UnitPipeline
+from codeprefs.pipelines.sources.solutions import LanguageField, SolutionFields, SolutionsError, plan_chunks
+from codeprefs.pipelines.steps import AssemblePairs, Chain
+from codeprefs.pipelines.synthesis.plan import SynthesisPlan
 
 
 class SolutionsSource(SourceSettings):

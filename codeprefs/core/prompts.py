@@ -19,7 +19,7 @@ import random
 from collections.abc import Sequence
 from enum import StrEnum
 
-from codeprefs.schema import Aspect, parse_aspect
+from codeprefs.core.schema import Aspect, parse_aspect
 
 
 class PromptKind(StrEnum):
@@ -84,7 +84,7 @@ def training_prompt(row_key: str, aspect: str, seed: int,
     """Draw the system prompt of a training row whose ``system`` is empty.
 
     ``row_key`` identifies the row (its id); ``aspect`` is its criterion in any spelling
-    :func:`codeprefs.schema.parse_aspect` accepts. Returns the kind drawn and the prompt text
+    :func:`codeprefs.core.schema.parse_aspect` accepts. Returns the kind drawn and the prompt text
     (empty for :attr:`PromptKind.NONE`).
     """
     rng = random.Random(f"codeprefs-system-prompt:{seed}:{row_key}")

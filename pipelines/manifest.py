@@ -8,7 +8,7 @@ The smallest manifest names a run and one source; every other setting has a defa
         repos: [/abs/path/repo-a, file:///abs/path/repo-b.git, {path: /abs/x.git, name: org/x}]
 
 A ``solutions`` source turns correct solutions with tests into verified pairs (see
-:mod:`pipelines.synthesis`); the top-level ``synthesis`` section configures how::
+:mod:`codeprefs.pipelines.synthesis`); the top-level ``synthesis`` section configures how::
 
     sources:
       - type: solutions
@@ -47,15 +47,15 @@ from pydantic import (
 )
 
 from codeprefs.core.patterns import PatternError, expand_patterns
-from filters.criteria import CriteriaSettings
-from filters.dedupe.settings import DecontaminateSettings, DedupeSettings
-from filters.length import LengthSettings
-from filters.messages import MessageFilterSettings
-from filters.validation import ValidationSettings
-from pipelines.judgesettings import JudgeSettings
-from pipelines.sources.kinds import Source
-from pipelines.splits import SplitConfig
-from pipelines.synthesis.settings import SynthesisSettings
+from codeprefs.filters.criteria import CriteriaSettings
+from codeprefs.filters.dedupe.settings import DecontaminateSettings, DedupeSettings
+from codeprefs.filters.length import LengthSettings
+from codeprefs.filters.messages import MessageFilterSettings
+from codeprefs.filters.validation import ValidationSettings
+from codeprefs.pipelines.judgesettings import JudgeSettings
+from codeprefs.pipelines.sources.kinds import Source
+from codeprefs.pipelines.splits import SplitConfig
+from codeprefs.pipelines.synthesis.settings import SynthesisSettings
 
 
 class ManifestError(ValueError):
@@ -79,7 +79,7 @@ class FiltersConfig(_Strict):
 
 class PairsConfig(_Strict):
     """What chosen and rejected of a mined pair (git and export sources) are: the smallest
-    definitions around the commit's change (``function``, see :mod:`pipelines.scopes`) or the
+    definitions around the commit's change (``function``, see :mod:`codeprefs.pipelines.scopes`) or the
     whole file before and after the commit (``file``, the paper's layout)."""
 
     scope: Literal["function", "file"] = "function"

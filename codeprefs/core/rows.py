@@ -14,7 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from codeprefs.schema import PAIR_SCHEMA
+from codeprefs.core.schema import PAIR_SCHEMA
 
 Row = dict[str, Any]
 
