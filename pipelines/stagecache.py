@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib
 import json
 from collections.abc import Iterable
 from pathlib import Path
@@ -32,18 +33,20 @@ from codeprefs.core.layout import STAGES_DIR
 from codeprefs.core.rows import WORK_SCHEMA
 
 SUCCESS = "_SUCCESS"
-_CODE_PACKAGES = ("codeprefs", "parsers", "filters", "pipelines")
+# The packages whose code shapes rows (the trainer and the application do not).
+_CODE_PACKAGES = ("codeprefs.core", "codeprefs.parsers", "codeprefs.filters", "codeprefs.pipelines")
 
 
 @functools.cache
 def code_fingerprint() -> str:
-    """A hash of the code that shapes rows: every module and data file of the build packages."""
-    root = Path(__file__).resolve().parents[1]
+    """A hash of the code that shapes rows: every module and data file of the build packages,
+    wherever they are installed (a checkout, an editable install or a wheel)."""
     digest = hashlib.sha256()
     for package in _CODE_PACKAGES:
-        for path in sorted((root / package).rglob("*")):
+        folder = Path(importlib.import_module(package).__file__).resolve().parent
+        for path in sorted(folder.rglob("*")):
             if path.is_file() and path.suffix in (".py", ".list") and "__pycache__" not in path.parts:
-                digest.update(str(path.relative_to(root)).encode())
+                digest.update(f"{package}/{path.relative_to(folder).as_posix()}".encode())
                 digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
