@@ -32,12 +32,10 @@ the same inputs does no work at all.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -47,34 +45,40 @@ from typing import Any
 from codeprefs.core.files import write_json_atomic
 from codeprefs.core.layout import RUN_RECORD, STAGES_DIR
 from codeprefs.core.localpaths import relative_paths
-from codeprefs.pipelines.manifest import Manifest
 from codeprefs.core.raycluster import ray_session
 from codeprefs.core.redact import redact_data, redact_text
 from codeprefs.filters.dedupe.decontaminate import BenchmarkIndex
 from codeprefs.pipelines.errors import BuildError
+from codeprefs.pipelines.manifest import Manifest
 from codeprefs.pipelines.outputdir import describe_foreign, inspect_output, removable
 from codeprefs.pipelines.quality import quality_summary
 from codeprefs.pipelines.rayfailure import ray_failure
 from codeprefs.pipelines.recipes import settings_data
 from codeprefs.pipelines.runlock import RunLock, up_to_date
-from codeprefs.pipelines.runrecord import RecordError, code_version, funnel
+from codeprefs.pipelines.runrecord import (
+    RecordError,
+    code_version,
+    count_rows,
+    funnel,
+    no_pairs_warning,
+    relative_manifest_path,
+)
 from codeprefs.pipelines.shards import final_names, publish_staged, remove_stale_files
-from codeprefs.pipelines.sourcestage import commit_split, run_source_stage
 from codeprefs.pipelines.sources.base import PlanContext, SourceError, SourceWork
 from codeprefs.pipelines.sources.commits import CommitSteps
 from codeprefs.pipelines.sources.kinds import SOURCE_KINDS
-from codeprefs.pipelines.stagecache import StageDir, code_fingerprint, fingerprint
+from codeprefs.pipelines.sourcestage import commit_split, run_source_stage
+from codeprefs.pipelines.stagecache import code_fingerprint, fingerprint, prune_stages
 from codeprefs.pipelines.stages import (
     clean_fingerprint_settings,
-    clean_transform,
     length_budget,
     length_fingerprint_settings,
     load_benchmarks,
-    run_dataset_stage,
+    run_clean,
     run_judge,
+    run_validate,
     write_shards,
 )
-from codeprefs.pipelines.steps import BudgetPairs, Chain, ValidatePairs
 
 __all__ = ["BuildError", "Plan", "build", "plan_build"]
 
@@ -227,24 +231,13 @@ def _execute(manifest: Manifest, plan: Plan, output_dir: Path, manifest_path: st
         split = commit_split(manifest.split, plan.works, output_dir)  # once, for every commit source
         source_files = [f for work in plan.works for f in run_source_stage(work, split, output_dir, log)]
         budget = length_budget(manifest)
-        validate = Chain([ValidatePairs(manifest.filters.validation, manifest.filters.criteria.comment_only),
-                          *([BudgetPairs(budget)] if budget is not None else [])])
-        files = run_dataset_stage(
-            "validate", fps["validate"], source_files, output_dir, log=log,
-            transform=lambda rows: rows and rows.map_batches(validate, batch_size=manifest.ray.batch_rows,
-                                                             batch_format="pyarrow"))
+        files = run_validate(manifest, budget, fps["validate"], source_files, output_dir, log)
         steps: dict[str, Any] = {}
         llm = None
         if fps.get("judge") is not None:
             files, llm = run_judge(manifest, fps["judge"], files, output_dir, log)
         if fps["clean"] is not None:
-            files = run_dataset_stage("clean", fps["clean"], files, output_dir,
-                                      clean_transform(manifest, benchmarks, steps), log)
-            stats_file = StageDir(output_dir, "clean", fps["clean"]).path / "stats.json"
-            if steps:
-                write_json_atomic(stats_file, steps)
-            elif stats_file.is_file():
-                steps = {**json.loads(stats_file.read_text()), "reused": True}
+            files, steps = run_clean(manifest, benchmarks, fps["clean"], files, output_dir, log)
         summaries = write_shards(files, output_dir, manifest, log) if files else []
         quality = quality_summary([str(output_dir / s["path"]) for s in summaries if s["kind"] == "shard"],
                                   budget.tokenizer if budget is not None else None)
@@ -257,18 +250,12 @@ def _execute(manifest: Manifest, plan: Plan, output_dir: Path, manifest_path: st
     removed = remove_stale_files(output_dir, lambda relative: removable(relative, earlier, this_run))
     lock.files = this_run
 
-    drops: Counter[tuple[str, str]] = Counter()
-    kept = 0
-    for s in summaries:
-        if s["kind"] == "count":
-            if s["reason"] is None:
-                kept += s["rows"]
-            else:
-                drops[(s["stage"], s["reason"])] += s["rows"]
+    kept, drops = count_rows(summaries)
     written = sum(f["rows"] for f in shards)
     if written != kept:
         raise BuildError(f"row accounting mismatch: {kept} rows kept but {written} written")
-    _prune_stages(output_dir, plan)
+    prune_stages(output_dir, {work.settings_fingerprint: set(work.unit_keys) for work in plan.works},
+                 {stage: plan.fingerprints.get(stage) for stage in ("validate", "judge", "clean")})
     stages = funnel(drops, kept)
     warnings = [] if kept else [no_pairs_warning(stages, plan.inputs)]
     for warning in warnings:
@@ -276,7 +263,7 @@ def _execute(manifest: Manifest, plan: Plan, output_dir: Path, manifest_path: st
 
     record = {
         "name": manifest.name,
-        "manifest_path": _manifest_path(manifest_path, output_dir),
+        "manifest_path": relative_manifest_path(manifest_path, output_dir),
         "manifest": manifest.resolved(),
         "code": {**code_version(), "fingerprint": fps["code"]},
         "inputs": plan.inputs,
@@ -301,44 +288,3 @@ def _execute(manifest: Manifest, plan: Plan, output_dir: Path, manifest_path: st
     record = redact_data(relative_paths(record, manifest.base_dir))
     write_json_atomic(output_dir / RUN_RECORD, record)
     return record
-
-
-def _manifest_path(manifest_path: str | None, output_dir: Path) -> str | None:
-    """The manifest's path relative to the output folder (``codeprefs runs`` resolves it)."""
-    if manifest_path is None:
-        return None
-    return os.path.relpath(Path(manifest_path).expanduser().resolve(), output_dir)
-
-
-def no_pairs_warning(stages: list[dict[str, Any]], inputs: list[dict[str, Any]]) -> str:
-    """Why a build kept no pair: the stage that dropped the last rows, with its reasons."""
-    total = stages[0]["rows_in"] if stages else 0
-    if total == 0:
-        statuses = Counter(str(item.get("status", "ok")) for item in inputs)
-        described = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items())) or "none"
-        return f"no pair kept: the sources gave no candidate row (inputs: {described}); no shard was written"
-    last = next(stage for stage in stages if stage["rows_out"] == 0)
-    reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(last["reasons"].items(), key=lambda kv: -kv[1]))
-    return (f"no pair kept: stage '{last['stage']}' dropped all {last['rows_in']} rows that reached it "
-            f"({reasons}) of {total} candidate rows; no shard was written")
-
-
-def _prune_stages(output_dir: Path, plan: Plan) -> None:
-    """Drop cached stage outputs this run did not use (superseded settings, inputs or units)."""
-    root = output_dir / STAGES_DIR
-    keep_units: dict[str, set[str]] = {}
-    for work in plan.works:
-        keep_units.setdefault(work.settings_fingerprint, set()).update(
-            f"unit-{key}.parquet" for key in work.unit_keys)
-    for folder in sorted((root / "source").iterdir()) if (root / "source").is_dir() else []:
-        if folder.name not in keep_units:
-            shutil.rmtree(folder, ignore_errors=True)
-            continue
-        for unit in folder.glob("unit-*.parquet"):
-            if unit.name not in keep_units[folder.name]:
-                unit.unlink()
-    used = {f"{stage}/{plan.fingerprints.get(stage)}" for stage in ("validate", "judge", "clean")}
-    for stage in ("validate", "judge", "clean"):
-        for folder in sorted((root / stage).iterdir()) if (root / stage).is_dir() else []:
-            if f"{stage}/{folder.name}" not in used:
-                shutil.rmtree(folder, ignore_errors=True)

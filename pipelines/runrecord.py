@@ -144,3 +144,36 @@ def list_runs(root: str | Path) -> list[dict[str, Any]]:
             entry["state"] = "interrupted"
             entry["fingerprint"] = (state.get("fingerprints") or {}).get("write")
     return [found[key] for key in sorted(found)]
+
+
+def count_rows(summaries: list[dict[str, Any]]) -> tuple[int, Counter[tuple[str, str]]]:
+    """The rows the writer kept, and those it counted dropped by (stage, reason)."""
+    drops: Counter[tuple[str, str]] = Counter()
+    kept = 0
+    for summary in summaries:
+        if summary["kind"] == "count":
+            if summary["reason"] is None:
+                kept += summary["rows"]
+            else:
+                drops[(summary["stage"], summary["reason"])] += summary["rows"]
+    return kept, drops
+
+
+def relative_manifest_path(manifest_path: str | None, output_dir: Path) -> str | None:
+    """The manifest's path relative to the output folder (``codeprefs runs`` resolves it)."""
+    if manifest_path is None:
+        return None
+    return os.path.relpath(Path(manifest_path).expanduser().resolve(), output_dir)
+
+
+def no_pairs_warning(stages: list[dict[str, Any]], inputs: list[dict[str, Any]]) -> str:
+    """Why a build kept no pair: the stage that dropped the last rows, with its reasons."""
+    total = stages[0]["rows_in"] if stages else 0
+    if total == 0:
+        statuses = Counter(str(item.get("status", "ok")) for item in inputs)
+        described = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items())) or "none"
+        return f"no pair kept: the sources gave no candidate row (inputs: {described}); no shard was written"
+    last = next(stage for stage in stages if stage["rows_out"] == 0)
+    reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(last["reasons"].items(), key=lambda kv: -kv[1]))
+    return (f"no pair kept: stage '{last['stage']}' dropped all {last['rows_in']} rows that reached it "
+            f"({reasons}) of {total} candidate rows; no shard was written")

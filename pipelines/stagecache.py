@@ -21,6 +21,7 @@ import functools
 import hashlib
 import importlib
 import json
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -108,3 +109,24 @@ def write_unit(path: Path, batches: Iterable[pa.Table], schema: pa.Schema = WORK
                 writer.write_table(batch.cast(schema))
                 rows += batch.num_rows
     return rows
+
+
+def prune_stages(output_dir: Path, source_units: dict[str, set[str]], used: dict[str, str | None]) -> None:
+    """Drop cached stage outputs a run did not use (superseded settings, inputs or units).
+
+    ``source_units``: each source stage folder's fingerprint -> the unit keys it still holds;
+    ``used``: each dataset stage -> the fingerprint the run used (``None``: the stage was skipped).
+    """
+    root = output_dir / STAGES_DIR
+    source = root / "source"
+    for folder in sorted(source.iterdir()) if source.is_dir() else []:
+        if folder.name not in source_units:
+            shutil.rmtree(folder, ignore_errors=True)
+            continue
+        for unit in folder.glob("unit-*.parquet"):
+            if unit.name.removeprefix("unit-").removesuffix(".parquet") not in source_units[folder.name]:
+                unit.unlink()
+    for stage, fingerprint_used in used.items():
+        for folder in sorted((root / stage).iterdir()) if (root / stage).is_dir() else []:
+            if folder.name != fingerprint_used:
+                shutil.rmtree(folder, ignore_errors=True)

@@ -7,6 +7,7 @@ counts and writes them (:mod:`codeprefs.pipelines.shards`).
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from codeprefs.core.files import file_sha256
+from codeprefs.core.files import file_sha256, write_json_atomic
 from codeprefs.core.layout import LLM_CACHE_DIR
 from codeprefs.core.localpaths import resolve_path
 from codeprefs.pipelines.manifest import Manifest
@@ -28,6 +29,7 @@ from codeprefs.pipelines.judge import STATS_DIR as JUDGE_STATS_DIR
 from codeprefs.pipelines.judge import judge_step, llm_totals
 from codeprefs.pipelines.shards import WritePartition, add_partition_column
 from codeprefs.pipelines.stagecache import StageDir, write_unit
+from codeprefs.pipelines.steps import BudgetPairs, Chain, ValidatePairs
 from codeprefs.pipelines.synthesis.llm import LLMError
 
 def run_dataset_stage(name: str, stage_fingerprint: str, files: list[str], output_dir: Path,
@@ -54,6 +56,31 @@ def run_dataset_stage(name: str, stage_fingerprint: str, files: list[str], outpu
     tracker.finish()
     stage.mark_done()
     return stage.files()
+
+
+def run_validate(manifest: Manifest, budget: PairBudget | None, stage_fingerprint: str, files: list[str],
+                 output_dir: Path, log: Callable[[str], None]) -> list[str]:
+    """The ``validate`` stage: tree-sitter validation of both sides, then the length budget."""
+    validate = Chain([ValidatePairs(manifest.filters.validation, manifest.filters.criteria.comment_only),
+                      *([BudgetPairs(budget)] if budget is not None else [])])
+    return run_dataset_stage(
+        "validate", stage_fingerprint, files, output_dir, log=log,
+        transform=lambda rows: rows and rows.map_batches(validate, batch_size=manifest.ray.batch_rows,
+                                                         batch_format="pyarrow"))
+
+
+def run_clean(manifest: Manifest, benchmarks: BenchmarkIndex | None, stage_fingerprint: str, files: list[str],
+              output_dir: Path, log: Callable[[str], None]) -> tuple[list[str], dict[str, Any]]:
+    """The ``clean`` stage and its statistics (read back, marked ``reused``, when it is reused)."""
+    steps: dict[str, Any] = {}
+    files = run_dataset_stage("clean", stage_fingerprint, files, output_dir,
+                              clean_transform(manifest, benchmarks, steps), log)
+    stats_file = StageDir(output_dir, "clean", stage_fingerprint).path / "stats.json"
+    if steps:
+        write_json_atomic(stats_file, steps)
+    elif stats_file.is_file():
+        steps = {**json.loads(stats_file.read_text()), "reused": True}
+    return files, steps
 
 
 def run_judge(manifest: Manifest, stage_fingerprint: str, files: list[str], output_dir: Path,
