@@ -168,3 +168,18 @@ class SourceKind(Protocol):
     def plan(self, sources: Sequence[tuple[int, Any]], context: PlanContext) -> Planned:
         """Pin and cut into units this kind's ``(index, settings)`` sources, in manifest order;
         raise :class:`SourceError` naming the bad input."""
+
+
+def plan_each(sources: Sequence[tuple[int, Any]], plan_one: Callable[[int, Any], SourceWork]) -> Planned:
+    """Plan file sources one at a time with ``plan_one``; each work's ``recipe.files`` are its
+    input records. A file that is missing or unreadable (``ValueError``, ``OSError``) stops the
+    build with a :class:`SourceError` naming its source."""
+    planned = Planned()
+    for index, source in sources:
+        try:
+            work = plan_one(index, source)
+        except (ValueError, OSError) as error:
+            raise SourceError(f"sources.{index}: {error}") from None
+        planned.inputs += [(index, record) for record in work.recipe.files]
+        planned.works.append(work)
+    return planned

@@ -18,7 +18,7 @@ from pydantic import Field, field_validator, model_validator
 
 from codeprefs.core.patterns import expand_patterns
 from codeprefs.core.schema import parse_aspect, parse_language
-from codeprefs.pipelines.sources.base import PathList, PlanContext, Planned, SourceError, SourceSettings, SourceWork, UnitPipeline
+from codeprefs.pipelines.sources.base import PathList, PlanContext, Planned, SourceSettings, plan_each, SourceWork, UnitPipeline
 from codeprefs.pipelines.sources.dataset import (
     DatasetColumns,
     DatasetFilter,
@@ -88,15 +88,7 @@ class DatasetKind:
     mines_commits: ClassVar[bool] = False
 
     def plan(self, sources: Sequence[tuple[int, DatasetSource]], context: PlanContext) -> Planned:
-        planned = Planned()
-        for index, source in sources:
-            try:
-                work = self._plan_one(index, source, context)
-            except (ValueError, OSError) as error:
-                raise SourceError(f"sources.{index}: {error}") from None
-            planned.inputs += [(index, record) for record in work.recipe.files]
-            planned.works.append(work)
-        return planned
+        return plan_each(sources, lambda index, source: self._plan_one(index, source, context))
 
     def _plan_one(self, index: int, source: DatasetSource, context: PlanContext) -> SourceWork:
         rules = DatasetRules.from_source(source)

@@ -29,10 +29,10 @@ from codeprefs.pipelines.sources.base import (
     PathList,
     PlanContext,
     Planned,
-    SourceError,
     SourceSettings,
     SourceWork,
     UnitPipeline,
+    plan_each,
 )
 from codeprefs.pipelines.sources.commits import CommitSteps
 from codeprefs.pipelines.sources.export import ExportRules, load_allowlist
@@ -143,15 +143,7 @@ class ExportKind:
     mines_commits: ClassVar[bool] = True
 
     def plan(self, sources: Sequence[tuple[int, ExportSource]], context: PlanContext) -> Planned:
-        planned = Planned()
-        for index, source in sources:
-            try:
-                work = self._plan_one(index, source, context)
-            except (ValueError, OSError) as error:
-                raise SourceError(f"sources.{index}: {error}") from None
-            planned.inputs += [(index, record) for record in work.recipe.files]
-            planned.works.append(work)
-        return planned
+        return plan_each(sources, lambda index, source: self._plan_one(index, source, context))
 
     def _plan_one(self, index: int, source: ExportSource, context: PlanContext) -> SourceWork:
         chunks, files = [], []
