@@ -18,7 +18,15 @@ from pydantic import Field, field_validator, model_validator
 
 from codeprefs.core.patterns import expand_patterns
 from codeprefs.core.schema import parse_aspect, parse_language
-from codeprefs.pipelines.sources.base import PathList, PlanContext, Planned, SourceSettings, plan_each, SourceWork, UnitPipeline
+from codeprefs.pipelines.sources.base import (
+    PathList,
+    PlanContext,
+    Planned,
+    SourceSettings,
+    SourceWork,
+    UnitPipeline,
+    plan_each,
+)
 from codeprefs.pipelines.sources.dataset import (
     DatasetColumns,
     DatasetFilter,
