@@ -79,7 +79,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from codeprefs.core.schema import Language  # noqa: E402
-from codeprefs.pipelines.sources.solutions import FieldMap, SolutionRecord, plan_chunks, read_chunk  # noqa: E402
+from codeprefs.pipelines.sources.solutions import SolutionFields, SolutionRecord, plan_chunks, read_chunk  # noqa: E402
 from codeprefs.pipelines.synthesis.harness import assemble, closing_suffix, user_code  # noqa: E402
 from codeprefs.pipelines.synthesis.pairs import SolutionSynthesizer  # noqa: E402
 from codeprefs.pipelines.synthesis.settings import BugInjectionSettings  # noqa: E402
@@ -158,7 +158,7 @@ def _work(records: list[SolutionRecord]) -> Tally:
 def load(path: Path, language: str | None, sample: int | None, seed: int = 7) -> list[SolutionRecord]:
     chunks = plan_chunks([(path.name, path)], records_per_chunk=10_000)
     field_language = None if language else "language"
-    records = [r for chunk in chunks for r in read_chunk(chunk, FieldMap(), language, field_language)]
+    records = [r for chunk in chunks for r in read_chunk(chunk, SolutionFields(), language, field_language)]
     records = [r for r in records if r.error is None and r.solution.strip()]
     if sample and len(records) > sample:
         records = sorted(random.Random(seed).sample(records, sample), key=lambda r: r.line)
