@@ -71,12 +71,12 @@ from codeprefs.pipelines.sourcestage import commit_split, run_source_stage
 from codeprefs.pipelines.stagecache import code_fingerprint, fingerprint, prune_stages
 from codeprefs.pipelines.stages import (
     clean_fingerprint_settings,
-    length_budget,
-    length_fingerprint_settings,
     load_benchmarks,
     run_clean,
     run_judge,
+    ValidateRecipe,
     run_validate,
+    validate_recipe,
     write_shards,
 )
 
@@ -91,6 +91,7 @@ class Plan:
 
     inputs: list[dict[str, Any]]
     works: list[SourceWork]
+    validation: ValidateRecipe
     fingerprints: dict[str, Any] = field(default_factory=dict)
 
 
@@ -120,16 +121,16 @@ def plan_build(manifest: Manifest, output_dir: Path) -> Plan:
         for work in works:
             if work.split_listing is not None:
                 work.split_key = split_key
-    return Plan([record for _, record in sorted(inputs, key=lambda item: item[0])], works)
+    return Plan([record for _, record in sorted(inputs, key=lambda item: item[0])], works,
+                validate_recipe(manifest))
 
 
-def fingerprints(manifest: Manifest, works: list[SourceWork], clean: dict[str, Any]) -> dict[str, Any]:
+def fingerprints(manifest: Manifest, works: list[SourceWork], validation: ValidateRecipe,
+                 clean: dict[str, Any]) -> dict[str, Any]:
     """Every stage's fingerprint, each covering its settings and everything upstream."""
     sources = [work.fingerprint() for work in works]
     code = code_fingerprint()
-    validate = fingerprint("validate", manifest.filters.validation.model_dump(mode="json"),
-                           manifest.filters.criteria.comment_only, length_fingerprint_settings(manifest),
-                           sources, code)
+    validate = fingerprint("validate", settings_data(validation), sources, code)
     judged = (fingerprint("judge", manifest.judge.model_dump(mode="json"), validate, code)
               if manifest.judge is not None else None)
     before_clean = judged or validate
@@ -164,7 +165,7 @@ def build(manifest: Manifest, output: str | Path, manifest_path: str | None = No
     plan = plan_build(manifest, output_dir)
     benchmarks = load_benchmarks(manifest)
     clean_settings = clean_fingerprint_settings(manifest)
-    plan.fingerprints = fingerprints(manifest, plan.works, clean_settings)
+    plan.fingerprints = fingerprints(manifest, plan.works, plan.validation, clean_settings)
     output_dir.mkdir(parents=True, exist_ok=True)
     with RunLock(output_dir) as lock:
         folder = _inspect(output_dir, restart)  # again, now that no other build can change it
@@ -230,8 +231,7 @@ def _execute(manifest: Manifest, plan: Plan, output_dir: Path, manifest_path: st
     with ray_session(manifest.ray.address, manifest.ray.num_cpus, on_raylet_death=_raylet_died):
         split = commit_split(manifest.split, plan.works, output_dir)  # once, for every commit source
         source_files = [f for work in plan.works for f in run_source_stage(work, split, output_dir, log)]
-        budget = length_budget(manifest)
-        files = run_validate(manifest, budget, fps["validate"], source_files, output_dir, log)
+        files = run_validate(plan.validation, fps["validate"], source_files, output_dir, log)
         steps: dict[str, Any] = {}
         llm = None
         if fps.get("judge") is not None:
@@ -240,7 +240,7 @@ def _execute(manifest: Manifest, plan: Plan, output_dir: Path, manifest_path: st
             files, steps = run_clean(manifest, benchmarks, fps["clean"], files, output_dir, log)
         summaries = write_shards(files, output_dir, manifest, log) if files else []
         quality = quality_summary([str(output_dir / s["path"]) for s in summaries if s["kind"] == "shard"],
-                                  budget.tokenizer if budget is not None else None)
+                                  plan.validation.budget.tokenizer if plan.validation.budget else None)
     staged = {kind: [s for s in summaries if s["kind"] == kind] for kind in ("shard", "rejects")}
     earlier = set(lock.files)  # recorded before the new names are, so they stay deletable
     lock.add_files([name for kind, files in staged.items() for name in final_names(files, kind)])

@@ -11,6 +11,7 @@ import json
 import math
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +23,14 @@ from codeprefs.core.localpaths import resolve_path
 from codeprefs.pipelines.manifest import Manifest
 from codeprefs.filters.dedupe import BenchmarkError, decontaminate, index_for, near_dedupe
 from codeprefs.filters.dedupe.decontaminate import BenchmarkIndex
-from codeprefs.filters.length import LengthError, PairBudget, tokenizer_fingerprint
+from codeprefs.filters.length import LengthError, LengthSettings, PairBudget, tokenizer_fingerprint
+from codeprefs.filters.validation import ValidationSettings
 from codeprefs.pipelines import progress
 from codeprefs.pipelines.errors import BuildError
 from codeprefs.pipelines.judge import STATS_DIR as JUDGE_STATS_DIR
 from codeprefs.pipelines.judge import judge_step, llm_totals
 from codeprefs.pipelines.shards import WritePartition, add_partition_column
+from codeprefs.pipelines.recipes import not_fingerprinted
 from codeprefs.pipelines.stagecache import StageDir, write_unit
 from codeprefs.pipelines.steps import BudgetPairs, Chain, ValidatePairs
 from codeprefs.pipelines.synthesis.llm import LLMError
@@ -58,14 +61,48 @@ def run_dataset_stage(name: str, stage_fingerprint: str, files: list[str], outpu
     return stage.files()
 
 
-def run_validate(manifest: Manifest, budget: PairBudget | None, stage_fingerprint: str, files: list[str],
-                 output_dir: Path, log: Callable[[str], None]) -> list[str]:
+@dataclass(frozen=True)
+class ValidateRecipe:
+    """Everything the validate stage's steps are built from; its fingerprint hashes this, so a
+    setting cannot reach the steps without reaching the fingerprint (see
+    :mod:`codeprefs.pipelines.recipes`)."""
+
+    validation: ValidationSettings
+    comment_only: str  # filters.criteria.comment_only
+    length: LengthSettings | None  # filters.length as written (None: no budget)
+    tokenizer_files: list[Any] | None  # the tokenizer's files and hashes: a new one reruns the stage
+    budget: PairBudget | None = not_fingerprinted("made of `length`, its tokenizer resolved against the "
+                                                  "manifest's folder; `tokenizer_files` hashes it")
+    batch_rows: int = not_fingerprinted("rows per batch: the same rows come out of any batching",
+                                        default=1024)
+
+    def step(self) -> Chain:
+        return Chain([ValidatePairs(self.validation, self.comment_only),
+                      *([BudgetPairs(self.budget)] if self.budget is not None else [])])
+
+
+def validate_recipe(manifest: Manifest) -> ValidateRecipe:
+    """The validate stage of ``manifest``; a tokenizer that cannot be loaded fails here, before
+    any Ray work."""
+    budget = length_budget(manifest)
+    files = None
+    if budget is not None and budget.tokenizer is not None:
+        try:
+            files = tokenizer_fingerprint(budget.tokenizer)
+        except LengthError as error:
+            raise BuildError(str(error)) from None
+    filters = manifest.filters
+    return ValidateRecipe(filters.validation, filters.criteria.comment_only, filters.length, files, budget,
+                          manifest.ray.batch_rows)
+
+
+def run_validate(recipe: ValidateRecipe, stage_fingerprint: str, files: list[str], output_dir: Path,
+                 log: Callable[[str], None]) -> list[str]:
     """The ``validate`` stage: tree-sitter validation of both sides, then the length budget."""
-    validate = Chain([ValidatePairs(manifest.filters.validation, manifest.filters.criteria.comment_only),
-                      *([BudgetPairs(budget)] if budget is not None else [])])
+    step = recipe.step()
     return run_dataset_stage(
         "validate", stage_fingerprint, files, output_dir, log=log,
-        transform=lambda rows: rows and rows.map_batches(validate, batch_size=manifest.ray.batch_rows,
+        transform=lambda rows: rows and rows.map_batches(step, batch_size=recipe.batch_rows,
                                                          batch_format="pyarrow"))
 
 
@@ -126,20 +163,6 @@ def length_budget(manifest: Manifest) -> PairBudget | None:
         except LengthError as error:
             raise BuildError(str(error)) from None
     return budget
-
-
-def length_fingerprint_settings(manifest: Manifest) -> dict[str, Any] | None:
-    """The budget's settings, with the tokenizer's files (a changed tokenizer reruns validate)."""
-    if manifest.filters.length is None:
-        return None
-    settings = manifest.filters.length.model_dump(mode="json")
-    budget = length_budget(manifest) if settings["tokenizer"] else None
-    if budget is not None and budget.tokenizer is not None:
-        try:
-            settings["tokenizer_files"] = tokenizer_fingerprint(budget.tokenizer)
-        except LengthError as error:
-            raise BuildError(str(error)) from None
-    return settings
 
 
 def load_benchmarks(manifest: Manifest) -> BenchmarkIndex | None:

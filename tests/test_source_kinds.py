@@ -101,3 +101,18 @@ def test_settings_data_refuses_what_it_cannot_read():
         settings_data(Opaque(object()))
     with pytest.raises(ValueError, match="say why"):
         not_fingerprinted("  ")
+
+
+def test_the_validate_stage_is_fingerprinted_from_its_recipe(tmp_path):
+    from codeprefs.pipelines.stages import validate_recipe
+
+    def recipe(**filters):
+        return validate_recipe(parse_manifest({"name": "m", "sources": [{"type": "git", "repos": ["https://e.com/a.git"]}],
+                                               "filters": filters}, tmp_path))
+
+    base = settings_data(recipe())
+    assert set(base) == {"validation", "comment_only", "length", "tokenizer_files"}
+    assert base["length"]["max_bytes"] == 4096 * 3 and base["tokenizer_files"] is None
+    assert settings_data(recipe(validation={"min_depth": 4}))["validation"]["min_depth"] == 4
+    assert settings_data(recipe(criteria={"comment_only": "drop"}))["comment_only"] == "drop"
+    assert settings_data(recipe(length=None))["length"] is None and recipe(length=None).budget is None
