@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-import codeprefs.filters
+from codeprefs import filters
 from codeprefs.core.schema import Aspect, Language
 from codeprefs.filters.criteria import (
     TERM_FILES,
