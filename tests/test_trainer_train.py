@@ -100,6 +100,14 @@ def test_eval_every_needs_evaluation_data(tmp_path, tiny_model, capsys):  # noqa
     assert "--eval-every takes a number of steps >= 0 and needs --eval-data" in capsys.readouterr().err
 
 
+def test_log_every_zero_is_refused_naming_the_option(tmp_path, tiny_model, capsys):  # noqa: F811
+    code = main(["--data", str(tmp_path), "--model", str(tiny_model), "--output", str(tmp_path / "rm"),
+                 "--log-every", "0"])
+    assert code == 2
+    assert "--log-every takes a number of steps >= 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "rm").exists()
+
+
 def test_unscorable_evaluation_data_fails_before_training(tmp_path, tiny_model):  # noqa: F811
     from codeprefs.trainers.data import DataError
 

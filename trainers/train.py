@@ -366,6 +366,8 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
     """Load everything, train, save, evaluate; returns the summary written to ``train_summary.json``."""
     if cfg.eval_every < 0 or (cfg.eval_every and not cfg.eval_data):
         raise ValueError("--eval-every takes a number of steps >= 0 and needs --eval-data")
+    if cfg.log_every < 1:
+        raise ValueError(f"--log-every takes a number of steps >= 1, got {cfg.log_every}")
     context = distributed.setup(cfg.device)
     try:
         torch.manual_seed(cfg.seed)
