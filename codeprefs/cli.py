@@ -216,6 +216,14 @@ def evaluate_command(ctx: typer.Context) -> None:
     raise typer.Exit(code=evaluate_main(ctx.args))
 
 
+@app.command("score", context_settings=_PASS_THROUGH, add_help_option=False)
+def score_command(ctx: typer.Context) -> None:
+    """Score (prompt, response) rows with a reward model: the same as `python -m trainers.score` (see --help)."""
+    from codeprefs.trainers.score import main as score_main
+
+    raise typer.Exit(code=score_main(ctx.args))
+
+
 def main() -> None:
     app()
 

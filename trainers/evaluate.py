@@ -127,7 +127,8 @@ def write_results(output: Path, scores: pd.DataFrame, results: dict[str, Any]) -
     (output / "results.json").write_text(json.dumps(results, indent=2) + "\n")
 
 
-def _dtype(requested: str, device: torch.device) -> torch.dtype:
+def model_dtype(requested: str, device: torch.device) -> torch.dtype:
+    """The weights' dtype for ``requested`` (``auto``: bfloat16 on a GPU, float32 on a CPU)."""
     if requested == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     return {"bfloat16": torch.bfloat16, "float32": torch.float32, "float16": torch.float16}[requested]
@@ -196,7 +197,7 @@ def evaluate_set(model_path: str | Path, eval_set: EvalSet, output: str | Path, 
         output.mkdir(parents=True, exist_ok=True)
         (output / "skipped.json").write_text(json.dumps(
             {reason: [str(i) for i in ids] for reason, ids in eval_set.report.skipped_ids.items()}, indent=2) + "\n")
-    model = RewardModel.from_pretrained(model_path, backbone=backbone, dtype=_dtype(dtype, target),
+    model = RewardModel.from_pretrained(model_path, backbone=backbone, dtype=model_dtype(dtype, target),
                                         attn_implementation=choose_attention(attention, target),
                                         pad_token_id=pad_token_id).to(target)
     fall_back_to_padding(model, lambda problem: print(f"warning: {problem}", file=sys.stderr))

@@ -146,6 +146,34 @@ class PairEncoder:
         return [head + len(body) + len(closing) + len(end) for body, closing in zip(bodies, closings, strict=True)]
 
     # encoding -------------------------------------------------------------------------------
+    def encode_sequences(self, systems: Sequence[str], prompts: Sequence[str],
+                         responses: Sequence[str]) -> list[np.ndarray | str]:
+        """Each (system, prompt, response) as one token sequence, rendered and cut exactly as
+        :meth:`encode` renders and cuts a pair's side; a row that cannot be encoded gives its
+        reason instead (``empty_input``, ``empty_response``, ``prompt_too_long``)."""
+        start, middle, end = self._plain_special() if self.template == "plain" else ([], [], [])
+        rendered = [self._render(system, prompt, response)
+                    for system, prompt, response in zip(systems, prompts, responses, strict=True)]
+        prompt_ids = self._ids([part.prompt for part in rendered])
+        bodies = self._ids([part.body for part in rendered])
+        closings = self._ids([part.closing for part in rendered])
+        out: list[np.ndarray | str] = []
+        for k, (prompt, response) in enumerate(zip(prompts, responses, strict=True)):
+            head, close = start + prompt_ids[k] + middle, closings[k] + end
+            budget = self.max_length - len(head) - len(close)
+            if not prompt.strip() or not response.strip():
+                out.append("empty_input" if not prompt.strip() else "empty_response")
+            elif budget < 1:
+                out.append("prompt_too_long")
+            else:
+                sequence = head + _cut(bodies[k], budget)[0] + close
+                if self.pad_token_id is not None and sequence[-1] == self.pad_token_id:
+                    raise DataError(f"sequences end with the pad token (id {self.pad_token_id}); a "
+                                    "sequence-classification model would read its score elsewhere. Choose a "
+                                    "pad token the template never emits last (--pad-token)")
+                out.append(np.asarray(sequence, np.int32))
+        return out
+
     def encode(self, table: pa.Table, report: DataReport | None = None, drop_identical: bool = False,
                chunk_rows: int = 2048) -> tuple[list[EncodedPair], DataReport]:
         """Tokenize every usable row of ``table`` (with :data:`LOADED_COLUMNS`); count the rest."""

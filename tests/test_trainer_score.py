@@ -1,0 +1,87 @@
+"""Scoring rows with a trained reward model: the evaluator's numbers, input order, no silent loss."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from tests.trainer_fixtures import make_rows, one_torch_thread, tiny_model, tokenizer, write_shards  # noqa: F401
+from codeprefs.core.encoding import DataError
+from codeprefs.core.prompts import evaluation_prompt
+from codeprefs.trainers.evaluate import evaluate
+from codeprefs.trainers.model import RewardModel
+from codeprefs.trainers.score import RewardScorer, main
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def reward_model(tmp_path_factory, tiny_model, tokenizer):  # noqa: F811
+    model = RewardModel.from_pretrained(tiny_model)
+    torch.manual_seed(5)
+    torch.nn.init.normal_(model.score.weight, std=0.5)
+    path = tmp_path_factory.mktemp("rm")
+    model.save_pretrained(path, tokenizer=tokenizer)
+    return path
+
+
+def test_scores_equal_the_evaluators_chosen_and_rejected_scores(tmp_path, reward_model):
+    rows = make_rows(7)
+    data = write_shards(tmp_path / "pairs", rows)
+    evaluate(reward_model, str(data), tmp_path / "eval", prompts="own")
+    expected = pq.read_table(tmp_path / "eval" / "scores.parquet").to_pandas()
+    expected = expected if expected.index.name == "id" else expected.set_index("id")
+    scorer = RewardScorer.from_pretrained(reward_model)
+    systems = [evaluation_prompt("own", row["aspect"], None)[1] for row in rows]
+    prompts = [row["input"] for row in rows]
+    chosen = scorer.score(prompts, [row["chosen"] for row in rows], systems)
+    rejected = scorer.score(prompts, [row["rejected"] for row in rows], systems)
+    ids = [row["id"] for row in rows]
+    np.testing.assert_allclose(chosen, expected.loc[ids, "chosen_score"].to_numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(rejected, expected.loc[ids, "rejected_score"].to_numpy(), rtol=1e-5, atol=1e-5)
+    assert len(set(np.round(chosen, 6))) > 1  # the head is not constant
+
+
+def test_packed_and_padded_batches_give_the_same_scores_in_input_order(reward_model):
+    scorer = RewardScorer.from_pretrained(reward_model, micro_batch_tokens=64)
+    prompts = [f"task {k}: sum a list" for k in range(5)]
+    responses = ["def f(x):\n    return sum(x)\n" * (k + 1) for k in range(5)]
+    packed = scorer.score(prompts, responses, criterion="Runtime_Efficiency")
+    scorer.model.packs = False
+    padded = scorer.score(prompts, responses, criterion="Runtime_Efficiency")
+    np.testing.assert_allclose(packed, padded, rtol=1e-4, atol=1e-4)
+    alone = [scorer.score([p], [r], criterion="Runtime_Efficiency")[0] for p, r in zip(prompts, responses)]
+    np.testing.assert_allclose(padded, alone, rtol=1e-4, atol=1e-4)  # order kept, odd count included
+    assert not np.allclose(packed, scorer.score(prompts, responses))  # the criterion prompt counts
+
+
+def test_a_row_that_cannot_be_scored_stops_the_run_naming_it(reward_model):
+    scorer = RewardScorer.from_pretrained(reward_model)
+    with pytest.raises(DataError, match=r"1 row\(s\) cannot be scored \(row 2: empty_response\)"):
+        scorer.score(["a", "b", "c"], ["x = 1", "y = 2", "  "])
+
+
+def test_the_command_writes_every_row_with_its_score(tmp_path, reward_model):
+    table = pa.table({"input": ["p1", "p2", "p3"], "response": ["a = 1", "b = 2", "c = 3"], "keep": [3, 1, 2]})
+    pq.write_table(table, tmp_path / "rows.parquet")
+    result = subprocess.run([sys.executable, "-m", "codeprefs.cli", "score", "--model", str(reward_model),
+                             "--data", str(tmp_path / "rows.parquet"), "--output", str(tmp_path / "out.parquet")],
+                            capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    scored = pq.read_table(tmp_path / "out.parquet")
+    assert scored.column_names == ["input", "response", "keep", "score"]
+    assert scored["keep"].to_pylist() == [3, 1, 2]
+    expected = RewardScorer.from_pretrained(reward_model).score(["p1", "p2", "p3"], ["a = 1", "b = 2", "c = 3"])
+    np.testing.assert_allclose(scored["score"].to_numpy(), expected, rtol=1e-5, atol=1e-5)
+    assert main(["--model", str(reward_model), "--data", str(tmp_path / "rows.parquet"), "--output",
+                 str(tmp_path / "x.parquet"), "--response-column", "code"]) == 2
+
+
+def test_the_tiny_model_scores_in_packs_by_default(reward_model):
+    assert RewardScorer.from_pretrained(reward_model).model.packs  # so the packed/padded test compares two paths
