@@ -18,12 +18,11 @@ repositories, 83 commits)::
     validation setting changed     11.7 s  (0.80x)  8 of 8 source units reused (mostly Ray start-up)
 
 Before and after the architecture change of issue #14 (fc2aa52 vs the change, 2026-12-05, same
-machine, five alternating runs each): first build median 12.4 s before, 13.6 s after (runs
-11.6-12.9 s and 13.1-14.0 s); the command's wall time over four more alternating runs, 16.0 s and
-17.3 s median, with a spread of 14.6-19.2 s. The per-row work is unchanged (the same validate
-step on the quickstart's 93 rows, 20 times in one process: 0.38 s both; bench_mining.py below),
-so the gap lies in Ray's start-up and scheduling on a shared 2-core machine; it was not located
-further.
+machine): the quickstart build as a command (``pipelines/build_prefs.py``, fresh output), six
+alternating runs each on an otherwise idle machine: median 13.94 s before, 13.78 s after (runs
+13.2-15.2 s and 13.4-15.1 s): no slowdown. (Earlier runs while other work loaded the machine
+spread over 11.6-19.2 s and showed nothing either way.) The per-row work is unchanged too: the
+same validate step on the quickstart's 93 rows, 20 times in one process, 0.38 s both.
 """
 
 from __future__ import annotations
