@@ -9,9 +9,15 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-import torch
 
-from tests.trainer_fixtures import make_rows, one_torch_thread, tiny_model, tokenizer, write_shards  # noqa: F401
+from tests.trainer_fixtures import (  # noqa: F401
+    make_rows,
+    one_torch_thread,
+    reward_model,
+    tiny_model,
+    tokenizer,
+    write_shards,
+)
 from codeprefs.trainers.data import DataError
 from codeprefs.trainers.evaluate import compile_results, evaluate, main
 from codeprefs.trainers.model import RewardModel
@@ -39,17 +45,6 @@ def test_results_match_numbers_computed_by_hand():
     assert list(results["by_language"]) == ["C", "Go", "Python"]
     assert results["by_subset"] == {"s": {"accuracy": 0.6, "count": 5}}
     assert list(results) == ["overall", "by_aspect", "by_language", "by_subset"]
-
-
-@pytest.fixture(scope="module")
-def reward_model(tmp_path_factory, tiny_model, tokenizer):  # noqa: F811
-    """A reward model checkpoint with a random (non-zero) head."""
-    model = RewardModel.from_pretrained(tiny_model)
-    torch.manual_seed(11)
-    torch.nn.init.normal_(model.score.weight, std=0.5)
-    path = tmp_path_factory.mktemp("rm")
-    model.save_pretrained(path, tokenizer=tokenizer)
-    return path
 
 
 def test_evaluate_writes_the_paper_files(tmp_path, reward_model):

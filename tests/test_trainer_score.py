@@ -9,26 +9,21 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import torch
 
-from tests.trainer_fixtures import make_rows, one_torch_thread, tiny_model, tokenizer, write_shards  # noqa: F401
+from tests.trainer_fixtures import (  # noqa: F401
+    make_rows,
+    one_torch_thread,
+    reward_model,
+    tiny_model,
+    tokenizer,
+    write_shards,
+)
 from codeprefs.core.encoding import DataError
 from codeprefs.core.prompts import evaluation_prompt
 from codeprefs.trainers.evaluate import evaluate
-from codeprefs.trainers.model import RewardModel
 from codeprefs.trainers.score import RewardScorer, main
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def reward_model(tmp_path_factory, tiny_model, tokenizer):  # noqa: F811
-    model = RewardModel.from_pretrained(tiny_model)
-    torch.manual_seed(5)
-    torch.nn.init.normal_(model.score.weight, std=0.5)
-    path = tmp_path_factory.mktemp("rm")
-    model.save_pretrained(path, tokenizer=tokenizer)
-    return path
 
 
 def test_scores_equal_the_evaluators_chosen_and_rejected_scores(tmp_path, reward_model):

@@ -69,6 +69,21 @@ def tokenizer(tiny_model: Path):
     return load_tokenizer(tiny_model)
 
 
+@pytest.fixture(scope="session")
+def reward_model(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, tokenizer) -> Path:
+    """A reward model checkpoint of the tiny model with a random (non-zero) head."""
+    import torch
+
+    from codeprefs.trainers.model import RewardModel
+
+    model = RewardModel.from_pretrained(tiny_model)
+    torch.manual_seed(11)
+    torch.nn.init.normal_(model.score.weight, std=0.5)
+    path = tmp_path_factory.mktemp("rm")
+    model.save_pretrained(path, tokenizer=tokenizer)
+    return path
+
+
 def assert_scores_match_the_evaluator(model, tokenizer, data: Path, prompts: str, scores_file: Path) -> None:
     """A loaded ``*ForSequenceClassification`` scores the pairs of ``data`` (padded, with ``prompts``
     system prompts) as the evaluator did in ``scores_file``."""

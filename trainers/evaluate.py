@@ -206,6 +206,22 @@ def evaluate_set(model_path: str | Path, eval_set: EvalSet, output: str | Path, 
     return results
 
 
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """How a reward model is loaded and run to score: the options ``evaluate`` and ``score`` share."""
+    parser.add_argument("--micro-batch-tokens", type=int, default=16384,
+                        help="tokens per packed forward pass (bounds activation memory)")
+    parser.add_argument("--device", default="auto",
+                        help="torch device: auto (cuda when available, else cpu), cpu, cuda or cuda:N")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32", "float16"],
+                        help="weights' dtype: auto is bfloat16 on a GPU, float32 on a CPU")
+    parser.add_argument("--attention", default="auto", help="auto, varlen, flash_attention_2, sdpa or eager")
+    parser.add_argument("--template", default="auto", choices=["auto", "chat", "plain"],
+                        help="how a pair becomes tokens: the chat template, plain separators, or auto "
+                             "(chat when the tokenizer has a template)")
+    parser.add_argument("--backbone", default="auto", choices=["auto", "causal", "encoder"],
+                        help="model kind: a causal LM, an encoder, or auto (from the model's config)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``python -m trainers.evaluate`` (every option documented, with its default)."""
     parser = argparse.ArgumentParser(prog="python -m trainers.evaluate", description=__doc__.split("\n\n")[0],
@@ -220,18 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-length", type=int, default=4096,
                         help="tokens per sequence; a longer response is cut, a prompt alone too long is an error "
                              "(or skipped with --skip-invalid)")
-    parser.add_argument("--micro-batch-tokens", type=int, default=16384,
-                        help="tokens per packed forward pass (bounds activation memory)")
-    parser.add_argument("--device", default="auto",
-                        help="torch device: auto (cuda when available, else cpu), cpu, cuda or cuda:N")
-    parser.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32", "float16"],
-                        help="weights' dtype: auto is bfloat16 on a GPU, float32 on a CPU")
-    parser.add_argument("--attention", default="auto", help="auto, varlen, flash_attention_2, sdpa or eager")
-    parser.add_argument("--template", default="auto", choices=["auto", "chat", "plain"],
-                        help="how a pair becomes tokens: the chat template, plain separators, or auto "
-                             "(chat when the tokenizer has a template)")
-    parser.add_argument("--backbone", default="auto", choices=["auto", "causal", "encoder"],
-                        help="model kind: a causal LM, an encoder, or auto (from the model's config)")
+    add_model_options(parser)
     parser.add_argument("--skip-invalid", action="store_true",
                         help="skip pairs that cannot be scored (listed in skipped.json) instead of failing")
     return parser

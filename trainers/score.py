@@ -35,7 +35,7 @@ from codeprefs.core.records import read_table
 from codeprefs.core.schema import parse_aspect
 from codeprefs.trainers.attention import choose_attention
 from codeprefs.trainers.distributed import resolve_device
-from codeprefs.trainers.evaluate import model_dtype, score_pairs
+from codeprefs.trainers.evaluate import add_model_options, model_dtype, score_pairs
 from codeprefs.trainers.model import RewardModel
 from codeprefs.trainers.packcheck import fall_back_to_padding
 from codeprefs.trainers.tokenizer import load_tokenizer
@@ -144,17 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="condition every row on this criterion's system prompt, e.g. Runtime_Efficiency")
     parser.add_argument("--max-length", type=int, default=4096,
                         help="tokens per sequence; a longer response is cut, a prompt alone too long is an error")
-    parser.add_argument("--micro-batch-tokens", type=int, default=16384,
-                        help="tokens per packed forward pass (bounds activation memory)")
-    parser.add_argument("--device", default="auto",
-                        help="torch device: auto (cuda when available, else cpu), cpu, cuda or cuda:N")
-    parser.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32", "float16"],
-                        help="weights' dtype: auto is bfloat16 on a GPU, float32 on a CPU")
-    parser.add_argument("--attention", default="auto", help="auto, varlen, flash_attention_2, sdpa or eager")
-    parser.add_argument("--template", default="auto", choices=["auto", "chat", "plain"],
-                        help="how a row becomes tokens: the chat template, plain separators, or auto")
-    parser.add_argument("--backbone", default="auto", choices=["auto", "causal", "encoder"],
-                        help="model kind: a causal LM, an encoder, or auto (from the model's config)")
+    add_model_options(parser)
     return parser
 
 
