@@ -28,6 +28,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from codeprefs.core.drops import SPLIT, DropReason
+from codeprefs.core.settings import Settings
 from codeprefs.core.rows import Row
 from codeprefs.pipelines.sources.export import repo_key, split_repos
 
@@ -54,15 +55,13 @@ class BenchmarkWindow(BaseModel):
         return self
 
 
-class SplitConfig(BaseModel):
+class SplitConfig(Settings):
     """The training/benchmark split of commits (git and export sources) by time and repository.
 
     ``train``: commits before ``train_before``. ``benchmark``: commits in the window, and with
     ``repository_disjoint`` only from repositories with no commit before ``train_before`` (so
     no repository is in both). Dates are UTC midnights.
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     train_before: date | None = None
     benchmark: BenchmarkWindow | None = None

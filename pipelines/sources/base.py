@@ -27,17 +27,16 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Protocol
 
 import pyarrow as pa
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BeforeValidator, Field
 
 from codeprefs.core.layout import CACHE_DIR
+from codeprefs.core.settings import Settings
 from codeprefs.pipelines.recipes import settings_data
 from codeprefs.pipelines.stagecache import StageDir, code_fingerprint, fingerprint, unit_key
 
 
-class SourceSettings(BaseModel):
+class SourceSettings(Settings):
     """The settings of one manifest source: frozen, and an unknown key is an error naming it."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     # The key of the entry that names its inputs (``sources.<index>.<paths_key>`` in errors).
     paths_key: ClassVar[str] = "path"
@@ -162,7 +161,7 @@ class SourceKind(Protocol):
     """One kind of manifest source (see the module doc)."""
 
     type: ClassVar[str]  # the manifest's `type:` value
-    settings: ClassVar[type[BaseModel]]  # the model of one manifest entry of this kind
+    settings: ClassVar[type[SourceSettings]]  # the model of one manifest entry of this kind
     mines_commits: ClassVar[bool]  # the split, message, criteria and pairs sections apply to it
 
     def plan(self, sources: Sequence[tuple[int, Any]], context: PlanContext) -> Planned:
