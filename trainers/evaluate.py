@@ -37,6 +37,7 @@ import pyarrow as pa
 import torch
 
 from codeprefs.core.locations import local_path_argument
+from codeprefs.core.storage import location_argument
 from codeprefs.trainers.attention import choose_attention
 from codeprefs.core.encoding import DataReport, EncodedPair, PairEncoder
 from codeprefs.trainers.data import DataError, evaluation_system_prompts, load_pairs
@@ -227,7 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m trainers.evaluate", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--model", required=True, help="reward model folder (or a HF id)")
-    parser.add_argument("--data", required=True, type=local_path_argument, help="pairs: shard folder, Parquet/JSONL, saved dataset or name")
+    parser.add_argument("--data", required=True, type=location_argument,
+                        help="pairs: shard folder, Parquet/JSONL, saved dataset or name; a folder or file may be an object-storage URL (s3://bucket/out)")
     parser.add_argument("--output", required=True, type=local_path_argument, help="folder for results.json and scores.parquet")
     parser.add_argument("--split", default=None,
                         help="split to read from a saved dataset or a datasets name (default there: train)")
