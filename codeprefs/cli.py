@@ -280,6 +280,14 @@ def score_command(ctx: typer.Context) -> None:
     raise typer.Exit(code=score_main(ctx.args))
 
 
+@app.command("rerank", context_settings=_PASS_THROUGH, add_help_option=False)
+def rerank_command(ctx: typer.Context) -> None:
+    """Keep each task's top-k candidates by reward model score: the same as `python -m trainers.rerank` (see --help)."""
+    from codeprefs.trainers.rerank import main as rerank_main
+
+    raise typer.Exit(code=rerank_main(ctx.args))
+
+
 def main() -> None:
     app()
 
