@@ -25,7 +25,7 @@ from tests.trainer_fixtures import (  # noqa: F401
 )
 from codeprefs.core.encoding import DataError
 from codeprefs.trainers.candidates import EVALUATION_COLUMNS, read_candidates
-from codeprefs.trainers.evaluate import evaluate
+from codeprefs.trainers.evaluate import candidate_scores_frame, evaluate
 from codeprefs.trainers.evaluate import main as evaluate_main
 from codeprefs.trainers.ranking import (
     first_correct_rank,
@@ -216,6 +216,14 @@ def test_a_candidate_repeated_across_files_names_both(tmp_path):
         read_candidates(folder)
     with pytest.raises(DataError, match="no such candidates file or folder"):
         read_candidates(tmp_path / "nothing")
+
+
+def test_candidate_ranks_break_score_ties_against_the_model():
+    table = pa.table({"task_id": ["t", "t", "t", "u"], "candidate_id": ["a", "b", "c", "a"],
+                      "language": ["Go"] * 4, "passed": [True, False, False, True], "pass_rate": [1.0, 0.0, 0.5, 1.0]})
+    frame = candidate_scores_frame(table, np.array([0.5, 0.5, 0.9, 0.1]))
+    assert list(frame["rank"]) == [3, 2, 1, 1]  # c first (0.9), then b before a at 0.5: the incorrect one
+    assert list(frame["candidate_id"]) == ["a", "b", "c", "a"]  # rows keep their order
 
 
 # -- with the tiny reward model -----------------------------------------------------------------

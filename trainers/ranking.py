@@ -90,11 +90,14 @@ def spearman(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -
 def kendall_tau_b(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float | None:
     """Kendall's tau-b (ties on either side corrected); None when either side is constant."""
     x, y = np.asarray(x, float), np.asarray(y, float)
-    upper = np.triu_indices(len(x), 1)
-    dx = np.sign(x[:, None] - x[None, :])[upper]
-    dy = np.sign(y[:, None] - y[None, :])[upper]
-    denominator = np.sqrt(float((dx != 0).sum()) * float((dy != 0).sum()))
-    return float((dx * dy).sum() / denominator) if denominator > 0 else None
+    concordance, untied_x, untied_y = 0.0, 0, 0
+    for i in range(len(x) - 1):  # one row of pairs at a time: memory stays linear in the task's size
+        dx, dy = np.sign(x[i + 1:] - x[i]), np.sign(y[i + 1:] - y[i])
+        concordance += float((dx * dy).sum())
+        untied_x += int((dx != 0).sum())
+        untied_y += int((dy != 0).sum())
+    denominator = np.sqrt(float(untied_x) * float(untied_y))
+    return concordance / denominator if denominator > 0 else None
 
 
 def task_figures(task: pd.DataFrame, k: int) -> dict[str, Any]:
