@@ -246,7 +246,8 @@ def test_evaluate_rerank_alone_writes_the_section_and_every_candidate_score(tmp_
     assert (overall["tasks"], overall["candidates"], overall["ranked_tasks"]) == (3, 8, 3)
     assert (section["by_language"]["Python"]["tasks"], section["by_language"]["Go"]["tasks"]) == (2, 1)
     scores = pd.read_parquet(tmp_path / "eval" / "candidate_scores.parquet")
-    assert list(scores.columns) == ["task_id", "candidate_id", "language", "passed", "pass_rate", "score", "rank"]
+    assert list(scores.columns) == ["task_id", "candidate_id", "language", "generator", "passed", "pass_rate",
+                                   "score", "rank"]
     assert list(scores["candidate_id"]) == [row["candidate_id"] for row in rows]
     np.testing.assert_allclose(scores["score"], expected_scores(reward_model, rows), rtol=1e-5, atol=1e-5)
     assert len(set(np.round(scores["score"], 6))) == len(rows)  # distinct: the figures depend on the scores

@@ -20,9 +20,9 @@ when its chosen score is strictly greater than its rejected score: ties count as
 section to ``results.json`` (Hits@1, Hits@K, MRR, Spearman and Kendall of score with pass rate,
 overall and by language, with task counts and the random and shortest-first baselines; see
 :mod:`codeprefs.trainers.ranking`) and writes ``candidate_scores.parquet``: one row per candidate
-in (task_id, candidate_id) order with ``task_id, candidate_id, language, passed, pass_rate,
-score, rank``, ``rank`` being the model's order within the task with ties broken against it.
-With ``--rerank`` alone (no ``--data``) only those two files are written, and ``results.json``
+in (task_id, candidate_id) order with ``task_id, candidate_id, language, generator`` (when the
+candidates have it) ``, passed, pass_rate, score, rank``, ``rank`` being the model's order within
+the task with ties broken against it (incorrect first). With ``--rerank`` alone (no ``--data``) only those two files are written, and ``results.json``
 holds only ``reranking``.
 
 Nothing is skipped quietly: a batch that fails stops the run, and a pair that cannot be scored
@@ -137,8 +137,8 @@ def score_candidates(model: RewardModel, encoder: PairEncoder, candidates: pa.Ta
 def candidate_scores_frame(candidates: pa.Table, scores: np.ndarray) -> pd.DataFrame:
     """One row per candidate, in the table's order, with its score and the model's rank within its
     task (score descending, ties broken against the model: incorrect first, then candidate_id)."""
-    frame = pd.DataFrame({name: candidates[name].to_pylist()
-                          for name in ("task_id", "candidate_id", "language", "passed", "pass_rate")})
+    names = ("task_id", "candidate_id", "language", "generator", "passed", "pass_rate")
+    frame = pd.DataFrame({name: candidates[name].to_pylist() for name in names if name in candidates.column_names})
     frame["pass_rate"] = frame["pass_rate"].astype(float)
     frame["score"] = scores.astype(float)
     order = frame.sort_values(["task_id", "score", "passed", "candidate_id"], ascending=[True, False, True, True],
