@@ -94,7 +94,8 @@ def test_metrics_match_hand_computed_values_overall_and_by_language():
     }
     go, python = result["by_language"]["Go"], result["by_language"]["Python"]
     assert list(result["by_language"]) == ["Go", "Python"]
-    assert (go["tasks"], go["candidates"], go["ranked_tasks"], go["no_correct_tasks"], go["all_correct_tasks"]) == (2, 6, 1, 1, 0)
+    counts = ("tasks", "candidates", "ranked_tasks", "no_correct_tasks", "all_correct_tasks")
+    assert [go[name] for name in counts] == [2, 6, 1, 1, 0]
     assert (go["hits_at_1"], go["hits_at_k"], go["mrr"], go["correlation_tasks"]) == (0.0, 0.0, 0.3333, 2)
     assert (go["spearman"], go["kendall"]) == (round(-np.sqrt(3) / 4, 4), round(-1 / np.sqrt(6), 4))
     assert go["baselines"] == {"random": {"hits_at_1": 0.3333, "hits_at_k": 0.6667, "mrr": 0.6111},
@@ -157,7 +158,8 @@ def candidate_rows() -> list[dict]:
             passed = n != 1 if task != "sol/go-1" else n < 2
             rows.append({"task_id": task, "candidate_id": f"{task}/c{n}", "language": language,
                          "prompt": f"Solve task {task}.", "code": code,
-                         "generator": "solution" if n == 0 else "mutation:flip", "outcome": "passed" if passed else "failed",
+                         "generator": "solution" if n == 0 else "mutation:flip",
+                         "outcome": "passed" if passed else "failed",
                          "passed": passed, "passed_tests": 4 if passed else n, "total_tests": 4,
                          "pass_rate": 1.0 if passed else n / 4})
     rows.sort(key=lambda row: (row["task_id"], row["candidate_id"]))
@@ -165,7 +167,8 @@ def candidate_rows() -> list[dict]:
 
 
 SCHEMA = pa.schema([("task_id", pa.string(), False), ("candidate_id", pa.string(), False), ("language", pa.string()),
-                    ("prompt", pa.string()), ("code", pa.string()), ("generator", pa.string()), ("outcome", pa.string()),
+                    ("prompt", pa.string()), ("code", pa.string()), ("generator", pa.string()),
+                    ("outcome", pa.string()),
                     ("passed", pa.bool_()), ("passed_tests", pa.int32()), ("total_tests", pa.int32()),
                     ("pass_rate", pa.float64())])
 
@@ -183,7 +186,8 @@ def test_reader_takes_a_folder_or_a_file_and_sorts(tmp_path):
     folder = write_candidates(tmp_path / "candidates", rows[::-1], files=3)  # reversed: the reader sorts
     table = read_candidates(folder, EVALUATION_COLUMNS)
     assert table.column_names == SCHEMA.names
-    assert [(r["task_id"], r["candidate_id"]) for r in table.to_pylist()] == [(r["task_id"], r["candidate_id"]) for r in rows]
+    keys = [(row["task_id"], row["candidate_id"]) for row in rows]
+    assert [(r["task_id"], r["candidate_id"]) for r in table.to_pylist()] == keys
     single = tmp_path / "one.parquet"
     pq.write_table(pa.Table.from_pylist(rows, SCHEMA), single)
     assert read_candidates(single, EVALUATION_COLUMNS).equals(table)
@@ -194,7 +198,8 @@ def test_reader_takes_a_folder_or_a_file_and_sorts(tmp_path):
     (lambda t: t.slice(0, 0), r"one\.parquet: no candidate \(the file is empty\)"),
     (lambda t: t.set_column(1, "candidate_id", pa.array(["x"] * t.num_rows)),
      r"one\.parquet: columns \(task_id, candidate_id\) repeat \('sol/go-1', 'x'\)"),
-    (lambda t: t.set_column(7, "passed", pa.array([1] * t.num_rows)), r"one\.parquet: column passed is int64, expected bool"),
+    (lambda t: t.set_column(7, "passed", pa.array([1] * t.num_rows)),
+     r"one\.parquet: column passed is int64, expected bool"),
     (lambda t: t.set_column(4, "code", pa.array([None] + ["c"] * (t.num_rows - 1), pa.string())),
      r"one\.parquet: column code has 1 null value\(s\) \(first at row 0\)"),
     (lambda t: t.set_column(10, "pass_rate", pa.array([1.5] * t.num_rows)), r"one\.parquet: column pass_rate is 1\.5"),

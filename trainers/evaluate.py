@@ -22,8 +22,8 @@ overall and by language, with task counts and the random and shortest-first base
 :mod:`codeprefs.trainers.ranking`) and writes ``candidate_scores.parquet``: one row per candidate
 in (task_id, candidate_id) order with ``task_id, candidate_id, language, generator`` (when the
 candidates have it) ``, passed, pass_rate, score, rank``, ``rank`` being the model's order within
-the task with ties broken against it (incorrect first). With ``--rerank`` alone (no ``--data``) only those two files are written, and ``results.json``
-holds only ``reranking``.
+the task with ties broken against it (incorrect first). With ``--rerank`` alone (no ``--data``)
+only those two files are written, and ``results.json`` holds only ``reranking``.
 
 Nothing is skipped quietly: a batch that fails stops the run, and a pair that cannot be scored
 (empty response, prompt longer than ``--max-length``) is an error naming its id, unless
@@ -147,7 +147,8 @@ def candidate_scores_frame(candidates: pa.Table, scores: np.ndarray) -> pd.DataF
     return frame
 
 
-def reranking_results(candidates: pa.Table, scores: np.ndarray, k: int, criterion: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+def reranking_results(candidates: pa.Table, scores: np.ndarray, k: int,
+                      criterion: str) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The candidate scores frame and the ``reranking`` section of ``results.json``."""
     frame = candidate_scores_frame(candidates, scores)
     figures = frame.assign(length=[len(code) for code in candidates["code"].to_pylist()])

@@ -166,6 +166,7 @@ def reranking_metrics(candidates: pd.DataFrame, k: int = 10) -> dict[str, Any]:
             raise ValueError(f"task {task_id!r} has candidates in several languages: {', '.join(map(str, spoken))}")
         per_task.append(task_figures(task, k))
         languages.append(str(spoken[0]))
-    by_language = {language: summarize([figures for figures, spoken in zip(per_task, languages) if spoken == language], k)
+    by_language = {language: summarize([figures for figures, spoken in zip(per_task, languages)
+                                        if spoken == language], k)
                    for language in sorted(set(languages))}
     return {"k": k, "overall": summarize(per_task, k), "by_language": by_language}
