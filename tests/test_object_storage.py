@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -105,3 +106,22 @@ def test_the_trainer_trains_on_pairs_in_object_storage(tmp_path, s3_server, s3_b
     assert summary["final"]["step"] == 2
     report = json.loads((tmp_path / "rm" / "data_report.json").read_text())
     assert report["kept"] == 8
+
+
+def test_candidates_are_read_from_object_storage(tmp_path, s3_bucket):
+    from codeprefs.trainers.candidates import EVALUATION_COLUMNS, read_candidates
+
+    folder = tmp_path / "candidates"
+    folder.mkdir()
+    rows = [{"task_id": f"t{k // 3}", "candidate_id": f"c{k % 3}", "language": "Python", "prompt": "p",
+             "code": f"x = {k}", "passed": k % 3 == 0, "pass_rate": float(k % 3 == 0)} for k in range(6)]
+    pq.write_table(pa.Table.from_pylist(rows[3:]), folder / "candidates-00001-of-00002.parquet")
+    pq.write_table(pa.Table.from_pylist(rows[:3]), folder / "candidates-00000-of-00002.parquet")
+    upload(folder, f"{s3_bucket}/out/candidates")
+    remote = read_candidates(f"{s3_bucket}/out/candidates", EVALUATION_COLUMNS)
+    assert remote.equals(read_candidates(folder, EVALUATION_COLUMNS))
+    assert remote["code"].to_pylist() == [f"x = {k}" for k in range(6)]
+    pq.write_table(pa.Table.from_pylist([{"task_id": "t9"}]), tmp_path / "bad.parquet")
+    upload_one(tmp_path / "bad.parquet", f"{s3_bucket}/out/candidates/bad.parquet")
+    with pytest.raises(DataError, match=f"^{s3_bucket}/out/candidates/bad.parquet: no column candidate_id"):
+        read_candidates(f"{s3_bucket}/out/candidates", EVALUATION_COLUMNS)

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from codeprefs.core.encoding import DataError
 from codeprefs.core.schema import Language
+from codeprefs.core.storage import StorageError, display_url, is_remote, local_copy
 
 SELECTION_COLUMNS = ("task_id", "candidate_id", "prompt", "code")
 EVALUATION_COLUMNS = (*SELECTION_COLUMNS, "language", "passed", "pass_rate")
@@ -72,7 +73,26 @@ def _check(table: pa.Table, path: Path, required: tuple[str, ...]) -> pa.Table:
 
 
 def read_candidates(path: str | Path, required: tuple[str, ...] = SELECTION_COLUMNS) -> pa.Table:
-    """Every candidate under ``path`` (folder or file), checked, sorted by (task_id, candidate_id)."""
+    """Every candidate under ``path`` (folder or file, local or an object-storage URL such as
+    ``s3://bucket/out/candidates``), checked, sorted by (task_id, candidate_id)."""
+    if is_remote(str(path)):
+        url = str(path)
+        try:
+            with local_copy(url, "candidates", _top_level_parquet) as copy:
+                try:
+                    return _read_local(copy, required)
+                except DataError as error:
+                    raise DataError(str(error).replace(str(copy), display_url(url).rstrip("/"))) from None
+        except StorageError as error:
+            raise DataError(str(error)) from None
+    return _read_local(path, required)
+
+
+def _top_level_parquet(relative: str) -> bool:
+    return "/" not in relative and relative.endswith(".parquet")
+
+
+def _read_local(path: str | Path, required: tuple[str, ...]) -> pa.Table:
     tables, sources = [], []
     for file in candidate_files(path):
         try:

@@ -349,8 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(parser)
     parser.add_argument("--skip-invalid", action="store_true",
                         help="skip pairs that cannot be scored (listed in skipped.json) instead of failing")
-    parser.add_argument("--rerank", default=None, type=local_path_argument, metavar="CANDIDATES",
-                        help="also re-rank these candidates (a candidates/ folder or a Parquet file): a reranking "
+    parser.add_argument("--rerank", default=None, type=location_argument, metavar="CANDIDATES",
+                        help="also re-rank these candidates (a candidates/ folder or a Parquet file, local or an "
+                             "object-storage URL): a reranking "
                              "section in results.json and candidate_scores.parquet")
     parser.add_argument("--hits-k", type=int, default=10, help="K of the reranking section's Hits@K")
     parser.add_argument("--rerank-criterion", default="Functional_Correctness",

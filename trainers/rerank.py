@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from codeprefs.core.encoding import DataError
 from codeprefs.core.locations import local_path_argument
 from codeprefs.core.schema import parse_aspect
+from codeprefs.core.storage import location_argument
 from codeprefs.trainers.candidates import SELECTION_COLUMNS, read_candidates
 from codeprefs.trainers.evaluate import add_model_options, score_candidates
 from codeprefs.trainers.score import RewardScorer
@@ -70,8 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m trainers.rerank", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--model", required=True, help="reward model folder written by the trainer (or a HF id)")
-    parser.add_argument("--candidates", required=True, type=local_path_argument,
-                        help="a candidates/ folder of Parquet files, or one Parquet file")
+    parser.add_argument("--candidates", required=True, type=location_argument,
+                        help="a candidates/ folder of Parquet files, or one Parquet file; local or an object-storage URL")
     parser.add_argument("--output", required=True, type=local_path_argument,
                         help="Parquet file: each task's top-k candidates with score and rank")
     parser.add_argument("--top-k", type=int, default=1, help="candidates kept per task")
