@@ -76,6 +76,10 @@ class CriteriaSettings(Settings):
     # a mined change to a test file (filters.testfiles): dropped as test_file (drop), or labelled
     # like any other file (keep)
     test_files: Literal["drop", "keep"] = "drop"
+    # a model file of `codeprefs criteria train` (filters.classifier), relative to the manifest's
+    # folder: its classifiers label the messages instead of the term rule (the term rule still
+    # labels the criteria the model has no classifier for); null: the term rule alone
+    classifier: str | None = None
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ from codeprefs.core.drops import (
 )
 from codeprefs.core.records import FileChunk, Malformed, Where, located_records
 from codeprefs.core.schema import Language, stable_id
+from codeprefs.filters.classifier import CriteriaClassifier, combine
 from codeprefs.filters.criteria import (
     CriteriaLabeler,
     CriteriaSettings,
@@ -277,15 +278,35 @@ class LabelCriteria(Step):
     NO_CRITERION = CRITERIA.reason("no_criterion")
     TEST_FILE = CRITERIA.reason("test_file")
 
-    def __init__(self, settings: CriteriaSettings = CriteriaSettings()) -> None:
+    def __init__(self, settings: CriteriaSettings = CriteriaSettings(),
+                 classifier: CriteriaClassifier | None = None) -> None:
+        """``classifier`` (loaded from ``settings.classifier`` by the caller) labels the messages
+        with the term rule's labels for the criteria it has no classifier for (see
+        :func:`codeprefs.filters.classifier.combine`)."""
         terms_dir = settings.terms_dir
         self.labeler = CriteriaLabeler(load_terms(terms_dir), match=settings.match,
                                        stems=load_stems(terms_dir), exclusions=load_exclusions(terms_dir),
                                        context=load_context(terms_dir))
         self.drop_test_files = settings.test_files == "drop"
+        self.classifier = classifier
+        self._classified: dict[int, dict] = {}
+
+    def run(self, rows: list[Row]) -> list[Row]:
+        if self.classifier is not None:  # the whole batch in one pass through the classifier
+            live = [row for row in rows if row["drop_reason"] is None]
+            predicted = self.classifier.predict([row["message"] or "" for row in live])
+            self._classified = {id(row): labels for row, labels in zip(live, predicted, strict=True)}
+        try:
+            return super().run(rows)
+        finally:
+            self._classified = {}
 
     def process(self, row: Row) -> None:
         found = self.labeler.label(row["message"] or "")
+        if self.classifier is not None:
+            classified = self._classified[id(row)] if id(row) in self._classified else \
+                self.classifier.predict([row["message"] or ""])[0]
+            found = combine(found, classified, self.classifier)
         if found is None:
             drop(row, self.NO_CRITERION)
             return
