@@ -33,7 +33,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -251,6 +251,14 @@ def train_classifier(messages: Sequence[str], labeler: CriteriaLabeler, provenan
     """Fit one classifier per criterion on the labels ``labeler`` (the term rule) gives
     ``messages``; a criterion with fewer than ``min_positives`` labelled messages is skipped
     (logged, and named in the model). Raises :class:`ClassifierError` when none can be fitted."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):  # one thread: the same sums in the same order on any machine
+        return _train(messages, labeler, provenance_build, min_positives, details or {}, log)
+
+
+def _train(messages: Sequence[str], labeler: CriteriaLabeler, provenance_build: str, min_positives: int,
+           details: dict[str, Any], log) -> CriteriaClassifier:
     import sklearn
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
@@ -302,26 +310,45 @@ def train_classifier(messages: Sequence[str], labeler: CriteriaLabeler, provenan
         coefs.append(model.coef_[0].astype(np.float32))
         intercepts.append(np.float32(model.intercept_[0]))
         log(f"{aspect.value}: {int(y.sum())} of {n} messages labelled; threshold {thresholds[aspect]:.3f}")
-    provenance = Provenance(provenance_build, n, positives, labeler.match, details or {})
+    provenance = Provenance(provenance_build, n, positives, labeler.match, details)
     return CriteriaClassifier(tuple(criteria), columns, idf, np.vstack(coefs), np.array(intercepts, dtype=np.float32),
                               thresholds, skipped, provenance, sklearn.__version__)
 
 
-def combine(found: CriteriaMatch | None, classified: dict[Aspect, float],
-            model: CriteriaClassifier) -> CriteriaMatch | None:
-    """The labels of a build with a classifier: the criteria the classifier gives (probability at
-    or above its threshold), plus the term rule's for the criteria the model has no classifier
-    for. The primary criterion is the one with the highest probability (a term-rule criterion
-    counts as certain); ties go to the more specific criterion (PRIMARY_PRIORITY)."""
-    scores = dict(classified)
-    if found is not None:
-        for aspect in found.aspects:
-            if aspect not in model.criteria:
-                scores[aspect] = 1.0
-    if not scores:
+CombineMode = Literal["replace", "union", "agree"]
+
+
+def combine(found: CriteriaMatch | None, classified: dict[Aspect, float], model: CriteriaClassifier,
+            mode: CombineMode = "replace") -> CriteriaMatch | None:
+    """The labels of a build with a classifier, from the term rule's match ``found`` and the
+    criteria the classifier gives (``classified``: probability at or above the threshold).
+
+    For the criteria the model has a classifier for, ``mode`` decides: ``replace`` (the default)
+    takes the classifier's labels alone; ``union`` the term rule's and the classifier's (more
+    recall); ``agree`` only those both give (more precision). The criteria the model has no
+    classifier for keep the term rule's labels in every mode. The primary criterion is the one
+    the classifier gives the highest probability (a term-rule label of a criterion without a
+    classifier counts as certain, one the classifier did not confirm as 0); ties go to the term
+    rule's primary, then to the more specific criterion (PRIMARY_PRIORITY)."""
+    if mode not in ("replace", "union", "agree"):
+        raise ValueError(f"unknown classifier mode {mode!r}; expected replace, union or agree")
+    terms = set(found.aspects) if found is not None else set()
+    uncovered = {aspect for aspect in terms if aspect not in model.criteria}
+    if mode == "replace":
+        labels = set(classified) | uncovered
+    elif mode == "union":
+        labels = set(classified) | terms
+    else:
+        labels = (set(classified) & terms) | uncovered
+    if not labels:
         return None
-    ordered = tuple(aspect for aspect in PRIMARY_PRIORITY if aspect in scores)
-    primary = max(ordered, key=lambda aspect: scores[aspect])
-    terms = found.terms if found is not None else {}
+    ordered = tuple(aspect for aspect in PRIMARY_PRIORITY if aspect in labels)
+
+    def score(aspect: Aspect) -> tuple[float, bool]:
+        probability = classified.get(aspect, 1.0 if aspect in uncovered else 0.0)
+        return probability, found is not None and aspect == found.aspect
+
+    primary = max(ordered, key=score)  # the first of equal scores: the more specific
+    matched = found.terms if found is not None else {}
     return CriteriaMatch(aspect=primary, aspects=ordered,
-                         terms={aspect: terms.get(aspect, ()) for aspect in ordered})
+                         terms={aspect: matched.get(aspect, ()) for aspect in ordered})

@@ -80,6 +80,9 @@ class CriteriaSettings(Settings):
     # folder: its classifiers label the messages instead of the term rule (the term rule still
     # labels the criteria the model has no classifier for); null: the term rule alone
     classifier: str | None = None
+    # how the classifier's labels combine with the term rule's, for the criteria it has a
+    # classifier for: replace (the classifier's alone), union (either), agree (both)
+    classifier_mode: Literal["replace", "union", "agree"] = "replace"
 
 
 @dataclass(frozen=True)

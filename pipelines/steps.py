@@ -289,6 +289,7 @@ class LabelCriteria(Step):
                                        context=load_context(terms_dir))
         self.drop_test_files = settings.test_files == "drop"
         self.classifier = classifier
+        self.classifier_mode = settings.classifier_mode
         self._classified: dict[int, dict] = {}
 
     def run(self, rows: list[Row]) -> list[Row]:
@@ -306,7 +307,7 @@ class LabelCriteria(Step):
         if self.classifier is not None:
             classified = self._classified[id(row)] if id(row) in self._classified else \
                 self.classifier.predict([row["message"] or ""])[0]
-            found = combine(found, classified, self.classifier)
+            found = combine(found, classified, self.classifier, self.classifier_mode)
         if found is None:
             drop(row, self.NO_CRITERION)
             return

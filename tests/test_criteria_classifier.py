@@ -23,10 +23,12 @@ from codeprefs.filters.classifier import (
     prose_text,
     train_classifier,
 )
-from codeprefs.filters.criteria import CriteriaLabeler
+from codeprefs.core.rows import empty_row
+from codeprefs.filters.criteria import CriteriaLabeler, CriteriaSettings
 from codeprefs.pipelines.build import BuildError, build
 from codeprefs.pipelines.criteriadata import BuildMessagesError, build_messages
 from codeprefs.pipelines.manifest import ManifestError, parse_manifest
+from codeprefs.pipelines.steps import LabelCriteria
 
 THINGS = ("parser", "config loader", "cache", "router", "session", "url builder", "cli flags", "json reader",
           "logger", "retry loop", "header map", "cookie jar")
@@ -150,6 +152,36 @@ def test_combine_keeps_the_term_rule_for_criteria_without_a_classifier(model):
     assert combine(refactor, {}, model) is None
     assert combine(None, {Aspect.FUNCTIONAL_CORRECTNESS: 0.6, Aspect.READABILITY_MAINTAINABILITY: 0.7},
                    model).aspect == Aspect.READABILITY_MAINTAINABILITY
+
+
+def test_combine_modes_replace_union_and_agree(model):
+    found = CriteriaLabeler().label("Refactor the parser and fix bug in the lexer")
+    assert found.aspects == (Aspect.FUNCTIONAL_CORRECTNESS, Aspect.READABILITY_MAINTAINABILITY)
+    classified = {Aspect.READABILITY_MAINTAINABILITY: 0.8}
+    assert combine(found, classified, model, "replace").aspects == (Aspect.READABILITY_MAINTAINABILITY,)
+    union = combine(found, classified, model, "union")
+    assert union.aspects == found.aspects and union.aspect == Aspect.READABILITY_MAINTAINABILITY
+    assert combine(found, classified, model, "agree").aspects == (Aspect.READABILITY_MAINTAINABILITY,)
+    assert combine(found, {}, model, "agree") is None
+    # with no probability to rank by, union keeps the term rule's primary criterion
+    assert combine(found, {}, model, "union").aspect == found.aspect
+    with pytest.raises(ValueError, match="unknown classifier mode 'both'"):
+        combine(found, classified, model, "both")  # type: ignore[arg-type]
+
+
+def test_the_label_step_uses_the_classifier_and_its_mode(model):
+    rows = []
+    for message in ("Fix crash in the scheduler when the queue is empty", "Refactor the parser", "Bump the version"):
+        row = empty_row()
+        row.update(message=message, path="src/scheduler.py")
+        rows.append(row)
+    replaced = LabelCriteria(CriteriaSettings(), model).run([dict(row) for row in rows])
+    assert [row["aspect"] for row in replaced] == ["Functional_Correctness", "Readability_Maintainability", None]
+    assert replaced[2]["drop_reason"] == "no_criterion"
+    agreed = LabelCriteria(CriteriaSettings(classifier_mode="agree"), model).run([dict(row) for row in rows])
+    assert [row["aspect"] for row in agreed] == [None, "Readability_Maintainability", None]
+    plain = LabelCriteria(CriteriaSettings()).run([dict(row) for row in rows])
+    assert [row["aspect"] for row in plain] == [None, "Readability_Maintainability", None]
 
 
 # -- builds ----------------------------------------------------------------------------------------
