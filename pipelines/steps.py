@@ -280,8 +280,8 @@ class LabelCriteria(Step):
 
     def __init__(self, settings: CriteriaSettings = CriteriaSettings(),
                  classifier: CriteriaClassifier | None = None) -> None:
-        """``classifier`` (loaded from ``settings.classifier`` by the caller) labels the messages
-        with the term rule's labels for the criteria it has no classifier for (see
+        """``classifier`` (the model of ``settings.classifier``, loaded by the caller) labels the
+        messages, combined with the term rule as ``settings.classifier_mode`` says (see
         :func:`codeprefs.filters.classifier.combine`)."""
         terms_dir = settings.terms_dir
         self.labeler = CriteriaLabeler(load_terms(terms_dir), match=settings.match,
@@ -290,23 +290,28 @@ class LabelCriteria(Step):
         self.drop_test_files = settings.test_files == "drop"
         self.classifier = classifier
         self.classifier_mode = settings.classifier_mode
-        self._classified: dict[int, dict] = {}
 
     def run(self, rows: list[Row]) -> list[Row]:
-        if self.classifier is not None:  # the whole batch in one pass through the classifier
-            live = [row for row in rows if row["drop_reason"] is None]
-            predicted = self.classifier.predict([row["message"] or "" for row in live])
-            self._classified = {id(row): labels for row, labels in zip(live, predicted, strict=True)}
-        try:
-            return super().run(rows)
-        finally:
-            self._classified = {}
+        live = [row for row in rows if row["drop_reason"] is None]
+        if self.classifier is None:
+            for row in live:
+                self._label(row, None)
+            return rows
+        # the whole batch in one pass through the classifier
+        predicted = self.classifier.predict([row["message"] or "" for row in live])
+        for row, classified in zip(live, predicted, strict=True):
+            self._label(row, classified)
+        return rows
 
     def process(self, row: Row) -> None:
+        classified = self.classifier.predict([row["message"] or ""])[0] if self.classifier is not None else None
+        self._label(row, classified)
+
+    def _label(self, row: Row, classified: dict | None) -> None:
+        """Label ``row`` by the term rule, combined with ``classified`` (the classifier's
+        criteria and probabilities) when there is a classifier."""
         found = self.labeler.label(row["message"] or "")
-        if self.classifier is not None:
-            classified = self._classified[id(row)] if id(row) in self._classified else \
-                self.classifier.predict([row["message"] or ""])[0]
+        if self.classifier is not None and classified is not None:
             found = combine(found, classified, self.classifier, self.classifier_mode)
         if found is None:
             drop(row, self.NO_CRITERION)
