@@ -235,6 +235,9 @@ def test_train_from_a_build_and_label_a_build_with_the_classifier(ray_local, his
     assert "wrote" in cli.output and "2 criteria classifiers trained on 90 messages of classifier-build" in cli.output
     assert "Memory_Efficiency: 0 of 90 messages" in cli.output
     model = load_classifier(root / "models" / "criteria.json")
+    twice = CliRunner().invoke(app, ["criteria", "train", "--build", str(plain), "--output", str(tmp_path / "again.json")])
+    assert twice.exit_code == 0, twice.output
+    assert (tmp_path / "again.json").read_bytes() == (root / "models" / "criteria.json").read_bytes()
     assert model.provenance.details["rows"]["kept"] == found.rows["kept"]
 
     with_model = tmp_path / "with-model"
