@@ -253,6 +253,51 @@ def publish_command(
         _fail(str(error))
 
 
+criteria_app = typer.Typer(no_args_is_help=True, help="Criteria labelling: train a classifier on a build's messages.")
+app.add_typer(criteria_app, name="criteria")
+
+
+@criteria_app.command("train")
+def criteria_train_command(
+    build: Annotated[Path, typer.Option("--build", "-b", parser=_local_path, metavar="<path>",
+                     help="A finished build's output folder: its shards and rejects give the messages.")],
+    output: Annotated[Path, typer.Option("--output", "-o", parser=_local_path, metavar="<path>",
+                      help="The model file to write (JSON), for filters.criteria.classifier.")],
+    min_positives: Annotated[int, typer.Option("--min-positives", min=1, help="A criterion the term rule labels in "
+                             "fewer messages gets no classifier (the build keeps the term rule for it).")] = 10,
+    match: Annotated[str, typer.Option("--match", help="The term rule giving the seed labels: word, word_start "
+                     "or substring.")] = "word",
+) -> None:
+    """Fit one classifier per criterion on the term rule's labels of BUILD's commit messages."""
+    from codeprefs.filters.classifier import ClassifierError, train_classifier
+    from codeprefs.filters.criteria import CriteriaLabeler
+    from codeprefs.pipelines.criteriadata import BuildMessagesError, build_messages
+
+    if match not in ("word", "word_start", "substring"):
+        raise typer.BadParameter(f"{match!r}: expected word, word_start or substring", param_hint="--match")
+    try:
+        found = build_messages(build)
+    except BuildMessagesError as error:
+        _fail(str(error))
+    if found.sample_rate < 1.0:
+        _warn(f"{build}: rejects were sampled (output.rejects.sample_rate {found.sample_rate}): the messages "
+              "the term rule did not label are under-represented")
+    log = lambda line: _err.print(line, highlight=False, markup=False, soft_wrap=True)  # noqa: E731
+    try:
+        model = train_classifier(found.messages, CriteriaLabeler(match=match), found.name,  # type: ignore[arg-type]
+                                 min_positives=min_positives, details=found.details(), log=log)
+    except ClassifierError as error:
+        _fail(f"{build}: {error}")
+    try:
+        model.save(output)
+    except OSError as error:
+        _fail(f"{error.strerror or error}: {error.filename or output}")
+    skipped = ", ".join(f"{aspect.value} ({count})" for aspect, count in model.skipped.items())
+    _out.print(f"wrote {output}: {len(model.criteria)} criteria classifiers trained on {model.provenance.messages} "
+               f"messages of {found.name}" + (f"; term rule kept for {skipped}" if skipped else ""),
+               highlight=False, markup=False, soft_wrap=True)
+
+
 _PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
 
 
