@@ -122,7 +122,7 @@ def _data_lines(path: Path) -> list[str]:
 
 
 def _terms_root(terms_dir: str | Path | None):
-    return Path(terms_dir) if terms_dir else resources.files("filters") / "terms"
+    return Path(terms_dir) if terms_dir else resources.files(__package__) / "terms"
 
 
 def load_stems(terms_dir: str | Path | None = None) -> tuple[str, ...]:
