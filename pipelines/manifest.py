@@ -170,6 +170,9 @@ def parse_manifest(data: Any, base_dir: Path, origin: str = "<manifest>") -> Man
     if classifier is not None and not resolve_path(classifier, base_dir).is_file():
         raise ManifestError(f"{origin}: filters.criteria.classifier: no such model file: "
                             f"{resolve_path(classifier, base_dir)} (make one with `codeprefs criteria train`)")
+    terms_dir = manifest.filters.criteria.terms_dir
+    if terms_dir is not None and not resolve_path(terms_dir, base_dir).is_dir():
+        raise ManifestError(f"{origin}: filters.criteria.terms_dir: no such folder: {resolve_path(terms_dir, base_dir)}")
     manifest._base_dir = base_dir
     return manifest
 
