@@ -1,0 +1,142 @@
+"""An export of many commit rows: the driver's peak memory, and the source stage from 1 to 2 CPUs (#15).
+
+    .venv/bin/python benchmarks/bench_export_scale.py /path/to/bare/repo.git [--rows 1000000] [--cpus 1 2]
+
+The export (Parquet, written under a temporary folder) is the paper's schema at scale, with no
+network: its ``remote`` is ``file://`` of the given bare repository (a ``fetch``ed mirror such as
+psf/requests). It holds every single-file commit of that repository with its real message
+(the rows that reach the fetch of contents), and then filler rows up to ``--rows``: commits of
+the same repository named with messages the message filter or the criteria drop ("Merge pull
+request", "Update README", "wip", a version bump...). So every row goes through listing, the
+message filter and criteria labelling, as most of a real export does, and only real commits are
+fetched.
+
+For each CPU count it runs ``codeprefs build`` as a command (a fresh local Ray instance with
+``ray.num_cpus``), polls the peak resident memory (VmHWM) of the driver process alone (the command's own
+process, not Ray's workers) and reads the stages' times from the build's progress lines. It
+prints rows/s of the source stage (list, message, criteria, fetch, scope) per CPU count, per
+core, and the speed-up from the first CPU count to the last (goal: >= 1.7x from 1 to 2), and the
+driver's peak RSS (goal: under 1.5 GB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parents[1]
+FILLER_MESSAGES = ("Merge pull request #{n} from someone/branch", "Update README.md", "wip", "Bump version to 2.{n}.0",
+                   "Merge branch 'main' into feature-{n}", "Release {n}", "typo", "Update CHANGELOG")
+_DONE = re.compile(r"progress: (?P<stage>[\w -]+?): .*?(?P<seconds>[\d.]+)s elapsed, done")
+
+
+def single_file_commits(repo: Path) -> list[dict]:
+    """Every commit of ``repo`` that modifies exactly one file, as export rows."""
+    log = subprocess.run(["git", "-C", str(repo), "log", "--no-merges", "--format=%x00%H%x01%ct%x01%B%x01",
+                          "--name-status", "--no-renames"], capture_output=True, text=True, check=True).stdout
+    rows = []
+    for entry in log.split("\x00")[1:]:
+        sha, unix_time, message, changes = entry.split("\x01")
+        files = [line.split("\t") for line in changes.strip().splitlines() if line.strip()]
+        if len(files) == 1 and files[0][0] == "M":
+            rows.append({"commit": sha, "subject": message.strip().splitlines()[0] if message.strip() else "",
+                         "message": message.strip(), "repos": "bench/repo", "license": "mit",
+                         "old_file": files[0][1], "new_file": files[0][1], "unix_time": int(unix_time)})
+    return rows
+
+
+def write_export(real: list[dict], total: int, path: Path, seed: int = 7) -> int:
+    """``real`` then filler rows up to ``total``, shuffled, in row groups of 50,000 rows."""
+    rng = random.Random(seed)
+    filler_count = max(0, total - len(real))
+    schema = pa.schema([(name, pa.int64() if name == "unix_time" else pa.string()) for name in real[0]])
+    with pq.ParquetWriter(path, schema) as writer:
+        pending = list(real)
+        for start in range(0, filler_count, 50_000):
+            for k in range(start, min(filler_count, start + 50_000)):
+                base = real[rng.randrange(len(real))]
+                message = rng.choice(FILLER_MESSAGES).format(n=k)
+                pending.append({**base, "subject": message, "message": message})
+            rng.shuffle(pending)
+            writer.write_table(pa.Table.from_pylist(pending, schema))
+            pending = []
+        if pending:
+            writer.write_table(pa.Table.from_pylist(pending, schema))
+    return len(real) + filler_count
+
+
+def _peak_rss(pid: int) -> int:
+    """The high-water mark of ``pid``'s resident memory (Linux's VmHWM), 0 once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return 0
+
+
+def run_build(manifest: Path, output: Path) -> tuple[float, dict[str, float], int, str]:
+    """Wall seconds, seconds per stage, the driver's peak RSS in bytes, and stderr's tail."""
+    started = time.monotonic()
+    process = subprocess.Popen([sys.executable, "-m", "codeprefs.cli", "build", "--manifest", str(manifest),
+                                "--output", str(output)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    peak = 0
+    while process.poll() is None:
+        peak = max(peak, _peak_rss(process.pid))
+        time.sleep(0.2)
+    stdout, stderr = process.communicate()
+    wall = time.monotonic() - started
+    if process.returncode != 0:
+        raise SystemExit(f"build failed ({process.returncode}):\n{stderr[-3000:]}")
+    stages = {match["stage"]: float(match["seconds"]) for match in _DONE.finditer(stderr)}
+    return wall, stages, peak, stderr[-2000:]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("repo", type=Path, help="a bare repository (e.g. /work/.mirror/psf+requests/repo)")
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--cpus", type=int, nargs="+", default=[1, 2])
+    args = parser.parse_args()
+    real = single_file_commits(args.repo)
+    with tempfile.TemporaryDirectory(prefix="bench-export-") as scratch:
+        folder = Path(scratch)
+        total = write_export(real, args.rows, folder / "commits.parquet")
+        print(f"export: {total:,} rows ({len(real):,} real single-file commits of {args.repo}), "
+              f"{(folder / 'commits.parquet').stat().st_size / 1e6:.1f} MB")
+        results = {}
+        for cpus in args.cpus:
+            manifest = folder / f"scale-{cpus}.yaml"
+            manifest.write_text(
+                f"name: scale-{cpus}\nsources:\n  - type: export\n    path: commits.parquet\n"
+                f"    remote: 'file://{folder}/remotes/{{repo}}'\n"
+                f"ray: {{num_cpus: {cpus}}}\n")
+            link = folder / "remotes" / "bench" / "repo"  # the remote every row names: the repository
+            if not link.exists():
+                link.parent.mkdir(parents=True)
+                link.symlink_to(args.repo.resolve())
+            wall, stages, peak, _ = run_build(manifest, folder / f"out-{cpus}")
+            results[cpus] = (wall, stages, peak)
+            source = stages.get("source 1", wall)
+            print(f"{cpus} CPU(s): wall {wall:.1f} s, stages {stages}, source stage {total / source:,.0f} rows/s "
+                  f"({total / source / cpus:,.0f} per core), driver peak RSS {peak / 2**20:,.0f} MiB")
+        first, last = args.cpus[0], args.cpus[-1]
+        if first != last:
+            speedup = results[first][1].get("source 1", results[first][0]) / results[last][1].get("source 1", results[last][0])
+            print(f"source stage speed-up {first} -> {last} CPUs: {speedup:.2f}x (goal >= 1.7x from 1 to 2)")
+        print(f"driver peak RSS, largest: {max(peak for _, _, peak in results.values()) / 2**20:,.0f} MiB (goal < 1536)")
+
+
+if __name__ == "__main__":
+    main()
