@@ -17,5 +17,7 @@
 * :mod:`codeprefs.trainers.train`: ``python -m trainers.train`` (the loop is ``fit``).
 * :mod:`codeprefs.trainers.raytrain`: the same loop as a Ray Train job (``--ray-workers N``).
 * :mod:`codeprefs.trainers.evaluate`: ``python -m trainers.evaluate`` (the paper's result files).
+* :mod:`codeprefs.trainers.score`: ``python -m trainers.score`` (a score per row; its progress lines
+  in :mod:`codeprefs.trainers.progress`).
 * :mod:`codeprefs.trainers.tiny`: tiny random models and tokenizers for tests and smoke runs.
 """

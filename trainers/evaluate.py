@@ -209,7 +209,7 @@ def evaluate_set(model_path: str | Path, eval_set: EvalSet, output: str | Path, 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """How a reward model is loaded and run to score: the options ``evaluate`` and ``score`` share."""
     parser.add_argument("--micro-batch-tokens", "--max-tokens-per-batch", dest="micro_batch_tokens", type=int,
-                        default=16384, help="tokens per forward pass (bounds activation memory)")
+                        metavar="TOKENS", default=16384, help="tokens per forward pass (bounds activation memory)")
     parser.add_argument("--device", default="auto",
                         help="torch device: auto (cuda when available, else cpu), cpu, cuda or cuda:N")
     parser.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32", "float16"],
