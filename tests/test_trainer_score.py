@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from tests.trainer_fixtures import (  # noqa: F401
     make_rows,
@@ -143,3 +144,11 @@ def test_a_bad_progress_or_budget_value_exits_2_naming_the_option(tmp_path, caps
               str(tmp_path / "out.parquet"), option, value])
     assert stopped.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_nan_score_stops_the_run_naming_the_rows(reward_model):
+    scorer = RewardScorer.from_pretrained(reward_model)
+    with torch.no_grad():
+        scorer.model.score.weight[0, 0] = float("nan")
+    with pytest.raises(RuntimeError, match=r"2 row\(s\) got a NaN score \(rows 0, 1\)"):
+        scorer.score(["a", "b"], ["x = 1", "y = 2"])

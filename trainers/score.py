@@ -48,6 +48,7 @@ from codeprefs.trainers.packing import batch_sequences, plan_sequences
 from codeprefs.trainers.progress import ScoreProgress
 from codeprefs.trainers.tokenizer import load_tokenizer
 
+
 class RewardScorer:
     """A reward model and its tokenizer's rendering, ready to score (prompt, response) rows."""
 
@@ -127,6 +128,10 @@ class RewardScorer:
         if batches:
             order = np.fromiter((k for rows in batches for k in rows), np.int64, len(sequences))
             scores[order] = torch.cat(rewards).double().cpu().numpy()
+        if np.isnan(scores).any():  # e.g. an overflow in float16: never written as a score
+            rows = np.flatnonzero(np.isnan(scores))
+            raise RuntimeError(f"{len(rows)} row(s) got a NaN score (rows {', '.join(map(str, rows[:5]))}"
+                               f"{' ...' if len(rows) > 5 else ''})")
         if on_progress is not None:
             progress.finished = True
             on_progress(progress)
