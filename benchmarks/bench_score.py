@@ -35,22 +35,27 @@ read the same token ids for every row and prints rows/s of each, the ratios, the
 non-pad share of its token slots and the largest score difference; it exits 1 if they disagree.
 
 Measured 2026-12-05 on the development machine (2 cores, 24 GiB, no GPU; torch 2.13.0+cpu,
-transformers 5.24.0, 1 torch thread), shared with other jobs at load average 7-11 throughout, so
-the absolute rates are a fraction of an idle core's and vary from run to run; the ratios come
-from runs of the sides in turn. Model ``small`` (4.2M parameters, float32), 16,384-token
-batches, plain batches of 8 rows (non-pad 48% of its slots; 46% at 128 rows); token ids
-identical on both sides for every row, scores within 1.2e-6 (largest |score| 1.84)::
+transformers 5.24.0), shared with other jobs (the load average of each run below), so absolute
+rates vary from run to run; the ratios come from runs of the sides in turn. Model ``small``
+(4.2M parameters, float32), 16,384-token batches, plain batches of 8 rows (non-pad 48% of its
+slots; 46% at 128 rows); token ids identical on both sides for every row, scores within 1.2e-6
+(largest |score| 1.84)::
 
-    run                               rows  tokens   plain rows/s  scorer rows/s  ratio  packs off
-    defaults (--repeats 1)              64  43,498            2.3            8.0  3.41x      1.47x
-    --repeats 2                         64  43,498            2.5           10.9  4.38x      1.92x
-    --rows 128 --repeats 2             128  86,835            1.1            2.9  2.66x      1.86x
+    run                                load  rows  tokens  plain rows/s  scorer rows/s  ratio  packs off
+    defaults (1 thread, --repeats 1)   7-8     64  43,498           2.3            8.0  3.41x      1.47x
+    --repeats 2                        7       64  43,498           2.5           10.9  4.38x      1.92x
+    --repeats 2                        3-4     64  43,498           3.8           10.8  2.85x      1.99x
+    --repeats 2 --threads 2            4-5     64  43,498           6.3           22.2  3.51x      0.81x
+    --rows 128 --repeats 2             9-11   128  86,835           1.1            2.9  2.66x      1.86x
 
 (``packs off``: the scorer's padded batches, rows sorted by length, against the plain loop.) On
-a CPU the packed scorer is the fastest of the three in every run: it computes no padding (the
-plain loop computes twice the slots it needs) and its per-sequence causal attention avoids the
-padded batches' masked attention; sorting by length alone gives 1.5-1.9x. A default run takes
-about a minute at that load.
+a CPU the packed scorer is the fastest of the three in every run, 2.7-4.4x the plain loop: it
+computes no padding (the plain loop computes twice the slots it needs) and its per-sequence
+causal attention avoids the padded batches' masked attention. Sorting by length alone is worth
+1.5-2x with one thread but was slower than the plain loop (0.81x) in the one two-thread run,
+not investigated further. A default run takes about a minute at load 7. A CPU dry run of the GPU
+shape (``--size 0.6b --rows 3 --plain-batch 2``, 444.7M parameters, float32, 5 minutes) also
+ran: 2.10x, scores within 1.4e-6.
 
 The GPU figure (the goal: >= 2x the plain loop on a GPU) is not measured yet: no GPU was lent to
 this work. On a lent machine: ``python3 benchmarks/bench_score.py --device cuda`` (Qwen3-0.6B's
