@@ -17,5 +17,12 @@
 * :mod:`codeprefs.trainers.train`: ``python -m trainers.train`` (the loop is ``fit``).
 * :mod:`codeprefs.trainers.raytrain`: the same loop as a Ray Train job (``--ray-workers N``).
 * :mod:`codeprefs.trainers.evaluate`: ``python -m trainers.evaluate`` (the paper's result files).
+* :mod:`codeprefs.trainers.batchscore`: whole sequences scored in batches, longest first (the loop
+  behind score, rerank and evaluate's ``--rerank``; its progress counts in
+  :mod:`codeprefs.trainers.progress`).
+* :mod:`codeprefs.trainers.score`: ``python -m trainers.score`` (a score per row).
+* :mod:`codeprefs.trainers.candidates`, :mod:`codeprefs.trainers.ranking`,
+  :mod:`codeprefs.trainers.rerank`: candidate sets read, re-ranking metrics, best-of-N
+  (``python -m trainers.rerank``).
 * :mod:`codeprefs.trainers.tiny`: tiny random models and tokenizers for tests and smoke runs.
 """

@@ -52,6 +52,7 @@ from codeprefs.core.prompts import evaluation_prompt
 from codeprefs.core.schema import parse_aspect
 from codeprefs.core.storage import location_argument
 from codeprefs.trainers.attention import choose_attention
+from codeprefs.trainers.batchscore import score_sequences
 from codeprefs.trainers.candidates import EVALUATION_COLUMNS, read_candidates
 from codeprefs.core.encoding import DataReport, EncodedPair, PairEncoder
 from codeprefs.trainers.data import DataError, evaluation_system_prompts, load_pairs
@@ -62,7 +63,6 @@ from codeprefs.trainers.packing import batch_cost, pack_by_budget
 from codeprefs.trainers.ranking import reranking_metrics
 from codeprefs.trainers.tokenizer import load_tokenizer
 
-_EMPTY = np.zeros(0, np.int32)
 SCORE_COLUMNS = ("id", "chosen_score", "rejected_score", "correct", "score_diff", "language", "aspect", "subset")
 
 
@@ -100,23 +100,6 @@ def score_pairs(model: RewardModel, pairs: Sequence[EncodedPair], micro_batch_to
     if np.isnan(chosen).any() or np.isnan(rejected).any():
         raise RuntimeError(f"{int(np.isnan(chosen).sum())} pair(s) got no score or a NaN score")
     return chosen, rejected
-
-
-def score_sequences(model: RewardModel, sequences: Sequence[np.ndarray], micro_batch_tokens: int,
-                    device: torch.device) -> np.ndarray:
-    """The score of each whole token sequence (one side of a pair, as rendered by
-    :meth:`PairEncoder.encode_sequences`), in order."""
-    if not sequences:
-        return np.zeros(0)
-    # Two rows per "pair" with an empty shared prompt: each row's whole sequence is one side,
-    # so a pack holds every row once (an odd last row is paired with itself).
-    pairs = [EncodedPair(k, _EMPTY, sequences[k], sequences[min(k + 1, len(sequences) - 1)])
-             for k in range(0, len(sequences), 2)]
-    first, second = score_pairs(model, pairs, micro_batch_tokens, device)
-    scores = np.empty(len(sequences))
-    scores[0::2] = first
-    scores[1::2] = second[: len(sequences) // 2]
-    return scores
 
 
 def score_candidates(model: RewardModel, encoder: PairEncoder, candidates: pa.Table, criterion: str,
@@ -316,8 +299,8 @@ def evaluate_set(model_path: str | Path, eval_set: EvalSet | None, output: str |
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """How a reward model is loaded and run to score: the options ``evaluate`` and ``score`` share."""
-    parser.add_argument("--micro-batch-tokens", type=int, default=16384,
-                        help="tokens per packed forward pass (bounds activation memory)")
+    parser.add_argument("--micro-batch-tokens", "--max-tokens-per-batch", dest="micro_batch_tokens", type=int,
+                        metavar="TOKENS", default=16384, help="tokens per forward pass (bounds activation memory)")
     parser.add_argument("--device", default="auto",
                         help="torch device: auto (cuda when available, else cpu), cpu, cuda or cuda:N")
     parser.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32", "float16"],

@@ -16,6 +16,10 @@ model's output, so the loss code does not care which one it gets:
 
 :func:`plan_step` splits the pairs of one optimizer step over ranks and into micro-batches under
 a token budget, identically on every rank (no communication needed).
+
+Scoring reads one reward per sequence and needs no LM indices: :func:`plan_sequences` groups
+single sequences (not pairs) into batches under a token budget, longest first, and
+:func:`batch_sequences` builds one such batch, packed or padded.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
+import numpy as np
 import torch
 
 from codeprefs.core.encoding import EncodedPair
@@ -196,3 +201,61 @@ def plan_step(indices: Sequence[int], sizes: Sequence[int], world_size: int,
             half = len(pack) // 2
             plan.extend([pack[:half], pack[half:]])
     return plans
+
+
+# -- single sequences (scoring) -------------------------------------------------------------------
+
+def plan_sequences(lengths: Sequence[int], budget: int, packed: bool) -> list[list[int]]:
+    """Batches of sequence indices, each sequence in exactly one, longest sequences first.
+
+    Sorting by length (ties in input order) keeps a padded batch's rows of similar length, so it
+    pads little, and puts the largest batches first, so a budget too big for the device fails at
+    once rather than at the end. A batch costs its tokens when ``packed`` and rows x its longest
+    row when padded; consecutive sequences join a batch while the cost stays within ``budget``
+    (a sequence longer than ``budget`` gets a batch of its own).
+    """
+    if budget < 1:
+        raise ValueError(f"the token budget per batch must be >= 1, got {budget}")
+    order = sorted(range(len(lengths)), key=lambda k: (-lengths[k], k))
+    batches: list[list[int]] = []
+    tokens = 0
+    for k in order:
+        if batches:
+            current = batches[-1]  # its first row is its longest
+            cost = tokens + lengths[k] if packed else lengths[current[0]] * (len(current) + 1)
+            if cost <= budget:
+                current.append(k)
+                tokens += lengths[k]
+                continue
+        batches.append([k])
+        tokens = lengths[k]
+    return batches
+
+
+def batch_sequences(sequences: Sequence[np.ndarray], packed: bool, pad_token_id: int = 0) -> Batch:
+    """One batch of whole sequences: a padding-free pack or right-padded rows; ``last_token`` is
+    where each sequence's reward is read, in the order given. No LM indices (nothing to predict)."""
+    if not sequences:
+        raise ValueError("cannot batch zero sequences")
+    ids = [torch.from_numpy(np.asarray(sequence)).long() for sequence in sequences]
+    lengths = [len(row) for row in ids]
+    empty = torch.zeros(0, dtype=torch.long)
+    common = dict(lm_positions=empty, lm_targets=empty, lm_weights=torch.zeros(0), lm_pair=empty, num_pairs=0,
+                  num_tokens=sum(lengths), max_seqlen=max(lengths))
+    if packed:
+        cu_seqlens = torch.zeros(len(lengths) + 1, dtype=torch.int32)
+        cu_seqlens[1:] = torch.tensor(lengths).cumsum(0)
+        return Batch(input_ids=torch.cat(ids).unsqueeze(0),
+                     position_ids=torch.cat([torch.arange(n) for n in lengths]).unsqueeze(0),
+                     attention_mask=None, cu_seqlens=cu_seqlens, last_token=(cu_seqlens[1:] - 1).long(),
+                     num_slots=sum(lengths), **common)
+    width = max(lengths)
+    input_ids = torch.full((len(ids), width), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(ids), width), dtype=torch.long)
+    for row, sequence in enumerate(ids):
+        input_ids[row, : len(sequence)] = sequence
+        attention_mask[row, : len(sequence)] = 1
+    last = torch.tensor([row * width + n - 1 for row, n in enumerate(lengths)])
+    return Batch(input_ids=input_ids, position_ids=torch.arange(width).expand(len(ids), width).clone(),
+                 attention_mask=attention_mask, cu_seqlens=None, last_token=last, num_slots=width * len(ids),
+                 **common)

@@ -5,22 +5,27 @@
 
 Each row is rendered exactly as the trainer renders one side of a pair (chat template or plain
 layout, the response cut to ``--max-length``, never the prompt), so a pair's chosen response
-scored here gets the evaluator's chosen score. Rows are scored in padding-free packs like
-training (two rows per packed pair, so no row is computed twice) and written back in input order
-with a ``score`` column. A row that cannot be scored (empty prompt or response, a prompt alone
-longer than ``--max-length``) stops the run naming its index: no row is skipped silently.
+scored here gets the evaluator's chosen score. Rows are scored longest first in padding-free
+packs like training (padded batches of similar lengths for models that cannot take packs), at
+most ``--max-tokens-per-batch`` tokens a forward pass, each row computed once, and written back in
+input order with a ``score`` column. A row that cannot be scored (empty prompt or response, a
+prompt alone longer than ``--max-length``) stops the run naming its index: no row is skipped
+silently. A long run writes a progress line to stderr every ``--progress-every`` seconds (rows
+done of the total, rows/s, time left; 0 turns them off).
 
 From Python::
 
     scorer = RewardScorer.from_pretrained("ckpt/")
     scores = scorer.score(["Write a function ..."], ["def f(): ..."], criterion="Runtime_Efficiency")
+
+is silent unless given ``on_progress`` (a callable taking a :class:`ScoreProgress`).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -35,9 +40,11 @@ from codeprefs.core.records import read_table
 from codeprefs.core.schema import parse_aspect
 from codeprefs.trainers.attention import choose_attention
 from codeprefs.trainers.distributed import resolve_device
-from codeprefs.trainers.evaluate import add_model_options, model_dtype, score_sequences
+from codeprefs.trainers.batchscore import score_sequences
+from codeprefs.trainers.evaluate import add_model_options, model_dtype
 from codeprefs.trainers.model import RewardModel
 from codeprefs.trainers.packcheck import fall_back_to_padding
+from codeprefs.trainers.progress import ScoreProgress
 from codeprefs.trainers.tokenizer import load_tokenizer
 
 
@@ -65,12 +72,15 @@ class RewardScorer:
         return cls(model, PairEncoder(tokenizer, max_length, template), target, micro_batch_tokens)
 
     def score(self, prompts: Sequence[str], responses: Sequence[str], systems: Sequence[str | None] | None = None,
-              criterion: str | None = None) -> np.ndarray:
+              criterion: str | None = None, *, on_progress: Callable[[ScoreProgress], None] | None = None,
+              progress_every: float = 0.0) -> np.ndarray:
         """The score of each (prompt, response), in order.
 
         ``systems`` gives each row's system prompt; else ``criterion`` conditions every row on
         that criterion's system prompt (as the evaluator's ``own``); else rows have none.
-        Raises :class:`DataError` naming the first rows that cannot be scored.
+        Raises :class:`DataError` naming the first rows that cannot be scored. ``on_progress``
+        (default: none, silent) is called with the counts so far after a batch, at most every
+        ``progress_every`` seconds, and once when all rows are scored.
         """
         if len(prompts) != len(responses):
             raise DataError(f"{len(prompts)} prompts but {len(responses)} responses")
@@ -82,13 +92,24 @@ class RewardScorer:
         if bad:
             listed = ", ".join(f"row {index}: {reason}" for index, reason in bad[:5])
             raise DataError(f"{len(bad)} row(s) cannot be scored ({listed}{' ...' if len(bad) > 5 else ''})")
-        return score_sequences(self.model, sequences, self.micro_batch_tokens, self.device)
+        return self.score_sequences(sequences, on_progress=on_progress, progress_every=progress_every)
 
+    def score_sequences(self, sequences: Sequence[np.ndarray], *,
+                        on_progress: Callable[[ScoreProgress], None] | None = None,
+                        progress_every: float = 0.0) -> np.ndarray:
+        """The score of each token sequence (as :meth:`PairEncoder.encode_sequences` makes them),
+        in order (see :func:`codeprefs.trainers.batchscore.score_sequences`)."""
+        return score_sequences(self.model, sequences, self.micro_batch_tokens, self.device,
+                               on_progress=on_progress, progress_every=progress_every)
 
 def score_file(model: str | Path, data: str | Path, output: str | Path, *, prompt_column: str | None = None,
                response_column: str = "response", system_column: str | None = None,
-               criterion: str | None = None, **options) -> pa.Table:
-    """Score every row of ``data`` (Parquet or JSON Lines); write it with ``score`` to ``output``."""
+               criterion: str | None = None, on_progress: Callable[[ScoreProgress], None] | None = None,
+               progress_every: float = 0.0, **options) -> pa.Table:
+    """Score every row of ``data`` (Parquet or JSON Lines); write it with ``score`` to ``output``.
+
+    ``on_progress`` and ``progress_every`` are :meth:`RewardScorer.score`'s; ``options`` go to
+    :meth:`RewardScorer.from_pretrained`."""
     table = _read_rows(Path(data))
     prompt_column = prompt_column or ("prompt" if "prompt" in table.column_names else "input")
     for role, column in (("prompt", prompt_column), ("response", response_column), ("system", system_column)):
@@ -100,7 +121,8 @@ def score_file(model: str | Path, data: str | Path, output: str | Path, *, promp
             for name in {prompt_column, response_column, *([system_column] if system_column else [])}}
     scorer = RewardScorer.from_pretrained(model, **options)
     scores = scorer.score(text[prompt_column], text[response_column],
-                          text[system_column] if system_column else None, criterion)
+                          text[system_column] if system_column else None, criterion,
+                          on_progress=on_progress, progress_every=progress_every)
     scored = table.append_column("score", pa.array(scores, pa.float64()))
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(scored, output)
@@ -133,16 +155,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-length", type=int, default=4096,
                         help="tokens per sequence; a longer response is cut, a prompt alone too long is an error")
     add_model_options(parser)
+    parser.add_argument("--progress-every", type=float, default=30.0, metavar="SECONDS",
+                        help="seconds between progress lines on stderr (rows done, rows/s, time left); 0: none")
     return parser
+
+
+def _print_progress(progress: ScoreProgress) -> None:
+    print(progress.line(), file=sys.stderr, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m trainers.score``: returns the exit code (2 for bad input)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.progress_every < 0:
+        parser.error(f"--progress-every takes seconds >= 0 (0: no progress lines), got {args.progress_every:g}")
+    if args.micro_batch_tokens < 1:
+        parser.error(f"--max-tokens-per-batch takes a number of tokens >= 1, got {args.micro_batch_tokens}")
     try:
         scored = score_file(args.model, args.data, args.output, prompt_column=args.prompt_column,
                             response_column=args.response_column, system_column=args.system_column,
                             criterion=args.criterion, max_length=args.max_length,
+                            on_progress=_print_progress if args.progress_every > 0 else None,
+                            progress_every=args.progress_every,
                             micro_batch_tokens=args.micro_batch_tokens, device=args.device, dtype=args.dtype,
                             attention=args.attention, template=args.template, backbone=args.backbone)
     except (DataError, OSError, ValueError) as error:  # bad input: say what, no traceback

@@ -7,6 +7,7 @@ Nothing here downloads anything. :func:`tiny_tokenizer` trains a byte-level BPE 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +37,11 @@ def _corpus() -> list[str]:
     return list(_CORPUS) + [render_prompt(list(Aspect))] + [render_prompt([aspect]) for aspect in Aspect]
 
 
-def tiny_tokenizer(vocab_size: int = 512) -> Any:
+def tiny_tokenizer(vocab_size: int = 512, texts: Sequence[str] = ()) -> Any:
     """A byte-level BPE tokenizer with pad ``<|endoftext|>`` (id 0) and a ChatML chat template.
 
-    Its training text includes the criteria prompts, so system prompts take few tokens.
+    Its training text includes the criteria prompts, so system prompts take few tokens, and
+    ``texts`` (e.g. code, for a benchmark that wants real code to take a realistic number of tokens).
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -50,7 +52,7 @@ def tiny_tokenizer(vocab_size: int = 512) -> Any:
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tokenizer.train_from_iterator(_corpus() * 4, trainer)
+    tokenizer.train_from_iterator(_corpus() * 4 + list(texts), trainer)
     wrapped = PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<|endoftext|>",
                                       eos_token="<|im_end|>")
     wrapped.chat_template = CHAT_TEMPLATE
