@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from codeprefs.core.candidateset import CANDIDATE_SCHEMA, read_candidates
+from codeprefs.core.layout import RUN_STATE, STAGES_DIR
 from codeprefs.core.schema import Language
 from codeprefs.pipelines.build import build
 from codeprefs.pipelines.manifest import ManifestError, parse_manifest
@@ -266,6 +267,19 @@ def test_a_build_writes_candidates_beside_the_pairs_deterministically_and_reuses
     second = build(parse_manifest(spec, tmp_path), tmp_path / "again")
     assert second["candidates"]["files"] == summary["files"]
     assert (tmp_path / "again" / written["path"]).read_bytes() == (out / written["path"]).read_bytes()
+
+    # a run interrupted after one unit: --resume runs only the other, and writes the same bytes
+    again = tmp_path / "again"
+    [fingerprint] = [stage["fingerprint"] for stage in second["stages"] if stage["stage"] == "candidates"]
+    units = sorted((again / STAGES_DIR / "candidates" / fingerprint).glob("unit-*.parquet"))
+    assert len(units) == 2
+    units[0].unlink()
+    state = json.loads((again / RUN_STATE).read_text())
+    (again / RUN_STATE).write_text(json.dumps({**state, "status": "running"}))
+    resumed = build(parse_manifest(spec, tmp_path), again, resume=True)
+    assert resumed["resumed"] is True
+    assert {(s["stage"], s["units_reused"]) for s in resumed["stages"]} == {("source", 2), ("candidates", 1)}
+    assert resumed["candidates"]["files"] == summary["files"]
 
     # a rerun does nothing; a change to the pairs alone runs no candidate again
     assert build(parse_manifest(spec, tmp_path), out)["up_to_date"] is True

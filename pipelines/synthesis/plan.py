@@ -135,7 +135,7 @@ class SynthesisPlan:
     def input_record(self, source: SolutionsSource, chunks: list[dict[str, Any]],
                      missing: dict[str, list[str]]) -> dict[str, Any]:
         """What run.json says about a solutions source."""
-        executes = bool(self._verifies())
+        executes = bool(self._verifies()) or self.config.candidates is not None  # candidates always run
         isolation = self.config.sandbox.isolation
         if executes and isolation == "auto":
             isolation = detect_isolation()
