@@ -27,7 +27,6 @@ kept in the stage's files with ``drop_reason`` (drop stage ``candidates``,
 from __future__ import annotations
 
 import hashlib
-import logging
 import random
 import re
 from collections.abc import Iterator
@@ -51,8 +50,6 @@ from codeprefs.pipelines.synthesis.readability import degrade
 from codeprefs.pipelines.synthesis.sandbox import Sandbox
 from codeprefs.pipelines.synthesis.settings import CandidateSettings, SandboxSettings
 from codeprefs.pipelines.synthesis.verify import Outcome, Verdict, Verifier
-
-log = logging.getLogger(__name__)
 
 # What a candidate-stage file holds: the candidates' columns, then why a row is not one.
 CANDIDATE_WORK_SCHEMA = pa.schema(
