@@ -15,6 +15,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from codeprefs.cli import _print_summary
 from codeprefs.core.candidateset import CANDIDATE_SCHEMA, read_candidates
 from codeprefs.core.layout import RUN_STATE, STAGES_DIR
 from codeprefs.core.schema import Language
@@ -219,7 +220,8 @@ def ray_instance():
 
 
 @pytest.mark.ray
-def test_a_build_writes_candidates_beside_the_pairs_deterministically_and_reuses_them(tmp_path, ray_instance):
+def test_a_build_writes_candidates_beside_the_pairs_deterministically_and_reuses_them(tmp_path, ray_instance,
+                                                                                       capsys):
     skip_without_toolchain("Python")
     skip_without_toolchain("C")
     records = [{"task_id": "py/clamp", "language": "python", "prompt": TASKS["Python"][0],
@@ -262,6 +264,9 @@ def test_a_build_writes_candidates_beside_the_pairs_deterministically_and_reuses
     assert len(pairs) == 2  # one verified mutant per usable task
     stages = {(stage["stage"], stage["units_reused"]) for stage in first["stages"]}
     assert stages == {("source", 0), ("candidates", 0)}
+    _print_summary(first, out)  # what `codeprefs build` prints
+    assert f"wrote 10 candidates of 2 task(s), {summary['passed_share']:.1%} passing, to " in \
+        " ".join(capsys.readouterr().out.split())
 
     # the same manifest elsewhere: the same bytes
     second = build(parse_manifest(spec, tmp_path), tmp_path / "again")
