@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
 from typing import Annotated
 
 import typer
@@ -31,6 +34,33 @@ def _local_path(text: str) -> Path:
         return local_path(text)
     except RemoteLocationError as error:
         raise typer.BadParameter(str(error)) from None
+
+
+def _location(text: str) -> str:
+    """A path option or argument that may also be an object-storage URL (``s3://bucket/out``)."""
+    from codeprefs.core.storage import is_remote
+
+    return text if is_remote(text) else str(_local_path(text))
+
+
+@contextmanager
+def _local_view(location: str, keep: Callable[[str], bool]) -> Iterator[Path]:
+    """``location`` as a local folder: itself, or for a URL a temporary copy of the files ``keep``
+    picks (see codeprefs.core.storage); a URL that cannot be read fails the command naming it."""
+    from codeprefs.core.storage import StorageError, is_remote, local_copy
+
+    if not is_remote(location):
+        yield Path(location)
+        return
+    try:
+        copy = local_copy(location, keep=keep)
+        local = copy.__enter__()
+    except StorageError as error:
+        _fail(str(error))
+    try:
+        yield local
+    finally:
+        copy.__exit__(None, None, None)
 
 
 def _fail(message: str) -> None:
@@ -95,19 +125,35 @@ def build_command(
 
 @app.command("runs")
 def runs_command(
-    root: Annotated[Path, typer.Argument(parser=_local_path, metavar="ROOT", help="Folder searched for build outputs.")] = Path("out"),
+    root: Annotated[str, typer.Argument(parser=_location, metavar="ROOT",
+                    help="Folder searched for build outputs; may be an object-storage URL (s3://bucket/prefix).")] = "out",
 ) -> None:
     """List the builds under ROOT: name, state, rows, fingerprint, manifest."""
+    from codeprefs.core.layout import RUN_RECORD, RUN_STATE
+    from codeprefs.core.storage import display_url, is_remote
     from codeprefs.pipelines.runrecord import list_runs
 
-    runs = list_runs(root)
+    def records(relative: str) -> bool:
+        return PurePosixPath(relative).name == RUN_RECORD or relative.endswith(RUN_STATE.as_posix())
+
+    shown_root = display_url(root)
+    with _local_view(root, records) as local:
+        runs = list_runs(local)
+    if is_remote(root):  # a remote root: name outputs by their URLs, not the temporary copy
+        for run in runs:
+            relative = os.path.relpath(run["output"], local)
+            manifest = run["manifest_path"]
+            run["manifest_path"] = manifest and os.path.relpath(manifest, run["output"])
+            run["output"] = shown_root.rstrip("/") + ("" if relative == "." else "/" + relative)
+            if run.get("problem"):
+                run["problem"] = run["problem"].replace(str(local), shown_root.rstrip("/"))
     for run in runs:
         if run.get("problem"):
             _warn(f"{run['problem']}: rebuild it with `codeprefs build --restart`")
     if not runs:
-        _out.print(f"no build outputs under {root}")
+        _out.print(f"no build outputs under {shown_root}")
         return
-    table = Table(title=f"builds under {root}")
+    table = Table(title=f"builds under {shown_root}")
     for column in ("output", "name", "state", "finished", "kept", "total", "fingerprint", "manifest"):
         table.add_column(column)
     for run in runs:
@@ -161,29 +207,39 @@ def _print_summary(record: dict, output: Path) -> None:
 
 @app.command("stats")
 def stats_command(
-    output: Annotated[Path, typer.Argument(parser=_local_path, metavar="OUTPUT", help="A build's output folder.")],
+    output: Annotated[str, typer.Argument(parser=_location, metavar="OUTPUT",
+                      help="A build's output folder; may be an object-storage URL (s3://bucket/out).")],
 ) -> None:
     """Print pairs per language x criterion and the funnel of a build (names in full, any width)."""
+    from codeprefs.core.layout import CACHE_DIR, RUN_STATE
+    from codeprefs.core.storage import display_url
     from codeprefs.stats import funnel_table, language_by_criterion, no_pairs, quality_tables
     from codeprefs.tables import print_frame
     from codeprefs.pipelines.runrecord import RecordError, read_run_state
 
-    try:
-        tables = [("pairs by language and criterion", language_by_criterion(output)),
-                  ("funnel", funnel_table(output)), *quality_tables(output)]
-        empty = no_pairs(output)
-    except FileNotFoundError as error:
-        _fail(str(error))
-    except RecordError as error:
-        _fail(f"{error}: rebuild it with `codeprefs build --restart`")
-    try:
-        read_run_state(output)
-    except RecordError as error:
-        _warn(f"{error}: the next build there needs --restart")
-    for title, frame in tables:
-        print_frame(_out, frame, title)
-    if empty:
-        _out.print(empty, highlight=False, markup=False, soft_wrap=True)
+    def read_by_stats(relative: str) -> bool:  # everything but the caches, whose run state aside
+        return not relative.startswith(CACHE_DIR + "/") or relative == RUN_STATE.as_posix()
+
+    with _local_view(output, read_by_stats) as local:
+        def named(error: Exception) -> str:
+            return str(error).replace(str(local), display_url(output))
+
+        try:
+            tables = [("pairs by language and criterion", language_by_criterion(local)),
+                      ("funnel", funnel_table(local)), *quality_tables(local)]
+            empty = no_pairs(local)
+        except FileNotFoundError as error:
+            _fail(named(error))
+        except RecordError as error:
+            _fail(f"{named(error)}: rebuild it with `codeprefs build --restart`")
+        try:
+            read_run_state(local)
+        except RecordError as error:
+            _warn(f"{named(error)}: the next build there needs --restart")
+        for title, frame in tables:
+            print_frame(_out, frame, title)
+        if empty:
+            _out.print(named(empty), highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command("publish")
@@ -201,6 +257,51 @@ def publish_command(
         publish(output, repo, private=private, dry_run=dry_run, log=lambda line: _out.print(line, highlight=False, markup=False))
     except (PublishError, FileNotFoundError, RecordError) as error:
         _fail(str(error))
+
+
+criteria_app = typer.Typer(no_args_is_help=True, help="Criteria labelling: train a classifier on a build's messages.")
+app.add_typer(criteria_app, name="criteria")
+
+
+@criteria_app.command("train")
+def criteria_train_command(
+    build: Annotated[Path, typer.Option("--build", "-b", parser=_local_path, metavar="<path>",
+                     help="A finished build's output folder: its shards and rejects give the messages.")],
+    output: Annotated[Path, typer.Option("--output", "-o", parser=_local_path, metavar="<path>",
+                      help="The model file to write (JSON), for filters.criteria.classifier.")],
+    min_positives: Annotated[int, typer.Option("--min-positives", min=1, help="A criterion the term rule labels in "
+                             "fewer messages gets no classifier (the build keeps the term rule for it).")] = 10,
+    match: Annotated[str, typer.Option("--match", help="The term rule giving the seed labels: word, word_start "
+                     "or substring.")] = "word",
+) -> None:
+    """Fit one classifier per criterion on the term rule's labels of BUILD's commit messages."""
+    from codeprefs.filters.classifier import ClassifierError, train_classifier
+    from codeprefs.filters.criteria import CriteriaLabeler
+    from codeprefs.pipelines.criteriadata import BuildMessagesError, build_messages
+
+    if match not in ("word", "word_start", "substring"):
+        raise typer.BadParameter(f"{match!r}: expected word, word_start or substring", param_hint="--match")
+    try:
+        found = build_messages(build)
+    except BuildMessagesError as error:
+        _fail(str(error))
+    if found.sample_rate < 1.0:
+        _warn(f"{build}: rejects were sampled (output.rejects.sample_rate {found.sample_rate}): the messages "
+              "the term rule did not label are under-represented")
+    log = lambda line: _err.print(line, highlight=False, markup=False, soft_wrap=True)  # noqa: E731
+    try:
+        model = train_classifier(found.messages, CriteriaLabeler(match=match), found.name,  # type: ignore[arg-type]
+                                 min_positives=min_positives, details=found.details(), log=log)
+    except ClassifierError as error:
+        _fail(f"{build}: {error}")
+    try:
+        model.save(output)
+    except OSError as error:
+        _fail(f"{error.strerror or error}: {error.filename or output}")
+    skipped = ", ".join(f"{aspect.value} ({count})" for aspect, count in model.skipped.items())
+    _out.print(f"wrote {output}: {len(model.criteria)} criteria classifiers trained on {model.provenance.messages} "
+               f"messages of {found.name}" + (f"; term rule kept for {skipped}" if skipped else ""),
+               highlight=False, markup=False, soft_wrap=True)
 
 
 _PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
@@ -228,6 +329,14 @@ def score_command(ctx: typer.Context) -> None:
     from codeprefs.trainers.score import main as score_main
 
     raise typer.Exit(code=score_main(ctx.args))
+
+
+@app.command("rerank", context_settings=_PASS_THROUGH, add_help_option=False)
+def rerank_command(ctx: typer.Context) -> None:
+    """Keep each task's top-k candidates by reward model score: the same as `python -m trainers.rerank` (see --help)."""
+    from codeprefs.trainers.rerank import main as rerank_main
+
+    raise typer.Exit(code=rerank_main(ctx.args))
 
 
 def main() -> None:

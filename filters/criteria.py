@@ -76,6 +76,13 @@ class CriteriaSettings(Settings):
     # a mined change to a test file (filters.testfiles): dropped as test_file (drop), or labelled
     # like any other file (keep)
     test_files: Literal["drop", "keep"] = "drop"
+    # a model file of `codeprefs criteria train` (filters.classifier), relative to the manifest's
+    # folder: its classifiers label the messages instead of the term rule (the term rule still
+    # labels the criteria the model has no classifier for); null: the term rule alone
+    classifier: str | None = None
+    # how the classifier's labels combine with the term rule's, for the criteria it has a
+    # classifier for: replace (the classifier's alone), union (either), agree (both)
+    classifier_mode: Literal["replace", "union", "agree"] = "replace"
 
 
 @dataclass(frozen=True)
@@ -115,7 +122,7 @@ def _data_lines(path: Path) -> list[str]:
 
 
 def _terms_root(terms_dir: str | Path | None):
-    return Path(terms_dir) if terms_dir else resources.files("filters") / "terms"
+    return Path(terms_dir) if terms_dir else resources.files(__package__) / "terms"
 
 
 def load_stems(terms_dir: str | Path | None = None) -> tuple[str, ...]:

@@ -52,6 +52,7 @@ from codeprefs.core.layout import RUN_RECORD, STAGES_DIR
 from codeprefs.core.localpaths import relative_paths
 from codeprefs.core.raycluster import ray_session
 from codeprefs.core.redact import redact_data, redact_text
+from codeprefs.filters.classifier import ClassifierError
 from codeprefs.filters.dedupe.decontaminate import BenchmarkIndex
 from codeprefs.pipelines.candidatestage import candidates_fingerprint, run_candidate_stage, write_candidates
 from codeprefs.pipelines.errors import BuildError
@@ -103,8 +104,12 @@ class Plan:
 
 def plan_build(manifest: Manifest, output_dir: Path) -> Plan:
     """Plan every source through its kind (no Ray needed); a missing or corrupt input fails here."""
+    try:
+        commit_steps = CommitSteps.from_manifest(manifest)
+    except ClassifierError as error:
+        raise BuildError(f"filters.criteria.classifier: {error}") from None
     context = PlanContext(base_dir=manifest.base_dir, output_dir=output_dir,
-                          commit_steps=CommitSteps.from_manifest(manifest), synthesis=manifest.synthesis,
+                          commit_steps=commit_steps, synthesis=manifest.synthesis,
                           batch_rows=manifest.ray.batch_rows)
     works: list[SourceWork] = []
     inputs: list[tuple[int, dict[str, Any]]] = []

@@ -46,6 +46,7 @@ from pydantic import (
     ValidationError,
 )
 
+from codeprefs.core.localpaths import resolve_path
 from codeprefs.core.patterns import PatternError, expand_patterns
 from codeprefs.filters.criteria import CriteriaSettings
 from codeprefs.filters.dedupe.settings import DecontaminateSettings, DedupeSettings
@@ -169,6 +170,13 @@ def parse_manifest(data: Any, base_dir: Path, origin: str = "<manifest>") -> Man
             raise ManifestError(f"{origin}: decontaminate.benchmarks: {error}") from None
         manifest = manifest.model_copy(update={
             "decontaminate": manifest.decontaminate.model_copy(update={"benchmarks": benchmarks})})
+    classifier = manifest.filters.criteria.classifier
+    if classifier is not None and not resolve_path(classifier, base_dir).is_file():
+        raise ManifestError(f"{origin}: filters.criteria.classifier: no such model file: "
+                            f"{resolve_path(classifier, base_dir)} (make one with `codeprefs criteria train`)")
+    terms_dir = manifest.filters.criteria.terms_dir
+    if terms_dir is not None and not resolve_path(terms_dir, base_dir).is_dir():
+        raise ManifestError(f"{origin}: filters.criteria.terms_dir: no such folder: {resolve_path(terms_dir, base_dir)}")
     manifest._base_dir = base_dir
     return manifest
 

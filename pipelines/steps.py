@@ -43,6 +43,7 @@ from codeprefs.core.drops import (
 )
 from codeprefs.core.records import FileChunk, Malformed, Where, located_records
 from codeprefs.core.schema import Language, stable_id
+from codeprefs.filters.classifier import CriteriaClassifier, combine
 from codeprefs.filters.criteria import (
     CriteriaLabeler,
     CriteriaSettings,
@@ -277,15 +278,41 @@ class LabelCriteria(Step):
     NO_CRITERION = CRITERIA.reason("no_criterion")
     TEST_FILE = CRITERIA.reason("test_file")
 
-    def __init__(self, settings: CriteriaSettings = CriteriaSettings()) -> None:
+    def __init__(self, settings: CriteriaSettings = CriteriaSettings(),
+                 classifier: CriteriaClassifier | None = None) -> None:
+        """``classifier`` (the model of ``settings.classifier``, loaded by the caller) labels the
+        messages, combined with the term rule as ``settings.classifier_mode`` says (see
+        :func:`codeprefs.filters.classifier.combine`)."""
         terms_dir = settings.terms_dir
         self.labeler = CriteriaLabeler(load_terms(terms_dir), match=settings.match,
                                        stems=load_stems(terms_dir), exclusions=load_exclusions(terms_dir),
                                        context=load_context(terms_dir))
         self.drop_test_files = settings.test_files == "drop"
+        self.classifier = classifier
+        self.classifier_mode = settings.classifier_mode
+
+    def run(self, rows: list[Row]) -> list[Row]:
+        live = [row for row in rows if row["drop_reason"] is None]
+        if self.classifier is None:
+            for row in live:
+                self._label(row, None)
+            return rows
+        # the whole batch in one pass through the classifier
+        predicted = self.classifier.predict([row["message"] or "" for row in live])
+        for row, classified in zip(live, predicted, strict=True):
+            self._label(row, classified)
+        return rows
 
     def process(self, row: Row) -> None:
+        classified = self.classifier.predict([row["message"] or ""])[0] if self.classifier is not None else None
+        self._label(row, classified)
+
+    def _label(self, row: Row, classified: dict | None) -> None:
+        """Label ``row`` by the term rule, combined with ``classified`` (the classifier's
+        criteria and probabilities) when there is a classifier."""
         found = self.labeler.label(row["message"] or "")
+        if self.classifier is not None and classified is not None:
+            found = combine(found, classified, self.classifier, self.classifier_mode)
         if found is None:
             drop(row, self.NO_CRITERION)
             return

@@ -14,6 +14,8 @@ import typer.main
 
 from codeprefs.cli import app
 from codeprefs.trainers.evaluate import build_parser as evaluate_parser
+from codeprefs.trainers.rerank import build_parser as rerank_parser
+from codeprefs.trainers.score import build_parser as score_parser
 from codeprefs.trainers.train import build_parser as train_parser
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,7 +26,8 @@ def undocumented_actions(parser: argparse.ArgumentParser) -> list[str]:
             if not isinstance(action, argparse._HelpAction) and not (action.help or "").strip()]
 
 
-@pytest.mark.parametrize("make_parser", [train_parser, evaluate_parser], ids=["train", "evaluate"])
+@pytest.mark.parametrize("make_parser", [train_parser, evaluate_parser, score_parser, rerank_parser],
+                         ids=["train", "evaluate", "score", "rerank"])
 def test_every_trainer_option_has_help(make_parser):
     parser = make_parser()
     assert undocumented_actions(parser) == []

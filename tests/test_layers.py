@@ -10,6 +10,7 @@ function-level import works only until someone moves that import), except import
 from __future__ import annotations
 
 import ast
+import os
 import tomllib
 from pathlib import Path
 
@@ -153,3 +154,19 @@ def test_no_module_imports_a_top_level_folder_by_its_bare_name():
                      else [])
             bare += [f"{name}: {n}" for n in names if n.split(".")[0] in ("pipelines", "filters", "parsers", "trainers")]
     assert bare == []
+
+
+def test_shipped_term_lists_load_outside_the_checkout(tmp_path):
+    """Run from another folder, ``filters`` is no importable name (only ``codeprefs.filters``):
+    the shipped term lists must be found through the package, as an installed build finds them."""
+    import subprocess
+    import sys
+
+    script = ("from codeprefs.filters import criteria\n"
+              "terms = criteria.load_terms()\n"
+              "print(len(terms), sum(map(len, terms.values())) > 100, len(criteria.load_stems()) > 0)\n")
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["5", "True", "True"]

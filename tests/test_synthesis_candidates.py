@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from codeprefs.cli import _print_summary
-from codeprefs.core.candidateset import CANDIDATE_SCHEMA, read_candidates
+from codeprefs.core.candidateset import CANDIDATE_SCHEMA
 from codeprefs.core.layout import RUN_STATE, STAGES_DIR
 from codeprefs.core.schema import Language
 from codeprefs.pipelines.build import build
@@ -27,6 +27,7 @@ from codeprefs.pipelines.synthesis.candidates import CandidateGenerator, normali
 from codeprefs.pipelines.synthesis.harness import GO_PATH, missing_commands
 from codeprefs.pipelines.synthesis.llm import ChatClient, LLMSolver
 from codeprefs.pipelines.synthesis.settings import CandidateSettings, SandboxSettings
+from codeprefs.trainers.candidates import EVALUATION_COLUMNS, read_candidates
 from tests.test_synthesis_llm import ChatServer
 
 FAST = SandboxSettings(run_timeout_s=5, output_kb=256)
@@ -255,8 +256,10 @@ def test_a_build_writes_candidates_beside_the_pairs_deterministically_and_reuses
     for row in rows:
         if row["generator"] == "solution":
             assert row["outcome"] == "passed"
-    # a reader takes the folder or the one file
-    assert read_candidates(out / "candidates").equals(read_candidates(out / written["path"]))
+    # the re-ranking evaluator's reader takes the folder or the one file, with every column it checks
+    from_folder = read_candidates(out / "candidates", EVALUATION_COLUMNS)
+    assert from_folder.equals(read_candidates(out / written["path"], EVALUATION_COLUMNS))
+    assert from_folder.to_pylist() == rows
     # the pairs are the pair synthesis's own: no candidate row is in the shards
     [shard] = first["outputs"]
     pairs = pq.read_table(out / shard["path"]).to_pylist()

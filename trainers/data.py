@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from codeprefs.core.locations import RemoteLocationError, require_local
+from codeprefs.core.storage import StorageError, display_url, is_remote, local_copy, matching
 from codeprefs.core.records import is_saved_dataset, read_table, saved_dataset_tables
 from codeprefs.core.schema import TRAINING_COLUMNS, parse_aspect, stable_id
 from codeprefs.core.encoding import DataError, DataReport
@@ -51,12 +52,32 @@ def load_pairs(source: str | Path, split: str | None = None) -> pa.Table:
     The paper's benchmark spells the prompt column ``prompt``; it is read as ``input``.
     """
     text = str(source)
+    if is_remote(text):
+        return normalize_columns(_read_remote(text, split), display_url(text))
     try:
         require_local(text, "pairs source")
     except RemoteLocationError as error:
         raise DataError(str(error)) from None
     table = _read_any(text, split)
     return normalize_columns(table, text)
+
+
+# The files a pairs source can hold; a build output's .cache (clones, stage caches) and rejects
+# are never downloaded.
+_PAIR_FILES = matching("*.parquet", "*.jsonl", "*.json", "*.arrow", exclude=(".cache/", "rejects/"))
+
+
+def _read_remote(url: str, split: str | None) -> pa.Table:
+    """A pairs source in object storage (``s3://bucket/out``...): read from a local copy of its
+    data files, with errors naming the URL rather than the copy."""
+    try:
+        with local_copy(url, "pairs source", _PAIR_FILES) as copy:
+            try:
+                return _read_any(str(copy), split)
+            except DataError as error:
+                raise DataError(str(error).replace(str(copy), display_url(url))) from None
+    except StorageError as error:
+        raise DataError(str(error)) from None
 
 
 def _read_any(source: str, split: str | None) -> pa.Table:

@@ -14,6 +14,17 @@ of the data, indexed by ``id`` (pandas index, as the paper writes it) with the c
 ``chosen_score, rejected_score, correct, score_diff, language, aspect, subset``. A pair is correct
 when its chosen score is strictly greater than its rejected score: ties count as wrong.
 
+``--rerank CANDIDATES`` (a ``candidates/`` folder or one Parquet file, see
+:mod:`codeprefs.trainers.candidates`) also scores every candidate, conditioned on
+``--rerank-criterion``'s system prompt (Functional_Correctness by default), adds a ``reranking``
+section to ``results.json`` (Hits@1, Hits@K, MRR, Spearman and Kendall of score with pass rate,
+overall and by language, with task counts and the random and shortest-first baselines; see
+:mod:`codeprefs.trainers.ranking`) and writes ``candidate_scores.parquet``: one row per candidate
+in (task_id, candidate_id) order with ``task_id, candidate_id, language, generator`` (when the
+candidates have it) ``, passed, pass_rate, score, rank``, ``rank`` being the model's order within
+the task with ties broken against it (incorrect first). With ``--rerank`` alone (no ``--data``)
+only those two files are written, and ``results.json`` holds only ``reranking``.
+
 Nothing is skipped quietly: a batch that fails stops the run, and a pair that cannot be scored
 (empty response, prompt longer than ``--max-length``) is an error naming its id, unless
 ``--skip-invalid`` is given, which writes those ids and reasons to ``skipped.json``. A pair
@@ -37,15 +48,21 @@ import pyarrow as pa
 import torch
 
 from codeprefs.core.locations import local_path_argument
+from codeprefs.core.prompts import evaluation_prompt
+from codeprefs.core.schema import parse_aspect
+from codeprefs.core.storage import location_argument
 from codeprefs.trainers.attention import choose_attention
+from codeprefs.trainers.candidates import EVALUATION_COLUMNS, read_candidates
 from codeprefs.core.encoding import DataReport, EncodedPair, PairEncoder
 from codeprefs.trainers.data import DataError, evaluation_system_prompts, load_pairs
 from codeprefs.trainers.distributed import Context, all_reduce_max, gather_objects, resolve_device
 from codeprefs.trainers.model import RewardModel
 from codeprefs.trainers.packcheck import fall_back_to_padding
 from codeprefs.trainers.packing import batch_cost, pack_by_budget
+from codeprefs.trainers.ranking import reranking_metrics
 from codeprefs.trainers.tokenizer import load_tokenizer
 
+_EMPTY = np.zeros(0, np.int32)
 SCORE_COLUMNS = ("id", "chosen_score", "rejected_score", "correct", "score_diff", "language", "aspect", "subset")
 
 
@@ -83,6 +100,63 @@ def score_pairs(model: RewardModel, pairs: Sequence[EncodedPair], micro_batch_to
     if np.isnan(chosen).any() or np.isnan(rejected).any():
         raise RuntimeError(f"{int(np.isnan(chosen).sum())} pair(s) got no score or a NaN score")
     return chosen, rejected
+
+
+def score_sequences(model: RewardModel, sequences: Sequence[np.ndarray], micro_batch_tokens: int,
+                    device: torch.device) -> np.ndarray:
+    """The score of each whole token sequence (one side of a pair, as rendered by
+    :meth:`PairEncoder.encode_sequences`), in order."""
+    if not sequences:
+        return np.zeros(0)
+    # Two rows per "pair" with an empty shared prompt: each row's whole sequence is one side,
+    # so a pack holds every row once (an odd last row is paired with itself).
+    pairs = [EncodedPair(k, _EMPTY, sequences[k], sequences[min(k + 1, len(sequences) - 1)])
+             for k in range(0, len(sequences), 2)]
+    first, second = score_pairs(model, pairs, micro_batch_tokens, device)
+    scores = np.empty(len(sequences))
+    scores[0::2] = first
+    scores[1::2] = second[: len(sequences) // 2]
+    return scores
+
+
+def score_candidates(model: RewardModel, encoder: PairEncoder, candidates: pa.Table, criterion: str,
+                     micro_batch_tokens: int, device: torch.device) -> np.ndarray:
+    """The score of each candidate's (prompt, code), conditioned on ``criterion``'s system prompt;
+    a candidate that cannot be scored is an error naming it."""
+    system = evaluation_prompt("own", parse_aspect(criterion).value, None)[1]
+    sequences = encoder.encode_sequences([system] * candidates.num_rows, candidates["prompt"].to_pylist(),
+                                         candidates["code"].to_pylist())
+    bad = [(k, reason) for k, reason in enumerate(sequences) if isinstance(reason, str)]
+    if bad:
+        tasks, ids = candidates["task_id"], candidates["candidate_id"]
+        listed = ", ".join(f"{tasks[k].as_py()}/{ids[k].as_py()}: {reason}" for k, reason in bad[:5])
+        raise DataError(f"{len(bad)} candidate(s) cannot be scored ({listed}{' ...' if len(bad) > 5 else ''})")
+    return score_sequences(model, sequences, micro_batch_tokens, device)
+
+
+def candidate_scores_frame(candidates: pa.Table, scores: np.ndarray) -> pd.DataFrame:
+    """One row per candidate, in the table's order, with its score and the model's rank within its
+    task (score descending, ties broken against the model: incorrect first, then candidate_id)."""
+    names = ("task_id", "candidate_id", "language", "generator", "passed", "pass_rate")
+    frame = pd.DataFrame({name: candidates[name].to_pylist() for name in names if name in candidates.column_names})
+    frame["pass_rate"] = frame["pass_rate"].astype(float)
+    frame["score"] = scores.astype(float)
+    order = frame.sort_values(["task_id", "score", "passed", "candidate_id"], ascending=[True, False, True, True],
+                              kind="stable")
+    frame["rank"] = (order.groupby("task_id", sort=False).cumcount() + 1).reindex(frame.index).astype("int32")
+    return frame
+
+
+def reranking_results(candidates: pa.Table, scores: np.ndarray, k: int,
+                      criterion: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The candidate scores frame and the ``reranking`` section of ``results.json``."""
+    frame = candidate_scores_frame(candidates, scores)
+    figures = frame.assign(length=[len(code) for code in candidates["code"].to_pylist()])
+    try:
+        section = reranking_metrics(figures, k)
+    except ValueError as error:
+        raise DataError(str(error)) from None
+    return frame, {"criterion": parse_aspect(criterion).value, **section}
 
 
 def compile_results(scores: pd.DataFrame) -> dict[str, Any]:
@@ -173,27 +247,49 @@ def load_eval_set(data: str, tokenizer: Any, *, split: str | None = None, prompt
     return EvalSet(table, pairs, report)
 
 
-def evaluate(model_path: str | Path, data: str, output: str | Path, *, split: str | None = None,
+@dataclass
+class RerankSet:
+    """Candidates to re-rank (read by :func:`codeprefs.trainers.candidates.read_candidates`) and how."""
+
+    candidates: pa.Table
+    encoder: PairEncoder
+    k: int = 10
+    criterion: str = "Functional_Correctness"
+
+
+def evaluate(model_path: str | Path, data: str | None, output: str | Path, *, split: str | None = None,
              prompts: str = "own", max_length: int = 4096, micro_batch_tokens: int = 16384,
              device: str = "auto", dtype: str = "auto", attention: str = "auto", template: str = "auto",
-             backbone: str = "auto", skip_invalid: bool = False) -> dict[str, Any]:
-    """Score ``data`` with the reward model at ``model_path``; write and return the results."""
+             backbone: str = "auto", skip_invalid: bool = False, rerank: str | Path | None = None,
+             hits_k: int = 10, rerank_criterion: str = "Functional_Correctness") -> dict[str, Any]:
+    """Score ``data`` (pairs) and/or the candidates ``rerank`` with the reward model at
+    ``model_path``; write and return the results."""
+    if data is None and rerank is None:
+        raise DataError("nothing to evaluate: give pairs (--data), candidates (--rerank) or both")
+    if hits_k < 1:
+        raise DataError(f"--hits-k must be at least 1, got {hits_k}")
+    parse_aspect(rerank_criterion)  # an unknown criterion fails before any work
     tokenizer = load_tokenizer(model_path)
-    eval_set = load_eval_set(data, tokenizer, split=split, prompts=prompts, max_length=max_length,
-                             template=template, skip_invalid=skip_invalid)
+    eval_set = None if data is None else load_eval_set(data, tokenizer, split=split, prompts=prompts,
+                                                        max_length=max_length, template=template,
+                                                        skip_invalid=skip_invalid)
+    rerank_set = None if rerank is None else RerankSet(read_candidates(rerank, EVALUATION_COLUMNS),
+                                                       PairEncoder(tokenizer, max_length, template),
+                                                       hits_k, rerank_criterion)
     return evaluate_set(model_path, eval_set, output, pad_token_id=tokenizer.pad_token_id,
                         micro_batch_tokens=micro_batch_tokens, device=device, dtype=dtype, attention=attention,
-                        backbone=backbone)
+                        backbone=backbone, rerank=rerank_set)
 
 
-def evaluate_set(model_path: str | Path, eval_set: EvalSet, output: str | Path, *, pad_token_id: int | None,
+def evaluate_set(model_path: str | Path, eval_set: EvalSet | None, output: str | Path, *, pad_token_id: int | None,
                  micro_batch_tokens: int = 16384, device: str = "auto", dtype: str = "auto",
-                 attention: str = "auto", backbone: str = "auto") -> dict[str, Any]:
-    """Score pairs already read by :func:`load_eval_set` with the reward model at ``model_path``;
-    write and return the results (the trainer's final evaluation reuses the set it checked)."""
+                 attention: str = "auto", backbone: str = "auto", rerank: RerankSet | None = None) -> dict[str, Any]:
+    """Score pairs already read by :func:`load_eval_set` (and candidates, with ``rerank``) with the
+    reward model at ``model_path``; write and return the results (the trainer's final evaluation
+    reuses the set it checked)."""
     target = resolve_device(device)
     output = Path(output)
-    if eval_set.report.skipped:
+    if eval_set is not None and eval_set.report.skipped:
         output.mkdir(parents=True, exist_ok=True)
         (output / "skipped.json").write_text(json.dumps(
             {reason: [str(i) for i in ids] for reason, ids in eval_set.report.skipped_ids.items()}, indent=2) + "\n")
@@ -201,8 +297,20 @@ def evaluate_set(model_path: str | Path, eval_set: EvalSet, output: str | Path, 
                                         attn_implementation=choose_attention(attention, target),
                                         pad_token_id=pad_token_id).to(target)
     fall_back_to_padding(model, lambda problem: print(f"warning: {problem}", file=sys.stderr))
-    scores, results = eval_set.results(*score_pairs(model, eval_set.pairs, micro_batch_tokens, target))
-    write_results(output, scores, results)
+    results: dict[str, Any] = {}
+    if eval_set is not None:
+        scores, results = eval_set.results(*score_pairs(model, eval_set.pairs, micro_batch_tokens, target))
+    if rerank is not None:
+        candidate_scores = score_candidates(model, rerank.encoder, rerank.candidates, rerank.criterion,
+                                            micro_batch_tokens, target)
+        frame, results["reranking"] = reranking_results(rerank.candidates, candidate_scores, rerank.k,
+                                                        rerank.criterion)
+        output.mkdir(parents=True, exist_ok=True)
+        frame.to_parquet(output / "candidate_scores.parquet", index=False)
+    if eval_set is not None:
+        write_results(output, scores, results)
+    else:
+        (output / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     return results
 
 
@@ -227,7 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m trainers.evaluate", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--model", required=True, help="reward model folder (or a HF id)")
-    parser.add_argument("--data", required=True, type=local_path_argument, help="pairs: shard folder, Parquet/JSONL, saved dataset or name")
+    parser.add_argument("--data", default=None, type=location_argument,
+                        help="pairs: shard folder, Parquet/JSONL, saved dataset or name; a folder or file may be "
+                             "an object-storage URL (s3://bucket/out); without it, --rerank is required")
     parser.add_argument("--output", required=True, type=local_path_argument, help="folder for results.json and scores.parquet")
     parser.add_argument("--split", default=None,
                         help="split to read from a saved dataset or a datasets name (default there: train)")
@@ -239,6 +349,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(parser)
     parser.add_argument("--skip-invalid", action="store_true",
                         help="skip pairs that cannot be scored (listed in skipped.json) instead of failing")
+    parser.add_argument("--rerank", default=None, type=location_argument, metavar="CANDIDATES",
+                        help="also re-rank these candidates (a candidates/ folder or a Parquet file, local or an "
+                             "object-storage URL): a reranking "
+                             "section in results.json and candidate_scores.parquet")
+    parser.add_argument("--hits-k", type=int, default=10, help="K of the reranking section's Hits@K")
+    parser.add_argument("--rerank-criterion", default="Functional_Correctness",
+                        help="criterion whose system prompt conditions the candidates' scores")
     return parser
 
 
@@ -250,11 +367,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = evaluate(args.model, args.data, args.output, split=args.split, prompts=args.prompts,
                            max_length=args.max_length, micro_batch_tokens=args.micro_batch_tokens,
                            device=args.device, dtype=args.dtype, attention=args.attention, template=args.template,
-                           backbone=args.backbone, skip_invalid=args.skip_invalid)
+                           backbone=args.backbone, skip_invalid=args.skip_invalid, rerank=args.rerank,
+                           hits_k=args.hits_k, rerank_criterion=args.rerank_criterion)
     except (DataError, OSError, ValueError) as error:  # bad input: say what, no traceback
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(json.dumps(results["overall"]))
+    if "overall" in results:
+        print(json.dumps(results["overall"]))
+    if "reranking" in results:
+        print(json.dumps({"reranking": {key: value for key, value in results["reranking"]["overall"].items()
+                                        if key != "baselines"}}))
     return 0
 
 

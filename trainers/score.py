@@ -28,19 +28,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from codeprefs.core.encoding import DataError, EncodedPair, PairEncoder
+from codeprefs.core.encoding import DataError, PairEncoder
 from codeprefs.core.locations import local_path_argument
 from codeprefs.core.prompts import evaluation_prompt
 from codeprefs.core.records import read_table
 from codeprefs.core.schema import parse_aspect
 from codeprefs.trainers.attention import choose_attention
 from codeprefs.trainers.distributed import resolve_device
-from codeprefs.trainers.evaluate import add_model_options, model_dtype, score_pairs
+from codeprefs.trainers.evaluate import add_model_options, model_dtype, score_sequences
 from codeprefs.trainers.model import RewardModel
 from codeprefs.trainers.packcheck import fall_back_to_padding
 from codeprefs.trainers.tokenizer import load_tokenizer
-
-_EMPTY = np.zeros(0, np.int32)
 
 
 class RewardScorer:
@@ -84,17 +82,7 @@ class RewardScorer:
         if bad:
             listed = ", ".join(f"row {index}: {reason}" for index, reason in bad[:5])
             raise DataError(f"{len(bad)} row(s) cannot be scored ({listed}{' ...' if len(bad) > 5 else ''})")
-        if not sequences:
-            return np.zeros(0)
-        # Two rows per "pair" with an empty shared prompt: each row's whole sequence is one side,
-        # so a pack holds every row once (an odd last row is paired with itself).
-        pairs = [EncodedPair(k, _EMPTY, sequences[k], sequences[min(k + 1, len(sequences) - 1)])
-                 for k in range(0, len(sequences), 2)]
-        first, second = score_pairs(self.model, pairs, self.micro_batch_tokens, self.device)
-        scores = np.empty(len(sequences))
-        scores[0::2] = first
-        scores[1::2] = second[: len(sequences) // 2]
-        return scores
+        return score_sequences(self.model, sequences, self.micro_batch_tokens, self.device)
 
 
 def score_file(model: str | Path, data: str | Path, output: str | Path, *, prompt_column: str | None = None,

@@ -33,6 +33,7 @@ import pyarrow as pa
 import torch
 
 from codeprefs.core.locations import local_path_argument
+from codeprefs.core.storage import location_argument
 from codeprefs.trainers import checkpoint, distributed
 from codeprefs.trainers.attention import choose_attention
 from codeprefs.trainers.compilecheck import compile_or_fall_back
@@ -469,8 +470,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m trainers.train", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     defaults = {f.name: f.default for f in fields(TrainConfig)}
-    parser.add_argument("--data", nargs="+", required=True, type=local_path_argument,
-                        help="shard folder(s), Parquet/JSONL folder(s) or globs, saved datasets, or dataset names")
+    parser.add_argument("--data", nargs="+", required=True, type=location_argument,
+                        help="shard folder(s), Parquet/JSONL folder(s) or globs, saved datasets, or dataset names; "
+                             "a folder or file may be an object-storage URL (s3://bucket/out)")
     parser.add_argument("--model", required=True, help="HF model id or local folder (a causal LM or an encoder)")
     parser.add_argument("--output", required=True, type=local_path_argument, help="folder for the reward model, logs and checkpoints")
     for name, text in _OPTIONAL_TEXT_HELP.items():

@@ -2,8 +2,8 @@
 
 A build with ``synthesis.candidates`` writes, beside the pair shards, one or more Parquet files
 ``candidates/candidates-0000i-of-0000N.parquet`` with one row per candidate, sorted by
-(``task_id``, ``candidate_id``). The columns are a contract shared with the readers (the
-re-ranking evaluator), spelled here once:
+(``task_id``, ``candidate_id``). The columns are a contract shared with their reader,
+:mod:`codeprefs.trainers.candidates` (re-ranking and best-of-N), and spelled here for the writer:
 
 ``task_id``        stable id of the task: the solutions file as the manifest names it, ``:``,
                    the record's task id (or ``line:N``)
@@ -21,10 +21,7 @@ re-ranking evaluator), spelled here once:
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from codeprefs.core.layout import CANDIDATES_DIR
 
@@ -47,33 +44,3 @@ CANDIDATE_COLUMNS: tuple[str, ...] = tuple(CANDIDATE_SCHEMA.names)
 def candidates_name(index: int, count: int) -> str:
     """A candidates file's path relative to the output folder."""
     return f"{CANDIDATES_DIR}/candidates-{index:05d}-of-{count:05d}.parquet"
-
-
-def candidate_files(path: str | Path) -> list[Path]:
-    """The Parquet files of a candidate set: a ``candidates/`` folder's, or the one file given.
-
-    A path that does not exist, or a folder without a Parquet file, is a ``FileNotFoundError``
-    naming it.
-    """
-    path = Path(path)
-    if path.is_file():
-        return [path]
-    if path.is_dir():
-        files = sorted(path.glob("*.parquet"))
-        if not files:
-            raise FileNotFoundError(f"{path}: no *.parquet candidates file in this folder")
-        return files
-    raise FileNotFoundError(f"{path}: no such candidates file or folder")
-
-
-def read_candidates(path: str | Path) -> pa.Table:
-    """Every candidate of a ``candidates/`` folder or of one of its files, in the contract's
-    schema; a file without one of its columns is a ``ValueError`` naming the file and column."""
-    tables = []
-    for file in candidate_files(path):
-        table = pq.read_table(file)
-        missing = [name for name in CANDIDATE_COLUMNS if name not in table.column_names]
-        if missing:
-            raise ValueError(f"{file}: not a candidates file: no column(s) {', '.join(missing)}")
-        tables.append(table.select(list(CANDIDATE_COLUMNS)).cast(CANDIDATE_SCHEMA))
-    return pa.concat_tables(tables)

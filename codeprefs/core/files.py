@@ -30,6 +30,18 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def folder_sha256(folder: Path, pattern: str = "*") -> str:
+    """The hex sha256 of the files under ``folder`` matching ``pattern`` (at any depth): their
+    paths relative to ``folder`` and their contents, in path order, so a renamed, added, removed
+    or edited file changes it."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob(pattern)):
+        if path.is_file():
+            digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+            digest.update(file_sha256(path).encode() + b"\n")
+    return digest.hexdigest()
+
+
 def temporary_name(path: Path) -> Path:
     """Where :func:`atomic_write` writes ``path`` first: a hidden name in the same folder.
 

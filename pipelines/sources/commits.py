@@ -9,10 +9,15 @@ the two versions of the changed file (each kind its own way) and scope the chang
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from codeprefs.core.files import file_sha256, folder_sha256
+from codeprefs.core.localpaths import resolve_path
+from codeprefs.filters.classifier import CriteriaClassifier, load_classifier
 from codeprefs.filters.criteria import CriteriaSettings
 from codeprefs.filters.messages import MessageFilter, MessageFilterSettings
+from codeprefs.pipelines.recipes import not_fingerprinted
 from codeprefs.pipelines.scopes import ScopeSettings
 from codeprefs.pipelines.steps import AssemblePairs, FilterMessages, LabelCriteria, ScopePairs, SplitCommits, Step
 
@@ -25,20 +30,47 @@ class CommitSteps:
     criteria: CriteriaSettings
     scope: ScopeSettings  # pairs, with the parse limits of filters.validation
     max_bytes: int  # a version larger than this is not read (filters.validation.max_bytes)
+    # the sha256 of filters.criteria.classifier's model file: a new model reruns the stage
+    classifier_sha256: str | None = None
+    classifier: CriteriaClassifier | None = not_fingerprinted(
+        "loaded from filters.criteria.classifier, whose file `classifier_sha256` hashes", default=None)
+    # the sha256 of filters.criteria.terms_dir's lists (names and contents): edited terms rerun the stage
+    terms_sha256: str | None = None
+    terms_root: str | None = not_fingerprinted(
+        "filters.criteria.terms_dir resolved against the manifest's folder; `terms_sha256` hashes its lists",
+        default=None)
 
     @classmethod
     def from_manifest(cls, manifest: Any) -> CommitSteps:
+        """The commit steps of ``manifest``; a classifier model that cannot be loaded raises
+        :class:`codeprefs.filters.classifier.ClassifierError` naming the file."""
         filters = manifest.filters
         validation = filters.validation
+        model, digest = None, None
+        if filters.criteria.classifier is not None:
+            path = resolve_path(filters.criteria.classifier, manifest.base_dir)
+            model = load_classifier(path)
+            digest = file_sha256(path)
+        terms_root, terms_digest = None, None
+        if filters.criteria.terms_dir is not None:
+            terms_root = str(resolve_path(filters.criteria.terms_dir, manifest.base_dir).resolve())
+            terms_digest = folder_sha256(Path(terms_root), "*.list")
         return cls(filters.message, filters.criteria,
                    ScopeSettings(**manifest.pairs.model_dump(), max_bytes=validation.max_bytes,
                                  parse_timeout_s=validation.parse_timeout_s),
-                   validation.max_bytes)
+                   validation.max_bytes, digest, model, terms_digest, terms_root)
 
     def filters(self, split: SplitCommits | None) -> list[Step]:
         """Split, message and criteria: all decided before any file is read."""
         return [*([split] if split is not None else []),
-                FilterMessages(MessageFilter(self.message)), LabelCriteria(self.criteria)]
+                FilterMessages(MessageFilter(self.message)), LabelCriteria(self.labelling(), self.classifier)]
+
+    def labelling(self) -> CriteriaSettings:
+        """The criteria settings with ``terms_dir`` as the folder it names from the manifest's
+        folder (a worker's current directory is not the manifest's)."""
+        if self.terms_root is None:
+            return self.criteria
+        return self.criteria.model_copy(update={"terms_dir": self.terms_root})
 
     def pairing(self) -> list[Step]:
         """The two versions, once read, scoped to the change and made a pair."""

@@ -1,0 +1,149 @@
+"""Object storage: reading build outputs and pair data from URLs (``s3://``, ``gs://``, ``hf://``...).
+
+A location is either a local path or a URL whose scheme an fsspec filesystem implements:
+``s3://bucket/prefix`` (s3fs, installed with codeprefs), ``gs://`` (needs ``gcsfs``), ``hf://``
+(huggingface_hub's own), ``memory://`` and any other fsspec protocol. ``file://`` stays refused
+(write the path itself), as :mod:`codeprefs.core.locations` says.
+
+Credentials come from each filesystem's usual environment and configuration (for S3: the
+``AWS_*`` variables, ``~/.aws``, an instance role; ``AWS_ENDPOINT_URL`` points at an
+S3-compatible server such as MinIO). codeprefs never reads, writes or prints them; URLs shown to the
+user go through :func:`display_url`, which drops any ``user:password@`` part.
+
+Reading is done through a local copy (:func:`local_copy`): the files a command needs are
+downloaded into a temporary folder, which the command reads with the same code as a local output
+and which is deleted afterwards. The commands that read remotely (``stats``, ``runs``, the
+trainer's and evaluator's ``--data``) read every byte of what they download anyway, so a copy
+costs one transfer, and the local readers (Parquet row groups, JSON Lines offsets, saved datasets)
+stay the only readers.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from codeprefs.core.locations import url_scheme
+
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/@]*@")
+
+
+class StorageError(ValueError):
+    """A URL that cannot be read: unknown scheme, missing filesystem package, nothing there."""
+
+
+def is_remote(text: str | Path) -> bool:
+    """Whether ``text`` is written as a URL other than ``file://`` (which is refused elsewhere)."""
+    scheme = url_scheme(str(text))
+    return scheme is not None and scheme != "file"
+
+
+def display_url(url: str) -> str:
+    """``url`` without credentials (``s3://key:secret@bucket`` -> ``s3://bucket``), for messages."""
+    return _USERINFO.sub(r"\1", url.strip())
+
+
+def remote_filesystem(url: str, what: str = "") -> tuple[Any, str]:
+    """The fsspec filesystem serving ``url`` and the path inside it.
+
+    A fresh filesystem object each call (fsspec's instance cache would keep listings from before
+    another process wrote). :class:`StorageError` names ``what`` and the URL when no filesystem
+    implements the scheme or its package is not installed.
+    """
+    import fsspec
+
+    named = f"{what} {display_url(url)}" if what else display_url(url)
+    scheme = url_scheme(url)
+    if scheme is None or scheme == "file":
+        raise StorageError(f"{named} is not an object-storage URL")
+    try:
+        fs, path = fsspec.core.url_to_fs(url, skip_instance_cache=True)
+    except ImportError as error:
+        raise StorageError(f"{named}: reading {scheme}:// URLs needs a package that is not installed "
+                           f"({error}); install it in codeprefs' environment") from None
+    except ValueError as error:  # fsspec: "Protocol not known"
+        raise StorageError(f"{named}: no filesystem implements {scheme}:// URLs ({error})") from None
+    return fs, path
+
+
+def _relative(path: str, root: str) -> str:
+    return str(PurePosixPath(path).relative_to(PurePosixPath(root)))
+
+
+def remote_files(url: str, what: str = "", keep: Callable[[str], bool] | None = None) -> dict[str, str]:
+    """The files under ``url`` (a file or a folder), as {path relative to ``url``: full path}.
+
+    ``keep`` picks among the relative paths (all of them without it). A URL where nothing exists
+    is a :class:`StorageError` naming it; so is one the filesystem refuses (no such bucket, access
+    denied), with the filesystem's own words.
+    """
+    fs, root = remote_filesystem(url, what)
+    named = f"{what} {display_url(url)}" if what else display_url(url)
+    root = root.rstrip("/")
+    try:
+        if fs.isfile(root):
+            name = PurePosixPath(root).name
+            return {name: root} if keep is None or keep(name) else {}
+        found = fs.find(root)
+    except (OSError, PermissionError) as error:
+        raise StorageError(f"{named}: cannot list it ({type(error).__name__}: {error})") from None
+    if not found:
+        raise StorageError(f"{named}: no such file or folder")
+    files = {_relative(path, root): path for path in sorted(found)}
+    return {rel: path for rel, path in files.items() if keep is None or keep(rel)}
+
+
+def matching(*patterns: str, exclude: tuple[str, ...] = ()) -> Callable[[str], bool]:
+    """A ``keep`` for :func:`remote_files`: the relative path matches a pattern (``fnmatch``; ``*``
+    spans folders) and lies under none of the ``exclude`` prefixes."""
+    def keep(relative: str) -> bool:
+        if any(relative == prefix.rstrip("/") or relative.startswith(prefix) for prefix in exclude):
+            return False
+        return any(fnmatch.fnmatchcase(relative, pattern) for pattern in patterns)
+    return keep
+
+
+@contextmanager
+def local_copy(url: str, what: str = "", keep: Callable[[str], bool] | None = None) -> Iterator[Path]:
+    """Download the files under ``url`` that ``keep`` picks into a temporary folder, yield it, and
+    delete it afterwards. A single-file URL yields the path of its copy; a folder, the folder
+    (the files keep their relative paths). Nothing picked is a :class:`StorageError`."""
+    fs, root = remote_filesystem(url, what)
+    files = remote_files(url, what, keep)
+    if not files:
+        named = f"{what} {display_url(url)}" if what else display_url(url)
+        raise StorageError(f"{named}: none of its files is one this command reads")
+    single = len(files) == 1 and next(iter(files.values())).rstrip("/") == root.rstrip("/")
+    with tempfile.TemporaryDirectory(prefix="codeprefs-remote-") as scratch:
+        base = Path(scratch) / "copy"
+        for relative, path in files.items():
+            target = base / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fs.get_file(path, str(target))
+            except (OSError, PermissionError) as error:
+                raise StorageError(f"{display_url(url)}: cannot read {relative} "
+                                   f"({type(error).__name__}: {error})") from None
+        yield base / next(iter(files)) if single else base
+
+
+def location_argument(text: str) -> str:
+    """An ``argparse`` ``type=`` for options that read a local path or an object-storage URL: the
+    text unchanged. A ``file://`` URL, or a scheme no installed filesystem implements, is a usage
+    error naming it, before any model or data is loaded."""
+    import argparse
+
+    from codeprefs.core.locations import local_path_argument
+
+    if not is_remote(text):
+        return local_path_argument(text)
+    try:
+        remote_filesystem(text)  # builds the filesystem object only: no request is sent
+    except StorageError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
