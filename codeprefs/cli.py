@@ -197,6 +197,12 @@ def _print_summary(record: dict, output: Path) -> None:
     for warning in record.get("warnings") or []:
         _warn(warning)
     _out.print(f"wrote {len(record['outputs'])} shard(s) to {output.resolve() / 'data'}")
+    candidates = record.get("candidates")
+    if candidates:  # synthesis.candidates
+        share = candidates["passed_share"]
+        _out.print(f"wrote {candidates['candidates']} candidates of {candidates['tasks']} task(s)"
+                   + (f", {share:.1%} passing," if share is not None else "")
+                   + f" to {output.resolve() / 'candidates'}")
 
 
 @app.command("stats")

@@ -21,6 +21,10 @@ Stages, each kept under ``<output>/.cache/stages/<stage>/<fingerprint>/`` (see
     :mod:`codeprefs.filters.length`) on the final prompt and sides.
 ``clean``
     decontamination and near-dedupe (only when the manifest asks for them).
+``candidates``
+    only with ``synthesis.candidates``: each solutions source's candidate sets, executed unit by
+    unit like the source stage (:mod:`codeprefs.pipelines.candidatestage`), written to
+    ``candidates/``; never mixed into the pairs.
 ``write``
     exact dedupe and the shards (:mod:`codeprefs.pipelines.shards`), the measures of what the pairs teach
     (:mod:`codeprefs.pipelines.quality`, ``run.json: quality``), then ``run.json``.
@@ -42,6 +46,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from codeprefs.core.candidateset import candidates_name
 from codeprefs.core.files import write_json_atomic
 from codeprefs.core.layout import RUN_RECORD, STAGES_DIR
 from codeprefs.core.localpaths import relative_paths
@@ -49,6 +54,7 @@ from codeprefs.core.raycluster import ray_session
 from codeprefs.core.redact import redact_data, redact_text
 from codeprefs.filters.classifier import ClassifierError
 from codeprefs.filters.dedupe.decontaminate import BenchmarkIndex
+from codeprefs.pipelines.candidatestage import candidates_fingerprint, run_candidate_stage, write_candidates
 from codeprefs.pipelines.errors import BuildError
 from codeprefs.pipelines.manifest import Manifest
 from codeprefs.pipelines.outputdir import describe_foreign, inspect_output, removable
@@ -140,9 +146,11 @@ def fingerprints(manifest: Manifest, works: list[SourceWork], validation: Valida
               if manifest.judge is not None else None)
     before_clean = judged or validate
     cleaned = fingerprint("clean", clean, before_clean, code) if clean else before_clean
-    write = fingerprint("write", manifest.dedupe.exact, manifest.output.model_dump(mode="json"), cleaned, code)
+    candidates = candidates_fingerprint([work.candidates for work in works if work.candidates is not None])
+    write = fingerprint("write", manifest.dedupe.exact, manifest.output.model_dump(mode="json"), cleaned, code,
+                        *([candidates] if candidates else []))
     return {"code": code, "sources": sources, "validate": validate, "judge": judged,
-            "clean": cleaned if clean else None, "write": write}
+            "clean": cleaned if clean else None, "candidates": candidates, "write": write}
 
 
 def build(manifest: Manifest, output: str | Path, manifest_path: str | None = None, *,
@@ -236,6 +244,8 @@ def _execute(manifest: Manifest, plan: Plan, output_dir: Path, manifest_path: st
     with ray_session(manifest.ray.address, manifest.ray.num_cpus, on_raylet_death=_raylet_died):
         split = commit_split(manifest.split, plan.works, output_dir)  # once, for every commit source
         source_files = [f for work in plan.works for f in run_source_stage(work, split, output_dir, log)]
+        candidate_works = [work.candidates for work in plan.works if work.candidates is not None]
+        candidate_files = [f for work in candidate_works for f in run_candidate_stage(work, output_dir, log)]
         files = run_validate(plan.validation, fps["validate"], source_files, output_dir, log)
         steps: dict[str, Any] = {}
         llm = None
@@ -244,6 +254,11 @@ def _execute(manifest: Manifest, plan: Plan, output_dir: Path, manifest_path: st
         if fps["clean"] is not None:
             files, steps = run_clean(manifest, benchmarks, fps["clean"], files, output_dir, log)
         summaries = write_shards(files, output_dir, manifest, log) if files else []
+        candidates = None
+        if candidate_works:
+            lock.add_files([candidates_name(0, 1)])  # recorded before it is written
+            candidates = write_candidates(candidate_files, output_dir, manifest.output.compression_level,
+                                          manifest.output.row_group_rows)
         quality = quality_summary([str(output_dir / s["path"]) for s in summaries if s["kind"] == "shard"],
                                   plan.validation.budget.tokenizer if plan.validation.budget else None)
     staged = {kind: [s for s in summaries if s["kind"] == kind] for kind in ("shard", "rejects")}
@@ -251,7 +266,7 @@ def _execute(manifest: Manifest, plan: Plan, output_dir: Path, manifest_path: st
     lock.add_files([name for kind, files in staged.items() for name in final_names(files, kind)])
     shards = publish_staged(output_dir, staged["shard"], "shard")  # none when no row was kept
     rejects = publish_staged(output_dir, staged["rejects"], "rejects")
-    this_run = {f["path"] for f in shards + rejects}
+    this_run = {f["path"] for f in shards + rejects + (candidates["files"] if candidates else [])}
     removed = remove_stale_files(output_dir, lambda relative: removable(relative, earlier, this_run))
     lock.files = this_run
 
@@ -260,7 +275,8 @@ def _execute(manifest: Manifest, plan: Plan, output_dir: Path, manifest_path: st
     if written != kept:
         raise BuildError(f"row accounting mismatch: {kept} rows kept but {written} written")
     prune_stages(output_dir, {work.settings_fingerprint: set(work.unit_keys) for work in plan.works},
-                 {stage: plan.fingerprints.get(stage) for stage in ("validate", "judge", "clean")})
+                 {stage: plan.fingerprints.get(stage) for stage in ("validate", "judge", "clean")},
+                 {"candidates": {work.settings_fingerprint: set(work.unit_keys) for work in candidate_works}})
     stages = funnel(drops, kept)
     warnings = [] if kept else [no_pairs_warning(stages, plan.inputs)]
     for warning in warnings:
@@ -275,12 +291,15 @@ def _execute(manifest: Manifest, plan: Plan, output_dir: Path, manifest_path: st
         "fingerprints": fps,
         "resumed": resumed,
         "stages": [{"stage": "source", "source": work.index, "fingerprint": work.settings_fingerprint,
-                    "units": len(work.unit_keys), "units_reused": work.reused_units} for work in plan.works],
+                    "units": len(work.unit_keys), "units_reused": work.reused_units} for work in plan.works]
+        + [{"stage": "candidates", "source": work.index, "fingerprint": work.settings_fingerprint,
+            "units": len(work.unit_keys), "units_reused": work.reused_units} for work in candidate_works],
         "rows": {"total": kept + sum(drops.values()), "kept": kept, "dropped": sum(drops.values())},
         "funnel": stages,
         "warnings": warnings,
         "steps": steps,
         **({"llm": llm} if llm is not None else {}),
+        **({"candidates": candidates} if candidates is not None else {}),
         "quality": quality,
         "outputs": shards,
         "rejects": rejects,

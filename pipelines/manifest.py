@@ -158,6 +158,10 @@ def parse_manifest(data: Any, base_dir: Path, origin: str = "<manifest>") -> Man
     if manifest.synthesis.bug_injection.backend == "llm" and manifest.synthesis.llm is None:
         raise ManifestError(f"{origin}: synthesis.bug_injection.backend is llm but synthesis.llm "
                             "is not set")
+    candidates = manifest.synthesis.candidates
+    if candidates is not None and candidates.llm_samples and manifest.synthesis.llm is None:
+        raise ManifestError(f"{origin}: synthesis.candidates.llm_samples is {candidates.llm_samples} "
+                            "but synthesis.llm is not set")
     manifest = manifest.model_copy(update={"sources": sources})
     if manifest.decontaminate is not None:
         try:

@@ -15,16 +15,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from codeprefs.core.layout import CACHE_DIR, LOCK, RUN_RECORD, RUN_STATE
+from codeprefs.core.layout import CACHE_DIR, CANDIDATES_DIR, LOCK, RUN_RECORD, RUN_STATE
 from codeprefs.pipelines.runrecord import RecordError, read_record_file
 from codeprefs.pipelines.shards import DATA_DIR, REJECTS_DIR, STAGING
 
 # The names this project's writers give their files (nothing else is ever deleted).
-OWN_FILE = re.compile(rf"^(?:{DATA_DIR}/train|{REJECTS_DIR}/rejects)-\d{{5}}-of-\d{{5}}\.parquet$")
+OWN_FILE = re.compile(rf"^(?:{DATA_DIR}/train|{REJECTS_DIR}/rejects|{CANDIDATES_DIR}/candidates)"
+                      r"-\d{5}-of-\d{5}\.parquet$")
 # What planning writes before a first build's run state exists: copies of its repositories
 # (``.cache/<name>-<16 hex>.git``, their locks, half-made clones). Never deleted; not foreign.
 OWN_CACHE = re.compile(rf"^{re.escape(CACHE_DIR)}/(?:[^/]+-[0-9a-f]{{16}}\.git(?:/.+|\.lock)|\.clone-[^/]+/.+)$")
-LEFTOVER = re.compile(rf"^(?:{DATA_DIR}|{REJECTS_DIR})/(?:\.(?:train|rejects)-\d{{5}}-of-\d{{5}}\.parquet"
+LEFTOVER = re.compile(rf"^(?:{DATA_DIR}|{REJECTS_DIR}|{CANDIDATES_DIR})/(?:\.(?:train|rejects|candidates)-\d{{5}}-of-\d{{5}}\.parquet"
                       rf"\.[0-9a-f]{{32}}\.tmp|{re.escape(STAGING)}/\.?part-\d{{5}}\.parquet(?:\.[0-9a-f]{{32}}\.tmp)?)$")
 NAMED = 3  # foreign files named in a refusal before "and N more"
 
@@ -49,6 +50,9 @@ class OutputFolder:
         if self.record is not None:
             listed += [item.get("path") for key in ("outputs", "rejects")
                        for item in self.record.get(key) or [] if isinstance(item, dict)]
+            candidates = self.record.get("candidates")
+            if isinstance(candidates, dict):
+                listed += [item.get("path") for item in candidates.get("files") or [] if isinstance(item, dict)]
         if self.state is not None:
             listed += self.state.get("files") or []
         return {path for path in listed if isinstance(path, str) and OWN_FILE.match(path)}
@@ -56,14 +60,15 @@ class OutputFolder:
     def foreign_files(self) -> list[str]:
         """Files here that no codeprefs run wrote (relative paths, sorted).
 
-        In a folder of an earlier run these are files in ``data/`` and ``rejects/`` that no run
+        In a folder of an earlier run these are files in ``data/``, ``rejects/`` and
+        ``candidates/`` that no run
         recorded (they would be mixed into the dataset); in any other folder, every file.
         """
         if not self.path.is_dir():
             return []
         owned = self.owned()
         if self.is_codeprefs_run:
-            folders = [self.path / DATA_DIR, self.path / REJECTS_DIR]
+            folders = [self.path / DATA_DIR, self.path / REJECTS_DIR, self.path / CANDIDATES_DIR]
         else:
             folders = [self.path]
         found = []

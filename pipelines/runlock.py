@@ -60,7 +60,8 @@ def up_to_date(output_dir: Path, write_fingerprint: str) -> dict[str, Any] | Non
     record = inspect_output(output_dir).record
     if record is None or (record.get("fingerprints") or {}).get("write") != write_fingerprint:
         return None
-    for item in record.get("outputs", []) + record.get("rejects", []):
+    candidates = (record.get("candidates") or {}).get("files") or []
+    for item in record.get("outputs", []) + record.get("rejects", []) + candidates:
         file = output_dir / item["path"]
         if not file.is_file() or file.stat().st_size != item["bytes"]:
             return None

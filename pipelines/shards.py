@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 
 from codeprefs.core.drops import DEDUPE, VALIDATED_DROP_STAGES, mark_dropped
 from codeprefs.core.files import atomic_write, file_sha256
+from codeprefs.core.layout import CANDIDATES_DIR
 from codeprefs.core.schema import PAIR_COLUMNS, PAIR_SCHEMA
 from codeprefs.core.rows import REJECTS_SCHEMA
 
@@ -226,11 +227,12 @@ def final_names(staged: list[dict], kind: str) -> list[str]:
 
 
 def remove_stale_files(output_dir: Path, removable: Callable[[str], bool]) -> list[str]:
-    """Delete the files under ``data/`` and ``rejects/`` that ``removable`` allows (relative
-    paths: an earlier run's own files this run did not write again, and the staging and
-    temporary files a crashed run left), then empty staging folders; return what was deleted."""
+    """Delete the files under ``data/``, ``rejects/`` and ``candidates/`` that ``removable``
+    allows (relative paths: an earlier run's own files this run did not write again, and the
+    staging and temporary files a crashed run left), then empty staging folders; return what
+    was deleted."""
     removed = []
-    for folder in (DATA_DIR, REJECTS_DIR):
+    for folder in (DATA_DIR, REJECTS_DIR, CANDIDATES_DIR):
         directory = output_dir / folder
         if not directory.is_dir():
             continue

@@ -1,7 +1,7 @@
 """Cache-stage outputs kept on disk under their fingerprints, so reruns redo only what changed.
 
 A **cache stage** is a phase of the build whose output is cached (``source``, ``validate``,
-``judge``, ``clean``; ``write`` is fingerprinted too). It is not a *drop stage*, the name a
+``judge``, ``clean``, ``candidates``; ``write`` is fingerprinted too). It is not a *drop stage*, the name a
 dropped row carries in ``drop_stage`` (:mod:`codeprefs.core.drops`): one cache stage runs several
 drop stages. Each cache stage writes its rows as Parquet files into
 ``<output>/.cache/stages/<stage>/<fingerprint>/``. A cache stage's fingerprint hashes its own
@@ -111,21 +111,24 @@ def write_unit(path: Path, batches: Iterable[pa.Table], schema: pa.Schema = WORK
     return rows
 
 
-def prune_stages(output_dir: Path, source_units: dict[str, set[str]], used: dict[str, str | None]) -> None:
+def prune_stages(output_dir: Path, source_units: dict[str, set[str]], used: dict[str, str | None],
+                 unit_stages: dict[str, dict[str, set[str]]] | None = None) -> None:
     """Drop cached stage outputs a run did not use (superseded settings, inputs or units).
 
     ``source_units``: each source stage folder's fingerprint -> the unit keys it still holds;
-    ``used``: each dataset stage -> the fingerprint the run used (``None``: the stage was skipped).
+    ``used``: each dataset stage -> the fingerprint the run used (``None``: the stage was skipped);
+    ``unit_stages``: other stages kept in units (``candidates``), like ``source_units`` each.
     """
     root = output_dir / STAGES_DIR
-    source = root / "source"
-    for folder in sorted(source.iterdir()) if source.is_dir() else []:
-        if folder.name not in source_units:
-            shutil.rmtree(folder, ignore_errors=True)
-            continue
-        for unit in folder.glob("unit-*.parquet"):
-            if unit.name.removeprefix("unit-").removesuffix(".parquet") not in source_units[folder.name]:
-                unit.unlink()
+    for stage, units in {"source": source_units, **(unit_stages or {})}.items():
+        folder_root = root / stage
+        for folder in sorted(folder_root.iterdir()) if folder_root.is_dir() else []:
+            if folder.name not in units:
+                shutil.rmtree(folder, ignore_errors=True)
+                continue
+            for unit in folder.glob("unit-*.parquet"):
+                if unit.name.removeprefix("unit-").removesuffix(".parquet") not in units[folder.name]:
+                    unit.unlink()
     for stage, fingerprint_used in used.items():
         for folder in sorted((root / stage).iterdir()) if (root / stage).is_dir() else []:
             if folder.name != fingerprint_used:

@@ -19,6 +19,7 @@ from codeprefs.core.drops import (
     DEDUPE,
     DETAIL_CHARS,
     DROP_STAGES,
+    REGISTERED_STAGES,
     LIST,
     STAGES,
     DropReason,
@@ -169,8 +170,8 @@ def _used_reasons() -> tuple[set[tuple[str, str]], list[type]]:
 
 
 def _registered() -> set[tuple[str, str]]:
-    return ({(stage.name, reason) for stage in DROP_STAGES for reason in stage.reasons}
-            | {(stage.name, f"{family}:*") for stage in DROP_STAGES for family in stage.families})
+    return ({(stage.name, reason) for stage in REGISTERED_STAGES for reason in stage.reasons}
+            | {(stage.name, f"{family}:*") for stage in REGISTERED_STAGES for family in stage.families})
 
 
 def test_every_reason_the_code_uses_is_registered_and_every_registered_one_is_used():

@@ -173,9 +173,22 @@ DROP_STAGES: tuple[DropStage, ...] = (
     SOLUTIONS, VERIFY,  # synthesized pairs (solutions sources)
     VALIDATE, LENGTH, JUDGE, DECONTAMINATE, DEDUPE,
 )
+# Candidate sets (synthesis.candidates, pipelines.synthesis.candidates) are not pairs: what they
+# drop (a task that cannot be used, a candidate left out) is counted in run.json's own
+# `candidates` section, not in the pairs' funnel, so this stage is registered but not in DROP_STAGES.
+CANDIDATES = DropStage("candidates", reasons=(
+    # the task: its record and its reference solution
+    "malformed_record", "binary", "unknown_language", "no_solution", "solution_syntax_error",
+    "no_toolchain", "solution_fails_own_tests", "solution_timeout", "solution_limit_exceeded",
+    "solution_compile_error", "solution_compile_timeout", "solution_toolchain_error",
+    # one candidate of a usable task
+    "duplicate_code", "not_sampled", "llm_no_code",
+))
 # Their names, in pipeline order: the funnel in run.json follows it.
 STAGES: tuple[str, ...] = tuple(stage.name for stage in DROP_STAGES)
-_BY_NAME = {stage.name: stage for stage in DROP_STAGES}
+# Every registered drop stage: the pairs' stages, then those counted outside the funnel.
+REGISTERED_STAGES: tuple[DropStage, ...] = (*DROP_STAGES, CANDIDATES)
+_BY_NAME = {stage.name: stage for stage in REGISTERED_STAGES}
 
 # Rows dropped at these stages passed validation: they still make a kept row an inverse pair.
 VALIDATED_DROP_STAGES: frozenset[str] = frozenset({DECONTAMINATE.name, DEDUPE.name})

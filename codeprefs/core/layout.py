@@ -5,6 +5,8 @@ it may delete by them, and ``publish`` uploads ``run.json``: they are one contra
 once. Paths are relative to the output folder::
 
     run.json                        the run record (public: published with the shards)
+    candidates/                     candidate sets of solutions sources (synthesis.candidates;
+                                    codeprefs.core.candidateset), beside the pair shards
     .cache/                         the build's own working files, never published
         lock                        held while a build runs in the folder
         run-state.json              running / failed / complete, and the files runs wrote
@@ -21,6 +23,7 @@ from pathlib import Path
 
 RUN_RECORD = "run.json"
 CACHE_DIR = ".cache"
+CANDIDATES_DIR = "candidates"
 
 LOCK = Path(CACHE_DIR) / "lock"
 RUN_STATE = Path(CACHE_DIR) / "run-state.json"

@@ -111,6 +111,8 @@ class SourceWork:
     # the work of a commit source when the manifest has a split.
     split_key: str | None = None
     reused_units: int = 0
+    # Candidate sets this source also makes (pipelines.candidatestage.CandidateWork), or None.
+    candidates: Any = None
 
     @property
     def settings_fingerprint(self) -> str:

@@ -283,6 +283,23 @@ class LLMBugWriter:
         return [prompts.extract_code(answer) for answer in answers]
 
 
+class LLMSolver:
+    """Completions of a task written by the LLM: candidate-set samples, right or wrong, which
+    only running the tests tells apart."""
+
+    def __init__(self, client: ChatClient, temperature: float = 0.8) -> None:
+        self.client = client
+        self.temperature = temperature
+
+    def propose(self, language: str, instruction: str, given: str, count: int) -> list[str | None]:
+        """``count`` sampled completions (None where the answer held no code block)."""
+        messages = prompts.task_solution(language, instruction, given)
+        answers = self.client.complete_many([
+            {"messages": messages, "temperature": self.temperature, "sample": index}
+            for index in range(count)])
+        return [prompts.extract_code(answer) for answer in answers]
+
+
 @dataclass(frozen=True)
 class Rating:
     score: int | None  # None: the answer was malformed

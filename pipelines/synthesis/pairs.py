@@ -54,6 +54,8 @@ BINARY = SOLUTIONS.reason("binary")
 UNKNOWN_LANGUAGE = SOLUTIONS.reason("unknown_language")
 NO_SOLUTION = SOLUTIONS.reason("no_solution")
 SOLUTION_SYNTAX_ERROR = SOLUTIONS.reason("solution_syntax_error")
+_RECORD_REASONS = {str(reason): reason for reason in (MALFORMED_RECORD, BINARY, UNKNOWN_LANGUAGE,
+                                                      NO_SOLUTION, SOLUTION_SYNTAX_ERROR)}
 _SOLUTION_REASONS = {
     Verdict.FAILED: SOLUTIONS.reason("solution_fails_own_tests"),
     Verdict.TIMEOUT: SOLUTIONS.reason("solution_timeout"),
@@ -75,7 +77,7 @@ _KILLED = {Verdict.FAILED: "mutant_failed", Verdict.TIMEOUT: "mutant_timeout",
 
 
 @dataclass(frozen=True)
-class _Task:
+class SolutionTask:
     """A usable record: its language and how a shown side turns back into a runnable program."""
 
     record: SolutionRecord
@@ -87,6 +89,50 @@ class _Task:
         """The program to run for a shown side (original or variant): code, newline, tests."""
         code = shown[:len(shown) - self.suffix_chars] if self.suffix_chars else shown
         return assemble(self.language, code, self.record.tests, self.record.entry_point)
+
+
+@dataclass(frozen=True)
+class Unusable:
+    """Why a record gives no task: the name of a ``solutions`` drop reason and the words of it."""
+
+    reason: str
+    detail: str
+    code: str | None = None  # the shown code, when it was made
+    message: str | None = None
+
+
+def prepare_task(record: SolutionRecord, on_error: str = "fail") -> tuple[SolutionTask, Program] | Unusable:
+    """The task of ``record`` and its parsed shown code (prompt + solution, with the closing
+    brackets display needs), or why it has none. A malformed record raises
+    :class:`SolutionsError` unless ``on_error`` is ``skip``. Nothing is run here."""
+    if record.error is not None:
+        if on_error != "skip":
+            raise SolutionsError(f"malformed record {record.error}")
+        return Unusable("malformed_record", f"malformed record {record.error}", message=record.error)
+    for name in ("prompt", "solution", "tests", "instruction"):
+        if has_nul(getattr(record, name)):  # the pair's code and input: text, never binary
+            where = f"{record.where}: a NUL byte in the {name}"
+            return Unusable("binary", where, message=where)
+    if record.unknown_language is not None:
+        where = f"{record.where}: language {record.unknown_language!r}"
+        return Unusable("unknown_language", f"{where} is not one codeprefs verifies", message=where)
+    if not record.solution.strip():
+        return Unusable("no_solution", f"{record.where}: the solution field is empty")
+    language = Language(record.language)
+    runnable = user_code(language, record.prompt, record.solution)
+    suffix = closing_suffix(language, runnable)
+    if suffix is None:
+        return Unusable("solution_syntax_error", f"prompt + solution do not parse as {language.value} "
+                        "(tree-sitter), not even with up to 3 closing brackets", code=runnable)
+    code = runnable + suffix
+    encoded = code.encode("utf-8")
+    solution_end = len(runnable.encode("utf-8"))
+    span = (solution_end - len(record.solution.encode("utf-8")), solution_end)
+    program = parse_program(language, encoded, span)
+    if program is None:
+        return Unusable("solution_syntax_error", f"the solution's span is not whole {language.value} "
+                        "code (tree-sitter)", code=code)
+    return SolutionTask(record, language, len(suffix), runnable[:len(runnable) - len(record.solution)]), program
 
 
 _WARNED_ISOLATION: list[str] = []
@@ -141,39 +187,12 @@ class SolutionSynthesizer:
 
     def rows(self, record: SolutionRecord, on_error: str = "fail") -> list[Row]:
         """Every row ``record`` yields: kept pairs and counted drops."""
-        if record.error is not None:
-            if on_error != "skip":
-                raise SolutionsError(f"malformed record {record.error}")
-            return [self._drop(record, MALFORMED_RECORD, message=record.error,
-                               detail=f"malformed record {record.error}")]
-        for name in ("prompt", "solution", "tests", "instruction"):
-            if has_nul(getattr(record, name)):  # the pair's code and input: text, never binary
-                where = f"{record.where}: a NUL byte in the {name}"
-                return [self._drop(record, BINARY, message=where, detail=where)]
-        if record.unknown_language is not None:
-            where = f"{record.where}: language {record.unknown_language!r}"
-            return [self._drop(record, UNKNOWN_LANGUAGE, message=where,
-                               detail=f"{where} is not one codeprefs verifies")]
-        if not record.solution.strip():
-            return [self._drop(record, NO_SOLUTION,
-                               detail=f"{record.where}: the solution field is empty")]
-        language = Language(record.language)
-        runnable = user_code(language, record.prompt, record.solution)
-        suffix = closing_suffix(language, runnable)
-        if suffix is None:
-            return [self._drop(record, SOLUTION_SYNTAX_ERROR, chosen=runnable,
-                               detail=f"prompt + solution do not parse as {language.value} "
-                                      "(tree-sitter), not even with up to 3 closing brackets")]
-        code = runnable + suffix
-        encoded = code.encode("utf-8")
-        solution_end = len(runnable.encode("utf-8"))
-        span = (solution_end - len(record.solution.encode("utf-8")), solution_end)
-        program = parse_program(language, encoded, span)
-        if program is None:
-            return [self._drop(record, SOLUTION_SYNTAX_ERROR, chosen=code,
-                               detail=f"the solution's span is not whole {language.value} code "
-                                      "(tree-sitter)")]
-        task = _Task(record, language, len(suffix), runnable[:len(runnable) - len(record.solution)])
+        prepared = prepare_task(record, on_error)
+        if isinstance(prepared, Unusable):
+            return [self._drop(record, _RECORD_REASONS[prepared.reason], chosen=prepared.code,
+                               message=prepared.message, detail=prepared.detail)]
+        task, program = prepared
+        language, code = task.language, program.source.decode("utf-8")
         unverified = self._unverified_reason(record, language)
         original: Outcome | None = None
         if unverified is None:
@@ -209,7 +228,7 @@ class SolutionSynthesizer:
                 "synthesis.bug_injection.on_missing_toolchain: skip")
         return "unverified:no_toolchain"
 
-    def _bug_pairs(self, task: _Task, program: Program, instruction: str,
+    def _bug_pairs(self, task: SolutionTask, program: Program, instruction: str,
                    original: Outcome | None, unverified: str | None) -> list[Row]:
         record, language, settings = task.record, task.language, self.bugs
         verify = unverified is None and settings.verify == "execute"
@@ -248,7 +267,7 @@ class SolutionSynthesizer:
                                    detail=f"no variant of the solution came from {source}"))
         return rows
 
-    def _variants(self, task: _Task, program: Program, instruction: str) -> Iterator[tuple[str, str]]:
+    def _variants(self, task: SolutionTask, program: Program, instruction: str) -> Iterator[tuple[str, str]]:
         """(generator, rejected code) candidates in the order they are tried."""
         if self.llm_bugs is None:
             for mutant in iter_mutants(program, self.bugs.seed, self.bugs.operators):
@@ -267,7 +286,7 @@ class SolutionSynthesizer:
                 seen.add(rejected)
                 yield self.llm_bugs.name, rejected
 
-    def _readability_pair(self, task: _Task, program: Program, instruction: str,
+    def _readability_pair(self, task: SolutionTask, program: Program, instruction: str,
                           original: Outcome | None, unverified: str | None) -> list[Row]:
         record, language, settings = task.record, task.language, self.readability
         code = program.source.decode("utf-8")

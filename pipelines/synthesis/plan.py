@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from codeprefs.core.schema import Language
 from codeprefs.pipelines.sources.solutions import LanguageField
 from codeprefs.pipelines.synthesis.harness import missing_commands, toolchain_versions
+from codeprefs.pipelines.synthesis.candidates import CandidateRecipe
 from codeprefs.pipelines.synthesis.pairs import (
     SolutionSynthesizer,
     SourceSettings,
@@ -114,13 +115,27 @@ class SynthesisPlan:
             language=None if language_field else source.language,
             language_field=language_field, on_error=source.on_error)
 
+    def candidate_recipe(self, source: SolutionsSource, files: list[dict[str, Any]]) -> CandidateRecipe:
+        """What the source's candidate sets (``synthesis.candidates``) are made of. Candidates are
+        always executed: the toolchains of the source's languages are part of it; a missing one
+        drops that language's tasks (``no_toolchain``), counted."""
+        config = self.config
+        candidates = config.candidates
+        assert candidates is not None
+        return CandidateRecipe(
+            candidates=candidates, sandbox=config.sandbox,
+            llm=config.llm if candidates.llm_samples else None,
+            source=source.model_dump(mode="json", exclude={"path", "subset", "records_per_task"}),
+            files=files, toolchains=toolchain_versions(self._languages(source)),
+            source_settings=self.source_settings(source), cache_dir=self.cache_dir)
+
     def stage(self, source: SolutionsSource) -> SynthesizeSolutions:
         return SynthesizeSolutions(self.synthesizer(source), self.source_settings(source))
 
     def input_record(self, source: SolutionsSource, chunks: list[dict[str, Any]],
                      missing: dict[str, list[str]]) -> dict[str, Any]:
         """What run.json says about a solutions source."""
-        executes = bool(self._verifies())
+        executes = bool(self._verifies()) or self.config.candidates is not None  # candidates always run
         isolation = self.config.sandbox.isolation
         if executes and isolation == "auto":
             isolation = detect_isolation()

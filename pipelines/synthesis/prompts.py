@@ -2,7 +2,8 @@
 
 1. an *inverse instruction*: the task statement, in one of five styles, that either version of
    a change would answer;
-2. *bug introduction*: a wrong variant of a correct completion, with no hint of the bug;
+2. *bug introduction*: a wrong variant of a correct completion, with no hint of the bug (and,
+   for candidate sets, a plain *solution*: the completion of the given code, correct or not);
 3. a *1-5 rating* of how specifically a change improves a criterion;
 4. a *pairwise judge*: which of two versions better meets a criterion (A, B or TIE).
 
@@ -104,6 +105,18 @@ def pairwise_judge(criterion: str, language: str, instruction: str, response_a: 
             f"Criterion: {criterion.replace('_', ' ')} ({description}).\n\nTask:\n{instruction}\n\n"
             f"Answer A:\n{_fenced(language, response_a)}\n\n"
             f"Answer B:\n{_fenced(language, response_b)}\n\nWhich answer is better on the criterion?"
+        )},
+    ]
+
+
+def task_solution(language: str, instruction: str, given: str) -> Messages:
+    """Ask for the completion of ``given`` that solves ``instruction`` (a candidate-set sample)."""
+    return [
+        {"role": "system", "content": "You are an expert programmer. You answer with code only."},
+        {"role": "user", "content": (
+            f"Task:\n{instruction}\n\nGiven code:\n{_fenced(language, given)}\n\n"
+            "Write the code that completes the given code so that it solves the task. Do not "
+            "repeat the given code. Reply with the completion only, in one code block."
         )},
     ]
 

@@ -94,6 +94,32 @@ def _whole_seconds(seconds: float) -> int:
     return max(1, int(seconds + 0.999))
 
 
+class CandidateSettings(Settings):
+    """Candidate sets for re-ranking (``<output>/candidates/``): per task, the solution and up to
+    ``per_task - 1`` distinct variants of it, each executed against the task's tests.
+
+    Variants: every mutant of every operator (``operators``; default all), the readability
+    variant, and ``llm_samples`` completions written by ``synthesis.llm`` (0: none). Distinct
+    by normalized code (the syntax tree without layout and comments), then sampled with ``seed``.
+    """
+
+    per_task: int = Field(default=40, ge=2, le=1000, strict=True)  # at most, the solution included
+    seed: int = Field(default=0, strict=True)
+    mutations: bool = True
+    operators: list[str] | None = None  # default: all (pipelines.synthesis.mutations)
+    readability: bool = True
+    llm_samples: int = Field(default=0, ge=0, le=200, strict=True)  # needs synthesis.llm
+
+    @field_validator("operators")
+    @classmethod
+    def _known_operators(cls, operators: list[str] | None) -> list[str] | None:
+        if operators is not None:
+            if not operators:
+                raise ValueError("the operator list is empty")
+            resolve_operators(operators)
+        return operators
+
+
 class SynthesisSettings(Settings):
     """The manifest's ``synthesis`` section: which pairs, how programs run, which LLM."""
 
@@ -101,3 +127,4 @@ class SynthesisSettings(Settings):
     readability: ReadabilitySettings = ReadabilitySettings()
     sandbox: SandboxSettings = SandboxSettings()
     llm: LLMSettings | None = None
+    candidates: CandidateSettings | None = None  # off unless given

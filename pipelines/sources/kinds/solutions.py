@@ -20,6 +20,7 @@ from codeprefs.core.patterns import expand_patterns
 from codeprefs.core.files import file_sha256
 from codeprefs.core.localpaths import relative_to, resolve_path
 from codeprefs.core.schema import parse_language
+from codeprefs.pipelines.candidatestage import CandidateWork
 from codeprefs.pipelines.recipes import not_fingerprinted
 from codeprefs.pipelines.sources.base import PlanContext, Planned, SourceError, SourceSettings, SourceWork, UnitPipeline
 from codeprefs.pipelines.sources.solutions import LanguageField, SolutionFields, SolutionsError, plan_chunks
@@ -103,7 +104,12 @@ class SolutionsKind:
             record["files"] = [{"path": name, "bytes": path.stat().st_size, "sha256": file_sha256(path)}
                                for name, path in files]
             planned.inputs.append((index, record))
-            recipe = SolutionsRecipe(source.model_dump(mode="json", exclude={"path"}), context.synthesis,
+            # The pairs are not made of the candidate settings: changing them reruns no pair.
+            pairs_synthesis = context.synthesis.model_copy(update={"candidates": None})
+            recipe = SolutionsRecipe(source.model_dump(mode="json", exclude={"path"}), pairs_synthesis,
                                      record["files"], record["toolchains"], source, synthesis, context.batch_rows)
-            planned.works.append(SourceWork(index, chunks, recipe))
+            work = SourceWork(index, chunks, recipe)
+            if context.synthesis.candidates is not None:
+                work.candidates = CandidateWork(index, chunks, synthesis.candidate_recipe(source, record["files"]))
+            planned.works.append(work)
         return planned
