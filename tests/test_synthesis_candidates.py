@@ -1,6 +1,6 @@
 """Candidate sets (``synthesis.candidates``): many executed responses per task, for re-ranking.
 
-Real programs run in the real sandbox (Python, C and Go; a language whose toolchain is not
+Real programs run in the real sandbox (all eight languages; a language whose toolchain is not
 installed is skipped), an LLM is a real HTTP server on loopback, and the build runs on a local
 Ray instance.
 """
@@ -53,7 +53,36 @@ TASKS: dict[str, tuple[str, str, str]] = {
         "func TestClamp(t *testing.T) {\n\tassert := assert.New(t)\n\tassert.Equal(5, clamp(5))\n"
         "\tassert.Equal(0, clamp(-3))\n}\n",
     ),
+    "C++": (
+        "#include <cassert>\nint clamp(int x)",
+        "\n{\n    int value = 0;\n    if (x >= 0) {\n        value = x;\n    }\n    return value;\n}\n",
+        "int main()\n{\n    assert(clamp(5) == 5);\n    assert(clamp(-3) == 0);\n    return 0;\n}\n",
+    ),
+    "Java": (
+        "import java.util.*;\n\nclass Problem {\n    public static int clamp(int x) {\n",
+        "        if (x >= 0) {\n            return x;\n        }\n        return 0;\n    }\n}\n",
+        "public class Main {\n    public static void main(String[] args) {\n"
+        "        assert Problem.clamp(5) == 5;\n        assert Problem.clamp(-3) == 0;\n    }\n}\n",
+    ),
+    "C#": (
+        "using System;\nusing System.Diagnostics;\n\nclass Problem {\n    public static int clamp(int x) {\n",
+        "        if (x >= 0) {\n            return x;\n        }\n        return 0;\n    }\n",
+        "    public static void Main(string[] args) {\n        Debug.Assert(clamp(5) == 5);\n"
+        "        Debug.Assert(clamp(-3) == 0);\n    }\n}\n",
+    ),
+    "JavaScript": (
+        "function clamp(x) {\n",
+        "    if (x >= 0) {\n        return x;\n    }\n    return 0;\n}\n",
+        "const assert = require('assert');\nassert.strictEqual(clamp(5), 5);\nassert.strictEqual(clamp(-3), 0);\n",
+    ),
+    "Ruby": (
+        "def clamp(x)\n",
+        "  if x >= 0\n    return x\n  end\n  0\nend\n",
+        "raise 'clamp(5)' unless clamp(5) == 5\nraise 'clamp(-3)' unless clamp(-3) == 0\n",
+    ),
 }
+# compiled for each candidate: fewer candidates keep the test short
+SLOW_TO_BUILD = ("Go", "Java", "C#")
 
 
 def record(language: str, **changes) -> SolutionRecord:
@@ -79,10 +108,10 @@ def skip_without_toolchain(language: str) -> None:
         pytest.skip("testify not installed (golang-github-stretchr-testify-dev)")
 
 
-@pytest.mark.parametrize("language", ["Python", "C", "Go"])
+@pytest.mark.parametrize("language", list(TASKS))
 def test_each_candidate_is_executed_and_labelled_by_its_outcome(language):
     skip_without_toolchain(language)
-    made = generator(per_task=6 if language == "Go" else 40, operators=None)
+    made = generator(per_task=6 if language in SLOW_TO_BUILD else 40, operators=None)
     rows = made.rows(record(language))
     kept = candidates(rows)
     by_generator = {}
