@@ -28,7 +28,10 @@ from codeprefs.pipelines.synthesis.harness import GO_PATH, missing_commands
 from codeprefs.pipelines.synthesis.llm import ChatClient, LLMSolver
 from codeprefs.pipelines.synthesis.settings import CandidateSettings, SandboxSettings
 from codeprefs.trainers.candidates import EVALUATION_COLUMNS, read_candidates
+from codeprefs.trainers.evaluate import main as evaluate_main
+from codeprefs.trainers.rerank import main as rerank_main
 from tests.test_synthesis_llm import ChatServer
+from tests.trainer_fixtures import reward_model, tiny_model, tokenizer  # noqa: F401
 
 FAST = SandboxSettings(run_timeout_s=5, output_kb=256)
 
@@ -251,7 +254,7 @@ def ray_instance():
 
 @pytest.mark.ray
 def test_a_build_writes_candidates_beside_the_pairs_deterministically_and_reuses_them(tmp_path, ray_instance,
-                                                                                       capsys):
+                                                                                       capsys, reward_model):  # noqa: F811
     skip_without_toolchain("Python")
     skip_without_toolchain("C")
     records = [{"task_id": "py/clamp", "language": "python", "prompt": TASKS["Python"][0],
@@ -296,6 +299,21 @@ def test_a_build_writes_candidates_beside_the_pairs_deterministically_and_reuses
     assert len(pairs) == 2  # one verified mutant per usable task
     stages = {(stage["stage"], stage["units_reused"]) for stage in first["stages"]}
     assert stages == {("source", 0), ("candidates", 0)}
+    # the loop closed: a reward model re-ranks what the build wrote (evaluate --rerank, rerank)
+    assert evaluate_main(["--model", str(reward_model), "--rerank", str(out / "candidates"),
+                          "--output", str(tmp_path / "eval")]) == 0
+    reranking = json.loads((tmp_path / "eval" / "results.json").read_text())["reranking"]
+    assert (reranking["overall"]["tasks"], reranking["overall"]["candidates"]) == (2, 10)
+    assert set(reranking["by_language"]) == {"C", "Python"}
+    scored = pq.read_table(tmp_path / "eval" / "candidate_scores.parquet")
+    assert scored.num_rows == 10 and scored["candidate_id"].to_pylist() == [row["candidate_id"] for row in rows]
+    assert rerank_main(["--model", str(reward_model), "--candidates", str(out / "candidates"),
+                        "--output", str(tmp_path / "best.parquet"), "--top-k", "2"]) == 0
+    best = pq.read_table(tmp_path / "best.parquet")
+    assert best["task_id"].to_pylist() == ["tasks.jsonl:c/clamp"] * 2 + ["tasks.jsonl:py/clamp"] * 2
+    assert best["rank"].to_pylist() == [1, 2, 1, 2]
+    capsys.readouterr()
+
     _print_summary(first, out)  # what `codeprefs build` prints
     assert f"wrote 10 candidates of 2 task(s), {summary['passed_share']:.1%} passing, to " in \
         " ".join(capsys.readouterr().out.split())
