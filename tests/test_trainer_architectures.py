@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -206,6 +207,18 @@ def test_architectures_without_a_transformers_reward_class_get_one_that_loads(tm
     model = AutoModelForSequenceClassification.from_pretrained(output, num_labels=1, trust_remote_code=True)
     assert type(model).__name__ == name and model.score.weight.abs().sum() > 0
     assert_scores_match_the_evaluator(model, load_tokenizer(output), data, "own", tmp_path / "eval" / "scores.parquet")
+    # and codeprefs' own scorer loads the checkpoint with its written class (#16)
+    from codeprefs.core.prompts import evaluation_prompt
+    from codeprefs.trainers.score import RewardScorer
+
+    rows = make_rows(6, seed=4)
+    expected = pd.read_parquet(tmp_path / "eval" / "scores.parquet")
+    expected = expected if expected.index.name == "id" else expected.set_index("id")
+    chosen = RewardScorer.from_pretrained(output).score(
+        [row["input"] for row in rows], [row["chosen"] for row in rows],
+        [evaluation_prompt("own", row["aspect"], None)[1] for row in rows])
+    np.testing.assert_allclose(chosen, expected.loc[[row["id"] for row in rows], "chosen_score"].to_numpy(),
+                               rtol=1e-4, atol=1e-4)
 
 
 def test_dropout_is_off_in_training_whatever_the_architecture_calls_it():
