@@ -160,3 +160,14 @@ def test_scoped_pairs_are_the_same_with_or_without_the_cache(language):
         assert expected, (old, new)
         assert scope_change(old, new, language, ScopeSettings(), warm) == expected
     assert warm.hits >= 2
+
+
+def test_clear_forgets_every_version():
+    cache = ParseCache()
+    old = SOURCES[Language.RUBY].encode()
+    new = edited(SOURCES[Language.RUBY], "delete").encode()
+    parse_versions(old, new, line_edit(old, new), Language.RUBY, ParseLimits(), cache)
+    cache.clear()
+    assert (len(cache), cache.nbytes) == (0, 0)
+    parse_versions(old, new, line_edit(old, new), Language.RUBY, ParseLimits(), cache)
+    assert (cache.hits, cache.misses) == (0, 4)
