@@ -31,6 +31,7 @@ matches every word it starts.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 
@@ -113,8 +114,10 @@ def _undouble(base: str) -> Iterator[str]:
         yield base[:-1]  # stopped -> stop (but not "fill" -> "fil")
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def word_forms(word: str) -> frozenset[str]:
-    """``word`` and the base words it may inflect (see the module doc)."""
+    """``word`` and the base words it may inflect (see the module doc). Cached: a history's
+    messages repeat their words, and every message is matched against three phrase lists."""
     forms = {word}
     if len(word) > 4 and word.endswith(("ies", "ied")):
         forms.add(word[:-3] + "y")
@@ -143,6 +146,24 @@ class PhraseIndex:
                 self._stem_first.append((name, words))
             else:
                 self._by_first.setdefault(words[0], []).append((name, words))
+        # every stem's prefix, for one C-level test before the stems are scanned word by word
+        self._stem_prefixes = tuple(words[0][:-1] for _, words in self._stem_first)
+        # a message word -> the phrases that may start at it (messages repeat their words)
+        self._starting: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {}
+
+    _MAX_WORDS_KEPT = 1 << 16  # the word cache starts over past this many words
+
+    def _candidates(self, word: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """The phrases whose first word ``word`` matches (by its forms, or a stem it starts with)."""
+        found = self._starting.get(word)
+        if found is None:
+            candidates = [c for form in word_forms(word) for c in self._by_first.get(form, ())]
+            if self._stem_prefixes and word.startswith(self._stem_prefixes):
+                candidates += [c for c in self._stem_first if word.startswith(c[1][0][:-1])]
+            if len(self._starting) >= self._MAX_WORDS_KEPT:
+                self._starting.clear()
+            found = self._starting[word] = tuple(candidates)
+        return found
 
     @staticmethod
     def _word_matches(pattern: str, word: str, forms: frozenset[str]) -> bool:
@@ -154,14 +175,11 @@ class PhraseIndex:
         """Every match as (phrase name, clause index, first word, word after the last)."""
         found = []
         for number, words in enumerate(clauses):
-            forms = [word_forms(word) for word in words]
             for start, word in enumerate(words):
-                candidates = [c for form in forms[start] for c in self._by_first.get(form, ())]
-                candidates += [c for c in self._stem_first if word.startswith(c[1][0][:-1])]
-                for name, pattern in candidates:
+                for name, pattern in self._candidates(word):
                     end = start + len(pattern)
                     if end <= len(words) and all(
-                        self._word_matches(pattern[k], words[start + k], forms[start + k])
+                        self._word_matches(pattern[k], words[start + k], word_forms(words[start + k]))
                         for k in range(1, len(pattern))
                     ):
                         found.append((name, number, start, end))

@@ -211,9 +211,7 @@ def definitions(tree: Tree, source: bytes, language: Language) -> list[Definitio
     query = _definition_query(language)
     if query is None:
         return []
-    nodes = QueryCursor(query).captures(tree.root_node).get("d", [])
-    # File order, outer before inner: by start, then the longer (enclosing) node first.
-    nodes = sorted(nodes, key=lambda node: (node.start_byte, -node.end_byte, _depth(node)))
+    nodes = _file_order(QueryCursor(query).captures(tree.root_node).get("d", []))
     named: dict[int, tuple[tuple[str, ...], tuple[str, ...]]] = {}  # node id -> (names, keys) inside it
     found: list[Definition] = []
     seen: Counter[tuple[str, str]] = Counter()
@@ -233,6 +231,22 @@ def definitions(tree: Tree, source: bytes, language: Language) -> list[Definitio
         found.append(definition)
         named[node.id] = ((*names, name), (*keys, definition.key))
     return found
+
+
+def _file_order(nodes: list[Node]) -> list[Node]:
+    """File order, outer before inner: by start, then the longer (enclosing) node first, then
+    the shallower of nodes with the same span (their depth is only counted for such ties)."""
+    nodes = sorted(nodes, key=lambda node: (node.start_byte, -node.end_byte))
+    first = 0
+    while first < len(nodes):
+        last = first + 1
+        while (last < len(nodes) and nodes[last].start_byte == nodes[first].start_byte
+               and nodes[last].end_byte == nodes[first].end_byte):
+            last += 1
+        if last - first > 1:
+            nodes[first:last] = sorted(nodes[first:last], key=_depth)
+        first = last
+    return nodes
 
 
 def _depth(node: Node) -> int:

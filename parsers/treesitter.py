@@ -72,9 +72,12 @@ def _parser(language: Language) -> Parser:
     return parser
 
 
-def parse(source: bytes, language: Language, limits: ParseLimits = ParseLimits()) -> Tree:
+def parse(source: bytes, language: Language, limits: ParseLimits = ParseLimits(),
+          old_tree: Tree | None = None) -> Tree:
     """Parse ``source`` with ``language``'s grammar within ``limits``.
 
+    ``old_tree``, a tree of an earlier version already edited (``Tree.edit``) to match
+    ``source``, makes the parse incremental: tree-sitter reuses its unchanged subtrees.
     Raises :class:`ParseLimitExceeded` when the source is over the size cap or the parse runs
     past its time limit.
     """
@@ -91,7 +94,9 @@ def parse(source: bytes, language: Language, limits: ParseLimits = ParseLimits()
     # A bytestring source ignores the progress callback, so the source is read through a
     # callback; tree-sitter then checks the clock every few hundred operations.
     try:
-        tree = _parser(language).parse(read, progress_callback=over_time)
+        parser = _parser(language)
+        tree = (parser.parse(read, progress_callback=over_time) if old_tree is None
+                else parser.parse(read, old_tree=old_tree, progress_callback=over_time))
     except ValueError as error:  # raised when the progress callback cancels the parse
         _parser(language).reset()
         if time.monotonic() > deadline:
@@ -143,14 +148,16 @@ def depth_at_least(root: Node, levels: int) -> bool:
 def ast_depth(root: Node) -> int:
     """The number of levels of the tree (a lone root has depth 1). Walks every node."""
     cursor = root.walk()
+    down, across, up = cursor.goto_first_child, cursor.goto_next_sibling, cursor.goto_parent
     depth = deepest = 1
     while True:
-        if cursor.goto_first_child():
+        if down():
             depth += 1
-            deepest = max(deepest, depth)
+            if depth > deepest:
+                deepest = depth
             continue
-        while not cursor.goto_next_sibling():
-            if not cursor.goto_parent():
+        while not across():
+            if not up():
                 return deepest
             depth -= 1
 

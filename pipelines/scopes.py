@@ -3,8 +3,9 @@
 Given a file before and after a commit, :func:`scope_change` returns the pairs to keep:
 
 1. The changed lines come from a line diff (:class:`difflib.SequenceMatcher`, deterministic).
-2. Both versions are parsed with tree-sitter (bounded); :func:`codeprefs.parsers.definitions.definitions`
-   lists their named functions and types. A definition is matched across the versions by its
+2. Both versions are parsed with tree-sitter (bounded; the second incrementally from the first,
+   and each version once per worker while a cache holds it: :mod:`codeprefs.parsers.versions`);
+   :func:`codeprefs.parsers.definitions.definitions` lists their named functions and types. A definition is matched across the versions by its
    kind, node type, qualified name (``Outer.Inner.method``) and overload ordinal.
 3. Each hunk of the diff belongs to the innermost definition that contains all its changed
    lines in *both* versions (an insertion belongs to the definitions around its insertion
@@ -36,13 +37,16 @@ missing class around it.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from itertools import accumulate
 
 from tree_sitter import Node, Tree
 
 from codeprefs.core.schema import Language
-from codeprefs.parsers.definitions import Definition, definitions, imports
-from codeprefs.parsers.treesitter import ParseLimitExceeded, ParseLimits, ast_depth, error_spans, parse
+from codeprefs.parsers.definitions import Definition, imports
+from codeprefs.parsers.treesitter import ParseLimitExceeded, ParseLimits, ast_depth, error_spans
+from codeprefs.parsers.versions import LineEdit, Parsed, ParseCache, parse_versions
 
 FILE, WINDOW, CLASS = "file", "window", "class"
 
@@ -102,10 +106,8 @@ def split_lines(data: bytes) -> list[bytes]:
 Hunk = tuple[int, int, int, int]  # old [i1, i2), new [j1, j2), 0-based lines
 
 
-def hunks(old_lines: list[bytes], new_lines: list[bytes]) -> list[Hunk]:
-    """The changed line ranges. The lines both versions share at their start and end are set
-    aside before difflib sees the rest: most commits change a few lines of a long file, and
-    difflib's cost grows with the length of both sequences."""
+def common_ends(old_lines: list[bytes], new_lines: list[bytes]) -> tuple[int, int]:
+    """How many lines both versions share at their start, then at their end (not overlapping)."""
     limit = min(len(old_lines), len(new_lines))
     prefix = 0
     while prefix < limit and old_lines[prefix] == new_lines[prefix]:
@@ -113,6 +115,15 @@ def hunks(old_lines: list[bytes], new_lines: list[bytes]) -> list[Hunk]:
     suffix = 0
     while suffix < limit - prefix and old_lines[-1 - suffix] == new_lines[-1 - suffix]:
         suffix += 1
+    return prefix, suffix
+
+
+def hunks(old_lines: list[bytes], new_lines: list[bytes], ends: tuple[int, int] | None = None) -> list[Hunk]:
+    """The changed line ranges. The lines both versions share at their start and end
+    (:func:`common_ends`, or ``ends`` when already counted) are set aside before difflib sees
+    the rest: most commits change a few lines of a long file, and difflib's cost grows with the
+    length of both sequences."""
+    prefix, suffix = ends if ends is not None else common_ends(old_lines, new_lines)
     matcher = difflib.SequenceMatcher(None, old_lines[prefix:len(old_lines) - suffix],
                                       new_lines[prefix:len(new_lines) - suffix], autojunk=False)
     return [(i1 + prefix, i2 + prefix, j1 + prefix, j2 + prefix)
@@ -129,7 +140,7 @@ def _contains(definition: Definition, start: int, end: int) -> bool:
     return definition.start_line <= start and end - 1 <= definition.end_line
 
 
-def _chain(defs: list[Definition], start: int, end: int) -> list[str]:
+def _chain(defs: Sequence[Definition], start: int, end: int) -> list[str]:
     """Keys of the definitions containing the range, innermost first."""
     inside = [d for d in defs if _contains(d, start, end)]
     return [d.key for d in sorted(inside, key=lambda d: len(d.ancestors), reverse=True)]
@@ -157,10 +168,8 @@ def _hunk_scope(hunk: Hunk, old: _Version, new: _Version) -> str | None:
 
 
 def _byte_offsets(lines: list[bytes]) -> list[int]:
-    offsets = [0]
-    for line in lines:
-        offsets.append(offsets[-1] + len(line))
-    return offsets
+    """Where each line starts, then the length of the file."""
+    return list(accumulate(map(len, lines), initial=0))
 
 
 def range_report(tree: Tree, start: int, end: int) -> RangeReport:
@@ -192,12 +201,12 @@ def range_report(tree: Tree, start: int, end: int) -> RangeReport:
 class _Version:
     """One version of the file: its lines, tree and definitions."""
 
-    def __init__(self, data: bytes, language: Language, limits: ParseLimits) -> None:
+    def __init__(self, data: bytes, lines: list[bytes], offsets: list[int], parsed: Parsed) -> None:
         self.data = data
-        self.lines = split_lines(data)
-        self.offsets = _byte_offsets(self.lines)
-        self.tree = parse(data, language, limits)
-        self.defs = definitions(self.tree, data, language)
+        self.lines = lines
+        self.offsets = offsets
+        self.tree = parsed.tree
+        self.defs = parsed.definitions
         self.by_key = {d.key: d for d in self.defs}
 
     def text(self, first: int, last: int) -> str:
@@ -252,22 +261,29 @@ def file_pair(old: str, new: str, changed: int) -> ScopedPair:
 
 
 def scope_change(old_text: str, new_text: str, language: Language,
-                 settings: ScopeSettings = ScopeSettings()) -> list[ScopedPair]:
+                 settings: ScopeSettings = ScopeSettings(), cache: ParseCache | None = None) -> list[ScopedPair]:
     """The pairs a commit's change of one file gives (see the module doc); ``[]`` when the two
-    versions have the same lines."""
+    versions have the same lines. ``cache`` holds parsed versions (default: this thread's,
+    :func:`codeprefs.parsers.versions.thread_cache`)."""
     old_data, new_data = old_text.encode("utf-8"), new_text.encode("utf-8")
     old_lines, new_lines = split_lines(old_data), split_lines(new_data)
-    diff = hunks(old_lines, new_lines)
+    prefix, suffix = ends = common_ends(old_lines, new_lines)
+    diff = hunks(old_lines, new_lines, ends)
     if not diff:
         return []
     changed = _changed_inside(diff)
     if settings.scope == FILE:
         return [file_pair(old_text, new_text, changed)]
     limits = ParseLimits(max_bytes=settings.max_bytes, timeout_s=settings.parse_timeout_s)
+    old_offsets, new_offsets = _byte_offsets(old_lines), _byte_offsets(new_lines)
+    old_end, new_end = len(old_lines) - suffix, len(new_lines) - suffix
+    edit = LineEdit(prefix, old_end, new_end, old_offsets[prefix], old_offsets[old_end], new_offsets[new_end])
     try:
-        old, new = _Version(old_data, language, limits), _Version(new_data, language, limits)
+        before, after = parse_versions(old_data, new_data, edit, language, limits, cache)
     except ParseLimitExceeded:
         return [file_pair(old_text, new_text, changed)]
+    old = _Version(old_data, old_lines, old_offsets, before)
+    new = _Version(new_data, new_lines, new_offsets, after)
     scopes = [_hunk_scope(hunk, old, new) for hunk in diff]
     keys = [key for key in dict.fromkeys(scopes) if key is not None]
     keys = [key for key in keys if not any(a in keys for a in new.by_key[key].ancestors)]
