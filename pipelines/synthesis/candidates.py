@@ -47,7 +47,6 @@ from codeprefs.pipelines.synthesis.instructions import task_instruction
 from codeprefs.pipelines.synthesis.mutations import derive_seed, iter_mutants
 from codeprefs.pipelines.synthesis.pairs import SolutionTask, SourceSettings, Unusable, prepare_task
 from codeprefs.pipelines.synthesis.readability import degrade
-from codeprefs.pipelines.synthesis.sandbox import Sandbox
 from codeprefs.pipelines.synthesis.settings import CandidateSettings, SandboxSettings
 from codeprefs.pipelines.synthesis.verify import Outcome, Verdict, Verifier
 
@@ -141,8 +140,7 @@ class CandidateGenerator:
     @property
     def verifier(self) -> Verifier:
         if self._verifier is None:
-            box = Sandbox(self.sandbox.isolation, self.sandbox.root)
-            self._verifier = Verifier(box, self.sandbox.limits, self.sandbox.variant_timeout)
+            self._verifier = self.sandbox.verifier()
         return self._verifier
 
     def _run(self, language: Language, program: str, wall_s: float | None = None) -> Outcome:

@@ -38,7 +38,6 @@ from codeprefs.pipelines.synthesis.harness import (
 from codeprefs.pipelines.synthesis.instructions import task_instruction
 from codeprefs.pipelines.synthesis.mutations import VariantCheck, iter_mutants
 from codeprefs.pipelines.synthesis.readability import degrade, same_structure
-from codeprefs.pipelines.synthesis.sandbox import Sandbox
 from codeprefs.pipelines.synthesis.settings import BugInjectionSettings, ReadabilitySettings, SandboxSettings
 from codeprefs.pipelines.synthesis.verify import Outcome, Verdict, Verifier
 
@@ -135,7 +134,6 @@ def prepare_task(record: SolutionRecord, on_error: str = "fail") -> tuple[Soluti
     return SolutionTask(record, language, len(suffix), runnable[:len(runnable) - len(record.solution)]), program
 
 
-_WARNED_ISOLATION: list[str] = []
 
 
 class ToolchainMissing(RuntimeError):
@@ -175,12 +173,7 @@ class SolutionSynthesizer:
     @property
     def verifier(self) -> Verifier:
         if self._verifier is None:
-            box = Sandbox(self.sandbox.isolation, self.sandbox.root)
-            if box.isolation != "namespaces" and not _WARNED_ISOLATION:
-                _WARNED_ISOLATION.append(box.isolation)  # once per process
-                log.warning("sandbox isolation is %r: programs run with resource limits only, "
-                            "with network and file-system access", box.isolation)
-            self._verifier = Verifier(box, self.sandbox.limits, self.sandbox.variant_timeout)
+            self._verifier = self.sandbox.verifier()
         return self._verifier
 
     # -- one record ------------------------------------------------------------------------

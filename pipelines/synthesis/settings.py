@@ -7,6 +7,7 @@ copies them into another shape.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from typing import Literal
 
@@ -16,8 +17,10 @@ from codeprefs.core.settings import Settings
 from codeprefs.pipelines.synthesis.harness import RunLimits
 from codeprefs.pipelines.synthesis.llm import LLMSettings
 from codeprefs.pipelines.synthesis.mutations import resolve_operators
-from codeprefs.pipelines.synthesis.sandbox import Limits
-from codeprefs.pipelines.synthesis.verify import VariantTimeout
+from codeprefs.pipelines.synthesis.sandbox import Limits, Sandbox
+from codeprefs.pipelines.synthesis.verify import VariantTimeout, Verifier
+
+log = logging.getLogger(__name__)
 
 Verify = Literal["execute", "none"]
 # a language whose compiler/runtime is missing: stop, or keep rows marked unverified
@@ -88,6 +91,19 @@ class SandboxSettings(Settings):
     @property
     def variant_timeout(self) -> VariantTimeout:
         return VariantTimeout(factor=self.variant_timeout_factor)
+
+    def verifier(self) -> Verifier:
+        """A verifier running programs in a sandbox of these settings. A sandbox without namespace
+        isolation (resource limits only) is logged as a warning, once per process."""
+        box = Sandbox(self.isolation, self.root)
+        if box.isolation != "namespaces" and not _WARNED_ISOLATION:
+            _WARNED_ISOLATION.append(box.isolation)
+            log.warning("sandbox isolation is %r: programs run with resource limits only, "
+                        "with network and file-system access", box.isolation)
+        return Verifier(box, self.limits, self.variant_timeout)
+
+
+_WARNED_ISOLATION: list[str] = []  # the isolation warned about, once per process
 
 
 def _whole_seconds(seconds: float) -> int:
