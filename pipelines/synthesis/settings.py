@@ -22,6 +22,15 @@ from codeprefs.pipelines.synthesis.verify import VariantTimeout, Verifier
 
 log = logging.getLogger(__name__)
 
+
+def known_operators(operators: list[str] | None) -> list[str] | None:
+    """A manifest's mutation operator list: every name known (all of them when null), not empty."""
+    if operators is not None:
+        if not operators:
+            raise ValueError("the operator list is empty")
+        resolve_operators(operators)
+    return operators
+
 Verify = Literal["execute", "none"]
 # a language whose compiler/runtime is missing: stop, or keep rows marked unverified
 OnMissingToolchain = Literal["skip", "fail"]
@@ -39,14 +48,7 @@ class BugInjectionSettings(Settings):
     on_missing_toolchain: OnMissingToolchain = "fail"
     backend: Literal["mutations", "llm"] = "mutations"  # llm: needs synthesis.llm
 
-    @field_validator("operators")
-    @classmethod
-    def _known_operators(cls, operators: list[str] | None) -> list[str] | None:
-        if operators is not None:
-            if not operators:
-                raise ValueError("the operator list is empty")
-            resolve_operators(operators)
-        return operators
+    _known_operators = field_validator("operators")(known_operators)
 
     @property
     def tries(self) -> int:
@@ -126,14 +128,7 @@ class CandidateSettings(Settings):
     readability: bool = True
     llm_samples: int = Field(default=0, ge=0, le=200, strict=True)  # needs synthesis.llm
 
-    @field_validator("operators")
-    @classmethod
-    def _known_operators(cls, operators: list[str] | None) -> list[str] | None:
-        if operators is not None:
-            if not operators:
-                raise ValueError("the operator list is empty")
-            resolve_operators(operators)
-        return operators
+    _known_operators = field_validator("operators")(known_operators)
 
 
 class SynthesisSettings(Settings):
