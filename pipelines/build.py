@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -47,11 +46,12 @@ from pathlib import Path
 from typing import Any
 
 from codeprefs.core.candidateset import candidates_name
-from codeprefs.core.files import write_json_atomic
+from codeprefs.core.files import json_bytes
 from codeprefs.core.layout import RUN_RECORD, STAGES_DIR
 from codeprefs.core.localpaths import relative_paths
 from codeprefs.core.raycluster import ray_session
 from codeprefs.core.redact import redact_data, redact_text
+from codeprefs.core.store import LocalStore, StorageError, Store, local_cache_dir, open_store
 from codeprefs.filters.classifier import ClassifierError
 from codeprefs.filters.dedupe.decontaminate import BenchmarkIndex
 from codeprefs.pipelines.candidatestage import candidates_fingerprint, run_candidate_stage, write_candidates
@@ -102,8 +102,9 @@ class Plan:
     fingerprints: dict[str, Any] = field(default_factory=dict)
 
 
-def plan_build(manifest: Manifest, output_dir: Path) -> Plan:
+def plan_build(manifest: Manifest, output: Store | Path) -> Plan:
     """Plan every source through its kind (no Ray needed); a missing or corrupt input fails here."""
+    output_dir = local_cache_dir(output, "") if isinstance(output, Store) else output
     try:
         commit_steps = CommitSteps.from_manifest(manifest)
     except ClassifierError as error:
@@ -168,35 +169,50 @@ def build(manifest: Manifest, output: str | Path, manifest_path: str | None = No
     """
     started = time.time()
     log = _redacting(log)
-    output_dir = Path(output).expanduser().resolve()
-    folder = _inspect(output_dir, restart)
+    try:
+        store = open_store(output)
+    except StorageError as error:
+        raise BuildError(str(error)) from None
+    try:
+        return _build(manifest, store, manifest_path, resume=resume, restart=restart, force=force,
+                      started=started, log=log)
+    except OSError as error:
+        if store.local:
+            raise  # the CLI names the file (a full disk, an unwritable folder)
+        raise BuildError(f"cannot read or write the output {store}: {type(error).__name__}: {error}") from None
+
+
+def _build(manifest: Manifest, store: Store, manifest_path: str | None, *, resume: bool, restart: bool,
+           force: bool, started: float, log: Callable[[str], None]) -> dict[str, Any]:
+    folder = _inspect(store, restart)
     foreign = folder.foreign_files()
     if foreign and not force:
-        raise BuildError(describe_foreign(output_dir, foreign))
+        raise BuildError(describe_foreign(store, foreign))
     if foreign:
         log(f"--force: building next to {len(foreign)} file(s) no codeprefs run wrote; they are kept")
-    plan = plan_build(manifest, output_dir)
+    plan = plan_build(manifest, store)
     benchmarks = load_benchmarks(manifest)
     clean_settings = clean_fingerprint_settings(manifest)
     plan.fingerprints = fingerprints(manifest, plan.works, plan.validation, clean_settings)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    with RunLock(output_dir) as lock:
-        folder = _inspect(output_dir, restart)  # again, now that no other build can change it
+    if isinstance(store, LocalStore):
+        store.root.mkdir(parents=True, exist_ok=True)
+    with RunLock(store) as lock:
+        folder = _inspect(store, restart)  # again, now that no other build can change it
         lock.files = folder.owned()
         state = folder.state or {}
         interrupted = state if state.get("status") == "running" else None
         if restart:
-            shutil.rmtree(output_dir / STAGES_DIR, ignore_errors=True)
+            store.remove_tree(STAGES_DIR.as_posix())
         elif interrupted and not resume:
-            raise BuildError(f"{output_dir} holds an interrupted run (state {interrupted.get('at')}): rerun "
+            raise BuildError(f"{store} holds an interrupted run (state {interrupted.get('at')}): rerun "
                              "with --resume to finish it, or --restart to discard its partial work")
-        previous = None if restart else up_to_date(output_dir, plan.fingerprints["write"])
+        previous = None if restart else up_to_date(store, plan.fingerprints["write"])
         if previous is not None and not interrupted:
             log("up to date: same manifest, inputs and code as the last run; nothing to do")
             return {**previous, "up_to_date": True}
         lock.mark("running", plan.fingerprints)
         try:
-            record = _execute(manifest, plan, output_dir, manifest_path, started, resumed=bool(interrupted),
+            record = _execute(manifest, plan, store, manifest_path, started, resumed=bool(interrupted),
                               benchmarks=benchmarks, lock=lock, log=log)
         except Exception as error:
             died = ray_failure(error)
@@ -229,52 +245,54 @@ def _redacting(log: Callable[[str], None]) -> Callable[[str], None]:
     return lambda line: log(redact_text(line))
 
 
-def _inspect(output_dir: Path, restart: bool):
+def _inspect(store: Store, restart: bool):
     """The output folder's record and state; a damaged one stops the build unless ``restart``."""
     try:
-        return inspect_output(output_dir, ignore_damage=restart)
+        return inspect_output(store, ignore_damage=restart)
     except RecordError as error:
         raise BuildError(f"{error}: rerun with --restart to discard it and rebuild the output") from None
 
 
-def _execute(manifest: Manifest, plan: Plan, output_dir: Path, manifest_path: str | None,
+def _execute(manifest: Manifest, plan: Plan, store: Store, manifest_path: str | None,
              started: float, resumed: bool, benchmarks: BenchmarkIndex | None, lock: RunLock,
              log: Callable[[str], None]) -> dict[str, Any]:
     fps = plan.fingerprints
     with ray_session(manifest.ray.address, manifest.ray.num_cpus, on_raylet_death=_raylet_died):
-        split = commit_split(manifest.split, plan.works, output_dir)  # once, for every commit source
-        source_files = [f for work in plan.works for f in run_source_stage(work, split, output_dir, log)]
+        split = commit_split(manifest.split, plan.works, store)  # once, for every commit source
+        source_files = [f for work in plan.works for f in run_source_stage(work, split, store, log)]
         candidate_works = [work.candidates for work in plan.works if work.candidates is not None]
-        candidate_files = [f for work in candidate_works for f in run_candidate_stage(work, output_dir, log)]
-        files = run_validate(plan.validation, fps["validate"], source_files, output_dir, log)
+        candidate_files = [f for work in candidate_works for f in run_candidate_stage(work, store, log)]
+        lock.check()
+        files = run_validate(plan.validation, fps["validate"], source_files, store, log)
         steps: dict[str, Any] = {}
         llm = None
         if fps.get("judge") is not None:
-            files, llm = run_judge(manifest, fps["judge"], files, output_dir, log)
+            files, llm = run_judge(manifest, fps["judge"], files, store, log)
         if fps["clean"] is not None:
-            files, steps = run_clean(manifest, benchmarks, fps["clean"], files, output_dir, log)
-        summaries = write_shards(files, output_dir, manifest, log) if files else []
+            files, steps = run_clean(manifest, benchmarks, fps["clean"], files, store, log)
+        lock.check()
+        summaries = write_shards(files, store, manifest, log) if files else []
         candidates = None
         if candidate_works:
             lock.add_files([candidates_name(0, 1)])  # recorded before it is written
-            candidates = write_candidates(candidate_files, output_dir, manifest.output.compression_level,
+            candidates = write_candidates(candidate_files, store, manifest.output.compression_level,
                                           manifest.output.row_group_rows)
-        quality = quality_summary([str(output_dir / s["path"]) for s in summaries if s["kind"] == "shard"],
+        quality = quality_summary([store.at(s["path"]) for s in summaries if s["kind"] == "shard"],
                                   plan.validation.budget.tokenizer if plan.validation.budget else None)
     staged = {kind: [s for s in summaries if s["kind"] == kind] for kind in ("shard", "rejects")}
     earlier = set(lock.files)  # recorded before the new names are, so they stay deletable
     lock.add_files([name for kind, files in staged.items() for name in final_names(files, kind)])
-    shards = publish_staged(output_dir, staged["shard"], "shard")  # none when no row was kept
-    rejects = publish_staged(output_dir, staged["rejects"], "rejects")
+    shards = publish_staged(store, staged["shard"], "shard")  # none when no row was kept
+    rejects = publish_staged(store, staged["rejects"], "rejects")
     this_run = {f["path"] for f in shards + rejects + (candidates["files"] if candidates else [])}
-    removed = remove_stale_files(output_dir, lambda relative: removable(relative, earlier, this_run))
+    removed = remove_stale_files(store, lambda relative: removable(relative, earlier, this_run))
     lock.files = this_run
 
     kept, drops = count_rows(summaries)
     written = sum(f["rows"] for f in shards)
     if written != kept:
         raise BuildError(f"row accounting mismatch: {kept} rows kept but {written} written")
-    prune_stages(output_dir, {work.settings_fingerprint: set(work.unit_keys) for work in plan.works},
+    prune_stages(store, {work.settings_fingerprint: set(work.unit_keys) for work in plan.works},
                  {stage: plan.fingerprints.get(stage) for stage in ("validate", "judge", "clean")},
                  {"candidates": {work.settings_fingerprint: set(work.unit_keys) for work in candidate_works}})
     stages = funnel(drops, kept)
@@ -284,7 +302,7 @@ def _execute(manifest: Manifest, plan: Plan, output_dir: Path, manifest_path: st
 
     record = {
         "name": manifest.name,
-        "manifest_path": relative_manifest_path(manifest_path, output_dir),
+        "manifest_path": relative_manifest_path(manifest_path, store.root) if isinstance(store, LocalStore) else None,
         "manifest": manifest.resolved(),
         "code": {**code_version(), "fingerprint": fps["code"]},
         "inputs": plan.inputs,
@@ -310,5 +328,6 @@ def _execute(manifest: Manifest, plan: Plan, output_dir: Path, manifest_path: st
     }
     # Published as is (and quoted by the card): no credential, no absolute local path.
     record = redact_data(relative_paths(record, manifest.base_dir))
-    write_json_atomic(output_dir / RUN_RECORD, record)
+    lock.check()
+    store.write_bytes(RUN_RECORD, json_bytes(record))
     return record

@@ -21,7 +21,6 @@ import json
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -29,6 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from codeprefs.core.candidateset import CANDIDATE_COLUMNS, CANDIDATE_SCHEMA, candidates_name
+from codeprefs.core.store import Store, arrow_location
 from codeprefs.pipelines import progress
 from codeprefs.pipelines.errors import BuildError
 from codeprefs.pipelines.recipes import settings_data
@@ -59,8 +59,8 @@ class CandidateWork:
     def fingerprint(self) -> str:
         return fingerprint(self.settings_fingerprint, self.unit_keys)
 
-    def stage(self, output_dir: Path) -> StageDir:
-        return StageDir(output_dir, STAGE, self.settings_fingerprint)
+    def stage(self, store: Store) -> StageDir:
+        return StageDir(store, STAGE, self.settings_fingerprint)
 
 
 def candidates_fingerprint(works: list[CandidateWork]) -> str | None:
@@ -75,10 +75,10 @@ _UNIT_RESULT = pa.schema([("unit_key", pa.string()), ("rows", pa.int64()), ("kep
 class RunCandidateUnits:
     """The Ray task of the stage: each unit's rows into ``unit-<key>.parquet`` (or its error)."""
 
-    def __init__(self, stage_path: str, stage: Any) -> None:
+    def __init__(self, folder: StageDir, stage: Any) -> None:
         from codeprefs.pipelines.synthesis.candidates import CANDIDATE_WORK_SCHEMA
 
-        self.stage_path = Path(stage_path)
+        self.folder = folder
         self.stage = stage
         self.schema = CANDIDATE_WORK_SCHEMA
 
@@ -86,34 +86,33 @@ class RunCandidateUnits:
         done = []
         for item in batch.to_pylist():
             key, unit = item["unit_key"], json.loads(item["unit"])
-            path = self.stage_path / f"unit-{key}.parquet"
             try:
-                rows = write_unit(path, self.stage.batches(unit), self.schema)
+                rows = write_unit(self.folder.store, self.folder.unit_name(key), self.stage.batches(unit), self.schema)
             except Exception as error:  # reported to the driver, which stops the build
                 done.append({"unit_key": key, "rows": 0, "kept": 0, "error": _unit_error(error)})
                 continue
-            kept = pq.read_table(path, columns=["drop_reason"])["drop_reason"].null_count
+            kept = progress.kept_rows(self.folder.unit_path(key))
             done.append({"unit_key": key, "rows": rows, "kept": kept, "error": None})
         return pa.Table.from_pylist(done, schema=_UNIT_RESULT)
 
 
-def run_candidate_stage(work: CandidateWork, output_dir: Path, log: Callable[[str], None]) -> list[str]:
+def run_candidate_stage(work: CandidateWork, store: Store, log: Callable[[str], None]) -> list[str]:
     """Run the units of ``work`` whose rows are not kept yet; return the files of all its units."""
     import ray.data
 
     from codeprefs.pipelines.synthesis.llm import LLMError
 
-    stage = work.stage(output_dir)
-    stage.path.mkdir(parents=True, exist_ok=True)
+    stage = work.stage(store)
     by_key = {unit_key(unit): unit for unit in work.units}
+    kept = stage.units()
     todo = [{"unit_key": key, "unit": json.dumps(unit, sort_keys=True)}
-            for key, unit in by_key.items() if not stage.unit_done(key)]
+            for key, unit in by_key.items() if key not in kept]
     work.reused_units = len(by_key) - len(todo)
     if work.reused_units:
         log(f"candidates {work.index}: reusing {work.reused_units} of {len(by_key)} units")
     if todo:
         try:
-            runner = RunCandidateUnits(str(stage.path), work.recipe.stage())
+            runner = RunCandidateUnits(stage, work.recipe.stage())
         except LLMError as error:
             raise BuildError(f"sources.{work.index}: {error}") from None
         tracker = progress.stage(f"candidates {work.index}", len(by_key), log, done=work.reused_units)
@@ -125,27 +124,27 @@ def run_candidate_stage(work: CandidateWork, output_dir: Path, log: Callable[[st
         if failed:
             more = f" (and {len(failed) - 1} more unit(s))" if len(failed) > 1 else ""
             raise BuildError(f"sources.{work.index}: candidates: {failed[0]['error']}{more}")
-    return [str(stage.unit_path(key)) for key in work.unit_keys]
+    return [stage.unit_path(key) for key in work.unit_keys]
 
 
-def write_candidates(files: list[str], output_dir: Path, compression_level: int,
+def write_candidates(files: list[str], store: Store, compression_level: int,
                      row_group_rows: int) -> dict[str, Any]:
     """Write the candidates of the stage's ``files`` (in one Ray task); return what
     ``run.json`` says of them: the files written and the counts (see :func:`summarize`)."""
     import ray.data
 
-    item = {"files": json.dumps(files), "output_dir": str(output_dir),
-            "compression_level": compression_level, "row_group_rows": row_group_rows}
-    [result] = ray.data.from_items([item]).map_batches(_write, batch_size=1, batch_format="pyarrow").take_all()
+    item = {"files": json.dumps(files), "compression_level": compression_level, "row_group_rows": row_group_rows}
+    [result] = ray.data.from_items([item]).map_batches(_write, fn_kwargs={"store": store}, batch_size=1,
+                                                       batch_format="pyarrow").take_all()
     return json.loads(result["summary"])
 
 
-def _write(batch: pa.Table) -> pa.Table:
+def _write(batch: pa.Table, store: Store) -> pa.Table:
     from codeprefs.pipelines.synthesis.candidates import CANDIDATE_WORK_SCHEMA
 
     [item] = batch.to_pylist()
     files = json.loads(item["files"])
-    rows = pa.concat_tables([pq.read_table(file, schema=CANDIDATE_WORK_SCHEMA) for file in files]) if files else None
+    rows = pa.concat_tables([_read(file, CANDIDATE_WORK_SCHEMA) for file in files]) if files else None
     summary = summarize(rows)
     written = []
     if rows is not None:
@@ -154,11 +153,15 @@ def _write(batch: pa.Table) -> pa.Table:
             kept = kept.sort_by([("task_id", "ascending"), ("candidate_id", "ascending")])
             table = kept.select(list(CANDIDATE_COLUMNS)).cast(CANDIDATE_SCHEMA)
             name = candidates_name(0, 1)
-            info = write_parquet_atomic(table, Path(item["output_dir"]) / name, item["compression_level"],
-                                        item["row_group_rows"])
+            info = write_parquet_atomic(table, store, name, item["compression_level"], item["row_group_rows"])
             written.append({"path": name, **info})
     summary["files"] = written
     return pa.table({"summary": [json.dumps(summary)]})
+
+
+def _read(location: str, schema: pa.Schema) -> pa.Table:
+    filesystem, path = arrow_location(location)
+    return pq.read_table(path, schema=schema, filesystem=filesystem)
 
 
 def summarize(rows: pa.Table | None) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from codeprefs.core.drops import JUDGE, drop
+from codeprefs.core.store import Store
 from codeprefs.pipelines.judgesettings import JudgeSettings
 from codeprefs.core.rows import Row, to_table
 from codeprefs.pipelines.steps import Step
@@ -55,7 +56,7 @@ class JudgePairs(Step):
     JUDGE_TIE = JUDGE.reason("judge_tie")
 
     def __init__(self, client: ChatClient, min_score: int | None, styles: list[str] | None, votes: int,
-                 temperature: float, seed: int, stats_dir: str | None = None) -> None:
+                 temperature: float, seed: int, stats: tuple[Store, str] | None = None) -> None:
         self.client = client
         self.rater = ChangeRater(client) if min_score is not None else None
         self.min_score = min_score
@@ -63,7 +64,7 @@ class JudgePairs(Step):
         self.styles = list(styles or [])
         self.judge = PairJudge(client, votes, temperature, seed) if votes else None
         self.seed = seed
-        self.stats_dir = stats_dir
+        self.stats = stats  # (store, folder) where each batch's LLM counts go
 
     def process(self, row: Row) -> None:
         if row["generator"] not in MINED_GENERATORS:
@@ -103,29 +104,30 @@ class JudgePairs(Step):
     def __call__(self, batch: pa.Table) -> pa.Table:
         before = self.client.stats.as_dict()
         table = to_table(self.run(batch.to_pylist()))
-        if self.stats_dir is not None:
+        if self.stats is not None:
+            store, prefix = self.stats
             after = self.client.stats.as_dict()
-            folder = Path(self.stats_dir)
-            folder.mkdir(parents=True, exist_ok=True)
             delta = {key: after[key] - before[key] for key in after}
-            (folder / f"{uuid.uuid4().hex}.json").write_text(json.dumps(delta))
+            store.write_bytes(f"{prefix}/{uuid.uuid4().hex}.json", json.dumps(delta).encode())
         return table
 
 
-def judge_step(config: JudgeSettings, cache_dir: Path, stats_dir: Path) -> JudgePairs:
+def judge_step(config: JudgeSettings, cache_dir: Path, store: Store, stats_prefix: str) -> JudgePairs:
     """The step for a manifest's ``judge`` section (its response cache under ``cache_dir``
-    unless the section names one)."""
+    unless the section names one; the counts of each batch under ``stats_prefix`` of ``store``)."""
     client = ChatClient.from_config(config.llm, Path(config.llm.cache_dir) if config.llm.cache_dir else cache_dir,
                                     key="judge.llm")
     return JudgePairs(client, config.rating.min_score if config.rating else None,
                       config.instruction.styles if config.instruction else None, config.votes,
-                      config.temperature, config.seed, str(stats_dir))
+                      config.temperature, config.seed, (store, stats_prefix))
 
 
-def llm_totals(stats_dir: Path) -> dict[str, int]:
+def llm_totals(store: Store, stats_prefix: str) -> dict[str, int]:
     """The counts of every batch of a judge stage, summed."""
     totals = {"requests": 0, "cache_hits": 0, "retries": 0, "prompt_tokens": 0, "completion_tokens": 0}
-    for path in sorted(stats_dir.glob("*.json")) if stats_dir.is_dir() else []:
-        for key, value in json.loads(path.read_text()).items():
+    for name in store.files(stats_prefix):
+        if not name.endswith(".json"):
+            continue
+        for key, value in json.loads(store.read_bytes(name) or b"{}").items():
             totals[key] = totals.get(key, 0) + int(value)
     return totals

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from codeprefs.core.layout import CACHE_DIR, CANDIDATES_DIR, LOCK, RUN_RECORD, RUN_STATE
-from codeprefs.pipelines.runrecord import RecordError, read_record_file
+from codeprefs.core.layout import CACHE_DIR, CANDIDATES_DIR, LEASE, LOCK, RUN_RECORD, RUN_STATE
+from codeprefs.core.store import Store, open_store
+from codeprefs.pipelines.runrecord import RecordError, read_store_record
 from codeprefs.pipelines.shards import DATA_DIR, REJECTS_DIR, STAGING
 
 # The names this project's writers give their files (nothing else is ever deleted).
@@ -34,7 +34,7 @@ NAMED = 3  # foreign files named in a refusal before "and N more"
 class OutputFolder:
     """What an output folder holds: its run record and run state, either possibly damaged."""
 
-    path: Path
+    store: Store
     record: dict[str, Any] | None = None
     state: dict[str, Any] | None = None
     damaged: list[RecordError] = field(default_factory=list)
@@ -64,36 +64,26 @@ class OutputFolder:
         ``candidates/`` that no run
         recorded (they would be mixed into the dataset); in any other folder, every file.
         """
-        if not self.path.is_dir():
-            return []
         owned = self.owned()
         if self.is_codeprefs_run:
-            folders = [self.path / DATA_DIR, self.path / REJECTS_DIR, self.path / CANDIDATES_DIR]
+            files = [name for folder in (DATA_DIR, REJECTS_DIR, CANDIDATES_DIR) for name in self.store.files(folder)]
         else:
-            folders = [self.path]
-        found = []
-        for folder in folders:
-            for file in sorted(folder.rglob("*")) if folder.is_dir() else []:
-                if file.is_dir():
-                    continue
-                relative = file.relative_to(self.path).as_posix()
-                if (relative in owned or LEFTOVER.match(relative) or OWN_CACHE.match(relative)
-                        or relative == LOCK.as_posix()):
-                    continue
-                found.append(relative)
-        return found
+            files = self.store.files()
+        return [relative for relative in files
+                if not (relative in owned or LEFTOVER.match(relative) or OWN_CACHE.match(relative)
+                        or relative in (LOCK.as_posix(), LEASE.as_posix()))]
 
 
-def inspect_output(output_dir: Path, ignore_damage: bool = False) -> OutputFolder:
-    """Read the run record and run state of ``output_dir``.
+def inspect_output(output: Store | str, ignore_damage: bool = False) -> OutputFolder:
+    """Read the run record and run state of the build output ``output``.
 
     A damaged one raises :class:`RecordError` naming it, unless ``ignore_damage`` (a restart,
     which rewrites both): then it is left out and noted in ``damaged``.
     """
-    folder = OutputFolder(output_dir)
-    for attribute, relative in (("record", RUN_RECORD), ("state", RUN_STATE)):
+    folder = OutputFolder(open_store(output))
+    for attribute, relative in (("record", RUN_RECORD), ("state", RUN_STATE.as_posix())):
         try:
-            setattr(folder, attribute, read_record_file(output_dir / relative))
+            setattr(folder, attribute, read_store_record(folder.store, relative))
         except RecordError as error:
             if not ignore_damage:
                 raise
@@ -101,7 +91,7 @@ def inspect_output(output_dir: Path, ignore_damage: bool = False) -> OutputFolde
     return folder
 
 
-def describe_foreign(output_dir: Path, files: list[str]) -> str:
+def describe_foreign(output_dir: Store, files: list[str]) -> str:
     """The refusal for an output folder holding files no codeprefs run wrote."""
     named = ", ".join(files[:NAMED])
     more = f" and {len(files) - NAMED} more" if len(files) > NAMED else ""

@@ -28,6 +28,8 @@ from typing import Any, Protocol
 
 import pyarrow.parquet as pq
 
+from codeprefs.core.store import arrow_location
+
 
 @dataclass
 class StageProgress:
@@ -220,20 +222,26 @@ def collect(results: Iterable[dict[str, Any]], progress: StageProgress,
 
 
 def file_rows(files: Iterable[str | Path]) -> int:
-    """Rows in Parquet ``files``, from their footers only."""
-    return sum(pq.read_metadata(file).num_rows for file in files)
+    """Rows in Parquet ``files`` (local paths or URLs), from their footers only."""
+    return sum(_metadata(str(file)).num_rows for file in files)
+
+
+def _metadata(location: str) -> pq.FileMetaData:
+    filesystem, path = arrow_location(location)
+    return pq.read_metadata(path, filesystem=filesystem)
 
 
 def kept_rows(path: str | Path, drop_column: str = "drop_reason") -> int:
     """Rows of a stage file not marked dropped (``drop_column`` null), from the footer's
     statistics when the writer kept them, else from that one column."""
-    metadata = pq.read_metadata(path)
+    metadata = _metadata(str(path))
     index = metadata.schema.names.index(drop_column)
     kept = 0
     for group in range(metadata.num_row_groups):
         column = metadata.row_group(group).column(index)
         if column.statistics is None or not column.statistics.has_null_count:
-            return pq.read_table(path, columns=[drop_column])[drop_column].null_count
+            filesystem, local = arrow_location(str(path))
+            return pq.read_table(local, columns=[drop_column], filesystem=filesystem)[drop_column].null_count
         kept += column.statistics.null_count
     return kept
 

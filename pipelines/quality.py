@@ -89,12 +89,12 @@ def summarize(rows: list[dict[str, Any]], unit: str) -> dict[str, Any]:
 
 def quality_summary(shard_paths: list[str], tokenizer: str | None = None) -> dict[str, Any]:
     """Measure every pair of the written shards on Ray and summarise (inside a Ray session)."""
-    import ray.data
+    from codeprefs.core.store import read_parquet
 
     unit = "tokens" if tokenizer else "bytes"
     if not shard_paths:
         return summarize([], unit)
-    rows = (ray.data.read_parquet(shard_paths)
+    rows = (read_parquet(shard_paths)
             .map_batches(PairMetrics(tokenizer), batch_format="pyarrow")
             .take_all())
     return summarize(rows, unit)

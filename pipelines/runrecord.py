@@ -6,12 +6,13 @@ import json
 import os
 import subprocess
 from collections import Counter
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import codeprefs
 from codeprefs.core.drops import STAGES
 from codeprefs.core.layout import CACHE_DIR, RUN_RECORD, RUN_STATE
+from codeprefs.core.store import Store
 from codeprefs.pipelines.sources.gitrepo import SAFE_CONFIG, git_env
 
 
@@ -26,18 +27,37 @@ def read_record_file(path: Path) -> dict[str, Any] | None:
     :class:`RecordError` naming it.
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         return None
-    except (OSError, UnicodeDecodeError) as error:
+    except OSError as error:
         raise RecordError(f"{path} cannot be read ({error})") from None
+    return parse_record(data, str(path))
+
+
+def read_store_record(store: Store, relative: str | PurePosixPath) -> dict[str, Any] | None:
+    """:func:`read_record_file` for the file ``relative`` of a build's store (local or remote)."""
     try:
-        data = json.loads(text)
+        data = store.read_bytes(str(relative))
+    except OSError as error:
+        raise RecordError(f"{store.at(relative)} cannot be read ({error})") from None
+    return None if data is None else parse_record(data, store.at(relative))
+
+
+def parse_record(data: bytes, name: str) -> dict[str, Any]:
+    """The JSON object in ``data`` read from ``name``; :class:`RecordError` naming it when it is
+    not one."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise RecordError(f"{name} cannot be read ({error})") from None
+    try:
+        parsed = json.loads(text)
     except json.JSONDecodeError as error:
-        raise RecordError(f"{path} is damaged: not valid JSON ({error.msg} at line {error.lineno})") from None
-    if not isinstance(data, dict):
-        raise RecordError(f"{path} is damaged: a JSON {type(data).__name__}, not an object")
-    return data
+        raise RecordError(f"{name} is damaged: not valid JSON ({error.msg} at line {error.lineno})") from None
+    if not isinstance(parsed, dict):
+        raise RecordError(f"{name} is damaged: a JSON {type(parsed).__name__}, not an object")
+    return parsed
 
 
 def code_version() -> dict[str, Any]:

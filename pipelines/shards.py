@@ -12,8 +12,9 @@ partition. Each partition is then handled by one task, which
 2. keeps the lowest ``id`` of each group of rows with the same (input, chosen, rejected) and marks
    the others dropped at stage ``dedupe`` (reason ``exact_duplicate``),
 3. writes the kept rows, sorted by ``id``, to ``data/.staging/part-0000k.parquet`` and the
-   (sampled) dropped rows to ``rejects/.staging/part-0000k.parquet``, each through a temporary
-   name and a rename, so a crash never leaves half a file,
+   (sampled) dropped rows to ``rejects/.staging/part-0000k.parquet`` of the build's store, each
+   put in place atomically (a temporary name and a rename, or one PUT: :mod:`codeprefs.core.store`),
+   so a crash never leaves half a file,
 4. returns one summary row per file and per (stage, reason) count.
 
 The driver then renames the non-empty staged files to ``data/train-0000i-of-0000M.parquet``
@@ -25,16 +26,15 @@ order, names and bytes, whatever the number of workers.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from codeprefs.core.drops import DEDUPE, VALIDATED_DROP_STAGES, mark_dropped
-from codeprefs.core.files import atomic_write, file_sha256
+from codeprefs.core.files import file_sha256
+from codeprefs.core.store import LocalStore, Store
 from codeprefs.core.layout import CANDIDATES_DIR
 from codeprefs.core.schema import PAIR_COLUMNS, PAIR_SCHEMA
 from codeprefs.core.rows import REJECTS_SCHEMA
@@ -122,15 +122,17 @@ def _mark_inverse_pairs(kept: pa.Table, dropped: pa.Table) -> tuple[pa.Table, pa
     return kept.filter(pc.invert(mask)), kept.filter(mask)
 
 
-def write_parquet_atomic(table: pa.Table, path: Path, compression_level: int, row_group_rows: int) -> dict:
-    """Write ``table`` to ``path`` via a temporary file and a rename; return its file summary."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path) as temporary:
+def write_parquet_atomic(table: pa.Table, store: Store, relative: str, compression_level: int,
+                         row_group_rows: int) -> dict:
+    """Write ``table`` to the file ``relative`` of ``store``, put in place atomically (see
+    :mod:`codeprefs.core.store`); return its file summary (rows, bytes, sha256)."""
+    with store.writing(relative) as temporary:
         pq.write_table(
             table, temporary, compression="zstd", compression_level=compression_level,
             row_group_size=row_group_rows, write_statistics=True,
         )
-    return {"rows": table.num_rows, "bytes": path.stat().st_size, "sha256": file_sha256(path)}
+        info = {"rows": table.num_rows, "bytes": temporary.stat().st_size, "sha256": file_sha256(temporary)}
+    return info
 
 
 def _mark_exact_duplicates(kept: pa.Table) -> tuple[pa.Table, pa.Table]:
@@ -147,9 +149,9 @@ def _mark_exact_duplicates(kept: pa.Table) -> tuple[pa.Table, pa.Table]:
 class WritePartition:
     """Dedupe and write one partition; returns a :data:`SUMMARY_SCHEMA` table (see module doc)."""
 
-    def __init__(self, output_dir: str, count: int, exact_dedupe: bool, rejects_sample_rate: float,
+    def __init__(self, store: Store, count: int, exact_dedupe: bool, rejects_sample_rate: float,
                  compression_level: int, row_group_rows: int) -> None:
-        self.output_dir = Path(output_dir)
+        self.store = store
         self.count = count
         self.exact_dedupe = exact_dedupe
         self.rejects_sample_rate = rejects_sample_rate
@@ -170,8 +172,7 @@ class WritePartition:
         shard = kept.sort_by("id").select(list(PAIR_COLUMNS)).cast(PAIR_SCHEMA)
         if shard.num_rows:
             name = staged_name(DATA_DIR, index)
-            info = write_parquet_atomic(shard, self.output_dir / name, self.compression_level,
-                                        self.row_group_rows)
+            info = write_parquet_atomic(shard, self.store, name, self.compression_level, self.row_group_rows)
             summary.append({"kind": "shard", "partition": index, "path": name, **info})
         summary.append({"kind": "count", "stage": None, "reason": None, "rows": shard.num_rows})
         for (stage, reason), rows in _count_reasons(dropped).items():
@@ -179,8 +180,7 @@ class WritePartition:
         sampled = self._sample(dropped)
         if sampled.num_rows:
             name = staged_name(REJECTS_DIR, index)
-            info = write_parquet_atomic(sampled, self.output_dir / name, self.compression_level,
-                                        self.row_group_rows)
+            info = write_parquet_atomic(sampled, self.store, name, self.compression_level, self.row_group_rows)
             summary.append({"kind": "rejects", "partition": index, "path": name, **info})
         return pa.Table.from_pylist(summary, schema=SUMMARY_SCHEMA)
 
@@ -205,7 +205,7 @@ def _count_reasons(dropped: pa.Table) -> dict[tuple[str, str], int]:
     }
 
 
-def publish_staged(output_dir: Path, staged: list[dict], kind: str) -> list[dict]:
+def publish_staged(store: Store, staged: list[dict], kind: str) -> list[dict]:
     """Rename staged partition files to their final, contiguous names; return file records.
 
     ``kind`` is ``"shard"`` or ``"rejects"``. The order follows the partition index, so the
@@ -214,7 +214,7 @@ def publish_staged(output_dir: Path, staged: list[dict], kind: str) -> list[dict
     ordered = sorted(staged, key=lambda s: s["partition"])
     records = []
     for item, final in zip(ordered, final_names(ordered, kind), strict=True):
-        os.replace(output_dir / item["path"], output_dir / final)
+        store.move(item["path"], final)
         records.append({"path": final, "rows": item["rows"], "bytes": item["bytes"],
                         "sha256": item["sha256"]})
     return records
@@ -226,22 +226,21 @@ def final_names(staged: list[dict], kind: str) -> list[str]:
     return [name(position, len(staged)) for position in range(len(staged))]
 
 
-def remove_stale_files(output_dir: Path, removable: Callable[[str], bool]) -> list[str]:
+def remove_stale_files(store: Store, removable: Callable[[str], bool]) -> list[str]:
     """Delete the files under ``data/``, ``rejects/`` and ``candidates/`` that ``removable``
     allows (relative paths: an earlier run's own files this run did not write again, and the
     staging and temporary files a crashed run left), then empty staging folders; return what
-    was deleted."""
+    was deleted. A symbolic link is never deleted (nor followed)."""
     removed = []
     for folder in (DATA_DIR, REJECTS_DIR, CANDIDATES_DIR):
-        directory = output_dir / folder
-        if not directory.is_dir():
-            continue
-        for path in sorted(directory.rglob("*")):
-            relative = path.relative_to(output_dir).as_posix()
-            if path.is_file() and not path.is_symlink() and removable(relative):
-                path.unlink()
+        for relative in store.files(folder):
+            if isinstance(store, LocalStore) and store.path(relative).is_symlink():
+                continue
+            if removable(relative):
+                store.remove(relative)
                 removed.append(relative)
-        staging = directory / STAGING
-        if staging.is_dir() and not any(staging.iterdir()):
-            staging.rmdir()
+        if isinstance(store, LocalStore):
+            staging = store.path(f"{folder}/{STAGING}")
+            if staging.is_dir() and not any(staging.iterdir()):
+                staging.rmdir()
     return removed

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
 
 import pyarrow as pa
 
@@ -18,11 +17,12 @@ from codeprefs.pipelines import progress
 from codeprefs.pipelines.errors import BuildError
 from codeprefs.pipelines.splits import SplitConfig, SplitRule, training_repositories
 from codeprefs.pipelines.sources.base import SourceWork, UnitPipeline
-from codeprefs.pipelines.stagecache import unit_key, write_unit
+from codeprefs.core.store import Store
+from codeprefs.pipelines.stagecache import StageDir, unit_key, write_unit
 from codeprefs.pipelines.steps import SplitCommits
 
 
-def commit_split(config: SplitConfig | None, works: list[SourceWork], output_dir: Path) -> SplitCommits | None:
+def commit_split(config: SplitConfig | None, works: list[SourceWork], store: Store) -> SplitCommits | None:
     """The split step every commit source runs (``None`` without a ``split`` section).
 
     A benchmark split with ``repository_disjoint`` needs the training repositories, which
@@ -34,7 +34,7 @@ def commit_split(config: SplitConfig | None, works: list[SourceWork], output_dir
     rule = SplitRule.from_config(config)
     training: frozenset[str] = frozenset()
     commit_works = [work for work in works if work.split_listing is not None and work.units]
-    if rule.needs_training_repositories and any(work.pending_units(output_dir) for work in commit_works):
+    if rule.needs_training_repositories and any(work.pending_units(store) for work in commit_works):
         assert rule.train_before is not None
         training = training_repositories([work.split_listing(work.units) for work in commit_works],
                                          rule.train_before)
@@ -52,8 +52,8 @@ class RunUnits:
     build naming the unit. A worker that dies is retried by Ray.
     """
 
-    def __init__(self, stage_path: str, pipeline: UnitPipeline) -> None:
-        self.stage_path = Path(stage_path)
+    def __init__(self, stage: StageDir, pipeline: UnitPipeline) -> None:
+        self.stage = stage
         self.pipeline = pipeline
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -61,7 +61,7 @@ class RunUnits:
         for item in batch.to_pylist():
             key, unit = item["unit_key"], json.loads(item["unit"])
             try:
-                rows = write_unit(self.stage_path / f"unit-{key}.parquet", self.pipeline.batches(unit))
+                rows = write_unit(self.stage.store, self.stage.unit_name(key), self.pipeline.batches(unit))
             except Exception as error:  # reported to the driver, which stops the build
                 done.append({"unit_key": key, "rows": 0, "error": _unit_error(error)})
                 continue
@@ -76,16 +76,16 @@ def _unit_error(error: Exception) -> str:
     return str(error) if isinstance(error, RecordFileError) else f"{type(error).__name__}: {error}"
 
 
-def run_source_stage(work: SourceWork, split: SplitCommits | None, output_dir: Path,
+def run_source_stage(work: SourceWork, split: SplitCommits | None, store: Store,
                      log: Callable[[str], None]) -> list[str]:
     """Run the units of ``work`` whose rows are not kept yet; return the files of all its units."""
     import ray.data
 
-    stage = work.stage(output_dir)
-    stage.path.mkdir(parents=True, exist_ok=True)
+    stage = work.stage(store)
     by_key = {unit_key(unit): unit for unit in work.units}
+    kept = stage.units()
     todo = [{"unit_key": key, "unit": json.dumps(unit, sort_keys=True)}
-            for key, unit in by_key.items() if not stage.unit_done(key)]
+            for key, unit in by_key.items() if key not in kept]
     work.reused_units = len(by_key) - len(todo)
     if work.reused_units:
         log(f"source {work.index}: reusing {work.reused_units} of {len(by_key)} units")
@@ -93,11 +93,11 @@ def run_source_stage(work: SourceWork, split: SplitCommits | None, output_dir: P
         tracker = progress.stage(f"source {work.index}", len(by_key), log, done=work.reused_units)
         results = progress.collect(
             ray.data.from_items(todo, override_num_blocks=len(todo))
-            .map_batches(RunUnits(str(stage.path), work.recipe.pipeline(split)), batch_size=1, batch_format="pyarrow")
+            .map_batches(RunUnits(stage, work.recipe.pipeline(split)), batch_size=1, batch_format="pyarrow")
             .iter_rows(), tracker,
             lambda done: (1, done["rows"], 0 if done["error"] else progress.kept_rows(stage.unit_path(done["unit_key"]))))
         failed = [result for result in results if result["error"]]
         if failed:
             more = f" (and {len(failed) - 1} more unit(s))" if len(failed) > 1 else ""
             raise BuildError(f"sources.{work.index}: {failed[0]['error']}{more}")
-    return [str(stage.unit_path(key)) for key in work.unit_keys]
+    return [stage.unit_path(key) for key in work.unit_keys]

@@ -9,28 +9,31 @@ settings, the fingerprints of the cache stages it reads, the input fingerprints 
 file hashes) and the code fingerprint, so a change anywhere upstream gives new fingerprints from
 there on, and an unchanged cache stage finds its finished output again.
 
-Work is written in **units**: ``unit-<key>.parquet``, through a temporary name and a rename,
-so a crash never leaves half a unit. In the source stage a unit is a repository at a commit or a
+The stage folders live in the build's store (:mod:`codeprefs.core.store`: a local folder or object
+storage), where the workers of every node write them. Work is written in **units**:
+``unit-<key>.parquet``, put in place atomically (a temporary name and a rename, or one PUT), so a
+crash never leaves half a unit. In the source stage a unit is a repository at a commit or a
 chunk of a file, keyed by what it is, and after a crash the finished units are kept; other cache
 stages are finished when their ``_SUCCESS`` file, which lists their files and rows, exists.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib
 import json
-import shutil
+import re
 from collections.abc import Iterable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from codeprefs.core.files import atomic_write, write_text_atomic
 from codeprefs.core.layout import STAGES_DIR
+from codeprefs.core.store import LocalStore, Store, arrow_location
 from codeprefs.core.rows import WORK_SCHEMA
 
 SUCCESS = "_SUCCESS"
@@ -63,47 +66,79 @@ def unit_key(*parts: Any) -> str:
 
 
 class StageDir:
-    """The cache folder of one cache stage run with one fingerprint."""
+    """The cache folder of one cache stage run with one fingerprint, in a build's store."""
 
-    def __init__(self, output_dir: Path, stage: str, stage_fingerprint: str) -> None:
+    def __init__(self, store: Store, stage: str, stage_fingerprint: str) -> None:
+        self.store = store
         self.stage = stage
         self.fingerprint = stage_fingerprint
-        self.path = output_dir / STAGES_DIR / stage / stage_fingerprint
+        self.prefix = (STAGES_DIR / stage / stage_fingerprint).as_posix()
+
+    def relative(self, name: str) -> str:
+        """The store path of the file ``name`` of this stage."""
+        return f"{self.prefix}/{name}"
 
     @property
     def done(self) -> bool:
-        return (self.path / SUCCESS).is_file()
+        return self.store.is_file(self.relative(SUCCESS))
 
-    def unit_path(self, key: str) -> Path:
-        return self.path / f"unit-{key}.parquet"
+    def unit_name(self, key: str) -> str:
+        return self.relative(f"unit-{key}.parquet")
+
+    def unit_path(self, key: str) -> str:
+        """The full location (local path or URL) of the unit ``key``, as readers are given it."""
+        return self.store.at(self.unit_name(key))
 
     def unit_done(self, key: str) -> bool:
-        return self.unit_path(key).is_file()
+        return self.store.is_file(self.unit_name(key))
+
+    def units(self) -> set[str]:
+        """The keys of the units kept now (one listing, for a stage of many units)."""
+        return {name.rsplit("/", 1)[-1].removeprefix("unit-").removesuffix(".parquet")
+                for name in self.store.files(self.prefix) if _UNIT.match(name.rsplit("/", 1)[-1])}
+
+    def _success(self) -> dict[str, Any]:
+        data = self.store.read_bytes(self.relative(SUCCESS))
+        if data is None:
+            raise FileNotFoundError(f"{self.store.at(self.relative(SUCCESS))}: the stage is not finished")
+        return json.loads(data)
 
     def files(self) -> list[str]:
-        """The finished stage's files (absolute paths), in a stable order."""
-        listing = json.loads((self.path / SUCCESS).read_text())
-        return [str(self.path / name) for name in listing["files"]]
+        """The finished stage's files (full locations), in a stable order."""
+        return [self.store.at(self.relative(name)) for name in self._success()["files"]]
 
     def rows(self) -> int:
-        return json.loads((self.path / SUCCESS).read_text())["rows"]
+        return self._success()["rows"]
+
+    def clear(self) -> None:
+        self.store.remove_tree(self.prefix)
 
     def mark_done(self) -> None:
         """Record every unit file and the total row count; the stage is then finished."""
-        names = sorted(p.name for p in self.path.glob("unit-*.parquet"))
-        rows = sum(pq.read_metadata(self.path / name).num_rows for name in names)
-        write_text_atomic(self.path / SUCCESS, json.dumps({"stage": self.stage, "fingerprint": self.fingerprint,
-                                                           "files": names, "rows": rows}))
+        names = sorted(name.rsplit("/", 1)[-1] for name in self.store.files(self.prefix)
+                       if _UNIT.match(name.rsplit("/", 1)[-1]))
+        rows = sum(parquet_rows(self.store.at(self.relative(name))) for name in names)
+        self.store.write_bytes(self.relative(SUCCESS), json.dumps(
+            {"stage": self.stage, "fingerprint": self.fingerprint, "files": names, "rows": rows}).encode())
 
 
-def write_unit(path: Path, batches: Iterable[pa.Table], schema: pa.Schema = WORK_SCHEMA) -> int:
-    """Stream ``batches`` into the Parquet file ``path`` via a temporary name; return the rows.
+_UNIT = re.compile(r"^unit-[0-9a-f]+\.parquet$")
+
+
+def parquet_rows(location: str) -> int:
+    """The rows of the Parquet file at ``location`` (a local path or a URL), from its footer."""
+    filesystem, path = arrow_location(location)
+    return pq.read_metadata(path, filesystem=filesystem).num_rows
+
+
+def write_unit(store: Store, relative: str, batches: Iterable[pa.Table], schema: pa.Schema = WORK_SCHEMA) -> int:
+    """Stream ``batches`` into the Parquet file ``relative`` of ``store``, put in place atomically
+    (see :mod:`codeprefs.core.store`); return the rows.
 
     Memory stays bounded by one batch, whatever the size of the unit.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     rows = 0
-    with atomic_write(path) as temporary, pq.ParquetWriter(temporary, schema, compression="zstd") as writer:
+    with store.writing(relative) as temporary, pq.ParquetWriter(temporary, schema, compression="zstd") as writer:
         for batch in batches:
             if batch.num_rows:
                 writer.write_table(batch.cast(schema))
@@ -111,7 +146,7 @@ def write_unit(path: Path, batches: Iterable[pa.Table], schema: pa.Schema = WORK
     return rows
 
 
-def prune_stages(output_dir: Path, source_units: dict[str, set[str]], used: dict[str, str | None],
+def prune_stages(store: Store, source_units: dict[str, set[str]], used: dict[str, str | None],
                  unit_stages: dict[str, dict[str, set[str]]] | None = None) -> None:
     """Drop cached stage outputs a run did not use (superseded settings, inputs or units).
 
@@ -119,17 +154,24 @@ def prune_stages(output_dir: Path, source_units: dict[str, set[str]], used: dict
     ``used``: each dataset stage -> the fingerprint the run used (``None``: the stage was skipped);
     ``unit_stages``: other stages kept in units (``candidates``), like ``source_units`` each.
     """
-    root = output_dir / STAGES_DIR
-    for stage, units in {"source": source_units, **(unit_stages or {})}.items():
-        folder_root = root / stage
-        for folder in sorted(folder_root.iterdir()) if folder_root.is_dir() else []:
-            if folder.name not in units:
-                shutil.rmtree(folder, ignore_errors=True)
-                continue
-            for unit in folder.glob("unit-*.parquet"):
-                if unit.name.removeprefix("unit-").removesuffix(".parquet") not in units[folder.name]:
-                    unit.unlink()
-    for stage, fingerprint_used in used.items():
-        for folder in sorted((root / stage).iterdir()) if (root / stage).is_dir() else []:
-            if folder.name != fingerprint_used:
-                shutil.rmtree(folder, ignore_errors=True)
+    kept = {"source": source_units, **(unit_stages or {})}
+    for relative in store.files(STAGES_DIR.as_posix()):
+        parts = PurePosixPath(relative).relative_to(STAGES_DIR.as_posix()).parts
+        if len(parts) < 3:
+            continue
+        stage, folder, name = parts[0], parts[1], parts[-1]
+        if stage in kept:
+            units = kept[stage].get(folder)
+            if units is None or (_UNIT.match(name) and len(parts) == 3
+                                 and name.removeprefix("unit-").removesuffix(".parquet") not in units):
+                store.remove(relative)
+        elif stage in used and folder != used[stage]:
+            store.remove(relative)
+    if isinstance(store, LocalStore):  # object stores have no empty folders to leave behind
+        _remove_empty_folders(store.path(STAGES_DIR))
+
+
+def _remove_empty_folders(root: Path) -> None:
+    for folder in sorted((path for path in root.rglob("*") if path.is_dir()), key=lambda p: -len(p.parts)):
+        with contextlib.suppress(OSError):
+            folder.rmdir()

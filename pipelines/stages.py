@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from codeprefs.core.files import file_sha256, write_json_atomic
+from codeprefs.core.files import file_sha256, json_bytes
 from codeprefs.core.layout import LLM_CACHE_DIR
 from codeprefs.core.localpaths import resolve_path
+from codeprefs.core.store import Store, local_cache_dir, read_parquet
 from codeprefs.pipelines.manifest import Manifest
 from codeprefs.filters.dedupe import BenchmarkError, decontaminate, index_for, near_dedupe
 from codeprefs.filters.dedupe.decontaminate import BenchmarkIndex
@@ -35,26 +34,23 @@ from codeprefs.pipelines.stagecache import StageDir, write_unit
 from codeprefs.pipelines.steps import BudgetPairs, Chain, ValidatePairs
 from codeprefs.pipelines.synthesis.llm import LLMError
 
-def run_dataset_stage(name: str, stage_fingerprint: str, files: list[str], output_dir: Path,
+def run_dataset_stage(name: str, stage_fingerprint: str, files: list[str], store: Store,
                       transform: Callable[[Any], Any], log: Callable[[str], None]) -> list[str]:
     """Read ``files``, apply ``transform`` (a Ray dataset to a Ray dataset), keep the result.
 
     Unlike a source stage it is redone whole when it did not finish (it has no units).
     """
-    import ray.data
-
-    stage = StageDir(output_dir, name, stage_fingerprint)
+    stage = StageDir(store, name, stage_fingerprint)
     if stage.done:
         log(f"{name}: reusing {stage.rows()} rows")
         return stage.files()
-    shutil.rmtree(stage.path, ignore_errors=True)
-    stage.path.mkdir(parents=True)
+    stage.clear()
     rows_in = progress.file_rows(files)
     tracker = progress.stage(name, rows_in, log, unit="rows")
-    rows = transform(ray.data.read_parquet(files, schema=None) if files else None)
+    rows = transform(read_parquet(files, schema=None) if files else None)
     if rows is not None:
-        progress.collect(rows.map_batches(_write_block, fn_kwargs={"folder": str(stage.path)}, batch_size=None,
-                                          batch_format="pyarrow").iter_rows(),
+        progress.collect(rows.map_batches(_write_block, fn_kwargs={"store": store, "prefix": stage.prefix},
+                                          batch_size=None, batch_format="pyarrow").iter_rows(),
                          tracker, lambda block: (block["rows"], block["rows"], block["kept"]))
     tracker.finish()
     stage.mark_done()
@@ -96,52 +92,53 @@ def validate_recipe(manifest: Manifest) -> ValidateRecipe:
                           manifest.ray.batch_rows)
 
 
-def run_validate(recipe: ValidateRecipe, stage_fingerprint: str, files: list[str], output_dir: Path,
+def run_validate(recipe: ValidateRecipe, stage_fingerprint: str, files: list[str], store: Store,
                  log: Callable[[str], None]) -> list[str]:
     """The ``validate`` stage: tree-sitter validation of both sides, then the length budget."""
     step = recipe.step()
     return run_dataset_stage(
-        "validate", stage_fingerprint, files, output_dir, log=log,
+        "validate", stage_fingerprint, files, store, log=log,
         transform=lambda rows: rows and rows.map_batches(step, batch_size=recipe.batch_rows,
                                                          batch_format="pyarrow"))
 
 
 def run_clean(manifest: Manifest, benchmarks: BenchmarkIndex | None, stage_fingerprint: str, files: list[str],
-              output_dir: Path, log: Callable[[str], None]) -> tuple[list[str], dict[str, Any]]:
+              store: Store, log: Callable[[str], None]) -> tuple[list[str], dict[str, Any]]:
     """The ``clean`` stage and its statistics (read back, marked ``reused``, when it is reused)."""
     steps: dict[str, Any] = {}
-    files = run_dataset_stage("clean", stage_fingerprint, files, output_dir,
+    files = run_dataset_stage("clean", stage_fingerprint, files, store,
                               clean_transform(manifest, benchmarks, steps), log)
-    stats_file = StageDir(output_dir, "clean", stage_fingerprint).path / "stats.json"
+    stats_file = StageDir(store, "clean", stage_fingerprint).relative("stats.json")
     if steps:
-        write_json_atomic(stats_file, steps)
-    elif stats_file.is_file():
-        steps = {**json.loads(stats_file.read_text()), "reused": True}
+        store.write_bytes(stats_file, json_bytes(steps))
+    elif (saved := store.read_bytes(stats_file)) is not None:
+        steps = {**json.loads(saved), "reused": True}
     return files, steps
 
 
-def run_judge(manifest: Manifest, stage_fingerprint: str, files: list[str], output_dir: Path,
-               log: Callable[[str], None]) -> tuple[list[str], dict[str, Any]]:
+def run_judge(manifest: Manifest, stage_fingerprint: str, files: list[str], store: Store,
+              log: Callable[[str], None]) -> tuple[list[str], dict[str, Any]]:
     """The ``judge`` stage (:mod:`codeprefs.pipelines.judge`) and what it cost: requests, tokens and cache
     hits of this run (none when an unchanged stage is reused)."""
-    stage = StageDir(output_dir, "judge", stage_fingerprint)
+    stage = StageDir(store, "judge", stage_fingerprint)
     reused = stage.done
+    stats = stage.relative(JUDGE_STATS_DIR)
     try:
-        step = judge_step(manifest.judge, output_dir / LLM_CACHE_DIR, stage.path / JUDGE_STATS_DIR)
+        step = judge_step(manifest.judge, local_cache_dir(store, LLM_CACHE_DIR), store, stats)
     except LLMError as error:
         raise BuildError(str(error)) from None
     files = run_dataset_stage(
-        "judge", stage_fingerprint, files, output_dir, log=log,
+        "judge", stage_fingerprint, files, store, log=log,
         transform=lambda rows: rows and rows.map_batches(step, batch_size=manifest.ray.batch_rows,
                                                          batch_format="pyarrow"))
-    totals = llm_totals(stage.path / JUDGE_STATS_DIR)
+    totals = llm_totals(store, stats)
     return files, ({key: 0 for key in totals} | {"reused": True}) if reused else {**totals, "reused": False}
 
 
-def _write_block(block: pa.Table, folder: str) -> pa.Table:
+def _write_block(block: pa.Table, store: Store, prefix: str) -> pa.Table:
     import uuid
 
-    rows = write_unit(Path(folder) / f"unit-{uuid.uuid4().hex}.parquet", [block])
+    rows = write_unit(store, f"{prefix}/unit-{uuid.uuid4().hex}.parquet", [block])
     return pa.table({"rows": [rows], "kept": [block["drop_reason"].null_count]})
 
 
@@ -212,16 +209,14 @@ def clean_transform(manifest: Manifest, benchmarks: BenchmarkIndex | None, stats
     return transform
 
 
-def write_shards(files: list[str], output_dir: Path, manifest: Manifest,
-           log: Callable[[str], None] = lambda line: None) -> list[dict[str, Any]]:
+def write_shards(files: list[str], store: Store, manifest: Manifest,
+                 log: Callable[[str], None] = lambda line: None) -> list[dict[str, Any]]:
     """The write stage: partition, exact-dedupe and write; returns the writers' summaries."""
-    import ray.data
-
     out = manifest.output
-    rows = ray.data.read_parquet(files)
+    rows = read_parquet(files)
     payload = sum(part["bytes"] for part in rows.map_batches(_payload_bytes, batch_format="pyarrow").take_all())
     count = max(1, math.ceil(payload / out.max_shard_bytes))
-    writer = WritePartition(str(output_dir), count, manifest.dedupe.exact, out.rejects.sample_rate,
+    writer = WritePartition(store, count, manifest.dedupe.exact, out.rejects.sample_rate,
                             out.compression_level, out.row_group_rows)
     tracker = progress.stage("write", count, log, unit="shards", rows_in=progress.file_rows(files))
     return progress.collect(

@@ -77,7 +77,13 @@ def write_text_atomic(path: Path, text: str) -> None:
         temporary.write_text(text, encoding="utf-8")
 
 
+def json_bytes(data: dict[str, Any]) -> bytes:
+    """``data`` as indented JSON (the form of ``run.json`` and the run state, meant to be read
+    by people too)."""
+    return (json.dumps(data, indent=2, sort_keys=False) + "\n").encode("utf-8")
+
+
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` to ``path`` as indented JSON (the form of ``run.json`` and the run state,
-    meant to be read by people too) through :func:`atomic_write`."""
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+    """Write ``data`` to ``path`` as :func:`json_bytes` through :func:`atomic_write`."""
+    with atomic_write(path) as temporary:
+        temporary.write_bytes(json_bytes(data))

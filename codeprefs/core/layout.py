@@ -8,7 +8,9 @@ once. Paths are relative to the output folder::
     candidates/                     candidate sets of solutions sources (synthesis.candidates;
                                     codeprefs.core.candidateset), beside the pair shards
     .cache/                         the build's own working files, never published
-        lock                        held while a build runs in the folder
+        lock                        held (flock) while a build runs in a local folder
+        lease.json                  held (a lease, codeprefs.core.lease) while a build runs in
+                                    object storage
         run-state.json              running / failed / complete, and the files runs wrote
         stages/<stage>/<fingerprint>/   cached stage outputs (pipelines.stagecache)
         <name>-<16 hex>.git         copies of the manifest's git repositories
@@ -26,6 +28,7 @@ CACHE_DIR = ".cache"
 CANDIDATES_DIR = "candidates"
 
 LOCK = Path(CACHE_DIR) / "lock"
+LEASE = Path(CACHE_DIR) / "lease.json"
 RUN_STATE = Path(CACHE_DIR) / "run-state.json"
 STAGES_DIR = Path(CACHE_DIR) / "stages"
 REMOTES_DIR = Path(CACHE_DIR) / "remotes"

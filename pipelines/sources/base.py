@@ -32,6 +32,7 @@ from pydantic import BeforeValidator, Field
 from codeprefs.core.layout import CACHE_DIR
 from codeprefs.core.settings import Settings
 from codeprefs.pipelines.recipes import settings_data
+from codeprefs.core.store import Store
 from codeprefs.pipelines.stagecache import StageDir, code_fingerprint, fingerprint, unit_key
 
 
@@ -126,13 +127,13 @@ class SourceWork:
         """What the stage's output depends on: the recipe and every unit."""
         return fingerprint(self.settings_fingerprint, self.unit_keys)
 
-    def stage(self, output_dir: Path) -> StageDir:
-        return StageDir(output_dir, "source", self.settings_fingerprint)
+    def stage(self, store: Store) -> StageDir:
+        return StageDir(store, "source", self.settings_fingerprint)
 
-    def pending_units(self, output_dir: Path) -> list[str]:
+    def pending_units(self, store: Store) -> list[str]:
         """The keys of the units whose rows are not kept yet."""
-        stage = self.stage(output_dir)
-        return [key for key in self.unit_keys if not stage.unit_done(key)]
+        kept = self.stage(store).units()
+        return [key for key in self.unit_keys if key not in kept]
 
 
 @dataclass(frozen=True)
