@@ -111,7 +111,7 @@ def plan_build(manifest: Manifest, output: Store | Path) -> Plan:
         raise BuildError(f"filters.criteria.classifier: {error}") from None
     context = PlanContext(base_dir=manifest.base_dir, output_dir=output_dir,
                           commit_steps=commit_steps, synthesis=manifest.synthesis,
-                          batch_rows=manifest.ray.batch_rows)
+                          batch_rows=manifest.ray.batch_rows, scratch_dir=manifest.ray.scratch_dir)
     works: list[SourceWork] = []
     inputs: list[tuple[int, dict[str, Any]]] = []
     for kind in SOURCE_KINDS:

@@ -44,10 +44,13 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    field_validator,
 )
 
 from codeprefs.core.localpaths import resolve_path
+from codeprefs.core.locations import require_local
 from codeprefs.core.patterns import PatternError, expand_patterns
+from codeprefs.core.scratch import check_configured
 from codeprefs.filters.criteria import CriteriaSettings
 from codeprefs.filters.dedupe.settings import DecontaminateSettings, DedupeSettings
 from codeprefs.filters.length import LengthSettings
@@ -105,6 +108,14 @@ class RayConfig(_Strict):
     address: str | None = None  # None: RAY_ADDRESS if set (a Ray job), else a local instance
     num_cpus: int | None = Field(default=None, ge=1)  # for a local instance only
     batch_rows: int = Field(default=256, ge=1)
+    # Node-local folder for clones and fetched remotes (codeprefs.core.scratch): each worker
+    # resolves it on its own node, CODEPREFS_SCRATCH_DIR there first; None: ~/.cache/codeprefs.
+    scratch_dir: str | None = None
+
+    @field_validator("scratch_dir")
+    @classmethod
+    def _node_local(cls, scratch_dir: str | None) -> str | None:
+        return None if scratch_dir is None else check_configured(require_local(scratch_dir))
 
 
 class Manifest(_Strict):

@@ -22,8 +22,10 @@ from codeprefs.pipelines.shards import DATA_DIR, REJECTS_DIR, STAGING
 # The names this project's writers give their files (nothing else is ever deleted).
 OWN_FILE = re.compile(rf"^(?:{DATA_DIR}/train|{REJECTS_DIR}/rejects|{CANDIDATES_DIR}/candidates)"
                       r"-\d{5}-of-\d{5}\.parquet$")
-# What planning writes before a first build's run state exists: copies of its repositories
-# (``.cache/<name>-<16 hex>.git``, their locks, half-made clones). Never deleted; not foreign.
+# What planning wrote into an output folder before clones moved to the node-local scratch folder
+# (codeprefs.core.scratch), possibly before a first build's run state existed: copies of its
+# repositories (``.cache/<name>-<16 hex>.git``, their locks, half-made clones). Builds write none
+# of these now; an older folder holding them is still a build's own: never deleted, not foreign.
 OWN_CACHE = re.compile(rf"^{re.escape(CACHE_DIR)}/(?:[^/]+-[0-9a-f]{{16}}\.git(?:/.+|\.lock)|\.clone-[^/]+/.+)$")
 LEFTOVER = re.compile(rf"^(?:{DATA_DIR}|{REJECTS_DIR}|{CANDIDATES_DIR})/(?:\.(?:train|rejects|candidates)-\d{{5}}-of-\d{{5}}\.parquet"
                       rf"\.[0-9a-f]{{32}}\.tmp|{re.escape(STAGING)}/\.?part-\d{{5}}\.parquet(?:\.[0-9a-f]{{32}}\.tmp)?)$")

@@ -43,6 +43,7 @@ from codeprefs.core.drops import (
 )
 from codeprefs.core.records import FileChunk, Malformed, Where, located_records
 from codeprefs.core.schema import Language, stable_id
+from codeprefs.core.scratch import clones_dir, remotes_dir
 from codeprefs.filters.classifier import CriteriaClassifier, combine
 from codeprefs.filters.criteria import (
     CriteriaLabeler,
@@ -148,8 +149,8 @@ class ListCommits(DropsAt):
     NOT_REGULAR_FILE = LIST.reason("not_regular_file")
     NOT_TARGET_LANGUAGE = LIST.reason("not_target_language")
 
-    def __init__(self, cache_dir: str, yield_rows: int = 4096) -> None:
-        self.cache_dir = cache_dir
+    def __init__(self, scratch_dir: str | None = None, yield_rows: int = 4096) -> None:
+        self.scratch_dir = scratch_dir  # the manifest's ray.scratch_dir; resolved on the worker's node
         self.yield_rows = yield_rows
 
     def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
@@ -160,7 +161,7 @@ class ListCommits(DropsAt):
         spec = RepoSpec(task["repo_name"], task["repo_kind"], task["repo_location"])
         repo = ResolvedRepo(spec, task["rev"], task["sha"], "ok")
         try:
-            git_dir = materialize(repo, Path(self.cache_dir),
+            git_dir = materialize(repo, clones_dir(self.scratch_dir),
                                   timeout=task.get("clone_timeout_s") or DEFAULT_CLONE_TIMEOUT_S)
             context = HeaderContext.from_paths(list_files(git_dir, repo.sha, spec.name))
             for commit in iter_commits(git_dir, repo.sha, spec.name, task["max_commits"]):
@@ -408,10 +409,10 @@ class FetchContents(Step):
     FILE_MISSING = CONTENT.reason("file_missing")
     NOT_REGULAR_FILE = CONTENT.reason("not_regular_file")
 
-    def __init__(self, settings: FetchSettings, cache_dir: str, rules: ExportRules, max_bytes: int,
+    def __init__(self, settings: FetchSettings, scratch_dir: str | None, rules: ExportRules, max_bytes: int,
                  slots: Slots | None = None) -> None:
         self.settings = settings
-        self.cache_dir = cache_dir
+        self.scratch_dir = scratch_dir  # the manifest's ray.scratch_dir; resolved on the worker's node
         self.rules = rules
         self.max_bytes = max_bytes
         self.slots = slots  # None: a per-process limit (tests, a single machine)
@@ -424,7 +425,7 @@ class FetchContents(Step):
                 groups[(row["commit"], tuple(candidates))].append(row)
         if not groups:
             return rows
-        retriever = Retriever(self.settings, RemoteCache(self.cache_dir),
+        retriever = Retriever(self.settings, RemoteCache(remotes_dir(self.scratch_dir, self.settings.remote)),
                               self.slots or HostSlots(self.settings.max_concurrent))
         keys = list(groups)
         with ThreadPoolExecutor(max_workers=min(self.settings.max_concurrent, len(keys))) as pool:

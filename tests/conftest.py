@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,16 @@ import pytest
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+# Builds keep clones and fetched remotes in a node-local scratch folder (codeprefs.core.scratch),
+# by default under the user's cache: the session gives its own, so no test reads a clone an
+# earlier session left there or leaves one behind, and drops a CODEPREFS_SCRATCH_DIR of the
+# shell, which would override every manifest's ray.scratch_dir. Set before any Ray worker starts
+# (workers inherit this environment).
+_SESSION_CACHE = tempfile.mkdtemp(prefix="codeprefs-test-cache-")
+os.environ["XDG_CACHE_HOME"] = _SESSION_CACHE
+os.environ.pop("CODEPREFS_SCRATCH_DIR", None)
+atexit.register(shutil.rmtree, _SESSION_CACHE, ignore_errors=True)
 
 _GIT_ENV = {
     "GIT_AUTHOR_NAME": "Test Author",

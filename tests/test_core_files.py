@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from codeprefs.core.files import atomic_write, file_sha256, temporary_name, write_json_atomic, write_text_atomic
-from codeprefs.core.layout import LLM_CACHE_DIR, LOCK, RAY_LOG, REMOTES_DIR, RUN_RECORD, RUN_STATE, STAGES_DIR
+from codeprefs.core.layout import LLM_CACHE_DIR, LOCK, RAY_LOG, RUN_RECORD, RUN_STATE, STAGES_DIR
 from codeprefs.core.localpaths import relative_to, resolve_path
 from codeprefs.pipelines.outputdir import LEFTOVER
 
@@ -105,5 +105,5 @@ def test_a_resolved_path_relativised_again_is_the_path_as_written(tmp_path):
 
 def test_the_output_layout_keeps_the_names_users_and_earlier_runs_know():
     assert RUN_RECORD == "run.json"
-    assert [path.as_posix() for path in (LOCK, RUN_STATE, STAGES_DIR, REMOTES_DIR, LLM_CACHE_DIR, RAY_LOG)] == [
-        ".cache/lock", ".cache/run-state.json", ".cache/stages", ".cache/remotes", ".cache/llm", ".cache/ray.log"]
+    assert [path.as_posix() for path in (LOCK, RUN_STATE, STAGES_DIR, LLM_CACHE_DIR, RAY_LOG)] == [
+        ".cache/lock", ".cache/run-state.json", ".cache/stages", ".cache/llm", ".cache/ray.log"]

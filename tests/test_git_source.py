@@ -183,8 +183,9 @@ def test_history_with_a_missing_object_fails_naming_the_repository(make_repo, tm
     first = repo.commit("Add file", {"a.py": "a = 1\n"})
     repo.commit("Fix bug in a", {"a.py": "a = 2\n"})
     tree = repo.git("rev-parse", f"{first}^{{tree}}").strip()
-    resolved = resolve(RepoSpec.parse(str(repo.path), tmp_path), cache_dir=tmp_path / "cache")
-    copy = resolved.spec.cache_path(tmp_path / "cache")
+    clones = tmp_path / "cache" / "clones"  # where ListCommits(tmp_path / "cache") keeps them
+    resolved = resolve(RepoSpec.parse(str(repo.path), tmp_path), cache_dir=clones)
+    copy = resolved.spec.cache_path(clones)
     (repo.path / ".git" / "objects" / tree[:2] / tree[2:]).unlink()
     with pytest.raises(GitError, match="holes.*corrupt"):  # the copy made when pinning fails
         resolve(RepoSpec.parse(str(repo.path), tmp_path))

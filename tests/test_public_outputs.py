@@ -91,7 +91,7 @@ def test_no_credential_in_outputs_logs_errors_or_upload(ray_local, served, tmp_p
         {"type": "git", "on_error": "skip", "repos": [f"http://bob:{c}@{host}/org/missing.git?access_token={d}"]},
         {"type": "export", "path": "export.jsonl", "remote": f"http://carol:{e}@{host}/{{repo}}.git",
          "retries": 0, "fetch_timeout_s": 30},
-    ]}))
+    ], "ray": {"scratch_dir": str(tmp_path / "scratch")}}))  # clones and remotes: scanned below too
     out = tmp_path / "out"
     from codeprefs.pipelines.build import build
 
@@ -111,7 +111,10 @@ def test_no_credential_in_outputs_logs_errors_or_upload(ray_local, served, tmp_p
     uploaded = publish(out, "org/creds", log=lines.append)
     assert {f.path_in_repo for f in uploaded.files} >= {"README.md", "run.json"}
     captured = capfd.readouterr()
-    texts = {**every_file(out), **every_file(tmp_path / "fail-out"),
+    scratch = every_file(tmp_path / "scratch")
+    assert any(".git/" in name for name in scratch) and any(name.endswith("fetch.log") for name in scratch)
+    texts = {**every_file(out), **every_file(tmp_path / "fail-out"), **scratch,
+             **{f"name:{name}": name.encode() for name in scratch},
              **{f"hub:{k}": v for k, v in hub.repos["org/creds"].items()},
              "log": "\n".join(lines).encode(), "cli": cli.output.encode(),
              "stdout": captured.out.encode(), "stderr": captured.err.encode()}

@@ -83,8 +83,8 @@ def _recipe(**changes) -> GitRecipe:
 
 def test_every_recipe_field_is_in_the_fingerprint_unless_declared_not_to_be():
     base = settings_data(_recipe())
-    assert set(base) == {"source", "commits"}  # cache_dir and batch_rows are declared not to matter
-    assert settings_data(_recipe(cache_dir="/elsewhere", batch_rows=7)) == base
+    assert set(base) == {"source", "commits"}  # scratch_dir and batch_rows are declared not to matter
+    assert settings_data(_recipe(scratch_dir="/elsewhere", batch_rows=7)) == base
     assert settings_data(_recipe(source={"rev": "v2"})) != base
     commits = _recipe().commits
     narrower = dataclasses.replace(commits, scope=dataclasses.replace(commits.scope, window_lines=3))

@@ -21,6 +21,7 @@ from codeprefs.pipelines.sources.kinds.export import PERMISSIVE_LICENSES
 from codeprefs.pipelines.build import build
 from codeprefs.pipelines.sources.export import ExportRules
 from codeprefs.core.records import plan_chunks, read_records
+from codeprefs.core.scratch import remotes_dir
 from codeprefs.pipelines.sources.remote import (
     ClusterHostSlots,
     FetchSettings,
@@ -136,9 +137,10 @@ def test_export_rows_are_checked_before_any_network_work(tmp_path, remotes):
     assert not (tmp_path / "cache").exists()
 
 
-def run_stages(rows: list[dict], remotes_template: str, rules: ExportRules, cache: Path,
+def run_stages(rows: list[dict], remotes_template: str, rules: ExportRules, scratch: Path,
                **settings) -> list[dict]:
-    fetch = FetchContents(FetchSettings(remotes_template, **settings), str(cache), rules, 1 << 18)
+    """The export steps with ``scratch`` as the scratch folder (its remotes: see remotes_dir)."""
+    fetch = FetchContents(FetchSettings(remotes_template, **settings), str(scratch), rules, 1 << 18)
     return fetch.run(LabelCriteria().run(FilterMessages().run(rows)))
 
 
@@ -146,8 +148,9 @@ def test_contents_are_fetched_once_and_failures_counted(tmp_path, remotes):
     expected = cases(remotes.commits)
     path = write_jsonl(tmp_path / "export.jsonl", [line for line, _ in expected])
     rules = rules_for(tmp_path / "allow")
-    cache = tmp_path / "cache"
-    rows = run_stages(list_file(path, rules), remotes.template, rules, cache, timeout_s=30,
+    scratch = tmp_path / "scratch"
+    cache = remotes_dir(str(scratch), remotes.template)
+    rows = run_stages(list_file(path, rules), remotes.template, rules, scratch, timeout_s=30,
                       backoff_s=0.05)
     assert [outcome(row) for row in rows] == [reason for _, reason in expected]
     by_path = {(row["repo"], row["path"]): row for row in rows[:4]}
@@ -178,7 +181,7 @@ def test_contents_are_fetched_once_and_failures_counted(tmp_path, remotes):
     moved = tmp_path / "remotes-away"
     shutil.move(remotes.root, moved)
     try:
-        again = run_stages(list_file(path, rules), remotes.template, rules, cache, timeout_s=30)
+        again = run_stages(list_file(path, rules), remotes.template, rules, scratch, timeout_s=30)
     finally:
         shutil.move(moved, remotes.root)
     assert fetch_log(cache) == log
@@ -233,9 +236,10 @@ def test_hanging_remote_hits_the_timeout_and_is_retried_then_counted(tmp_path, s
     rules = ExportRules("commits", frozenset(PERMISSIVE_LICENSES))
     path = write_jsonl(tmp_path / "export.jsonl",
                        [export_row("ab" * 20, "slow/repo", "a.py", "Fix bug in the parser")])
-    cache = tmp_path / "cache"
+    scratch = tmp_path / "scratch"
+    cache = remotes_dir(str(scratch), template)
     started = time.monotonic()
-    rows = run_stages(list_file(path, rules), template, rules, cache, timeout_s=1, retries=1,
+    rows = run_stages(list_file(path, rules), template, rules, scratch, timeout_s=1, retries=1,
                       backoff_s=0.1)
     elapsed = time.monotonic() - started
     assert outcome(rows[0]) == "content/fetch_timeout"
@@ -304,6 +308,7 @@ def test_build_from_an_export_and_a_rerun_without_remotes(ray_local, tmp_path, r
                      "remote": remotes.template, "allowlists": allowlists,
                      "fetch_timeout_s": 30, "retry_backoff_s": 0.05, "max_concurrent_fetches": 4}],
         "pairs": {"scope": "file"},  # the rows are compared with whole files
+        "ray": {"scratch_dir": str(tmp_path / "scratch")},
     }, tmp_path)
     out = tmp_path / "out"
     record = build(manifest, out)
@@ -331,8 +336,10 @@ def test_build_from_an_export_and_a_rerun_without_remotes(ray_local, tmp_path, r
         "bytes": (tmp_path / "allow" / "python.json").stat().st_size,
         "sha256": file_sha256(tmp_path / "allow" / "python.json")}
 
-    cache = out / ".cache" / "remotes"
+    cache = remotes_dir(str(tmp_path / "scratch"), remotes.template)  # node-local, not in the output
+    assert not (out / ".cache" / "remotes").exists()
     log = fetch_log(cache)
+    assert log
     shard = out / record["outputs"][0]["path"]
     digest = file_sha256(shard)
     moved = tmp_path / "remotes-away"

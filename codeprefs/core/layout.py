@@ -13,10 +13,14 @@ once. Paths are relative to the output folder::
                                     object storage
         run-state.json              running / failed / complete, and the files runs wrote
         stages/<stage>/<fingerprint>/   cached stage outputs (pipelines.stagecache)
-        <name>-<16 hex>.git         copies of the manifest's git repositories
-        remotes/                    export sources' commits fetched from their remotes
         llm/                        LLM responses (judge, LLM bug injection), reused by reruns
         ray.log                     Ray Data's own log lines when not shown
+
+Copies of the manifest's git repositories and the objects export sources fetch are not here:
+they live in each node's scratch folder (:mod:`codeprefs.core.scratch`), because a node of a
+cluster cannot clone into an output folder on object storage. Output folders of earlier
+versions may still hold them as ``.cache/<name>-<16 hex>.git`` and ``.cache/remotes/``; a build
+leaves those alone (``pipelines.outputdir.OWN_CACHE``).
 """
 
 from __future__ import annotations
@@ -31,6 +35,5 @@ LOCK = Path(CACHE_DIR) / "lock"
 LEASE = Path(CACHE_DIR) / "lease.json"
 RUN_STATE = Path(CACHE_DIR) / "run-state.json"
 STAGES_DIR = Path(CACHE_DIR) / "stages"
-REMOTES_DIR = Path(CACHE_DIR) / "remotes"
 LLM_CACHE_DIR = Path(CACHE_DIR) / "llm"
 RAY_LOG = Path(CACHE_DIR) / "ray.log"

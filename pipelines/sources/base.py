@@ -30,6 +30,7 @@ import pyarrow as pa
 from pydantic import BeforeValidator, Field
 
 from codeprefs.core.layout import CACHE_DIR
+from codeprefs.core.scratch import clones_dir
 from codeprefs.core.settings import Settings
 from codeprefs.pipelines.recipes import settings_data
 from codeprefs.core.store import Store
@@ -141,15 +142,23 @@ class PlanContext:
     """What every kind's planning may read besides its own sources (all from the manifest)."""
 
     base_dir: Path  # relative paths are read against it
-    output_dir: Path  # the build's output folder (its .cache holds clones, remotes, LLM answers)
+    output_dir: Path  # the build's output folder (its .cache holds synthesis and LLM caches)
     commit_steps: Any  # pipelines.sources.kinds.commits.CommitSteps, shared by commit sources
     synthesis: Any  # the manifest's synthesis section (solutions sources)
     batch_rows: int
+    # The manifest's ray.scratch_dir as written: recipes carry it to the workers, and each
+    # resolves it on its own node (codeprefs.core.scratch); clones and remotes live there.
+    scratch_dir: str | None = None
 
     @property
     def cache_dir(self) -> Path:
-        """``<output>/.cache``: clones, fetched remotes, synthesis and LLM caches."""
+        """``<output>/.cache``: synthesis and LLM caches (never clones or fetched remotes)."""
         return self.output_dir / CACHE_DIR
+
+    def planning_clones(self) -> Path:
+        """Where planning, on the driver, keeps the clones it pins commits in: the driver's own
+        scratch folder (a worker on the same node then finds them there)."""
+        return clones_dir(self.scratch_dir)
 
 
 @dataclass

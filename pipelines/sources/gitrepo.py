@@ -8,8 +8,9 @@ repository's config, the user's global config or the system's config names:
   so only the config of the repository it runs in (and ``-c`` options) apply;
 * a repository named in a manifest is never the repository a command runs in: a local path is
   first copied (a bare repository that fetches its branches, tags and remote-tracking
-  branches through ``upload-pack``) and a URL or bundle cloned bare into the
-  build's cache, and every later command runs in that copy, whose config git wrote. The only
+  branches through ``upload-pack``) and a URL or bundle cloned bare into the node's scratch
+  folder (:mod:`codeprefs.core.scratch`), and every later command runs in that copy, whose
+  config git wrote. The only
   process that touches the source is ``git upload-pack``, which git keeps safe to run on an
   untrusted repository (it honours ``uploadpack.packObjectsHook`` only from protected config, and
   no lazy fetches: ``GIT_NO_LAZY_FETCH=1``);
@@ -214,9 +215,11 @@ def resolve(spec: RepoSpec, rev: str = "HEAD", timeout: float = LISTING_TIMEOUT_
         heads = _list_heads(spec, min(timeout, clone_timeout))
         if not heads:
             return ResolvedRepo(spec, rev, None, "empty")
-        copy = local_copy(spec, cache_dir, heads.get("HEAD"), clone_timeout)
-        found = run_git(["rev-parse", "--verify", "-q", f"{rev}^{{commit}}"], git_dir=copy, what=what,
-                        check=False)
+        copy = spec.cache_path(cache_dir)
+        with locked_repository(copy):  # builds sharing the copy may move its refs: read them first
+            _update_copy(spec, copy, heads.get("HEAD"), clone_timeout, PROGRESS_INTERVAL_S)
+            found = run_git(["rev-parse", "--verify", "-q", f"{rev}^{{commit}}"], git_dir=copy,
+                            what=what, check=False)
         if found.returncode == 0:
             return ResolvedRepo(spec, rev, found.stdout.decode().strip(), "ok")
         raise GitError(f"{what}: cannot read revision {rev!r} of {spec.location}: the repository is "
@@ -349,33 +352,59 @@ def local_copy(spec: RepoSpec, cache_dir: Path, head: str | None,
     """
     target = spec.cache_path(cache_dir)
     with locked_repository(target):
-        if (target / "HEAD").exists():
-            _fetch(spec, target, list(LOCAL_REFS), timeout, progress_every, prune=True)
-        else:
-            _clone(spec, target, timeout, progress_every)
-        if head is not None:
-            if not _has_commit(target, head, spec.name):  # a detached HEAD on no branch
-                _fetch(spec, target, [head], timeout, progress_every)
-            run_git(["update-ref", "--no-deref", "HEAD", head], git_dir=target, what=spec.name)
+        _update_copy(spec, target, head, timeout, progress_every)
     return target
+
+
+def _update_copy(spec: RepoSpec, target: Path, head: str | None, timeout: float,
+                 progress_every: float) -> None:
+    """:func:`local_copy`'s work; the caller holds the copy's lock."""
+    if (target / "HEAD").exists():
+        _fetch(spec, target, list(LOCAL_REFS), timeout, progress_every, prune=True)
+    else:
+        _clone(spec, target, timeout, progress_every)
+    if head is not None:
+        if not _has_commit(target, head, spec.name):  # a detached HEAD on no branch
+            _fetch(spec, target, [head], timeout, progress_every)
+        run_git(["update-ref", "--no-deref", "HEAD", head], git_dir=target, what=spec.name)
 
 
 def materialize(repo: ResolvedRepo, cache_dir: Path, timeout: float = DEFAULT_CLONE_TIMEOUT_S,
                 progress_every: float = PROGRESS_INTERVAL_S) -> Path:
     """A bare copy of ``repo`` in ``cache_dir`` that holds ``repo.sha`` (cloned or fetched).
 
-    Clones and fetches are killed (with their helper processes) after ``timeout`` seconds,
-    raising :class:`GitTimeout` naming the repository, and log progress every
-    ``progress_every`` seconds while they run.
+    On a node without the copy (a worker on another machine than the planning driver, or a
+    fresh scratch folder) this clones again from the manifest's source and fetches the commit
+    planning pinned; a source that no longer has it (rewritten history, a different bundle at
+    the same path) is a :class:`GitError` naming the repository and the commit, never a copy
+    at another commit. Clones and fetches are killed (with their helper processes) after
+    ``timeout`` seconds, raising :class:`GitTimeout` naming the repository, and log progress
+    every ``progress_every`` seconds while they run.
     """
-    target = repo.spec.cache_path(cache_dir)
-    if (target / "HEAD").exists() and _has_commit(target, repo.sha, repo.spec.name):
+    spec = repo.spec
+    target = spec.cache_path(cache_dir)
+    if (target / "HEAD").exists() and _has_commit(target, repo.sha, spec.name):
         return target
+    if spec.kind != "url" and not Path(spec.location).exists():
+        raise GitError(f"{spec.name}: {spec.location} does not exist on this node ({os.uname().nodename}), "
+                       "which has no copy of it yet: a local repository or bundle must be at the same "
+                       "path on every node of the cluster (or name it by URL)")
     with locked_repository(target):
         if not (target / "HEAD").exists():
-            _clone(repo.spec, target, timeout, progress_every)
-        if not _has_commit(target, repo.sha, repo.spec.name):
-            _fetch(repo.spec, target, [repo.sha or repo.rev], timeout, progress_every)
+            _clone(spec, target, timeout, progress_every)
+        if not _has_commit(target, repo.sha, spec.name):
+            try:
+                _fetch(spec, target, [repo.sha or repo.rev], timeout, progress_every)
+            except GitTimeout:
+                raise
+            except GitError as error:
+                raise GitError(f"{spec.name}: {spec.location} no longer has commit {repo.sha}, to which "
+                               f"{repo.rev!r} was pinned when the build was planned (its history was "
+                               "rewritten or the source replaced): run the build again to pin it anew",
+                               error.stderr) from None
+            if not _has_commit(target, repo.sha, spec.name):
+                raise GitError(f"{spec.name}: fetching commit {repo.sha} from {spec.location} did not "
+                               "give that commit")
     return target
 
 

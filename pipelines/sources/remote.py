@@ -1,6 +1,8 @@
 """Commits fetched from remote repositories into a local cache, each at most once.
 
-The cache is a folder of bare repositories, one per remote repository::
+The cache is a folder of bare repositories, one per remote repository, in the scratch folder of
+the node the fetching task runs on (``<root>``: :func:`codeprefs.core.scratch.remotes_dir`, one
+per ``remote`` template; node-local, so a task on another node fetches again)::
 
     <root>/<host>/<owner>/<name>.git           every object fetched from that repository
     <root>/failures/<host>/<owner>/<name>/     permanent failures: repo.json (the repository is

@@ -20,7 +20,6 @@ from pydantic import Field, field_validator
 
 from codeprefs.core.patterns import expand_patterns
 from codeprefs.core.files import file_sha256
-from codeprefs.core.layout import REMOTES_DIR
 from codeprefs.core.localpaths import resolve_path
 from codeprefs.core.locations import require_local
 from codeprefs.core.schema import parse_language
@@ -107,14 +106,16 @@ class ExportRecipe:
     commits: CommitSteps
     rules: ExportRules = not_fingerprinted("made of `source` and the allowlists, which `files` hashes")
     fetch: FetchSettings = not_fingerprinted("made of `source`")
-    remotes_dir: str = not_fingerprinted("where fetched remotes are kept; a fetch gives the exported commit or fails")
+    scratch_dir: str | None = not_fingerprinted(
+        "the manifest's node-local scratch folder, resolved by each worker on its node: where fetched "
+        "remotes live does not change rows (a fetch gives the exported commit or fails)")
     batch_rows: int = not_fingerprinted("rows per batch: the same rows come out of any batching",
                                         default=1024)
 
     def pipeline(self, split: SplitCommits | None) -> UnitPipeline:
         # One fetch slot pool per host for the whole cluster (a Ray actor: made in the session).
         slots = ClusterHostSlots(self.fetch.max_concurrent, lease_s=self.fetch.timeout_s + 60)
-        fetch = FetchContents(self.fetch, self.remotes_dir, self.rules,
+        fetch = FetchContents(self.fetch, self.scratch_dir, self.rules,
                               self.commits.max_bytes, slots)
         return UnitPipeline(ListRecords(self.rules), [Chain(self.commits.filters(split)), fetch,
                                                       Chain(self.commits.pairing())], self.batch_rows)
@@ -163,6 +164,6 @@ class ExportKind:
                 files.append(({"type": "allowlist", "language": language, "path": written, "repos": repos}, path))
         rules = ExportRules(source.subset, frozenset(source.licenses), tuple(allowlists) if allowlists is not None else None)
         recipe = ExportRecipe(source.model_dump(mode="json", exclude={"path"}), fingerprint_files(files),
-                              context.commit_steps, rules, source.fetch_settings(), str(context.output_dir / REMOTES_DIR),
+                              context.commit_steps, rules, source.fetch_settings(), context.scratch_dir,
                               context.batch_rows)
         return SourceWork(index, [chunk.to_item() for chunk in chunks], recipe, split_listing=recipe.listing)

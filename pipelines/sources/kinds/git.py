@@ -1,8 +1,10 @@
 """The ``git`` source kind: single-file commits mined from git repositories.
 
 Planning pins each repository to a commit (a few look-ups at a time: ``ls-remote`` of a URL
-waits on the network); a local repository is copied into the build's cache first, and its
-revision read there, so no git command runs in the repository itself. One unit is one
+waits on the network); a local repository is copied into a clone first, and its
+revision read there, so no git command runs in the repository itself. Clones live in the
+node-local scratch folder (:mod:`codeprefs.core.scratch`): planning's on the driver, and a
+worker on another node clones again there, pinned to the same commit. One unit is one
 repository at its pinned commit; its rows come from :class:`~codeprefs.pipelines.steps.ListCommits`, the
 commit filters, :class:`~codeprefs.pipelines.steps.ReadContents` and the pairing.
 """
@@ -145,12 +147,14 @@ class GitRecipe:
     # less reruns only that repository).
     source: dict[str, Any]
     commits: CommitSteps
-    cache_dir: str = not_fingerprinted("where clones are kept; a clone holds the pinned commit or fails")
+    scratch_dir: str | None = not_fingerprinted(
+        "the manifest's node-local scratch folder, resolved by each worker on its node: where clones "
+        "live does not change rows (a clone holds the pinned commit or fails)")
     batch_rows: int = not_fingerprinted("rows per batch: the same rows come out of any batching",
                                         default=1024)
 
     def pipeline(self, split: SplitCommits | None) -> UnitPipeline:
-        return UnitPipeline(ListCommits(self.cache_dir), [Chain([
+        return UnitPipeline(ListCommits(self.scratch_dir), [Chain([
             *self.commits.filters(split), ReadContents(max_bytes=self.commits.max_bytes),
             *self.commits.pairing()])], self.batch_rows)
 
@@ -159,7 +163,7 @@ class GitRecipe:
         import ray.data
 
         return ray.data.from_items(units, override_num_blocks=len(units)).map_batches(
-            ListCommits(self.cache_dir), batch_size=1, batch_format="pyarrow")
+            ListCommits(self.scratch_dir), batch_size=1, batch_format="pyarrow")
 
 
 class GitKind:
@@ -171,7 +175,7 @@ class GitKind:
         planned = Planned()
         units: dict[int, list[dict[str, Any]]] = {index: [] for index, _ in sources}
         for index, source, repo, error in resolve_repositories(sources, context.base_dir,
-                                                               cache_dir=context.cache_dir):
+                                                               cache_dir=context.planning_clones()):
             planned.inputs.append((index, _input_record(source, repo, error)))
             if repo is not None and repo.status == "ok":
                 units[index].append(repo_task(repo, source.subset, source.max_commits, source.on_error,
@@ -180,6 +184,6 @@ class GitKind:
             if not units[index]:
                 continue  # every repository failed (and was skipped) or is empty
             recipe = GitRecipe(source.model_dump(mode="json", exclude={"repos"}), context.commit_steps,
-                               str(context.cache_dir), context.batch_rows)
+                               context.scratch_dir, context.batch_rows)
             planned.works.append(SourceWork(index, units[index], recipe, split_listing=recipe.listing))
         return planned
