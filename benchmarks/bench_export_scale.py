@@ -32,6 +32,7 @@ is left to do.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import re
 import subprocess
@@ -44,9 +45,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 FILLER_MESSAGES = ("Merge pull request #{n} from someone/branch", "Update README.md", "wip", "Bump version to 2.{n}.0",
                    "Merge branch 'main' into feature-{n}", "Release {n}", "typo", "Update CHANGELOG")
-_DONE = re.compile(r"progress: (?P<stage>[\w -]+?): .*?(?P<seconds>[\d.]+)s elapsed, done")
+# A stage's last progress line: "source 0: 4/4 units, ..., 4m41s elapsed, done" (progress._seconds).
+_DONE = re.compile(r"progress: (?P<stage>[\w -]+?): .*?, (?P<elapsed>[\dhms.]+) elapsed, done")
+
+
+def _elapsed_s(text: str) -> float:
+    """Seconds of ``12.5s``, ``4m41s`` or ``1h02m`` (how progress lines write them)."""
+    match = re.fullmatch(r"(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>[\d.]+)s)?", text)
+    if not match or not text:
+        raise ValueError(f"elapsed time {text!r} not understood")
+    return 3600 * int(match["h"] or 0) + 60 * int(match["m"] or 0) + float(match["s"] or 0)
+
 
 
 def single_file_commits(repo: Path) -> list[dict]:
@@ -64,24 +76,49 @@ def single_file_commits(repo: Path) -> list[dict]:
     return rows
 
 
-def write_export(real: list[dict], total: int, path: Path, seed: int = 7) -> int:
-    """``real`` then filler rows up to ``total``, shuffled, in row groups of 50,000 rows."""
+def write_export(real: list[dict], total: int, path: Path, row_group_rows: int | None = None,
+                 seed: int = 7) -> int:
+    """``real`` and filler rows up to ``total``, the real ones spread evenly over the file (so
+    every unit has its share of fetches), in row groups of ``row_group_rows`` (``None``: one
+    group, pyarrow's default for a file of up to 1 Mi rows, the layout a unit must cut)."""
     rng = random.Random(seed)
     filler_count = max(0, total - len(real))
+    every = max(1, (len(real) + filler_count) // max(1, len(real)))
     schema = pa.schema([(name, pa.int64() if name == "unix_time" else pa.string()) for name in real[0]])
-    with pq.ParquetWriter(path, schema) as writer:
-        pending = list(real)
-        for start in range(0, filler_count, 50_000):
-            for k in range(start, min(filler_count, start + 50_000)):
-                base = real[rng.randrange(len(real))]
-                message = rng.choice(FILLER_MESSAGES).format(n=k)
-                pending.append({**base, "subject": message, "message": message})
-            rng.shuffle(pending)
-            writer.write_table(pa.Table.from_pylist(pending, schema))
-            pending = []
-        if pending:
-            writer.write_table(pa.Table.from_pylist(pending, schema))
-    return len(real) + filler_count
+    rows, k = [], 0
+    for index in range(len(real) + filler_count):
+        if index % every == 0 and index // every < len(real):
+            rows.append(real[index // every])
+        else:
+            base = real[rng.randrange(len(real))]
+            message = rng.choice(FILLER_MESSAGES).format(n=k)
+            rows.append({**base, "subject": message, "message": message})
+            k += 1
+    pq.write_table(pa.Table.from_pylist(rows, schema), path, row_group_size=row_group_rows or len(rows))
+    return len(rows)
+
+
+def step_rates(path: Path, unit_rows: int) -> dict[str, float]:
+    """Rows/s of listing, the message filter and criteria labelling on the export's first unit,
+    in this process on one core with no Ray: what a unit costs before any fetch."""
+    from codeprefs.core.records import plan_chunks
+    from codeprefs.pipelines.sources.export import ExportRules
+    from codeprefs.pipelines.sources.kinds.export import PERMISSIVE_LICENSES
+    from codeprefs.pipelines.steps import FilterMessages, LabelCriteria, ListRecords
+
+    chunk = plan_chunks(str(path), path.name, chunk_rows=unit_rows)[0]
+    rates = {}
+    started = time.perf_counter()
+    rows = [row for table in ListRecords(ExportRules("commits", frozenset(PERMISSIVE_LICENSES), None))(
+        pa.Table.from_pylist([chunk.to_item()])) for row in table.to_pylist()]
+    rates["list"] = len(rows) / (time.perf_counter() - started)
+    for name, step in (("message", FilterMessages()), ("criteria", LabelCriteria())):
+        live = sum(1 for row in rows if row["drop_reason"] is None)
+        started = time.perf_counter()
+        rows = step.run(rows)
+        rates[name] = live / (time.perf_counter() - started)
+    rates["fetched"] = sum(1 for row in rows if row["drop_reason"] is None)  # rows left to fetch
+    return rates
 
 
 def _peak_rss(pid: int) -> int:
@@ -109,7 +146,7 @@ def run_build(manifest: Path, output: Path) -> tuple[float, dict[str, float], in
     wall = time.monotonic() - started
     if process.returncode != 0:
         raise SystemExit(f"build failed ({process.returncode}):\n{stderr[-3000:]}")
-    stages = {match["stage"]: float(match["seconds"]) for match in _DONE.finditer(stderr)}
+    stages = {match["stage"]: _elapsed_s(match["elapsed"]) for match in _DONE.finditer(stderr)}
     return wall, stages, peak, stderr[-2000:]
 
 
@@ -118,32 +155,47 @@ def main() -> None:
     parser.add_argument("repo", type=Path, help="a bare repository (e.g. /work/.mirror/psf+requests/repo)")
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--cpus", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--unit-rows", type=int, default=None, help="the source's unit_rows (default: its default)")
+    parser.add_argument("--row-group-rows", type=int, default=None, help="default: one row group")
     args = parser.parse_args()
     real = single_file_commits(args.repo)
     with tempfile.TemporaryDirectory(prefix="bench-export-") as scratch:
         folder = Path(scratch)
-        total = write_export(real, args.rows, folder / "commits.parquet")
+        export = folder / "commits.parquet"
+        total = write_export(real, args.rows, export, args.row_group_rows)
+        from codeprefs.core.records import UNIT_ROWS, plan_chunks
+
+        unit_rows = args.unit_rows or UNIT_ROWS
+        units = len(plan_chunks(str(export), export.name, chunk_rows=unit_rows))
         print(f"export: {total:,} rows ({len(real):,} real single-file commits of {args.repo}), "
-              f"{(folder / 'commits.parquet').stat().st_size / 1e6:.1f} MB")
+              f"{export.stat().st_size / 1e6:.1f} MB, {pq.ParquetFile(export).metadata.num_row_groups} row "
+              f"group(s), {units} units of about {unit_rows:,} rows")
+        rates = step_rates(export, unit_rows)
+        print("one unit in this process, no Ray: " + ", ".join(
+            f"{name} {rate:,.0f} rows/s" for name, rate in rates.items() if name != "fetched")
+            + f" ({rates['fetched']:,.0f} of its rows left to fetch)", flush=True)
         results = {}
         for cpus in args.cpus:
             manifest = folder / f"scale-{cpus}.yaml"
             manifest.write_text(
                 f"name: scale-{cpus}\nsources:\n  - type: export\n    path: commits.parquet\n"
+                f"    unit_rows: {unit_rows}\n"
                 f"    remote: 'file://{folder}/remotes/{{repo}}'\n"
                 f"ray: {{num_cpus: {cpus}}}\n")
             link = folder / "remotes" / "bench" / "repo"  # the remote every row names: the repository
             if not link.exists():
                 link.parent.mkdir(parents=True)
                 link.symlink_to(args.repo.resolve())
+            load_before = os.getloadavg()[0]
             wall, stages, peak, _ = run_build(manifest, folder / f"out-{cpus}")
+            load = f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
             results[cpus] = (wall, stages, peak)
-            source = stages.get("source 1", wall)
+            source = stages.get("source 0", wall)
             print(f"{cpus} CPU(s): wall {wall:.1f} s, stages {stages}, source stage {total / source:,.0f} rows/s "
-                  f"({total / source / cpus:,.0f} per core), driver peak RSS {peak / 2**20:,.0f} MiB")
+                  f"({total / source / cpus:,.0f} per core), driver peak RSS {peak / 2**20:,.0f} MiB, {load}", flush=True)
         first, last = args.cpus[0], args.cpus[-1]
         if first != last:
-            speedup = results[first][1].get("source 1", results[first][0]) / results[last][1].get("source 1", results[last][0])
+            speedup = results[first][1].get("source 0", results[first][0]) / results[last][1].get("source 0", results[last][0])
             print(f"source stage speed-up {first} -> {last} CPUs: {speedup:.2f}x (goal >= 1.7x from 1 to 2)")
         print(f"driver peak RSS, largest: {max(peak for _, _, peak in results.values()) / 2**20:,.0f} MiB (goal < 1536)")
 
