@@ -165,7 +165,7 @@ def test_chunk_k_of_a_parquet_file_reads_only_the_row_groups_that_hold_it(tmp_pa
 def test_parquet_and_arrow_chunks_locate_rows(tmp_path):
     path = _parquet(tmp_path / "t.parquet", rows=25, row_group_size=10)
     chunks = plan_chunks(str(path), "t.parquet", chunk_rows=10)
-    assert [(chunk.start, chunk.stop, chunk.first_row) for chunk in chunks] == [(0, 1, 0), (1, 2, 10), (2, 3, 20)]
+    assert [(chunk.start, chunk.stop, chunk.first_row) for chunk in chunks] == [(0, 10, 0), (10, 20, 10), (20, 25, 20)]
     located = [(position, where(), record["n"]) for chunk in chunks for position, where, record in located_records(chunk)]
     assert located[11] == (11, "t.parquet:12", 11)
 
@@ -179,6 +179,51 @@ def test_parquet_and_arrow_chunks_locate_rows(tmp_path):
     rows = [(where(), record["n"]) for position, where, record in located_records(chunks[2])]
     assert rows[0] == ("t.arrow:21", 20)
     assert FileChunk(**chunks[1].to_item()) == chunks[1]
+
+
+def test_parquet_chunks_cut_inside_a_row_group_larger_than_a_chunk(tmp_path):
+    one_group = _parquet(tmp_path / "one.parquet", rows=5_000, row_group_size=5_000)
+    assert pq.ParquetFile(one_group).metadata.num_row_groups == 1
+    chunks = plan_chunks(str(one_group), "one.parquet", chunk_rows=1_200)
+    assert [(chunk.start, chunk.stop) for chunk in chunks] == [
+        (0, 1000), (1000, 2000), (2000, 3000), (3000, 4000), (4000, 5000)]  # ceil(5000/1200) equal parts
+    seen = [(position, where(), record["n"]) for chunk in chunks for position, where, record in located_records(chunk)]
+    assert [n for _, _, n in seen] == list(range(5_000))  # every row once, in file order
+    assert seen[2_345] == (2_345, "one.parquet:2346", 2_345)
+    assert plan_chunks(str(one_group), "one.parquet", chunk_rows=1_200) == chunks  # the same cut again
+
+    # Small groups are gathered whole, as before; a large group among them is cut on its own.
+    mixed = tmp_path / "mixed.parquet"
+    table = pa.table({"n": list(range(1_000))})
+    with pq.ParquetWriter(mixed, table.schema) as writer:
+        for start, stop in [(0, 30), (30, 60), (60, 90), (90, 700), (700, 730), (730, 1_000)]:
+            writer.write_table(table.slice(start, stop - start))
+    chunks = plan_chunks(str(mixed), "mixed.parquet", chunk_rows=100)
+    assert [(chunk.start, chunk.stop) for chunk in chunks] == [
+        (0, 90), (90, 177), (177, 264), (264, 351), (351, 438), (438, 525), (525, 612), (612, 700),
+        (700, 730), (730, 820), (820, 910), (910, 1000)]
+    assert [row["n"] for chunk in chunks for _, _, row in located_records(chunk)] == list(range(1_000))
+
+
+def test_a_parquet_part_of_a_row_group_stops_decoding_at_its_last_row(tmp_path):
+    path = _parquet(tmp_path / "one.parquet", rows=50_000, row_group_size=50_000)
+    batches = list(iter_batches(path, 100, 20_000, batch_rows=8_192))
+    assert [batch.num_rows for batch in batches] == [8_092, 8_192, 3_716]
+    assert batches[0].column("n")[0].as_py() == 100 and batches[-1].column("n")[-1].as_py() == 20_099
+
+
+def test_json_lines_chunks_hold_about_chunk_rows_lines(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text(_lines({"n": n, "text": "x" * (n % 7)} for n in range(10_000)))
+    chunks = plan_chunks(str(path), "rows.jsonl", chunk_rows=1_000)
+    counts = [sum(1 for _ in located_records(chunk)) for chunk in chunks]
+    assert sum(counts) == 10_000 and 9 <= len(chunks) <= 11, counts
+    assert all(900 <= count <= 1_100 for count in counts[:-1]) and counts[-1] <= 1_100, counts  # the last: the rest
+    assert [record["n"] for chunk in chunks for _, _, record in located_records(chunk)] == list(range(10_000))
+    # The byte cap still holds, and a chunk size below one is refused naming the file.
+    assert len(plan_chunks(str(path), "rows.jsonl", chunk_bytes=4_096, chunk_rows=1_000)) > len(chunks)
+    with pytest.raises(ValueError, match="rows.jsonl: chunk sizes must be positive"):
+        plan_chunks(str(path), "rows.jsonl", chunk_rows=0)
 
 
 def test_saved_datasets_are_read_split_by_split(tmp_path):

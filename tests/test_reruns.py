@@ -271,3 +271,64 @@ def test_ray_dying_under_a_build_says_so_in_a_few_lines_and_make_quickstart_resu
     assert record["resumed"] is True
     assert shard_digests(out) == shard_digests(clean)
     assert record["rows"] == json.loads((clean / "run.json").read_text())["rows"]
+
+
+@pytest.fixture(scope="module")
+def export_crash_setup(tmp_path_factory):
+    """An export of 12,000 rows in one Parquet row group (1,200 real commits of a repository
+    reached over ``file://``, the rest commits the message filter drops), 1,000 rows a unit,
+    and the output of an uninterrupted build to compare with."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    base = tmp_path_factory.mktemp("export-crash")
+    repo = fast_repo(base / "remotes" / "acme" / "crash", 1200)
+    log = subprocess.run(["git", "-C", str(repo), "log", "--format=%H %ct"], capture_output=True, text=True,
+                         check=True).stdout.split()
+    real = [{"commit": sha, "subject": f"Fix bug number {i} in current", "message": f"Fix bug number {i} in current",
+             "repos": "acme/crash", "license": "mit", "old_file": "mod.py", "new_file": "mod.py",
+             "unix_time": int(time_)} for i, (sha, time_) in enumerate(zip(log[::2], log[1::2]))]
+    rows = [real[k // 10] if k % 10 == 0 else {**real[k // 10], "subject": "wip", "message": "wip"}
+            for k in range(12_000)]
+    pq.write_table(pa.Table.from_pylist(rows), base / "export.parquet", row_group_size=len(rows))
+    manifest = base / "export-crash.yaml"
+    manifest.write_text(yaml.safe_dump({
+        "name": "export-crash", "ray": {"num_cpus": 1}, "pairs": {"scope": "file"},
+        "sources": [{"type": "export", "path": "export.parquet", "unit_rows": 1000,
+                     "remote": f"file://{base / 'remotes'}/{{repo}}"}]}))
+    temp_dir = Path(tempfile.mkdtemp(prefix="cpx-", dir="/tmp"))  # Ray's socket paths must stay short
+    env = {**os.environ, "CODEPREFS_RAY_TMPDIR": str(temp_dir), "RAY_AUTH_MODE": "disabled"}
+    env.pop("RAY_ADDRESS", None)
+    clean = base / "clean"
+    done = _start_build(manifest, clean, env)
+    assert done.wait(timeout=900) == 0, done.stderr.read()[-3000:]
+    record = json.loads((clean / "run.json").read_text())
+    assert record["stages"][0]["units"] == 12 and record["rows"]["total"] == 12_000
+    assert record["rows"]["kept"] > 1000  # the real commits (but the root commit) became pairs
+    yield manifest, env, clean
+    _kill_ray_processes(temp_dir)
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def test_kill_9_of_an_export_build_then_resume_gives_the_clean_shards(export_crash_setup, tmp_path):
+    """The units cut inside one row group are kept one by one: a killed build resumes from them."""
+    manifest, env, clean = export_crash_setup
+    out = tmp_path / "out"
+    run = _start_build(manifest, out, env)
+    _wait_for(lambda: len(_units(out)) >= 1, 600, "a first finished unit")
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    finished_before = len(_units(out))
+    assert 1 <= finished_before < 12, "the kill came too late to interrupt the source stage"
+
+    refused = _start_build(manifest, out, env)
+    assert refused.wait(timeout=300) == 2
+    assert "--resume" in refused.stderr.read()
+
+    resumed = _start_build(manifest, out, env, "--resume")
+    assert resumed.wait(timeout=900) == 0, resumed.stderr.read()[-3000:]
+    record = json.loads((out / "run.json").read_text())
+    assert record["resumed"] is True
+    assert record["stages"][0]["units_reused"] >= finished_before
+    assert shard_digests(out) == shard_digests(clean)
+    assert record["rows"] == json.loads((clean / "run.json").read_text())["rows"]

@@ -70,7 +70,7 @@ def data(tmp_path_factory) -> Path:
 def listed(source: DatasetSource, base: Path) -> list[dict]:
     rules = DatasetRules.from_source(source)
     rows = []
-    for chunk in file_chunks(plan_dataset(source, base)):
+    for chunk in file_chunks(plan_dataset(source, base), source.unit_rows):
         for table in ListRecords(rules)(pa.Table.from_pylist([chunk.to_item()])):
             rows.extend(table.to_pylist())
     return rows
@@ -91,6 +91,18 @@ def test_records_are_mapped_and_filtered_alike_from_every_format(data, path):
         "dataset", "dataset", "dataset", None)
     assert first["strict_syntax"] is False
     assert len({row["id"] for row in rows}) == len(rows)
+
+
+def test_a_one_row_group_dataset_is_read_in_units_of_unit_rows(tmp_path):
+    records = [dict(item, prompt=f"{item['prompt']} #{k}") for k in range(100) for item, _ in CASES]
+    pq.write_table(pa.Table.from_pylist(records), tmp_path / "big.parquet", row_group_size=len(records))
+    source = DatasetSource(**MAPPING, path=["big.parquet"], unit_rows=200)
+    chunks = file_chunks(plan_dataset(source, tmp_path), source.unit_rows)
+    assert [(chunk.start, chunk.stop) for chunk in chunks] == [(0, 180), (180, 360), (360, 540), (540, 720), (720, 900)]
+    rows = listed(source, tmp_path)
+    assert [row["input"] for row in rows] == [item["prompt"] for item in records]  # each once, in order
+    assert [row["drop_reason"] for row in rows] == [reason for _, reason in CASES] * 100
+    assert len(file_chunks(plan_dataset(DatasetSource(**MAPPING, path=["big.parquet"]), tmp_path))) == 1
 
 
 def test_constants_stand_in_for_missing_columns_and_a_split_is_chosen(data, tmp_path):

@@ -446,3 +446,43 @@ def test_a_truncated_gzip_export_stops_the_build_naming_the_file(ray_local, tmp_
     with pytest.raises(BuildError, match=r"sources.0: in/export.jsonl.gz: truncated or corrupt gzip "
                                          r"file \(after line \d+\)"):
         build(manifest, tmp_path / "out")
+
+
+def test_a_one_row_group_parquet_export_is_cut_into_units_each_row_once(ray_local, tmp_path, remotes):
+    """5,000 rows in one Parquet row group, 800 rows a unit: seven units (the row group is cut),
+    every row counted once (kept in a shard or dropped into rejects), and a rerun reuses them all."""
+    c = remotes.commits
+    real = {100: export_row(c["stats_fix"], "acme/stats", "stats.py", "Fix bug: mean was off by one"),
+            2_500: export_row(c["ring_fix"], "acme/ring", "ring.h", "Fix overflow in ring buffer header"),
+            4_999: export_row(c["js_speed"], "acme/js", "join.js", "Make join faster by avoiding quadratic concatenation")}
+    rows = [real.get(k) or export_row(c["stats_fix"], "acme/stats", "stats.py", f"Bump copyright year {k}")
+            for k in range(5_000)]
+    (tmp_path / "in").mkdir()
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "in" / "export.parquet", row_group_size=5_000)
+    assert pq.ParquetFile(tmp_path / "in" / "export.parquet").metadata.num_row_groups == 1
+    manifest = parse_manifest({"name": "one-group", "ray": {"num_cpus": 2}, "pairs": {"scope": "file"},
+                               "sources": [{"type": "export", "path": "in/export.parquet", "unit_rows": 800,
+                                            "remote": remotes.template, "fetch_timeout_s": 30}]}, tmp_path)
+    out = tmp_path / "out"
+    lines: list[str] = []
+    record = build(manifest, out, log=lines.append)
+
+    assert record["stages"][0]["units"] == 7 and record["stages"][0]["units_reused"] == 0  # ceil(5000 / 800)
+    assert record["rows"] == {"total": 5_000, "kept": 3, "dropped": 4_997}
+    units = sorted((out / ".cache" / "stages" / "source").glob("*/unit-*.parquet"))
+    assert len(units) == 7
+    assert sorted(pl.read_parquet(units)["message"].to_list()) == sorted(row["message"] for row in rows)
+    kept = pl.read_parquet(out / "data" / "*.parquet")
+    assert sorted(kept["repo"].to_list()) == ["acme/js", "acme/ring", "acme/stats"]
+    rejects = pl.read_parquet(out / "rejects" / "*.parquet")
+    assert rejects.height == 4_997 and rejects["message"].n_unique() == 4_997
+    assert set(rejects["message"]) == {row["message"] for k, row in enumerate(rows) if k not in real}
+
+    shard = out / record["outputs"][0]["path"]
+    digest = file_sha256(shard)
+    again = build(manifest, out, log=lines.append)  # the same settings: nothing runs again
+    assert again["up_to_date"] is True and file_sha256(shard) == digest
+    (out / "run.json").unlink()  # forget the finished run: the source stage is still reused whole
+    rerun = build(manifest, out, log=lines.append)
+    assert rerun["stages"][0]["units"] == 7 and rerun["stages"][0]["units_reused"] == 7
+    assert rerun["rows"] == record["rows"] and file_sha256(shard) == digest

@@ -10,18 +10,19 @@ Formats, by file name (:func:`record_format`):
   ``.json`` file whose text starts with ``[`` is one JSON array of records; only whole-file
   readers (:func:`file_records`) take it, a chunked read refuses it (it cannot be cut);
 * **gzip** of those (``.jsonl.gz``, ``.json.gz``, ``.ndjson.gz``): read as a stream, never cut;
-* **Parquet** (``.parquet``): read a row group at a time, and a range of rows reads only the row
-  groups that hold it (:func:`iter_batches`), so cutting a file into chunks of a few records
-  reads it once in all, not once per chunk;
+* **Parquet** (``.parquet``): streamed a row group at a time, and a range of rows reads only the
+  row groups that hold it, stopping at its last row (:func:`iter_batches`), so cutting a file
+  into chunks of a few records reads it once in all, not once per chunk;
 * **Arrow IPC** (``.arrow``, stream or file format): memory-mapped;
 * a folder written by ``datasets``' ``save_to_disk`` (:func:`saved_dataset_tables`): its
   tables, split by split.
 
-Units of work: :func:`plan_chunks` cuts a file into :class:`FileChunk` descriptions from sizes
-and metadata only (bytes for JSON Lines, row groups for Parquet, rows for Arrow), and
-:func:`located_records` reads one. A JSON line belongs to the chunk its first byte falls in, so
-chunks never split or repeat a record. Every record comes with its position (byte offset of its
-line, or its row number) and a :class:`Where` that names it as ``<file>:<line>``.
+Units of work: :func:`plan_chunks` cuts a file into :class:`FileChunk` descriptions of about
+``chunk_rows`` rows from sizes and metadata only (bytes for JSON Lines, rows for Parquet, cut
+inside a row group larger than a chunk, rows for Arrow), and :func:`located_records` reads one.
+A JSON line belongs to the chunk its first byte falls in, so chunks never split or repeat a
+record. Every record comes with its position (byte offset of its line, or its row number) and a
+:class:`Where` that names it as ``<file>:<line>``.
 
 Two kinds of failure, never a bare traceback:
 
@@ -36,8 +37,9 @@ Measured in the 2-core sandbox, shared with other jobs (load average about 22), 
 ``benchmarks/bench_record_reader.py``: a 20,000-record Parquet file written in 1,000-row groups,
 read in 5,000 chunks of 4 records, took 43.6 s when every chunk read the whole file and sliced
 it (the old solutions reader) and 2.7 s reading only each chunk's row group (16x; the old cost
-grows with the square of the file, the new one linearly). A file written as one row group gains
-nothing (39.2 s old, 48.7 s new in the same sandbox): its one group is the whole file.
+grows with the square of the file, the new one linearly). A file written as one row group gained
+nothing then (39.2 s old, 48.7 s new in the same sandbox): its one group was the whole file. A
+chunk now stops decoding at its last row, and the planner cuts such a group into several chunks.
 """
 
 from __future__ import annotations
@@ -158,51 +160,106 @@ def record_format(path: str) -> RecordFormat:
 
 @dataclass(frozen=True)
 class FileChunk:
-    """A part of one record file: bytes ``[start, stop)`` (JSON Lines) or rows ``[start, stop)``."""
+    """A part of one record file: bytes ``[start, stop)`` (JSON Lines) or rows ``[start, stop)``.
+
+    A Parquet chunk names rows, not row groups, so a chunk may be a part of one large row group;
+    its reader finds the groups that hold the rows from the file's footer (:func:`row_groups_for`).
+    """
 
     path: str  # absolute
     label: str  # the file as the manifest names it
     format: RecordFormat
-    start: int  # JSON Lines: first byte; Parquet: first row group; Arrow: first row
+    start: int  # JSON Lines: first byte; Parquet and Arrow: first row
     stop: int  # exclusive
-    first_row: int = 0  # Parquet: the file row number of the chunk's first row
+    first_row: int = 0  # Parquet and Arrow: the file row number of the chunk's first row (= start)
 
     def to_item(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def plan_chunks(path: str, label: str, chunk_bytes: int = 32 << 20,
-                chunk_rows: int = 50_000) -> list[FileChunk]:
-    """Cut one file into chunks of about ``chunk_bytes`` bytes or ``chunk_rows`` rows.
+UNIT_ROWS = 50_000  # the default rows of a unit of work (export and dataset sources' ``unit_rows``)
+CHUNK_BYTES = 32 << 20  # the most bytes of a JSON Lines chunk, whatever its rows
+_SAMPLE_BYTES = 1 << 20  # the head of a JSON Lines file read to estimate its bytes per line
 
+
+def plan_chunks(path: str, label: str, chunk_bytes: int = CHUNK_BYTES,
+                chunk_rows: int = UNIT_ROWS) -> list[FileChunk]:
+    """Cut one file into chunks of about ``chunk_rows`` rows, from sizes and metadata only.
+
+    * Parquet: whole row groups are gathered until a chunk has ``chunk_rows`` rows (as the file
+      was written, so a chunk reads each of its groups once); a row group of more than
+      ``chunk_rows`` rows is cut into equal parts, each read from that group alone. A file
+      written as one big row group is therefore as many chunks as a file of small ones.
+    * Arrow: ``chunk_rows`` rows a chunk.
+    * JSON Lines: ``chunk_rows`` times the mean bytes of a line in the file's first MiB, and at
+      most ``chunk_bytes`` bytes (no line is read twice: a line belongs to the chunk holding
+      its first byte). gzip is one chunk (it cannot be cut).
+
+    The chunks depend only on the file and the two sizes, so a rerun cuts the same chunks.
     Raises ``ValueError`` naming the file when it is unreadable or not the format its name says.
     """
+    if chunk_rows < 1 or chunk_bytes < 1:
+        raise ValueError(f"{label}: chunk sizes must be positive (rows {chunk_rows}, bytes {chunk_bytes})")
     kind = record_format(path)
     try:
         if kind == "jsonl":
             size = os.path.getsize(path)
             if starts_json_array(path):
                 raise ValueError(f"{path}: a JSON array; codeprefs reads JSON Lines (one object a line)")
-            return [FileChunk(path, label, kind, start, min(start + chunk_bytes, size))
-                    for start in range(0, size, chunk_bytes)]
+            step = min(chunk_bytes, _jsonl_bytes_for(path, chunk_rows, size) or chunk_bytes)
+            return [FileChunk(path, label, kind, start, min(start + step, size))
+                    for start in range(0, size, step)]
         if kind == "jsonl.gz":  # not seekable: one chunk
             return [FileChunk(path, label, kind, 0, os.path.getsize(path))]
         if kind == "parquet":
             metadata = pq.ParquetFile(path).metadata
-            chunks, group, first_row = [], 0, 0
-            while group < metadata.num_row_groups:
-                stop, rows = group, 0
-                while stop < metadata.num_row_groups and (rows == 0 or rows < chunk_rows):
-                    rows += metadata.row_group(stop).num_rows
-                    stop += 1
-                chunks.append(FileChunk(path, label, kind, group, stop, first_row))
-                group, first_row = stop, first_row + rows
-            return chunks
+            sizes = [metadata.row_group(group).num_rows for group in range(metadata.num_row_groups)]
+            return [FileChunk(path, label, kind, start, stop, start)
+                    for start, stop in parquet_row_ranges(sizes, chunk_rows)]
         rows = read_arrow(path).num_rows
         return [FileChunk(path, label, kind, start, min(start + chunk_rows, rows), start)
                 for start in range(0, rows, chunk_rows)]
     except (OSError, pa.ArrowException) as error:
         raise ValueError(f"{label}: cannot read {kind} file: {error}") from None
+
+
+def parquet_row_ranges(group_rows: list[int], chunk_rows: int) -> list[tuple[int, int]]:
+    """Row ranges ``[start, stop)`` of about ``chunk_rows`` rows over row groups of ``group_rows``.
+
+    Groups of at most ``chunk_rows`` rows are gathered whole until a range has ``chunk_rows``
+    rows (a range may pass it by less than one group); a larger group ends the range before it
+    and is cut into ``ceil(rows / chunk_rows)`` parts that differ by one row at most.
+    """
+    ranges: list[tuple[int, int]] = []
+    start = row = 0  # the open range's first row, and the next group's first row
+    for rows in group_rows:
+        if rows > chunk_rows:
+            if row > start:
+                ranges.append((start, row))
+            parts = -(-rows // chunk_rows)
+            bounds = [row + rows * k // parts for k in range(parts + 1)]
+            ranges += list(zip(bounds, bounds[1:]))
+            row += rows
+            start = row
+            continue
+        row += rows
+        if row - start >= chunk_rows:
+            ranges.append((start, row))
+            start = row
+    if row > start:
+        ranges.append((start, row))
+    return ranges
+
+
+def _jsonl_bytes_for(path: str, rows: int, size: int) -> int | None:
+    """About the bytes of ``rows`` lines of ``path``, from the mean line of its head (``None``
+    when the head holds no whole line)."""
+    with open(path, "rb") as handle:
+        head = handle.read(min(size, _SAMPLE_BYTES))
+    lines = head.count(b"\n") + (1 if len(head) == size and head and not head.endswith(b"\n") else 0)
+    if lines == 0:
+        return None
+    return max(1, rows * len(head) // lines)
 
 
 def starts_json_array(path: str | Path) -> bool:
@@ -302,11 +359,15 @@ def row_groups_for(metadata: pq.FileMetaData, start: int, stop: int) -> tuple[li
 
 
 def iter_batches(path: str | Path, start: int = 0, limit: int | None = None,
-                 columns: list[str] | None = None, label: str | None = None) -> Iterator[pa.RecordBatch]:
-    """Rows ``start`` to ``start + limit`` of a Parquet file, one record batch per row group read.
+                 columns: list[str] | None = None, label: str | None = None,
+                 batch_rows: int = 8192) -> Iterator[pa.RecordBatch]:
+    """Rows ``start`` to ``start + limit`` of a Parquet file, in batches that never span two row groups.
 
-    Only the row groups holding those rows are read (:func:`row_groups_for`). Raises
-    :class:`RecordFileError` naming the file (``label``, else its path) when a group does not decode.
+    Only the row groups holding those rows are read (:func:`row_groups_for`), each streamed in
+    batches of at most ``batch_rows`` rows and left as soon as the last wanted row is read: a
+    part of one large group neither holds the whole group in memory nor decodes the rows after
+    it. Raises :class:`RecordFileError` naming the file (``label``, else its path) when a group
+    does not decode.
     """
     name = label or str(path)
     try:
@@ -315,13 +376,19 @@ def iter_batches(path: str | Path, start: int = 0, limit: int | None = None,
                                                                    parquet.metadata.num_rows)
         groups, skip = row_groups_for(parquet.metadata, start, stop)
         wanted = stop - start
-        for group in groups:
-            if wanted <= 0:
-                break
-            table = parquet.read_row_group(group, columns=columns).slice(skip, wanted)
-            skip = 0
-            wanted -= table.num_rows
-            yield from table.to_batches()
+        for group in groups if wanted > 0 else []:
+            size = parquet.metadata.row_group(group).num_rows
+            for batch in parquet.iter_batches(batch_size=max(1, min(batch_rows, size)), row_groups=[group],
+                                              columns=columns, use_threads=False):
+                if skip >= batch.num_rows:
+                    skip -= batch.num_rows
+                    continue
+                batch = batch.slice(skip, wanted)
+                skip = 0
+                wanted -= batch.num_rows
+                yield batch
+                if wanted <= 0:
+                    return
     except (OSError, pa.ArrowException) as error:
         raise RecordFileError(f"{name}: unreadable Parquet file (rows {start + 1} and on): {error}",
                               str(error)) from None
@@ -405,20 +472,21 @@ def _gzip_records(path: str, label: str) -> Iterator[Located]:
 
 
 def _table_records(chunk: FileChunk) -> Iterator[Located]:
-    first = chunk.first_row if chunk.format == "parquet" else chunk.start
+    lines = _Lines(chunk.label, first=chunk.first_row + 1)
+    if chunk.format == "parquet":
+        offset = 0
+        for batch in iter_batches(chunk.path, chunk.start, chunk.stop - chunk.start, label=chunk.label):
+            for record in batch.to_pylist():
+                yield chunk.first_row + offset, Where(lines, offset), record
+                offset += 1
+        return
     try:
-        if chunk.format == "parquet":
-            table = pq.ParquetFile(chunk.path).read_row_groups(list(range(chunk.start, chunk.stop)))
-        else:
-            table = read_arrow(chunk.path).slice(chunk.start, chunk.stop - chunk.start)
-        records = table.to_pylist()
+        records = read_arrow(chunk.path).slice(chunk.start, chunk.stop - chunk.start).to_pylist()
     except (OSError, pa.ArrowException) as error:
-        kind = "Parquet" if chunk.format == "parquet" else "Arrow"
-        raise RecordFileError(f"{chunk.label}: unreadable {kind} file (rows {first + 1} and on): "
+        raise RecordFileError(f"{chunk.label}: unreadable Arrow file (rows {chunk.start + 1} and on): "
                               f"{error}", str(error)) from None
-    lines = _Lines(chunk.label, first=first + 1)
     for offset, record in enumerate(records):
-        yield first + offset, Where(lines, offset), record
+        yield chunk.start + offset, Where(lines, offset), record
 
 
 def _lines_before(path: str, offset: int) -> int:

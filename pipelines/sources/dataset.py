@@ -32,7 +32,7 @@ from pydantic import model_validator
 
 from codeprefs.core.drops import LIST, DropReason
 from codeprefs.core.localpaths import resolve_path
-from codeprefs.core.records import FileChunk, Malformed, Where, column_names, plan_chunks, record_format
+from codeprefs.core.records import UNIT_ROWS, FileChunk, Malformed, Where, column_names, plan_chunks, record_format
 from codeprefs.core.schema import parse_aspect, parse_language, stable_id
 from codeprefs.core.rows import Row, empty_row, has_nul
 from codeprefs.pipelines.sources.base import SourceSettings
@@ -159,8 +159,9 @@ def _hub_files(source: DatasetSource) -> list[DatasetFile]:
     return _arrow_files(loaded, f"hub:{source.name}/{source.split}")
 
 
-def file_chunks(files: list[DatasetFile]) -> list[FileChunk]:
-    return [chunk for file in files for chunk in plan_chunks(file.path, file.label)]
+def file_chunks(files: list[DatasetFile], unit_rows: int = UNIT_ROWS) -> list[FileChunk]:
+    """Every file cut into chunks of about ``unit_rows`` rows (a unit of work each)."""
+    return [chunk for file in files for chunk in plan_chunks(file.path, file.label, chunk_rows=unit_rows)]
 
 
 def known_columns(file: DatasetFile) -> list[str] | None:

@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from codeprefs.core.patterns import expand_patterns
+from codeprefs.core.records import UNIT_ROWS
 from codeprefs.core.schema import parse_aspect, parse_language
 from codeprefs.pipelines.sources.base import (
     PathList,
@@ -53,6 +54,8 @@ class DatasetSource(SourceSettings):
     filters: list[DatasetFilter] = Field(default_factory=list)
     subset: str = "dataset"
     license: str | None = None  # declared for the dataset card
+    # Rows of a unit (one Ray task): about this many per unit, a Parquet row group cut if larger.
+    unit_rows: int = Field(default=UNIT_ROWS, ge=1)
 
     @field_validator("language")
     @classmethod
@@ -113,4 +116,4 @@ class DatasetKind:
                                     for file in files])
         recipe = DatasetRecipe(source.model_dump(mode="json", exclude={"path"}), inputs, rules,
                                context.batch_rows)
-        return SourceWork(index, [chunk.to_item() for chunk in file_chunks(files)], recipe)
+        return SourceWork(index, [chunk.to_item() for chunk in file_chunks(files, source.unit_rows)], recipe)

@@ -1,8 +1,9 @@
 """The ``export`` source kind: commits listed in an export file, contents fetched from remotes.
 
 Each row of an export names one single-file commit and the repositories that hold it (see
-:mod:`codeprefs.pipelines.sources.export` for its checks). Planning cuts the files into chunks from their
-sizes and metadata, checks the allowlists and hashes every file it reads; a unit is one chunk.
+:mod:`codeprefs.pipelines.sources.export` for its checks). Planning cuts the files into chunks of about
+``unit_rows`` rows from their sizes and metadata (:func:`~codeprefs.core.records.plan_chunks`),
+checks the allowlists and hashes every file it reads; a unit is one chunk.
 Its rows come from :class:`~codeprefs.pipelines.steps.ListRecords`, the commit filters (criteria are
 labelled before any fetch, so no fetch is spent on a commit without one),
 :class:`~codeprefs.pipelines.steps.FetchContents` and the pairing.
@@ -35,7 +36,7 @@ from codeprefs.pipelines.sources.base import (
 )
 from codeprefs.pipelines.sources.commits import CommitSteps
 from codeprefs.pipelines.sources.export import ExportRules, load_allowlist
-from codeprefs.core.records import plan_chunks
+from codeprefs.core.records import UNIT_ROWS, plan_chunks
 from codeprefs.pipelines.sources.remote import ClusterHostSlots, FetchSettings
 from codeprefs.pipelines.steps import Chain, FetchContents, ListRecords, SplitCommits
 
@@ -64,6 +65,9 @@ class ExportSource(SourceSettings):
     retry_backoff_s: float = Field(default=1.0, ge=0)  # doubled after each attempt
     max_concurrent_fetches: int = Field(default=8, ge=1)  # per host, across the whole cluster
     subset: str = "commits"
+    # Rows of a unit (one Ray task): about this many per unit whatever the file's layout (a
+    # Parquet row group larger than it is cut), so a large export keeps every CPU busy.
+    unit_rows: int = Field(default=UNIT_ROWS, ge=1)
 
     @field_validator("remote")
     @classmethod
@@ -152,7 +156,7 @@ class ExportKind:
             path = resolve_path(written, context.base_dir)
             if not path.is_file():
                 raise ValueError(f"path: no such export file: {written}")
-            chunks += plan_chunks(str(path), written)
+            chunks += plan_chunks(str(path), written, chunk_rows=source.unit_rows)
             files.append(({"type": "export", "path": written}, path))
         allowlists = None
         if source.allowlists is not None:
