@@ -73,8 +73,9 @@ def _fail(message: str) -> None:
 @app.command("build")
 def build_command(
     manifest: Annotated[Path, typer.Option("--manifest", "-m", parser=_local_path, metavar="<path>", help="The run's YAML manifest.")],
-    output: Annotated[Path | None, typer.Option("--output", "-o", parser=_local_path, metavar="<path>",
-                      help="Output folder (default: out/<manifest name>).")] = None,
+    output: Annotated[str | None, typer.Option("--output", "-o", parser=_location, metavar="<path|url>",
+                      help="Output folder (default: out/<manifest name>); may be an object-storage URL "
+                           "(s3://bucket/prefix), which every node of a cluster writes to.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted run, reusing its finished work "
                                          "(with none to finish: an ordinary build).")] = False,
     restart: Annotated[bool, typer.Option("--restart", help="Discard an interrupted run's partial work, or a "
@@ -98,14 +99,21 @@ def build_command(
         parsed = load_manifest(manifest)
     except ManifestError as error:
         _fail(str(error))
-    target = output or Path("out") / parsed.name
+    from codeprefs.core.store import StorageError, local_cache_dir, open_store
+
+    try:
+        store = open_store(output or Path("out") / parsed.name)
+    except StorageError as error:
+        _fail(str(error))
+    target = store.root if store.local else str(store)
+
     def log(line: str) -> None:
         _err.print(line, highlight=False, markup=False, soft_wrap=True)
 
     reporter = progress.RichReporter(_err) if _err.is_terminal else progress.PlainReporter(log)
     try:
-        with progress.reporting(reporter), progress.ray_logs_to_file(target / RAY_LOG, verbose):
-            record = build(parsed, target, manifest_path=str(manifest), resume=resume, restart=restart,
+        with progress.reporting(reporter), progress.ray_logs_to_file(local_cache_dir(store, RAY_LOG), verbose):
+            record = build(parsed, store, manifest_path=str(manifest), resume=resume, restart=restart,
                            force=force, log=log)
     except BuildError as error:
         _fail(str(error))
@@ -182,7 +190,7 @@ def _root_cause(error: BaseException) -> BaseException:
     return error
 
 
-def _print_summary(record: dict, output: Path) -> None:
+def _print_summary(record: dict, output: Path | str) -> None:
     import polars as pl
 
     from codeprefs.tables import print_frame
@@ -196,13 +204,13 @@ def _print_summary(record: dict, output: Path) -> None:
                                           f"{record['rows']['total']} candidates")
     for warning in record.get("warnings") or []:
         _warn(warning)
-    _out.print(f"wrote {len(record['outputs'])} shard(s) to {output.resolve() / 'data'}")
+    _out.print(f"wrote {len(record['outputs'])} shard(s) to {output}/data")
     candidates = record.get("candidates")
     if candidates:  # synthesis.candidates
         share = candidates["passed_share"]
         _out.print(f"wrote {candidates['candidates']} candidates of {candidates['tasks']} task(s)"
                    + (f", {share:.1%} passing," if share is not None else "")
-                   + f" to {output.resolve() / 'candidates'}")
+                   + f" to {output}/candidates")
 
 
 @app.command("stats")

@@ -36,7 +36,7 @@ def test_schemes_are_read_from_urls_only():
 
 
 @pytest.mark.parametrize("args", [
-    ["-m", "codeprefs.cli", "build", "--manifest", str(ROOT / "manifests" / "quickstart.yaml"), "--output", URLS[0]],
+    ["-m", "codeprefs.cli", "build", "--manifest", str(ROOT / "manifests" / "quickstart.yaml"), "--output", URLS[3]],
     ["pipelines/build_prefs.py", "--manifest", "manifests/quickstart.yaml", "--output", URLS[1]],
     ["-m", "codeprefs.cli", "stats", URLS[3]],
     ["-m", "codeprefs.cli", "runs", URLS[3]],
@@ -49,9 +49,9 @@ def test_schemes_are_read_from_urls_only():
 ], ids=["build", "build_prefs", "stats", "runs", "publish", "manifest", "train-data", "train-output",
         "evaluate-data", "evaluate-output"])
 def test_every_command_refuses_a_url_for_a_path_and_writes_nothing(tmp_path, args):
-    """Outputs of build, publish and the trainers are local only; stats, runs and --data read
-    object storage (tests/test_object_storage.py), and here get a scheme whose filesystem
-    package (adlfs, for az://) is not installed."""
+    """Outputs of publish and the trainers are local only; build writes and stats, runs and
+    --data read object storage (tests/test_object_storage.py), and here get a scheme whose
+    filesystem package (adlfs for az://, gcsfs for gs://) is not installed."""
     if args[0] == "pipelines/build_prefs.py":
         args = [str(ROOT / args[0]), args[1], str(ROOT / args[2]), *args[3:]]
     result = run(args, cwd=tmp_path)

@@ -125,3 +125,85 @@ def test_candidates_are_read_from_object_storage(tmp_path, s3_bucket):
     upload_one(tmp_path / "bad.parquet", f"{s3_bucket}/out/candidates/bad.parquet")
     with pytest.raises(DataError, match=f"^{s3_bucket}/out/candidates/bad.parquet: no column candidate_id"):
         read_candidates(f"{s3_bucket}/out/candidates", EVALUATION_COLUMNS)
+
+
+# -- builds that write to object storage ------------------------------------------------------------
+
+
+def _build_to(url: str, s3_server: S3Server, cwd: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """``codeprefs build`` of the quickstart into ``url``, as a user runs it (its own local Ray,
+    whose workers inherit the server's environment)."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, **s3_server.env(), "PYTHONPATH": str(root), "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "codeprefs.cli", "build", "--manifest",
+                           str(root / "manifests" / "quickstart.yaml"), "--output", url, *extra],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.mark.ray
+def test_a_build_to_object_storage_writes_the_same_shards_as_to_disk(tmp_path, s3_bucket, s3_server):
+    import hashlib
+
+    import s3fs
+
+    from tests.test_end_to_end import QUICKSTART_SHA256
+
+    url = f"{s3_bucket}/builds/quickstart"
+    first = _build_to(url, s3_server, tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert f"to {url}/data" in first.stdout
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)
+    root = url.removeprefix("s3://")
+    written = {path.removeprefix(root + "/"): hashlib.sha256(fs.cat_file(path)).hexdigest()
+               for path in fs.find(root) if path.endswith(".parquet") and "/.cache/" not in path}
+    assert written == QUICKSTART_SHA256  # byte-identical to the pinned local build
+    state = json.loads(fs.cat_file(f"{root}/.cache/run-state.json"))
+    assert state["status"] == "complete" and sorted(state["files"]) == sorted(QUICKSTART_SHA256)
+    assert json.loads(fs.cat_file(f"{root}/run.json"))["rows"]["kept"] > 0
+    assert not fs.exists(f"{root}/.cache/lease.json")  # released
+    assert list(tmp_path.iterdir()) == []  # nothing local: no s3:/ folder, no out/
+
+    again = _build_to(url, s3_server, tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "up to date" in again.stdout
+
+
+def test_a_lease_admits_one_build_and_is_taken_over_once_expired_or_its_holder_died(s3_bucket):
+    import socket
+    import time
+
+    import s3fs
+
+    from codeprefs.core.lease import Holder, Lease, LeaseError
+
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)
+    key = f"{s3_bucket.removeprefix('s3://')}/out/.cache/lease.json"
+    first = Lease(fs, key, "s3://out", seconds=30).acquire()
+    with pytest.raises(LeaseError, match=r"another build is running on s3://out \(process \d+ on"):
+        Lease(fs, key, "s3://out", seconds=30).acquire()
+    first.release()
+    assert not fs.exists(key)
+
+    # An expired lease (a holder on another node that died) is taken over.
+    fs.pipe_file(key, Holder("old", "another-node", 1, time.time() - 1).dump())
+    second = Lease(fs, key, "s3://out", seconds=30).acquire()
+    assert Holder.parse(fs.cat_file(key)).token == second.token
+    second.release()
+
+    # A live lease whose holder process on this host is gone (kill -9 of a driver) is taken over.
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    fs.pipe_file(key, Holder("killed", socket.gethostname(), dead.pid, time.time() + 600).dump())
+    third = Lease(fs, key, "s3://out", seconds=30).acquire()
+    assert Holder.parse(fs.cat_file(key)).token == third.token
+
+    # Somebody else writing the lease makes the holder lose it at its next renewal.
+    third.seconds = 3
+    fs.pipe_file(key, Holder("intruder", "another-node", 1, time.time() + 600).dump())
+    deadline = time.monotonic() + 20
+    while third._lost is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    with pytest.raises(LeaseError, match="lost its lease"):
+        third.check()
+    third.release()
+    assert Holder.parse(fs.cat_file(key)).token == "intruder"  # not ours: left in place

@@ -295,16 +295,17 @@ def open_store(location: str | Path) -> Store:
 def local_cache_dir(store: Store, relative: str | PurePosixPath) -> Path:
     """A local folder for what a build caches in files a store cannot hold (an SQLite database of
     LLM answers): ``relative`` inside a local output; for object storage, a folder of this node's
-    cache named after the output's URL (``$CODEPREFS_SCRATCH_DIR``, else ``~/.cache/codeprefs``),
+    scratch folder (:mod:`codeprefs.core.scratch`) named after the output's URL,
     so reruns on the same node reuse it."""
     if isinstance(store, LocalStore):
         return store.path(relative)
     import hashlib
 
+    from codeprefs.core.scratch import scratch_dir
+
     assert isinstance(store, ObjectStore)
-    root = Path(os.environ.get("CODEPREFS_SCRATCH_DIR") or Path.home() / ".cache" / "codeprefs").expanduser()
     name = hashlib.sha256(store.url.encode()).hexdigest()[:16]
-    return root / "outputs" / name / relative
+    return scratch_dir() / "outputs" / name / relative
 
 
 def arrow_location(location: str) -> tuple[Any, str]:
