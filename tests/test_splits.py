@@ -162,6 +162,9 @@ def test_benchmark_split_is_repository_disjoint_across_git_and_export_sources(ra
     assert frame.filter(pl.col("repo") == "acme/js")["chosen"][0] == JS_V2
     funnel = {stage["stage"]: stage["reasons"] for stage in record["funnel"]}
     assert funnel["split"] == {"outside_benchmark_window": 3, "repository_in_train": 2}
-    fetched = (out / ".cache" / "remotes" / "fetch.log").read_text()
+    from codeprefs.core.scratch import remotes_dir
+
+    assert not (out / ".cache" / "remotes").exists()  # fetched objects live in the node's scratch folder
+    fetched = (remotes_dir(None, remotes.template) / "fetch.log").read_text()
     assert c["js_speed"] in fetched
     assert c["stats_fix"] not in fetched and c["ring_fix"] not in fetched  # split before fetching
