@@ -252,19 +252,49 @@ def stats_command(
 
 @app.command("publish")
 def publish_command(
-    output: Annotated[Path, typer.Argument(parser=_local_path, metavar="OUTPUT", help="A build's output folder.")],
+    output: Annotated[str, typer.Argument(parser=_location, metavar="OUTPUT",
+                      help="A build's output folder; may be an object-storage URL (s3://bucket/out).")],
     repo: Annotated[str, typer.Option("--repo", help="Dataset repository on the Hub, org/name.")],
     private: Annotated[bool, typer.Option("--private", help="Create the repository private.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the operations; send nothing.")] = False,
 ) -> None:
-    """Write the dataset card and upload OUTPUT to the Hugging Face Hub (token: HF_TOKEN or login)."""
+    """Write the dataset card and upload OUTPUT to the Hugging Face Hub (token: HF_TOKEN or login).
+
+    An OUTPUT in object storage is read through a local copy of what a publish reads (shards, run
+    record, stats; not the caches); the card and its plots written there are copied back to OUTPUT.
+    """
+    from codeprefs.core.layout import CACHE_DIR
+    from codeprefs.core.storage import display_url
     from codeprefs.publish import PublishError, publish
     from codeprefs.pipelines.runrecord import RecordError
 
+    def read_by_publish(relative: str) -> bool:
+        return not relative.startswith(CACHE_DIR + "/")
+
+    with _local_view(output, read_by_publish) as local:
+        try:
+            publish(local, repo, private=private, dry_run=dry_run,
+                    log=lambda line: _out.print(line.replace(str(local), display_url(output)),
+                                                highlight=False, markup=False))
+        except (PublishError, FileNotFoundError, RecordError) as error:
+            _fail(str(error).replace(str(local), display_url(output)))
+        if local != Path(output):
+            _copy_card_back(local, output)
+
+
+def _copy_card_back(local: Path, output: str) -> None:
+    """The card and plots ``publish`` wrote into the local copy, written to the remote ``output``."""
+    from codeprefs.card import ASSETS_DIR
+    from codeprefs.core.storage import display_url
+    from codeprefs.core.store import open_store
+
+    store = open_store(output)
+    card = [local / "README.md", *sorted((local / ASSETS_DIR).glob("*.png"))]
     try:
-        publish(output, repo, private=private, dry_run=dry_run, log=lambda line: _out.print(line, highlight=False, markup=False))
-    except (PublishError, FileNotFoundError, RecordError) as error:
-        _fail(str(error))
+        for path in card:
+            store.write_bytes(path.relative_to(local).as_posix(), path.read_bytes())
+    except OSError as error:
+        _fail(f"published, but the card could not be written back to {display_url(output)}: {type(error).__name__}: {error}")
 
 
 criteria_app = typer.Typer(no_args_is_help=True, help="Criteria labelling: train a classifier on a build's messages.")

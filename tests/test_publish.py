@@ -17,6 +17,7 @@ from codeprefs.card import write_card
 from codeprefs.publish import PublishError, plan_upload, publish
 from codeprefs.stats import funnel_table, language_by_criterion
 from tests.fakehub import hub  # noqa: F401  (a fixture)
+from tests.s3server import s3_bucket, s3_server  # noqa: F401  (fixtures)
 
 ROOT = Path(__file__).resolve().parents[1]
 PY_V1 = "def area(w, h):\n    result = w * h\n    return result + 1\n"
@@ -169,3 +170,32 @@ def test_publish_and_stats_commands(output, hub):
     bad = subprocess.run([*cli, "publish", str(output), "--repo", "no-slash", "--dry-run"],
                          capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and "org/name" in bad.stderr
+
+
+def test_publish_reads_an_output_in_object_storage(output, hub, s3_bucket, monkeypatch):
+    """`codeprefs publish s3://...` publishes the same files as from disk, names the URL (never its
+    temporary copy) and leaves the card beside the remote output, as a local publish does."""
+    import s3fs
+    from typer.testing import CliRunner
+
+    from codeprefs.cli import app
+    from tests.s3server import upload
+
+    monkeypatch.setenv("COLUMNS", "200")
+    url = f"{s3_bucket}/builds/geo"
+    upload(output, url)
+    result = CliRunner().invoke(app, ["publish", url, "--repo", "org/geo"])
+    assert result.exit_code == 0, result.output
+    assert "published 6 file(s) to datasets/org/geo" in result.output
+    assert "codeprefs-remote-" not in result.output
+    files = hub.repos["org/geo"]
+    for shard in (output / "data").glob("*.parquet"):
+        assert files[f"data/{shard.name}"] == shard.read_bytes()
+    assert hub.commits and all("publish geo (" in commit["summary"] for commit in hub.commits)
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)
+    remote = url.removeprefix("s3://")
+    assert fs.cat_file(f"{remote}/README.md") == files["README.md"]
+    assert fs.cat_file(f"{remote}/assets/lengths.png") == files["assets/lengths.png"]
+
+    missing = CliRunner().invoke(app, ["publish", f"{s3_bucket}/builds/none", "--repo", "org/geo"])
+    assert missing.exit_code == 2 and f"{s3_bucket}/builds/none: no such file or folder" in missing.output

@@ -120,7 +120,9 @@ def local_copy(url: str, what: str = "", keep: Callable[[str], bool] | None = No
         raise StorageError(f"{named}: none of its files is one this command reads")
     single = len(files) == 1 and next(iter(files.values())).rstrip("/") == root.rstrip("/")
     with tempfile.TemporaryDirectory(prefix="codeprefs-remote-") as scratch:
-        base = Path(scratch) / "copy"
+        # The folder is named as the URL's last part, so what names an output by its folder
+        # (publish's commit messages) reads the same for a copy.
+        base = Path(scratch) / (PurePosixPath(root.rstrip("/")).name or "copy")
         for relative, path in files.items():
             target = base / relative
             target.parent.mkdir(parents=True, exist_ok=True)
