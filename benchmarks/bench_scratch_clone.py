@@ -37,16 +37,15 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.motoserver import MotoServer  # noqa: E402
 from codeprefs.pipelines.sources.gitrepo import (  # noqa: E402
     SAFE_CONFIG,
     RepoSpec,
@@ -69,32 +68,6 @@ def refs(git_dir: Path) -> dict[str, str]:
     """Branches and tags (what every copy must hold), ref -> object."""
     listing = git("for-each-ref", "--format=%(refname) %(objectname)", "refs/heads", "refs/tags", cwd=git_dir)
     return dict(line.split(" ", 1) for line in listing.splitlines())
-
-
-class MotoServer:
-    """moto's standalone S3 server on a free loopback port, as tests/s3server.py starts it."""
-
-    def __init__(self, log: Path) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        self.endpoint = f"http://127.0.0.1:{port}"
-        with log.open("wb") as sink:
-            self.process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                            stdout=sink, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(self.endpoint + "/moto-api/", timeout=2).close()
-                return
-            except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"moto did not start: {log.read_text()[-2000:]}") from None
-                time.sleep(0.2)
-
-    def close(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
 
 
 def clone_again(spec: RepoSpec, head: str, scratch: Path) -> tuple[float, Path]:

@@ -40,7 +40,7 @@ def test_schemes_are_read_from_urls_only():
     ["pipelines/build_prefs.py", "--manifest", "manifests/quickstart.yaml", "--output", URLS[1]],
     ["-m", "codeprefs.cli", "stats", URLS[3]],
     ["-m", "codeprefs.cli", "runs", URLS[3]],
-    ["-m", "codeprefs.cli", "publish", URLS[0], "--repo", "org/name", "--dry-run"],
+    ["-m", "codeprefs.cli", "publish", URLS[3], "--repo", "org/name", "--dry-run"],
     ["-m", "codeprefs.cli", "build", "--manifest", "s3://bucket/run.yaml"],
     ["-m", "codeprefs.trainers.train", "--data", URLS[3], "--model", "m", "--output", "ckpt"],
     ["-m", "codeprefs.trainers.train", "--data", "pairs", "--model", "m", "--output", URLS[1]],
@@ -49,9 +49,9 @@ def test_schemes_are_read_from_urls_only():
 ], ids=["build", "build_prefs", "stats", "runs", "publish", "manifest", "train-data", "train-output",
         "evaluate-data", "evaluate-output"])
 def test_every_command_refuses_a_url_for_a_path_and_writes_nothing(tmp_path, args):
-    """Outputs of publish and the trainers are local only; build writes and stats, runs and
-    --data read object storage (tests/test_object_storage.py), and here get a scheme whose
-    filesystem package (adlfs for az://, gcsfs for gs://) is not installed."""
+    """The trainers' outputs are local only; build writes and stats, runs, publish and --data
+    read object storage (tests/test_object_storage.py, tests/test_publish.py), and here get a
+    scheme whose filesystem package (adlfs for az://, gcsfs for gs://) is not installed."""
     if args[0] == "pipelines/build_prefs.py":
         args = [str(ROOT / args[0]), args[1], str(ROOT / args[2]), *args[3:]]
     result = run(args, cwd=tmp_path)

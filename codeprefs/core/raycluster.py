@@ -13,6 +13,8 @@
   fails to authenticate. A local instance therefore runs with ``RAY_AUTH_MODE=disabled`` unless
   the caller set ``RAY_AUTH_MODE`` itself; set it the same way for ``ray start``, the job CLI
   and drivers.
+* Parquet files are read with Ray Data's first reader (``use_datasource_v2 = False``): the
+  second starts 32 actor processes per read (see ``ray_session``).
 * Ray Data's shuffles (groupby, join) run their map and reduce tasks in worker pools of their
   own. With Ray's default cap on idle workers (one per CPU) every shuffle then kills and
   restarts worker processes, several seconds each on a small machine; a local instance
@@ -131,7 +133,14 @@ def ray_session(address: str | None = None, num_cpus: int | None = None,
         except BaseException:
             shutil.rmtree(temp_dir, ignore_errors=True)
             raise
-    DataContext.get_current().enable_progress_bars = False
+    context = DataContext.get_current()
+    context.enable_progress_bars = False
+    # Ray Data's second Parquet reader (the default since 2.5x) starts a pool of 32 FooterReader
+    # actors, fresh worker processes, for every read_parquet, however few its files: 1-2 s a read
+    # on a small machine, and a build reads the files of each stage before it. The first reader
+    # reads footers in the driver for a few files and in ordinary (reused) tasks for many:
+    # 0.2-0.5 s a read, the same rows (tests/test_end_to_end.py pins the shard bytes).
+    context.use_datasource_v2 = False
     raylet = _local_raylet() if temp_dir is not None and on_raylet_death is not None else None
     watch = RayletWatch(raylet, on_raylet_death) if raylet is not None else None
     if watch is not None:

@@ -1,0 +1,131 @@
+"""Object-storage overhead: the same build to a local folder and to an S3 server, same run.
+
+    .venv/bin/python benchmarks/bench_object_storage.py [--cpus 2] [REPO ...]
+
+REPO: local git repositories (default: the eight held-out mirrors under /work/.mirror, one per
+language, about 24k commits). The manifest mines them with the defaults (function scope, the word
+rule). One untimed build first fills the scratch folder with clones, which both timed builds then
+share (cloning is the same work whatever the output). Then, as ``codeprefs build`` (a subprocess
+with its own local Ray):
+
+* **local**: ``--output <temp folder>``;
+* **s3**: ``--output s3://bench/out`` on moto's S3 server on loopback (benchmarks/motoserver.py).
+
+It prints the wall time of each, the ratio (goal: s3 <= 1.2x local), each stage's time from the
+build's progress lines, the S3 requests by method and the bytes written (the inputs of the
+scale-out estimate in the README), and checks that both outputs hold the same shard bytes.
+
+Measured 2026-12-06 on the development machine (2 cores, 24 GiB; another session's work on the
+machine, load 1-3), the eight mirrors (24,130 commits), ``--cpus 2``: see the README's
+"Scale-out" section for the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.motoserver import MotoServer, request_counts  # noqa: E402
+
+MIRRORS = ["DaveGamble+cJSON", "JamesNK+Newtonsoft.Json", "google+leveldb", "spf13+cobra", "google+gson",
+           "expressjs+express", "psf+requests", "sinatra+sinatra"]
+DEFAULT_REPOS = [Path("/work/.mirror") / name / "repo" for name in MIRRORS]
+_STAGE_DONE = re.compile(r"progress: ([\w.-]+(?: \d+)?): .*?([\d.]+)s elapsed, done")
+
+
+def build(manifest: Path, output: str, env: dict[str, str]) -> tuple[float, dict[str, float], str]:
+    """(wall seconds, seconds per stage, stdout) of one ``codeprefs build``."""
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "codeprefs.cli", "build", "--manifest", str(manifest),
+                           "--output", output], cwd=ROOT, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"build to {output} failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+    stages = {match.group(1): float(match.group(2)) for match in _STAGE_DONE.finditer(done.stdout)}
+    return seconds, stages, done.stdout
+
+
+def shard_hashes_local(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in folder.rglob("*.parquet") if ".cache" not in p.parts}
+
+
+def shard_hashes_s3(fs, root: str) -> tuple[dict[str, str], int, int]:
+    """(shard hashes, objects, bytes) of everything under ``root``."""
+    hashes, objects, size = {}, 0, 0
+    for path, info in fs.find(root, detail=True).items():
+        objects += 1
+        size += info["size"]
+        if path.endswith(".parquet") and "/.cache/" not in path:
+            hashes[path.removeprefix(root + "/")] = hashlib.sha256(fs.cat_file(path)).hexdigest()
+    return hashes, objects, size
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("repos", nargs="*", type=Path, default=DEFAULT_REPOS)
+    parser.add_argument("--cpus", type=int, default=2, help="CPUs of each build's local Ray instance")
+    args = parser.parse_args()
+    missing = [str(repo) for repo in args.repos if not repo.is_dir()]
+    if missing:
+        raise SystemExit(f"no such repository: {', '.join(missing)} (fetch them first)")
+    commits = sum(int(subprocess.run(["git", "-C", str(repo), "rev-list", "--count", "HEAD"], capture_output=True,
+                                     text=True, check=True).stdout) for repo in args.repos)
+
+    work = Path(tempfile.mkdtemp(prefix="cpr-bench-s3-"))
+    server = MotoServer(work / "moto.log")
+    try:
+        import s3fs
+
+        env = {**os.environ, **server.env(), "CODEPREFS_SCRATCH_DIR": str(work / "scratch"),
+               "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+        env.pop("RAY_ADDRESS", None)
+        os.environ.update(server.env())
+        fs = s3fs.S3FileSystem(skip_instance_cache=True)
+        fs.mkdir("bench")
+        manifest = work / "bench.yaml"
+        manifest.write_text(yaml.safe_dump({"name": "storage-bench", "ray": {"num_cpus": args.cpus},
+                                            "sources": [{"type": "git", "repos": [str(r) for r in args.repos]}]}))
+        print(f"{len(args.repos)} repositories, {commits:,} commits, {args.cpus} CPUs")
+        warm, _, _ = build(manifest, str(work / "warm"), env)
+        print(f"warm-up build (clones into the scratch folder): {warm:.1f} s")
+        shutil.rmtree(work / "warm")
+
+        local_s, local_stages, _ = build(manifest, str(work / "local"), env)
+        before = request_counts(work / "moto.log")
+        s3_s, s3_stages, _ = build(manifest, "s3://bench/out", env)
+        requests = request_counts(work / "moto.log") - before
+        local_hashes = shard_hashes_local(work / "local")
+        s3_hashes, objects, size = shard_hashes_s3(fs, "bench/out")
+        same = local_hashes == s3_hashes
+
+        print(f"\n{'stage':<24}{'local s':>10}{'s3 s':>10}")
+        for stage in dict.fromkeys([*local_stages, *s3_stages]):
+            print(f"{stage:<24}{local_stages.get(stage, float('nan')):>10.1f}{s3_stages.get(stage, float('nan')):>10.1f}")
+        print(f"{'build (wall)':<24}{local_s:>10.1f}{s3_s:>10.1f}")
+        print(f"\ns3 / local: {s3_s / local_s:.2f}x (goal <= 1.2x)")
+        print(f"S3 requests: {sum(requests.values()):,} ({', '.join(f'{k} {v:,}' for k, v in sorted(requests.items()))})")
+        print(f"objects under the output: {objects:,}, {size / 2**20:.1f} MiB")
+        print(f"same shard bytes: {same} ({len(local_hashes)} files)")
+        if not same:
+            raise SystemExit("the two outputs differ")
+    finally:
+        server.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
