@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from codeprefs.core.drops import DECONTAMINATE, mark_dropped
-from codeprefs.core.localpaths import resolve_path
+from codeprefs.core.inputs import input_location, local_input
 from codeprefs.core.records import (
     Malformed,
     RecordFileError,
@@ -45,6 +45,7 @@ from codeprefs.core.records import (
 from codeprefs.filters.dedupe.ngrams import iter_ngram_blocks
 from codeprefs.filters.dedupe.settings import DecontaminateSettings
 from codeprefs.core.rows import WORK_SCHEMA
+from codeprefs.core.storage import StorageError
 
 BENCHMARK_OVERLAP = DECONTAMINATE.reason("benchmark_overlap")
 _DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
@@ -255,20 +256,29 @@ class FindOverlaps:
         return batch.select(WORK_SCHEMA.names).cast(WORK_SCHEMA)
 
 
-def resolve_benchmarks(config: DecontaminateSettings, base_dir: Path | None) -> list[tuple[str, Path]]:
-    """``(name as written, path)`` of each benchmark; relative paths against ``base_dir``."""
+def resolve_benchmarks(config: DecontaminateSettings, base_dir: Path | None,
+                       scratch_dir: str | None = None) -> list[tuple[str, Path]]:
+    """``(name as written, path)`` of each benchmark; relative paths against ``base_dir``. A URL
+    is read through this node's copy (:func:`codeprefs.core.inputs.local_input`, in the scratch
+    folder the manifest's ``ray.scratch_dir`` names)."""
     resolved = []
     for name in config.benchmarks:
-        path = resolve_path(name, base_dir or Path.cwd())
+        try:
+            path = local_input(input_location(name, base_dir or Path.cwd()), "benchmark", scratch_dir)
+        except StorageError as error:
+            raise BenchmarkError(str(error)) from None
         if not path.exists():
             raise BenchmarkError(f"benchmark {name!r} does not exist (looked for {path})")
         resolved.append((name, path))
     return resolved
 
 
-def index_for(config: DecontaminateSettings, base_dir: Path | None = None) -> BenchmarkIndex:
-    """Read and index the benchmarks ``config`` names (relative paths against ``base_dir``)."""
-    return build_index(resolve_benchmarks(config, base_dir), config.field, config.ngram, config.lowercase)
+def index_for(config: DecontaminateSettings, base_dir: Path | None = None,
+              scratch_dir: str | None = None) -> BenchmarkIndex:
+    """Read and index the benchmarks ``config`` names (relative paths against ``base_dir``;
+    ``scratch_dir``: where URLs are copied, see :func:`resolve_benchmarks`)."""
+    return build_index(resolve_benchmarks(config, base_dir, scratch_dir), config.field, config.ngram,
+                       config.lowercase)
 
 
 def decontaminate(rows, config: DecontaminateSettings, *, base_dir: Path | None = None,
