@@ -20,6 +20,8 @@ from codeprefs.core.files import file_sha256
 from codeprefs.core.inputs import local_input
 from codeprefs.core.patterns import PatternError, expand_patterns
 from codeprefs.core.storage import StorageError
+from codeprefs.filters.dedupe.decontaminate import BenchmarkError, index_for
+from codeprefs.filters.dedupe.settings import DecontaminateSettings
 from codeprefs.pipelines.build import build
 from codeprefs.pipelines.manifest import parse_manifest
 from codeprefs.pipelines.sources.solutions import SolutionFields, read_chunk
@@ -153,6 +155,21 @@ def test_solutions_chunks_keep_the_url_and_read_the_nodes_copy(tmp_path, s3_buck
     assert [(c["start"], c["end"], c["count"]) for c in chunks] == [(c["start"], c["end"], c["count"]) for c in here]
     records = [record for chunk in chunks for record in read_chunk(chunk, SolutionFields(), "Python", None, scratch)]
     assert [(r.file, r.task_id, r.line) for r in records] == [(url, f"t/{i}", i + 1) for i in range(5)]
+
+
+def test_benchmarks_on_s3_are_indexed_and_named_by_their_urls(tmp_path, s3_bucket):
+    scratch = str(tmp_path / "scratch")
+    put(f"{s3_bucket}/bench/good.jsonl", b'{"prompt": "add two ints and return the sum"}\n')
+    put(f"{s3_bucket}/bench/bad.jsonl", b'{"question": "x"}\n')
+    index = index_for(DecontaminateSettings(benchmarks=[f"{s3_bucket}/bench/good.jsonl"], ngram=3),
+                      tmp_path, scratch)
+    assert index.names == [f"{s3_bucket}/bench/good.jsonl"] and len(index.hashes) == 5
+    with pytest.raises(BenchmarkError) as caught:
+        index_for(DecontaminateSettings(benchmarks=[f"{s3_bucket}/bench/bad.jsonl"]), tmp_path, scratch)
+    assert f"{s3_bucket}/bench/bad.jsonl: record 1 has no field 'prompt'" in str(caught.value)
+    assert scratch not in str(caught.value)
+    with pytest.raises(BenchmarkError, match=f"benchmark {s3_bucket}/bench/none.jsonl: no such file"):
+        index_for(DecontaminateSettings(benchmarks=[f"{s3_bucket}/bench/none.jsonl"]), tmp_path, scratch)
 
 
 # -- builds ---------------------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ from codeprefs.core.records import (
 from codeprefs.filters.dedupe.ngrams import iter_ngram_blocks
 from codeprefs.filters.dedupe.settings import DecontaminateSettings
 from codeprefs.core.rows import WORK_SCHEMA
-from codeprefs.core.storage import StorageError
+from codeprefs.core.storage import StorageError, display_url, is_remote
 
 BENCHMARK_OVERLAP = DECONTAMINATE.reason("benchmark_overlap")
 _DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
@@ -175,7 +175,13 @@ def build_index(benchmarks: list[tuple[str, Path]], column: str, ngram: int,
     per_benchmark: list[np.ndarray] = []
     stats: dict[str, Any] = {}
     for name, path in benchmarks:
-        prompts = read_benchmark_prompts(path, column)
+        try:
+            prompts = read_benchmark_prompts(path, column)
+        except BenchmarkError as error:
+            if not is_remote(name):
+                raise
+            # a URL's benchmark is read from this node's copy: name the URL, not the copy
+            raise BenchmarkError(str(error).replace(str(path), display_url(name))) from None
         hashes: list[np.ndarray] = []
         missing = short = 0
         for number, prompt in enumerate(prompts, start=1):
@@ -183,7 +189,8 @@ def build_index(benchmarks: list[tuple[str, Path]], column: str, ngram: int,
                 missing += 1
                 continue
             if not isinstance(prompt, str):
-                raise BenchmarkError(f"{path}: record {number}: {column!r} is a "
+                shown = display_url(name) if is_remote(name) else path
+                raise BenchmarkError(f"{shown}: record {number}: {column!r} is a "
                                      f"{type(prompt).__name__}, not text")
             found = _prompt_ngrams(prompt, ngram, lowercase)
             if len(found) == 0:
