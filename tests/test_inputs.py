@@ -176,7 +176,8 @@ def test_benchmarks_on_s3_are_indexed_and_named_by_their_urls(tmp_path, s3_bucke
 
 
 def _inputs(folder: Path, commits: dict[str, str]) -> None:
-    """An export file, its allowlists, a dataset file and a benchmark, under ``folder``."""
+    """An export file, its allowlists, a dataset file, a save_to_disk folder and a benchmark, under
+    ``folder``."""
     fix, speed = "Fix bug: mean was off by one", "Speed up mean with the builtin sum"
     write_jsonl(folder / "export" / "commits.jsonl", [
         export_row(commits["stats_fix"], "acme/stats", "stats.py", fix),
@@ -190,6 +191,8 @@ def _inputs(folder: Path, commits: dict[str, str]) -> None:
     records = [item for item, _ in CASES]
     (folder / "pairs").mkdir()
     pq.write_table(pa.Table.from_pylist(records), folder / "pairs" / "pairs.parquet")
+    table = datasets.Dataset.from_list(records[:2])
+    datasets.DatasetDict({"train": table, "test": table.select([1])}).save_to_disk(str(folder / "saved"))
     # the benchmark holds the second good pair's prompt, padded to an n-gram: that pair is decontaminated
     (folder / "bench").mkdir()
     write_jsonl(folder / "bench" / "bench.jsonl", [{"prompt": "Add two ints."}])
@@ -203,6 +206,7 @@ def _manifest(base: str, remotes_template: str, scratch: Path) -> dict:
              "allowlists": {"Python": f"{base}allow/python.json", "C": f"{base}allow/c.json"},
              "fetch_timeout_s": 30, "retry_backoff_s": 0.05},
             {**MAPPING, "path": f"{base}pairs/pairs.parquet"},
+            {**MAPPING, "path": f"{base}saved"},  # its pairs repeat two of pairs.parquet's
         ],
         "decontaminate": {"benchmarks": [f"{base}bench/*.jsonl"], "ngram": 3},
         "pairs": {"scope": "file"},
@@ -246,7 +250,7 @@ def test_a_build_whose_inputs_are_on_s3_gives_the_rows_of_local_inputs(ray_local
     assert sorted(s3_ids) == sorted(local_ids)  # an export row is named by its commit, not its file
     assert record["funnel"] == expected["funnel"]
     funnel = {stage["stage"]: stage["reasons"] for stage in record["funnel"]}
-    assert funnel["list"]["not_in_allowlist"] == 1 and funnel["decontaminate"] == {"benchmark_overlap": 1}
+    assert funnel["list"]["not_in_allowlist"] == 1 and funnel["decontaminate"] == {"benchmark_overlap": 2}  # in the file and the folder
 
     # run.json names each input by the URL as written, with the hash of the same bytes on disk
     inputs = {item["path"]: item for item in record["inputs"]}
@@ -256,7 +260,12 @@ def test_a_build_whose_inputs_are_on_s3_gives_the_rows_of_local_inputs(ray_local
         json.dumps(row, default=str) for row in pl.read_parquet(tmp_path / "out-s3" / "data" / "*.parquet").to_dicts())
     assert str(tmp_path / "scratch-s3" / "inputs") not in text  # no node's copy reaches the output
     copied = {path: path.stat().st_mtime_ns for path in copies(tmp_path / "scratch-s3")}
-    assert len(copied) == 5  # export, two allowlists, dataset file, benchmark: one copy each
+    # one copy of each file read: the export, two allowlists, the dataset file, the benchmark, the
+    # saved folder (planning reads it whole) and the one Arrow file of its split a unit read
+    files = sorted(path.name for path in copied if path.parent.parent == tmp_path / "scratch-s3" / "inputs")
+    assert files == ["bench.jsonl", "c.json", "commits.jsonl", "data-00000-of-00001.arrow", "pairs.parquet",
+                     "python.json"]
+    assert sum("saved" in path.parts[-3:-1] for path in copied) == 7
 
     again = build_from_s3()  # the same URLs and bytes: the same fingerprints, and no download
     assert again.returncode == 0, again.stderr[-3000:]

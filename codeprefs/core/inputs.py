@@ -64,7 +64,7 @@ def local_input(location: str | Path, what: str, scratch: str | None = None) -> 
     except FileNotFoundError:
         raise StorageError(f"{named}: no such file") from None
     except Exception as error:  # OSError, or the client's own (botocore's ParamValidationError...)
-        raise StorageError(f"{named}: cannot read it ({_scrubbed(error, location)})") from None
+        raise StorageError(f"{named}: cannot read it ({scrubbed(error, location)})") from None
     if files == {}:
         raise StorageError(f"{named}: no such file (an empty folder)")
     identity = _identity(info) if files is None else "\n".join(
@@ -120,10 +120,10 @@ def _download(fs: Any, path: str, target: Path, named: str, location: str) -> No
     except FileNotFoundError:
         raise StorageError(f"{named}: no such file (it went away while being read)") from None
     except Exception as error:  # OSError, or the client's own
-        raise StorageError(f"{named}: cannot read it ({_scrubbed(error, location)})") from None
+        raise StorageError(f"{named}: cannot read it ({scrubbed(error, location)})") from None
 
 
-def _scrubbed(error: Exception, location: str) -> str:
+def scrubbed(error: BaseException, location: str) -> str:
     """The filesystem's words about ``error``, less any ``user:password`` written in ``location``
     (a filesystem that does not take them may quote them back as part of a bucket name)."""
     text = f"{type(error).__name__}: {error}"

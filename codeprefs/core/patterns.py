@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
+from codeprefs.core.inputs import scrubbed
 from codeprefs.core.locations import RemoteLocationError, require_local, url_scheme
 from codeprefs.core.storage import StorageError, display_url, is_remote, remote_filesystem
 
@@ -78,8 +79,10 @@ def _expand_url(text: str, check: Literal["none", "file", "exists"], noun: str, 
         found = fs.glob(path, detail=True)
     except StorageError as error:
         raise PatternError(str(error)) from None
-    except (OSError, PermissionError) as error:
-        raise PatternError(f"{label} {shown}: cannot list it ({type(error).__name__}: {error})") from None
+    except PatternError:
+        raise
+    except Exception as error:  # OSError, or the client's own (botocore's NoCredentialsError...)
+        raise PatternError(f"{label} {shown}: cannot list it ({scrubbed(error, text)})") from None
     scheme = url_scheme(text)
     matches = sorted(f"{scheme}://{match.lstrip('/')}" for match, info in found.items()
                      if check != "file" or info.get("type") == "file")

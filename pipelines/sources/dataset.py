@@ -8,6 +8,11 @@ Where the data come from (:func:`plan_dataset`, run by the driver, which reads o
 * ``name``: a Hub dataset, downloaded once by the driver with ``datasets.load_dataset`` into the
   Hugging Face cache (on a cluster the cache must be on a file system every node sees).
 
+A ``path`` may be a URL (``s3://bucket/pairs/*.parquet``, a ``save_to_disk`` folder's URL): the
+driver plans from its node's copy (:mod:`codeprefs.core.inputs`; a folder is copied whole), and the
+chunks name the URL (a folder's Arrow files by the folder's URL and their place in it), so each
+worker copies only the file it reads onto its own node.
+
 Every case becomes :class:`~codeprefs.core.records.FileChunk` descriptions (Arrow files for
 ``datasets`` folders and the Hub) that Ray tasks read. Each record then becomes one work row
 (:meth:`DatasetRules.row`); a record is dropped at stage ``list`` when
