@@ -41,7 +41,7 @@ def test_schemes_are_read_from_urls_only():
     ["pipelines/build_prefs.py", "--manifest", "manifests/quickstart.yaml", "--output", URLS[1]],
     ["-m", "codeprefs.cli", "stats", URLS[3]],
     ["-m", "codeprefs.cli", "runs", URLS[3]],
-    ["-m", "codeprefs.cli", "publish", URLS[0], "--repo", "org/name", "--dry-run"],
+    ["-m", "codeprefs.cli", "publish", URLS[3], "--repo", "org/name", "--dry-run"],
     ["-m", "codeprefs.cli", "build", "--manifest", "s3://bucket/run.yaml"],
     ["-m", "codeprefs.trainers.train", "--data", URLS[3], "--model", "m", "--output", "ckpt"],
     ["-m", "codeprefs.trainers.train", "--data", "pairs", "--model", "m", "--output", URLS[1]],

@@ -34,7 +34,7 @@ from typing import Any
 
 from codeprefs.core.localpaths import resolve_path
 from codeprefs.core.scratch import INPUTS, scratch_dir
-from codeprefs.core.storage import StorageError, display_url, is_remote, remote_filesystem
+from codeprefs.core.storage import StorageError, display_url, is_remote, remote_filesystem, scrubbed
 
 
 def input_location(written: str, base_dir: Path) -> str:
@@ -121,19 +121,4 @@ def _download(fs: Any, path: str, target: Path, named: str, location: str) -> No
         raise StorageError(f"{named}: no such file (it went away while being read)") from None
     except Exception as error:  # OSError, or the client's own
         raise StorageError(f"{named}: cannot read it ({scrubbed(error, location)})") from None
-
-
-def scrubbed(error: BaseException, location: str) -> str:
-    """The filesystem's words about ``error``, less any ``user:password`` written in ``location``
-    (a filesystem that does not take them may quote them back as part of a bucket name)."""
-    text = f"{type(error).__name__}: {error}"
-    credentials = _userinfo(location)
-    return text.replace(credentials, "***") if credentials else text
-
-
-def _userinfo(location: str) -> str:
-    """The ``user:password`` part of a URL (empty when it has none)."""
-    head, _, rest = location.strip().partition("://")
-    authority = rest.split("/", 1)[0]
-    return authority.rpartition("@")[0] if head and "@" in authority else ""
 

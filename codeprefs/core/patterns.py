@@ -12,9 +12,8 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from codeprefs.core.inputs import scrubbed
 from codeprefs.core.locations import RemoteLocationError, require_local, url_scheme
-from codeprefs.core.storage import StorageError, display_url, is_remote, remote_filesystem
+from codeprefs.core.storage import StorageError, display_url, is_remote, remote_filesystem, scrubbed
 
 
 class PatternError(ValueError):
