@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from codeprefs.core.files import file_sha256, json_bytes
 from codeprefs.core.layout import LLM_CACHE_DIR
+from codeprefs.core.inputs import input_location, local_input
 from codeprefs.core.localpaths import resolve_path
 from codeprefs.core.store import Store, local_cache_dir, read_parquet
 from codeprefs.pipelines.manifest import Manifest
@@ -167,7 +168,7 @@ def load_benchmarks(manifest: Manifest) -> BenchmarkIndex | None:
     if manifest.decontaminate is None:
         return None
     try:
-        return index_for(manifest.decontaminate, manifest.base_dir)
+        return index_for(manifest.decontaminate, manifest.base_dir, manifest.ray.scratch_dir)
     except BenchmarkError as error:
         raise BuildError(f"decontaminate.benchmarks: {error}") from None
 
@@ -178,7 +179,8 @@ def clean_fingerprint_settings(manifest: Manifest) -> dict[str, Any]:
     if manifest.decontaminate is not None:
         files = []
         for name in manifest.decontaminate.benchmarks:
-            path = resolve_path(name, manifest.base_dir)
+            # a URL's copy on this node: its files hash as the same files on disk would
+            path = local_input(input_location(name, manifest.base_dir), "benchmark", manifest.ray.scratch_dir)
             for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
                 if file.is_file():
                     files.append([str(file.relative_to(path.parent)), file_sha256(file)])

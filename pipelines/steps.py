@@ -24,6 +24,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -41,6 +42,7 @@ from codeprefs.core.drops import (
     DropsAt,
     drop,
 )
+from codeprefs.core.inputs import local_input
 from codeprefs.core.records import FileChunk, Malformed, Where, located_records
 from codeprefs.core.schema import Language, stable_id
 from codeprefs.core.scratch import clones_dir, remotes_dir
@@ -226,13 +228,16 @@ class ListRecords(DropsAt):
 
     drop_stage = LIST
 
-    def __init__(self, rules: RecordRules, yield_rows: int = 4096) -> None:
+    def __init__(self, rules: RecordRules, yield_rows: int = 4096, scratch_dir: str | None = None) -> None:
         self.rules = rules
         self.yield_rows = yield_rows
+        self.scratch_dir = scratch_dir  # the manifest's ray.scratch_dir; resolved on the worker's node
 
     def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
         for item in batch.to_pylist():
             chunk = FileChunk(**item)
+            # A chunk of a file at a URL is read from this node's copy; rows keep its label.
+            chunk = replace(chunk, path=str(local_input(chunk.path, chunk.label, self.scratch_dir)))
             rows = (self.rules.row(chunk.label, position, record, where)
                     for position, where, record in located_records(chunk))
             yield from to_tables(rows, self.yield_rows)

@@ -1,4 +1,5 @@
-"""A URL where a path is expected is an error naming it, never a relative folder (``s3:/bucket/q``)."""
+"""A URL where a path is expected is an error naming it, never a relative folder (``s3:/bucket/q``);
+manifest inputs take object-storage URLs, and name a scheme nothing reads."""
 
 from __future__ import annotations
 
@@ -63,14 +64,20 @@ def test_every_command_refuses_a_url_for_a_path_and_writes_nothing(tmp_path, arg
 
 
 @pytest.mark.parametrize(("source", "key"), [
-    ("  - type: export\n    path: s3://bucket/commits.jsonl\n", "sources.0.path"),
-    ("  - type: dataset\n    path: [hf://datasets/org/prefs]\n", "sources.0.path"),
+    ("  - type: export\n    path: gs://bucket/commits.jsonl\n", "sources.0.path"),
+    ("  - type: dataset\n    path: [az://container/prefs]\n", "sources.0.path"),
     ("  - type: solutions\n    path: gs://bucket/solutions.jsonl\n    language: Go\n"
      "    fields: {prompt: p, solution: s, tests: t}\n    harness: humaneval\n", "sources.0.path"),
-    ("  - type: export\n    path: commits.jsonl\n    allowlists: {Go: 's3://bucket/go.json'}\n",
+    ("  - type: export\n    path: commits.jsonl\n    allowlists: {Go: 'gs://bucket/go.json'}\n",
+     "sources.0.export.allowlists"),
+    ("  - type: export\n    path: file:///tmp/commits.jsonl\n", "sources.0.path"),
+    ("  - type: export\n    path: commits.jsonl\n    allowlists: {Go: 'file:///tmp/go.json'}\n",
      "sources.0.export.allowlists"),
 ])
-def test_manifest_paths_refuse_urls_naming_the_key(tmp_path, source, key):
+def test_manifest_inputs_name_a_url_nothing_reads(tmp_path, source, key):
+    """Inputs may be URLs (tests/test_inputs.py reads them from S3), but a scheme whose filesystem
+    package is not installed (gcsfs for gs://, adlfs for az://), or a file:// URL, is an error
+    naming the key and the URL when the manifest is loaded."""
     (tmp_path / "commits.jsonl").write_text("")
     manifest = tmp_path / "run.yaml"
     manifest.write_text(f"name: r\nsources:\n{source}")
@@ -78,13 +85,26 @@ def test_manifest_paths_refuse_urls_naming_the_key(tmp_path, source, key):
         load_manifest(manifest)
     message = str(caught.value)
     assert key in message and "URL" in message and "run.yaml" in message
+    assert ("file://" if "file://" in source else "://bucket/" if "gs://" in source else "az://") in message
+
+
+def test_manifest_inputs_keep_object_storage_urls_as_written(tmp_path):
+    """A plain URL costs no request when the manifest is loaded (it is read when planned)."""
+    manifest = tmp_path / "run.yaml"
+    manifest.write_text("name: r\nsources:\n  - type: export\n    path: s3://bucket/commits.jsonl\n"
+                        "    allowlists: {Go: 's3://bucket/go.json'}\n"
+                        "  - type: dataset\n    path: [hf://datasets/org/prefs/train.parquet]\n")
+    export, dataset = load_manifest(manifest).sources
+    assert export.path == ["s3://bucket/commits.jsonl"] and export.allowlists == {"Go": "s3://bucket/go.json"}
+    assert dataset.path == ["hf://datasets/org/prefs/train.parquet"]
 
 
 def test_decontamination_benchmarks_and_llm_cache_refuse_urls(tmp_path):
     manifest = tmp_path / "run.yaml"
     manifest.write_text("name: r\nsources:\n  - type: git\n    repos: [https://example.com/x.git]\n"
-                        "decontaminate:\n  benchmarks: [s3://bucket/bench.jsonl]\n")
-    with pytest.raises(ManifestError, match=r"decontaminate\.benchmarks: 's3://bucket/bench.jsonl' is a URL"):
+                        "decontaminate:\n  benchmarks: [gs://bucket/bench.jsonl]\n")
+    with pytest.raises(ManifestError, match=r"decontaminate\.benchmarks: benchmark gs://bucket/bench.jsonl: "
+                                            r"reading gs:// URLs needs a package"):
         load_manifest(manifest)
     manifest.write_text("name: r\nsources:\n  - type: git\n    repos: [https://example.com/x.git]\n"
                         "synthesis:\n  llm: {base_url: 'http://127.0.0.1:1/v1', model: m, cache_dir: 's3://b/c'}\n")

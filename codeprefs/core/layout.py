@@ -16,7 +16,8 @@ once. Paths are relative to the output folder::
         llm/                        LLM responses (judge, LLM bug injection), reused by reruns
         ray.log                     Ray Data's own log lines when not shown
 
-Copies of the manifest's git repositories and the objects export sources fetch are not here:
+Copies of the manifest's git repositories, the objects export sources fetch and the inputs read
+from URLs are not here:
 they live in each node's scratch folder (:mod:`codeprefs.core.scratch`), because a node of a
 cluster cannot clone into an output folder on object storage. Output folders of earlier
 versions may still hold them as ``.cache/<name>-<16 hex>.git`` and ``.cache/remotes/``; a build

@@ -166,7 +166,7 @@ class FileChunk:
     its reader finds the groups that hold the rows from the file's footer (:func:`row_groups_for`).
     """
 
-    path: str  # absolute
+    path: str  # absolute, or a URL (whose reader reads its node's copy: codeprefs.core.inputs)
     label: str  # the file as the manifest names it
     format: RecordFormat
     start: int  # JSON Lines: first byte; Parquet and Arrow: first row

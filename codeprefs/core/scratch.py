@@ -1,4 +1,4 @@
-"""The node-local scratch folder: where clones and fetched remotes of a build live.
+"""The node-local scratch folder: where clones, fetched remotes and copied inputs of a build live.
 
 A multi-node build has no file system that every node sees (its output may be object storage),
 so the copies of git repositories a worker mines, and the objects an export source fetches,
@@ -17,9 +17,13 @@ its own disk layout:
                                     its path or URL), with <name>-<16 hex>.git.lock beside it
     remotes/<16 hex>/...            an export source's fetched objects per remote URL template
                                     (see pipelines.sources.remote for what is inside)
+    inputs/<32 hex>/<name>          a manifest input read from a URL (an export, dataset,
+                                    solutions, benchmark or allowlist file or folder), one copy
+                                    per version of the object (see codeprefs.core.inputs)
 
 Several builds on one node share the folder; each clone and each remote repository is changed
-only under its own file lock, which is enough because the folder is local to the node. Where
+only under its own file lock, which is enough because the folder is local to the node (an input
+copy is never changed: it is renamed into place whole). Where
 clones live never changes a row, so the setting is not part of any fingerprint.
 """
 
@@ -32,6 +36,7 @@ from pathlib import Path
 SCRATCH_ENV = "CODEPREFS_SCRATCH_DIR"
 CLONES = "clones"
 REMOTES = "remotes"
+INPUTS = "inputs"
 
 
 class ScratchError(ValueError):

@@ -71,6 +71,21 @@ def remote_filesystem(url: str, what: str = "") -> tuple[Any, str]:
     return fs, path
 
 
+def scrubbed(error: BaseException, location: str) -> str:
+    """The filesystem's words about ``error``, less any ``user:password`` written in ``location``
+    (a filesystem that does not take them may quote them back as part of a bucket name)."""
+    text = f"{type(error).__name__}: {error}"
+    credentials = _userinfo(location)
+    return text.replace(credentials, "***") if credentials else text
+
+
+def _userinfo(location: str) -> str:
+    """The ``user:password`` part of a URL (empty when it has none)."""
+    head, _, rest = location.strip().partition("://")
+    authority = rest.split("/", 1)[0]
+    return authority.rpartition("@")[0] if head and "@" in authority else ""
+
+
 def _relative(path: str, root: str) -> str:
     return str(PurePosixPath(path).relative_to(PurePosixPath(root)))
 
@@ -90,8 +105,8 @@ def remote_files(url: str, what: str = "", keep: Callable[[str], bool] | None = 
             name = PurePosixPath(root).name
             return {name: root} if keep is None or keep(name) else {}
         found = fs.find(root)
-    except (OSError, PermissionError) as error:
-        raise StorageError(f"{named}: cannot list it ({type(error).__name__}: {error})") from None
+    except Exception as error:  # OSError, or the client's own (botocore's NoCredentialsError...)
+        raise StorageError(f"{named}: cannot list it ({scrubbed(error, url)})") from None
     if not found:
         raise StorageError(f"{named}: no such file or folder")
     files = {_relative(path, root): path for path in sorted(found)}

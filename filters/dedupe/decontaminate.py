@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from codeprefs.core.drops import DECONTAMINATE, mark_dropped
-from codeprefs.core.localpaths import resolve_path
+from codeprefs.core.inputs import input_location, local_input
 from codeprefs.core.records import (
     Malformed,
     RecordFileError,
@@ -45,6 +45,7 @@ from codeprefs.core.records import (
 from codeprefs.filters.dedupe.ngrams import iter_ngram_blocks
 from codeprefs.filters.dedupe.settings import DecontaminateSettings
 from codeprefs.core.rows import WORK_SCHEMA
+from codeprefs.core.storage import StorageError, display_url, is_remote
 
 BENCHMARK_OVERLAP = DECONTAMINATE.reason("benchmark_overlap")
 _DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
@@ -174,7 +175,13 @@ def build_index(benchmarks: list[tuple[str, Path]], column: str, ngram: int,
     per_benchmark: list[np.ndarray] = []
     stats: dict[str, Any] = {}
     for name, path in benchmarks:
-        prompts = read_benchmark_prompts(path, column)
+        try:
+            prompts = read_benchmark_prompts(path, column)
+        except BenchmarkError as error:
+            if not is_remote(name):
+                raise
+            # a URL's benchmark is read from this node's copy: name the URL, not the copy
+            raise BenchmarkError(str(error).replace(str(path), display_url(name))) from None
         hashes: list[np.ndarray] = []
         missing = short = 0
         for number, prompt in enumerate(prompts, start=1):
@@ -182,7 +189,8 @@ def build_index(benchmarks: list[tuple[str, Path]], column: str, ngram: int,
                 missing += 1
                 continue
             if not isinstance(prompt, str):
-                raise BenchmarkError(f"{path}: record {number}: {column!r} is a "
+                shown = display_url(name) if is_remote(name) else path
+                raise BenchmarkError(f"{shown}: record {number}: {column!r} is a "
                                      f"{type(prompt).__name__}, not text")
             found = _prompt_ngrams(prompt, ngram, lowercase)
             if len(found) == 0:
@@ -255,20 +263,29 @@ class FindOverlaps:
         return batch.select(WORK_SCHEMA.names).cast(WORK_SCHEMA)
 
 
-def resolve_benchmarks(config: DecontaminateSettings, base_dir: Path | None) -> list[tuple[str, Path]]:
-    """``(name as written, path)`` of each benchmark; relative paths against ``base_dir``."""
+def resolve_benchmarks(config: DecontaminateSettings, base_dir: Path | None,
+                       scratch_dir: str | None = None) -> list[tuple[str, Path]]:
+    """``(name as written, path)`` of each benchmark; relative paths against ``base_dir``. A URL
+    is read through this node's copy (:func:`codeprefs.core.inputs.local_input`, in the scratch
+    folder the manifest's ``ray.scratch_dir`` names)."""
     resolved = []
     for name in config.benchmarks:
-        path = resolve_path(name, base_dir or Path.cwd())
+        try:
+            path = local_input(input_location(name, base_dir or Path.cwd()), "benchmark", scratch_dir)
+        except StorageError as error:
+            raise BenchmarkError(str(error)) from None
         if not path.exists():
             raise BenchmarkError(f"benchmark {name!r} does not exist (looked for {path})")
         resolved.append((name, path))
     return resolved
 
 
-def index_for(config: DecontaminateSettings, base_dir: Path | None = None) -> BenchmarkIndex:
-    """Read and index the benchmarks ``config`` names (relative paths against ``base_dir``)."""
-    return build_index(resolve_benchmarks(config, base_dir), config.field, config.ngram, config.lowercase)
+def index_for(config: DecontaminateSettings, base_dir: Path | None = None,
+              scratch_dir: str | None = None) -> BenchmarkIndex:
+    """Read and index the benchmarks ``config`` names (relative paths against ``base_dir``;
+    ``scratch_dir``: where URLs are copied, see :func:`resolve_benchmarks`)."""
+    return build_index(resolve_benchmarks(config, base_dir, scratch_dir), config.field, config.ngram,
+                       config.lowercase)
 
 
 def decontaminate(rows, config: DecontaminateSettings, *, base_dir: Path | None = None,

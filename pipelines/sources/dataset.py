@@ -8,6 +8,11 @@ Where the data come from (:func:`plan_dataset`, run by the driver, which reads o
 * ``name``: a Hub dataset, downloaded once by the driver with ``datasets.load_dataset`` into the
   Hugging Face cache (on a cluster the cache must be on a file system every node sees).
 
+A ``path`` may be a URL (``s3://bucket/pairs/*.parquet``, a ``save_to_disk`` folder's URL): the
+driver plans from its node's copy (:mod:`codeprefs.core.inputs`; a folder is copied whole), and the
+chunks name the URL (a folder's Arrow files by the folder's URL and their place in it), so each
+worker copies only the file it reads onto its own node.
+
 Every case becomes :class:`~codeprefs.core.records.FileChunk` descriptions (Arrow files for
 ``datasets`` folders and the Hub) that Ray tasks read. Each record then becomes one work row
 (:meth:`DatasetRules.row`); a record is dropped at stage ``list`` when
@@ -23,7 +28,7 @@ Every case becomes :class:`~codeprefs.core.records.FileChunk` descriptions (Arro
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +36,8 @@ import pyarrow as pa
 from pydantic import model_validator
 
 from codeprefs.core.drops import LIST, DropReason
-from codeprefs.core.localpaths import resolve_path
+from codeprefs.core.inputs import input_location, local_input
+from codeprefs.core.storage import is_remote
 from codeprefs.core.records import UNIT_ROWS, FileChunk, Malformed, Where, column_names, plan_chunks, record_format
 from codeprefs.core.schema import parse_aspect, parse_language, stable_id
 from codeprefs.core.rows import Row, empty_row, has_nul
@@ -104,36 +110,53 @@ DatasetFilter = RatioFilter | ValueFilter
 class DatasetFile:
     """One file of a dataset source: where it is, what it is called, and how to read it."""
 
-    path: str  # absolute
+    path: str  # absolute, or a URL
     label: str  # the name in row ids: as written in the manifest, or hub:<name>/<split>/<file>
+    local: str = ""  # where this node reads it (a URL's copy); empty: ``path`` itself
+
+    def local_path(self) -> str:
+        return self.local or self.path
 
 
-def plan_dataset(source: DatasetSource, base_dir: Path) -> list[DatasetFile]:
-    """The files of ``source``; raises ``ValueError`` naming the input when they cannot be had."""
+def plan_dataset(source: DatasetSource, base_dir: Path, scratch: str | None = None) -> list[DatasetFile]:
+    """The files of ``source``; raises ``ValueError`` naming the input when they cannot be had.
+
+    A path may be a URL: it is read through this node's copy (``scratch``: the manifest's
+    ``ray.scratch_dir``, see :mod:`codeprefs.core.inputs`), and its files keep their URLs (a
+    ``save_to_disk`` folder's Arrow files: the folder's URL and their place in it), which each
+    worker reads through its own node's copy.
+    """
     if source.name is not None:
         return _hub_files(source)
     assert source.path is not None
-    if len(source.path) == 1 and resolve_path(source.path[0], base_dir).is_dir():
-        return _saved_files(source, resolve_path(source.path[0], base_dir))
+    locations = [input_location(written, base_dir) for written in source.path]
+    copies = [local_input(location, "dataset path", scratch) for location in locations]
+    if len(source.path) == 1 and copies[0].is_dir():
+        return _saved_files(source, copies[0], locations[0])
     files = []
-    for written in source.path:
-        path = resolve_path(written, base_dir)
+    for written, location, path in zip(source.path, locations, copies):
         if not path.is_file():
             raise ValueError(f"no such file: {written}" + (" (a folder must be the only path)"
                                                             if path.is_dir() else ""))
         record_format(str(path))
-        files.append(DatasetFile(str(path), written))
+        files.append(DatasetFile(location, written, str(path)))
     return files
 
 
-def _arrow_files(dataset: Any, label: str) -> list[DatasetFile]:
+def _arrow_files(dataset: Any, label: str, copied: tuple[Path, str] | None = None) -> list[DatasetFile]:
+    """The Arrow files of ``dataset``; ``copied``: (the local copy of a folder, its URL), so a
+    file of the copy is named by its URL."""
     files = [entry["filename"] for entry in dataset.cache_files]
     if not files:
         raise ValueError(f"{label}: the dataset has no files on disk (an in-memory dataset?)")
-    return [DatasetFile(name, f"{label}/{Path(name).name}") for name in files]
+    if copied is None:
+        return [DatasetFile(name, f"{label}/{Path(name).name}") for name in files]
+    folder, url = copied
+    return [DatasetFile(f"{url.rstrip('/')}/{Path(name).resolve().relative_to(folder.resolve()).as_posix()}",
+                        f"{label}/{Path(name).name}", name) for name in files]
 
 
-def _saved_files(source: DatasetSource, folder: Path) -> list[DatasetFile]:
+def _saved_files(source: DatasetSource, folder: Path, location: str) -> list[DatasetFile]:
     import datasets
 
     written = source.path[0]  # type: ignore[index]
@@ -141,11 +164,12 @@ def _saved_files(source: DatasetSource, folder: Path) -> list[DatasetFile]:
         loaded = datasets.load_from_disk(str(folder))
     except (FileNotFoundError, ValueError) as error:
         raise ValueError(f"{written}: not a datasets folder written by save_to_disk ({error})") from None
+    copied = (folder, location) if is_remote(location) else None
     if isinstance(loaded, datasets.DatasetDict):
         if source.split not in loaded:
             raise ValueError(f"{written}: no split {source.split!r} (it has {sorted(loaded)})")
-        return _arrow_files(loaded[source.split], f"{written}/{source.split}")
-    return _arrow_files(loaded, written)
+        return _arrow_files(loaded[source.split], f"{written}/{source.split}", copied)
+    return _arrow_files(loaded, written, copied)
 
 
 def _hub_files(source: DatasetSource) -> list[DatasetFile]:
@@ -160,16 +184,18 @@ def _hub_files(source: DatasetSource) -> list[DatasetFile]:
 
 
 def file_chunks(files: list[DatasetFile], unit_rows: int = UNIT_ROWS) -> list[FileChunk]:
-    """Every file cut into chunks of about ``unit_rows`` rows (a unit of work each)."""
-    return [chunk for file in files for chunk in plan_chunks(file.path, file.label, chunk_rows=unit_rows)]
+    """Every file cut into chunks of about ``unit_rows`` rows (a unit of work each), naming the
+    file by its path or URL."""
+    return [replace(chunk, path=file.path) for file in files
+            for chunk in plan_chunks(file.local_path(), file.label, chunk_rows=unit_rows)]
 
 
 def known_columns(file: DatasetFile) -> list[str] | None:
     """The column names of a Parquet or Arrow file (``None`` for JSON Lines: per record)."""
     try:
-        return column_names(file.path)
+        return column_names(file.local_path())
     except (OSError, pa.ArrowException) as error:
-        raise ValueError(f"{file.label}: cannot read {record_format(file.path)} file: {error}") from None
+        raise ValueError(f"{file.label}: cannot read {record_format(file.local_path())} file: {error}") from None
 
 
 @dataclass(frozen=True)

@@ -28,10 +28,11 @@ import functools
 import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from codeprefs.core.drops import LIST, DropReason
+from codeprefs.core.inputs import local_input
+from codeprefs.core.storage import StorageError, display_url, is_remote
 from codeprefs.core.records import Malformed, Where
 from codeprefs.core.schema import Language, stable_id
 from codeprefs.parsers.languages import is_ambiguous, language_for_path
@@ -83,14 +84,19 @@ def repo_key(name: str) -> str:
 
 
 @functools.lru_cache(maxsize=32)
-def load_allowlist(path: str) -> frozenset[str]:
-    """The repository keys of an allowlist file (a JSON array of ``"owner/repo"``)."""
+def load_allowlist(path: str, scratch_dir: str | None = None) -> frozenset[str]:
+    """The repository keys of an allowlist file (a JSON array of ``"owner/repo"``): a local path,
+    or a URL read through this node's copy (:func:`codeprefs.core.inputs.local_input`; the
+    manifest's ``ray.scratch_dir`` is ``scratch_dir``)."""
+    shown = display_url(path) if is_remote(path) else path
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = json.loads(local_input(path, "allowlist", scratch_dir).read_text(encoding="utf-8"))
+    except StorageError:
+        raise
     except (OSError, ValueError) as error:
-        raise ValueError(f"allowlist {path}: cannot read it as JSON: {error}") from None
+        raise ValueError(f"allowlist {shown}: cannot read it as JSON: {error}") from None
     if not isinstance(data, list) or not all(isinstance(item, str) for item in data):
-        raise ValueError(f"allowlist {path}: expected a JSON array of \"owner/repo\" strings")
+        raise ValueError(f"allowlist {shown}: expected a JSON array of \"owner/repo\" strings")
     return frozenset(repo_key(item) for item in data)
 
 
@@ -100,7 +106,8 @@ class ExportRules:
 
     subset: str
     licenses: frozenset[str]
-    allowlists: tuple[tuple[str, str], ...] | None = None  # (language, absolute path)
+    allowlists: tuple[tuple[str, str], ...] | None = None  # (language, absolute path or URL)
+    scratch_dir: str | None = None  # the manifest's ray.scratch_dir: where a node copies a URL
 
     def allowed_repos(self, repos: list[str], path: str) -> list[str]:
         """The repositories of ``repos`` allowed for the language of ``path``, in order."""
@@ -112,7 +119,7 @@ class ExportRules:
         allowed: frozenset[str] = frozenset()
         for language, file in self.allowlists:
             if language in languages:
-                allowed |= load_allowlist(file)
+                allowed |= load_allowlist(file, self.scratch_dir)
         return [repo for repo in repos if repo_key(repo) in allowed]
 
     def row(self, label: str, position: int, record: dict[str, Any] | Malformed,

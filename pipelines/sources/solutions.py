@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import Field
 
+from codeprefs.core.inputs import local_input
 from codeprefs.core.records import (
     Malformed,
     RecordFileError,
@@ -28,6 +29,7 @@ from codeprefs.core.records import (
     read_rows,
 )
 from codeprefs.core.schema import parse_language
+from codeprefs.core.storage import StorageError
 from codeprefs.pipelines.sources.base import SourceSettings
 
 FORMATS = ("jsonl", "parquet")
@@ -91,16 +93,19 @@ def format_of(path: str, declared: str = "auto") -> str:
     raise SolutionsError(f"{path}: cannot tell the format from the name; set `format` to jsonl or parquet")
 
 
-def plan_chunks(files: list[tuple[str, Path]], records_per_chunk: int, file_format: str = "auto",
-                max_records: int | None = None) -> list[dict[str, Any]]:
-    """Split ``files`` ((name as written, resolved path)) into chunks of ``records_per_chunk``.
+def plan_chunks(files: list[tuple[str, str | Path]], records_per_chunk: int, file_format: str = "auto",
+                max_records: int | None = None, scratch_dir: str | None = None) -> list[dict[str, Any]]:
+    """Split ``files`` ((name as written, resolved path or URL)) into chunks of ``records_per_chunk``.
 
-    ``max_records`` caps the records taken from each file (the first ones).
+    ``max_records`` caps the records taken from each file (the first ones). A URL is read through
+    this node's copy (:func:`codeprefs.core.inputs.local_input`; ``scratch_dir``: the manifest's
+    ``ray.scratch_dir``), and its chunks name the URL: each worker reads its own node's copy.
     """
     chunks: list[dict[str, Any]] = []
-    for name, path in files:
-        kind = format_of(str(path), file_format)
+    for name, location in files:
+        kind = format_of(str(location), file_format)
         try:
+            path = local_input(location, "solutions file", scratch_dir)
             if kind == "jsonl":
                 starts = jsonl_line_starts(path)[:max_records]
                 size = path.stat().st_size
@@ -108,7 +113,7 @@ def plan_chunks(files: list[tuple[str, Path]], records_per_chunk: int, file_form
                     group = starts[first:first + records_per_chunk]
                     after = first + records_per_chunk
                     end = starts[after][1] if after < len(starts) else size
-                    chunks.append({"file": name, "path": str(path), "format": kind,
+                    chunks.append({"file": name, "path": str(location), "format": kind,
                                    "first_line": group[0][0], "start": group[0][1], "end": end,
                                    "count": len(group)})
             else:
@@ -116,9 +121,11 @@ def plan_chunks(files: list[tuple[str, Path]], records_per_chunk: int, file_form
                 rows = min(rows, max_records) if max_records else rows
                 for first in range(0, rows, records_per_chunk):
                     count = min(records_per_chunk, rows - first)
-                    chunks.append({"file": name, "path": str(path), "format": kind,
+                    chunks.append({"file": name, "path": str(location), "format": kind,
                                    "first_line": first + 1, "start": first, "end": first + count,
                                    "count": count})
+        except StorageError as error:
+            raise SolutionsError(str(error)) from None
         except OSError as error:
             raise SolutionsError(f"{name}: cannot read: {error.strerror or error}") from None
         except Exception as error:  # pyarrow raises its own types for a corrupt Parquet file
@@ -128,11 +135,17 @@ def plan_chunks(files: list[tuple[str, Path]], records_per_chunk: int, file_form
     return chunks
 
 
-def _raw_records(chunk: dict[str, Any]) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
+def _raw_records(chunk: dict[str, Any], scratch_dir: str | None = None
+                 ) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
     """(line, record, why it is malformed) for every record of ``chunk``, as
-    :mod:`codeprefs.core.records` reads them; only the wording of a malformed record is ours."""
+    :mod:`codeprefs.core.records` reads them; only the wording of a malformed record is ours.
+    A chunk of a file at a URL is read from this node's copy."""
+    try:
+        path = str(local_input(chunk["path"], "solutions file", scratch_dir))
+    except StorageError as error:
+        raise SolutionsError(str(error)) from None
     if chunk["format"] == "jsonl":
-        located = jsonl_records(chunk["path"], chunk["file"], chunk["start"], chunk["end"],
+        located = jsonl_records(path, chunk["file"], chunk["start"], chunk["end"],
                                 first_line=chunk["first_line"], limit=chunk["count"])
         for _, where, record in located:
             if isinstance(record, Malformed):
@@ -141,7 +154,7 @@ def _raw_records(chunk: dict[str, Any]) -> Iterator[tuple[int, dict[str, Any] | 
                 yield where.line(), record, None
         return
     try:
-        rows = read_rows(chunk["path"], chunk["start"], chunk["end"] - chunk["start"], label=chunk["file"])
+        rows = read_rows(path, chunk["start"], chunk["end"] - chunk["start"], label=chunk["file"])
     except RecordFileError as error:
         raise SolutionsError(f"{chunk['file']}: not a readable Parquet file (rows {chunk['start'] + 1}-"
                              f"{chunk['end']}): {error.cause}") from None
@@ -173,11 +186,12 @@ def _text(record: dict, field: str | None, required: bool) -> tuple[str | None, 
 
 
 def read_chunk(chunk: dict[str, Any], fields: SolutionFields, language: str | None,
-               language_field: str | None) -> Iterator[SolutionRecord]:
+               language_field: str | None, scratch_dir: str | None = None) -> Iterator[SolutionRecord]:
     """The records of one chunk. ``language`` is the source's constant language, or
-    ``language_field`` names the field that holds each record's language."""
+    ``language_field`` names the field that holds each record's language. ``scratch_dir``: the
+    manifest's ``ray.scratch_dir``, where a node copies a file read from a URL."""
     name = chunk["file"]
-    for line, record, problem in _raw_records(chunk):
+    for line, record, problem in _raw_records(chunk, scratch_dir):
         base = {"file": name, "line": line}
         if record is None:
             yield SolutionRecord(**base, error=f"{name}:{line}: {problem}")

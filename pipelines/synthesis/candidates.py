@@ -273,7 +273,8 @@ class GenerateCandidates:
         self.source = source
 
     def batches(self, unit: dict[str, Any]) -> Iterator[pa.Table]:
-        for record in read_chunk(unit, self.source.fields, self.source.language, self.source.language_field):
+        for record in read_chunk(unit, self.source.fields, self.source.language, self.source.language_field,
+                                 self.source.scratch_dir):
             rows = self.generator.rows(record, self.source.on_error)
             yield pa.Table.from_pylist(rows, schema=CANDIDATE_WORK_SCHEMA)
 

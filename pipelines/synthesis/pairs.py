@@ -148,6 +148,7 @@ class SourceSettings:
     language: str | None = None  # a constant language...
     language_field: str | None = None  # ...or the field holding it
     on_error: str = "fail"  # a malformed record stops the build, or is counted ("skip")
+    scratch_dir: str | None = None  # the manifest's ray.scratch_dir: where a node copies a URL's file
 
 
 @dataclass
@@ -346,5 +347,5 @@ class SynthesizeSolutions:
     def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
         for chunk in batch.to_pylist():
             for record in read_chunk(chunk, self.source.fields, self.source.language,
-                                     self.source.language_field):
+                                     self.source.language_field, self.source.scratch_dir):
                 yield to_table(self.synthesizer.rows(record, self.source.on_error))

@@ -33,9 +33,10 @@ log = logging.getLogger(__name__)
 class SynthesisPlan:
     """The synthesis settings of one build, made once on the driver."""
 
-    def __init__(self, config: SynthesisSettings, cache_dir: Path) -> None:
+    def __init__(self, config: SynthesisSettings, cache_dir: Path, scratch_dir: str | None = None) -> None:
         self.config = config
         self.cache_dir = cache_dir
+        self.scratch_dir = scratch_dir  # the manifest's ray.scratch_dir (inputs read from URLs)
         self._warned: set[Language] = set()
         self._warned_isolation = False
         self._warned_memory = False
@@ -107,13 +108,12 @@ class SynthesisPlan:
         cache = Path(llm.cache_dir) if llm.cache_dir else self.cache_dir / "llm"
         return LLMBugWriter(ChatClient.from_config(llm, cache))
 
-    @staticmethod
-    def source_settings(source: SolutionsSource) -> SourceSettings:
+    def source_settings(self, source: SolutionsSource) -> SourceSettings:
         language_field = source.language.field if isinstance(source.language, LanguageField) else None
         return SourceSettings(
             fields=source.fields,
             language=None if language_field else source.language,
-            language_field=language_field, on_error=source.on_error)
+            language_field=language_field, on_error=source.on_error, scratch_dir=self.scratch_dir)
 
     def candidate_recipe(self, source: SolutionsSource, files: list[dict[str, Any]]) -> CandidateRecipe:
         """What the source's candidate sets (``synthesis.candidates``) are made of. Candidates are

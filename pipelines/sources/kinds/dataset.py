@@ -45,7 +45,7 @@ class DatasetSource(SourceSettings):
     """Pairs from an existing preference dataset: a ``datasets`` folder, files, or a Hub name."""
 
     type: Literal["dataset"]
-    path: PathList | None = None  # a save_to_disk folder, or Parquet/JSONL files or globs
+    path: PathList | None = None  # a save_to_disk folder, or Parquet/JSONL files or globs (paths or URLs)
     name: str | None = None  # a Hub dataset (needs the network)
     split: str = "train"
     columns: DatasetColumns = DatasetColumns()
@@ -88,9 +88,12 @@ class DatasetRecipe:
     rules: DatasetRules
     batch_rows: int = not_fingerprinted("rows per batch: the same rows come out of any batching",
                                         default=1024)
+    scratch_dir: str | None = not_fingerprinted(
+        "the manifest's node-local scratch folder, where a node copies an input read from a URL: "
+        "where the copy lives does not change its bytes", default=None)
 
     def pipeline(self, split: Any) -> UnitPipeline:
-        return UnitPipeline(ListRecords(self.rules), [Chain([AssemblePairs()])], self.batch_rows)
+        return UnitPipeline(ListRecords(self.rules, scratch_dir=self.scratch_dir), [Chain([AssemblePairs()])], self.batch_rows)
 
 
 class DatasetKind:
@@ -104,7 +107,7 @@ class DatasetKind:
     def _plan_one(self, index: int, source: DatasetSource, context: PlanContext) -> SourceWork:
         rules = DatasetRules.from_source(source)
         needed = rules.needed_columns()
-        files = plan_dataset(source, context.base_dir)
+        files = plan_dataset(source, context.base_dir, context.scratch_dir)
         for file in files:
             columns = known_columns(file)
             missing = sorted(needed - set(columns)) if columns is not None else []
@@ -112,8 +115,8 @@ class DatasetKind:
                 raise ValueError(f"{file.label}: no column {', '.join(missing)} (it has {columns}); "
                                  "map ours to theirs with `columns:`, or give language/aspect constants")
         extra = {"name": source.name, "split": source.split} if source.name else {}
-        inputs = fingerprint_files([({"type": "dataset", "path": file.label, **extra}, Path(file.path))
+        inputs = fingerprint_files([({"type": "dataset", "path": file.label, **extra}, Path(file.local_path()))
                                     for file in files])
         recipe = DatasetRecipe(source.model_dump(mode="json", exclude={"path"}), inputs, rules,
-                               context.batch_rows)
+                               context.batch_rows, context.scratch_dir)
         return SourceWork(index, [chunk.to_item() for chunk in file_chunks(files, source.unit_rows)], recipe)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -21,8 +21,9 @@ from pydantic import Field, field_validator
 
 from codeprefs.core.patterns import expand_patterns
 from codeprefs.core.files import file_sha256
-from codeprefs.core.localpaths import resolve_path
+from codeprefs.core.inputs import input_location, local_input
 from codeprefs.core.locations import require_local
+from codeprefs.core.storage import is_remote, remote_filesystem
 from codeprefs.core.schema import parse_language
 from codeprefs.pipelines.recipes import not_fingerprinted
 from codeprefs.pipelines.sources.base import (
@@ -55,10 +56,10 @@ class ExportSource(SourceSettings):
     """
 
     type: Literal["export"]
-    path: PathList  # JSONL or Parquet files or globs, relative to the manifest's folder
+    path: PathList  # JSONL or Parquet files or globs, relative to the manifest's folder, or URLs
     remote: str = "https://github.com/{repo}.git"  # clone URL of a repository named in `repos`
     licenses: list[str] = Field(default_factory=lambda: list(PERMISSIVE_LICENSES))
-    allowlists: dict[str, str] | None = None  # language -> JSON array of "owner/repo"
+    allowlists: dict[str, str] | None = None  # language -> JSON array of "owner/repo" (a path or URL)
     max_repo_tries: int = Field(default=3, ge=1)  # repositories of `repos` tried per commit
     fetch_timeout_s: float = Field(default=120, gt=0)  # per git command; the process is killed
     retries: int = Field(default=2, ge=0)  # extra attempts after a transient failure
@@ -90,7 +91,14 @@ class ExportSource(SourceSettings):
     def _known_languages(cls, allowlists: dict[str, str] | None) -> dict[str, str] | None:
         if allowlists is None:
             return None
-        return {parse_language(language).value: require_local(path) for language, path in allowlists.items()}
+        checked = {}
+        for language, path in allowlists.items():
+            if is_remote(path):
+                remote_filesystem(path, "allowlist")  # a scheme nothing reads fails here; no request is sent
+            else:
+                require_local(path)
+            checked[parse_language(language).value] = path
+        return checked
 
     def expanded(self, base_dir: Path) -> ExportSource:
         return self.model_copy(update={"path": expand_patterns(self.path, base_dir)})
@@ -121,7 +129,7 @@ class ExportRecipe:
         slots = ClusterHostSlots(self.fetch.max_concurrent, lease_s=self.fetch.timeout_s + 60)
         fetch = FetchContents(self.fetch, self.scratch_dir, self.rules,
                               self.commits.max_bytes, slots)
-        return UnitPipeline(ListRecords(self.rules), [Chain(self.commits.filters(split)), fetch,
+        return UnitPipeline(ListRecords(self.rules, scratch_dir=self.scratch_dir), [Chain(self.commits.filters(split)), fetch,
                                                       Chain(self.commits.pairing())], self.batch_rows)
 
     def listing(self, units: list[dict[str, Any]]) -> Any:
@@ -151,22 +159,28 @@ class ExportKind:
         return plan_each(sources, lambda index, source: self._plan_one(index, source, context))
 
     def _plan_one(self, index: int, source: ExportSource, context: PlanContext) -> SourceWork:
+        # A URL is read (planned, hashed) through this node's copy; units and rules keep the URL,
+        # and each worker reads it through its own node's copy.
         chunks, files = [], []
         for written in source.path:
-            path = resolve_path(written, context.base_dir)
+            location = input_location(written, context.base_dir)
+            path = local_input(location, "export file", context.scratch_dir)
             if not path.is_file():
                 raise ValueError(f"path: no such export file: {written}")
-            chunks += plan_chunks(str(path), written, chunk_rows=source.unit_rows)
+            chunks += [replace(chunk, path=location)
+                       for chunk in plan_chunks(str(path), written, chunk_rows=source.unit_rows)]
             files.append(({"type": "export", "path": written}, path))
         allowlists = None
         if source.allowlists is not None:
             allowlists = []
             for language, written in source.allowlists.items():
-                path = resolve_path(written, context.base_dir)
+                location = input_location(written, context.base_dir)
+                path = local_input(location, "allowlist", context.scratch_dir)
                 repos = len(load_allowlist(str(path)))  # fails here, naming the file, if malformed
-                allowlists.append((language, str(path)))
+                allowlists.append((language, location))
                 files.append(({"type": "allowlist", "language": language, "path": written, "repos": repos}, path))
-        rules = ExportRules(source.subset, frozenset(source.licenses), tuple(allowlists) if allowlists is not None else None)
+        rules = ExportRules(source.subset, frozenset(source.licenses),
+                            tuple(allowlists) if allowlists is not None else None, context.scratch_dir)
         recipe = ExportRecipe(source.model_dump(mode="json", exclude={"path"}), fingerprint_files(files),
                               context.commit_steps, rules, source.fetch_settings(), context.scratch_dir,
                               context.batch_rows)

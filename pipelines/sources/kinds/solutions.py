@@ -18,7 +18,9 @@ from pydantic import Field, field_validator
 
 from codeprefs.core.patterns import expand_patterns
 from codeprefs.core.files import file_sha256
-from codeprefs.core.localpaths import relative_to, resolve_path
+from codeprefs.core.inputs import input_location, local_input
+from codeprefs.core.localpaths import relative_to
+from codeprefs.core.storage import is_remote
 from codeprefs.core.schema import parse_language
 from codeprefs.pipelines.candidatestage import CandidateWork
 from codeprefs.pipelines.recipes import not_fingerprinted
@@ -85,7 +87,7 @@ class SolutionsKind:
 
     def plan(self, sources: Sequence[tuple[int, SolutionsSource]], context: PlanContext) -> Planned:
 
-        synthesis = SynthesisPlan(context.synthesis, context.cache_dir)
+        synthesis = SynthesisPlan(context.synthesis, context.cache_dir, context.scratch_dir)
         planned = Planned()
         for index, source in sources:
             try:
@@ -93,16 +95,20 @@ class SolutionsKind:
             except RuntimeError as error:
                 raise SourceError(f"sources.{index}: {error}") from None
             # Rows name their file in `repo` as the manifest would from its folder: never an
-            # absolute local path (it would reach the shards and a publish).
-            files = [(relative_to(name, context.base_dir) if Path(name).expanduser().is_absolute() else name,
-                      resolve_path(name, context.base_dir)) for name in source.path]
+            # absolute local path (it would reach the shards and a publish); a URL as written.
+            files = [(relative_to(name, context.base_dir)
+                      if not is_remote(name) and Path(name).expanduser().is_absolute() else name,
+                      input_location(name, context.base_dir)) for name in source.path]
             try:
-                chunks = plan_chunks(files, source.records_per_task, source.format, source.max_records)
+                chunks = plan_chunks(files, source.records_per_task, source.format, source.max_records,
+                                     context.scratch_dir)
             except SolutionsError as error:
                 raise SourceError(f"sources.{index}.path: {error}") from None
             record = synthesis.input_record(source, chunks, missing)
+            copies = [(name, local_input(location, "solutions file", context.scratch_dir))
+                      for name, location in files]  # this node's copies, made by plan_chunks
             record["files"] = [{"path": name, "bytes": path.stat().st_size, "sha256": file_sha256(path)}
-                               for name, path in files]
+                               for name, path in copies]
             planned.inputs.append((index, record))
             # The pairs are not made of the candidate settings: changing them reruns no pair.
             pairs_synthesis = context.synthesis.model_copy(update={"candidates": None})
