@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 import pyarrow.parquet as pq
 
-from codeprefs.core.store import arrow_location
+from codeprefs.core.store import arrow_location, parquet_metadata
 
 
 @dataclass
@@ -223,18 +223,13 @@ def collect(results: Iterable[dict[str, Any]], progress: StageProgress,
 
 def file_rows(files: Iterable[str | Path]) -> int:
     """Rows in Parquet ``files`` (local paths or URLs), from their footers only."""
-    return sum(_metadata(str(file)).num_rows for file in files)
-
-
-def _metadata(location: str) -> pq.FileMetaData:
-    filesystem, path = arrow_location(location)
-    return pq.read_metadata(path, filesystem=filesystem)
+    return sum(parquet_metadata(str(file)).num_rows for file in files)
 
 
 def kept_rows(path: str | Path, drop_column: str = "drop_reason") -> int:
     """Rows of a stage file not marked dropped (``drop_column`` null), from the footer's
     statistics when the writer kept them, else from that one column."""
-    metadata = _metadata(str(path))
+    metadata = parquet_metadata(str(path))
     index = metadata.schema.names.index(drop_column)
     kept = 0
     for group in range(metadata.num_row_groups):

@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from codeprefs.core.layout import STAGES_DIR
-from codeprefs.core.store import LocalStore, Store, arrow_location
+from codeprefs.core.store import LocalStore, Store, parquet_metadata
 from codeprefs.core.rows import WORK_SCHEMA
 
 SUCCESS = "_SUCCESS"
@@ -127,8 +127,7 @@ _UNIT = re.compile(r"^unit-[0-9a-f]+\.parquet$")
 
 def parquet_rows(location: str) -> int:
     """The rows of the Parquet file at ``location`` (a local path or a URL), from its footer."""
-    filesystem, path = arrow_location(location)
-    return pq.read_metadata(path, filesystem=filesystem).num_rows
+    return parquet_metadata(location).num_rows
 
 
 def write_unit(store: Store, relative: str, batches: Iterable[pa.Table], schema: pa.Schema = WORK_SCHEMA) -> int:

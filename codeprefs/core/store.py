@@ -309,6 +309,19 @@ def arrow_location(location: str) -> tuple[Any, str]:
     return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
 
 
+def parquet_metadata(location: str) -> Any:
+    """The footer (``pyarrow.parquet.FileMetaData``) of the Parquet file at ``location``, a local
+    path or a URL. A URL's file is opened without read-ahead: the footer's few KiB are fetched,
+    not the first block of the file (up to 50 MiB with s3fs' defaults) as a plain open would."""
+    import pyarrow.parquet as pq
+
+    if not is_remote(location):
+        return pq.read_metadata(location)
+    fs, path = remote_filesystem(location)
+    with fs.open(path, "rb", cache_type="none") as handle:
+        return pq.read_metadata(handle)
+
+
 def arrow_locations(locations: list[str]) -> tuple[Any, list[str]]:
     """:func:`arrow_location` for files of one store (one filesystem for all of them)."""
     if not locations or not is_remote(locations[0]):
@@ -335,4 +348,4 @@ def _strip(url: str) -> str:
 
 
 __all__ = ["LocalStore", "ObjectStore", "Store", "StorageError", "arrow_location", "arrow_locations",
-           "local_cache_dir", "open_store", "read_parquet"]
+           "local_cache_dir", "open_store", "parquet_metadata", "read_parquet"]
