@@ -167,6 +167,27 @@ def test_a_build_to_object_storage_writes_the_same_shards_as_to_disk(tmp_path, s
     assert again.returncode == 0, again.stderr[-3000:]
     assert "up to date" in again.stdout
 
+    # A damaged run state is named by its URL; --restart removes the stage cache and the run's
+    # files from the bucket and builds afresh, to the same bytes; an object no run wrote (which
+    # takes --force to build beside, as on disk) stays.
+    stale_unit = next(path for path in fs.find(f"{root}/.cache/stages") if "/unit-" in path)
+    fs.pipe_file(f"{root}/notes.txt", b"kept: no codeprefs run wrote it")
+    fs.pipe_file(f"{root}/.cache/run-state.json", b'{"status": "comp')
+    refused = _build_to(url, s3_server, tmp_path)
+    assert refused.returncode == 2 and f"{url}/.cache/run-state.json" in refused.stderr.replace("\n", "")
+    assert "--restart" in refused.stderr
+    fs.invalidate_cache()
+    unit_written = fs.info(stale_unit)["LastModified"]
+    restarted = _build_to(url, s3_server, tmp_path, "--restart", "--force")
+    assert restarted.returncode == 0, restarted.stderr[-3000:]
+    fs.invalidate_cache()
+    assert {path.removeprefix(root + "/"): hashlib.sha256(fs.cat_file(path)).hexdigest()
+            for path in fs.find(root) if path.endswith(".parquet") and "/.cache/" not in path} == QUICKSTART_SHA256
+    assert fs.info(stale_unit)["LastModified"] > unit_written  # rewritten, not reused
+    assert fs.cat_file(f"{root}/notes.txt") == b"kept: no codeprefs run wrote it"
+    assert json.loads(fs.cat_file(f"{root}/.cache/run-state.json"))["status"] == "complete"
+    assert list(tmp_path.iterdir()) == []
+
 
 def test_a_lease_admits_one_build_and_is_taken_over_once_expired_or_its_holder_died(s3_bucket):
     import socket
