@@ -258,8 +258,9 @@ def _execute(manifest: Manifest, plan: Plan, store: Store, manifest_path: str | 
              log: Callable[[str], None]) -> dict[str, Any]:
     fps = plan.fingerprints
     with ray_session(manifest.ray.address, manifest.ray.num_cpus, on_raylet_death=_raylet_died):
-        split = commit_split(manifest.split, plan.works, store)  # once, for every commit source
-        source_files = [f for work in plan.works for f in run_source_stage(work, split, store, log)]
+        resources = manifest.ray.unit_resources
+        split = commit_split(manifest.split, plan.works, store, resources)  # once, for every commit source
+        source_files = [f for work in plan.works for f in run_source_stage(work, split, store, log, resources)]
         candidate_works = [work.candidates for work in plan.works if work.candidates is not None]
         candidate_files = [f for work in candidate_works for f in run_candidate_stage(work, store, log)]
         lock.check()

@@ -111,6 +111,22 @@ class RayConfig(_Strict):
     # Node-local folder for clones and fetched remotes (codeprefs.core.scratch): each worker
     # resolves it on its own node, CODEPREFS_SCRATCH_DIR there first; None: ~/.cache/codeprefs.
     scratch_dir: str | None = None
+    # Custom Ray resources each task that clones and mines (a source unit, a split's listing)
+    # asks for, e.g. {miner: 1} with `ray start --resources='{"miner": 8}'` on the nodes with the
+    # disks and network for it; other stages run anywhere. Not fingerprinted: rows do not depend
+    # on where a unit runs.
+    unit_resources: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("unit_resources")
+    @classmethod
+    def _custom_resources(cls, resources: dict[str, float]) -> dict[str, float]:
+        for name, amount in resources.items():
+            if not name.strip() or name in ("CPU", "GPU", "memory", "object_store_memory"):
+                raise ValueError(f"{name!r}: name a custom resource of `ray start --resources` (CPU, GPU "
+                                 "and memory are Ray's own)")
+            if not amount > 0:
+                raise ValueError(f"{name}: the amount must be positive, got {amount}")
+        return resources
 
     @field_validator("scratch_dir")
     @classmethod

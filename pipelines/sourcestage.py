@@ -22,12 +22,14 @@ from codeprefs.pipelines.stagecache import StageDir, unit_key, write_unit
 from codeprefs.pipelines.steps import SplitCommits
 
 
-def commit_split(config: SplitConfig | None, works: list[SourceWork], store: Store) -> SplitCommits | None:
+def commit_split(config: SplitConfig | None, works: list[SourceWork], store: Store,
+                 resources: dict[str, float] | None = None) -> SplitCommits | None:
     """The split step every commit source runs (``None`` without a ``split`` section).
 
     A benchmark split with ``repository_disjoint`` needs the training repositories, which
     depend on every commit source: they are listed once more, here, but only when some unit
-    of a commit source still has to run (see :mod:`codeprefs.pipelines.splits`).
+    of a commit source still has to run (see :mod:`codeprefs.pipelines.splits`). ``resources``:
+    the custom Ray resources each listing task asks for (``ray.unit_resources``).
     """
     if config is None:
         return None
@@ -36,7 +38,7 @@ def commit_split(config: SplitConfig | None, works: list[SourceWork], store: Sto
     commit_works = [work for work in works if work.split_listing is not None and work.units]
     if rule.needs_training_repositories and any(work.pending_units(store) for work in commit_works):
         assert rule.train_before is not None
-        training = training_repositories([work.split_listing(work.units) for work in commit_works],
+        training = training_repositories([work.split_listing(work.units, resources) for work in commit_works],
                                          rule.train_before)
     return SplitCommits(rule, training)
 
@@ -77,8 +79,11 @@ def _unit_error(error: Exception) -> str:
 
 
 def run_source_stage(work: SourceWork, split: SplitCommits | None, store: Store,
-                     log: Callable[[str], None]) -> list[str]:
-    """Run the units of ``work`` whose rows are not kept yet; return the files of all its units."""
+                     log: Callable[[str], None], resources: dict[str, float] | None = None) -> list[str]:
+    """Run the units of ``work`` whose rows are not kept yet; return the files of all its units.
+
+    ``resources``: the custom Ray resources each unit's task asks for (``ray.unit_resources``).
+    """
     import ray.data
 
     stage = work.stage(store)
@@ -93,7 +98,8 @@ def run_source_stage(work: SourceWork, split: SplitCommits | None, store: Store,
         tracker = progress.stage(f"source {work.index}", len(by_key), log, done=work.reused_units)
         results = progress.collect(
             ray.data.from_items(todo, override_num_blocks=len(todo))
-            .map_batches(RunUnits(stage, work.recipe.pipeline(split)), batch_size=1, batch_format="pyarrow")
+            .map_batches(RunUnits(stage, work.recipe.pipeline(split)), batch_size=1, batch_format="pyarrow",
+                         resources=resources or None)
             .iter_rows(), tracker,
             lambda done: (1, done["rows"], 0 if done["error"] else progress.kept_rows(stage.unit_path(done["unit_key"]))))
         failed = [result for result in results if result["error"]]

@@ -33,6 +33,7 @@ sources:
     assert manifest.filters.message.min_length == 10
     assert manifest.dedupe.exact is True
     assert manifest.output.max_shard_bytes == 500_000_000
+    assert manifest.ray.unit_resources == {}
     resolved = manifest.resolved()
     assert resolved["filters"]["validation"]["min_depth"] == 3
 
@@ -78,6 +79,10 @@ sources:
         ("- just\n- a list\n", "expected a mapping"),
         ("name: [unclosed\n", "not valid YAML"),
         ("name: r\nsources:\n  - type: git\n    repos: [nothing/*.bundle]\n", "matches nothing"),
+        ("name: r\nsources:\n  - type: git\n    repos: [/x]\nray:\n  unit_resources: {CPU: 2}\n",
+         "ray.unit_resources: Value error, 'CPU': name a custom resource"),
+        ("name: r\nsources:\n  - type: git\n    repos: [/x]\nray:\n  unit_resources: {miner: 0}\n",
+         "miner: the amount must be positive, got 0"),
     ],
 )
 def test_invalid_manifests_name_the_problem(tmp_path, text, expected):

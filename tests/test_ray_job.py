@@ -1,12 +1,13 @@
 """The build script runs unchanged as a Ray job on a real two-node cluster with no shared folder.
 
 A head and a second node are started with `ray start` on this machine, each with a temp dir and a
-scratch folder of its own. The head offers no CPU (`--num-cpus=0`, Ray's advice for a big
-cluster's head), so the job's driver runs on the head and every task on the second node; the
-output lives on an S3 server (moto's, on loopback), the only thing the nodes share. The README's
-job command builds the quickstart there; its driver is killed with SIGKILL mid-build; the same
-command with `--resume` finishes it with the pinned shard bytes; the trainer then trains on the
-pairs straight from S3. The nodes are terminated, never `ray stop` (which would end every Ray
+scratch folder of its own; only the second offers the custom resource `miner`, which the manifest's
+`ray.unit_resources` asks of every source unit, so all cloning and mining runs there while the
+other stages may run on either node (the job's driver runs on the head). The output lives on an
+S3 server (moto's, on loopback), the only thing the nodes share. The README's job command builds
+the quickstart there; its driver is killed with SIGKILL mid-build; the same command with
+`--resume` finishes it with the pinned shard bytes; the trainer then trains on the pairs straight
+from S3. The nodes are terminated, never `ray stop` (which would end every Ray
 instance on the machine).
 """
 
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.processes import processes_naming
 from tests.s3server import S3Server, s3_bucket, s3_server  # noqa: F401  (fixtures)
@@ -95,7 +97,7 @@ def two_nodes(s3_server: S3Server, tmp_path: Path):  # noqa: F811
     scratch = {name: tmp_path / f"scratch-{name}" for name in ("head", "worker")}
     temp = {name: tempfile.mkdtemp(prefix=f"cpr-{name[0]}-", dir="/tmp") for name in ("head", "worker")}
     gcs, dashboard = free_port(), free_port()
-    nodes = [_start_node(["--head", f"--port={gcs}", "--num-cpus=0", "--include-dashboard=true",
+    nodes = [_start_node(["--head", f"--port={gcs}", "--num-cpus=1", "--include-dashboard=true",
                           "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", f"--temp-dir={temp['head']}"],
                          {**base, "CODEPREFS_SCRATCH_DIR": str(scratch["head"])})]
     try:
@@ -109,7 +111,8 @@ def two_nodes(s3_server: S3Server, tmp_path: Path):  # noqa: F811
                 return False
 
         _wait_for(answers, 90, "the head's dashboard", nodes)
-        nodes.append(_start_node([f"--address=127.0.0.1:{gcs}", "--num-cpus=2", f"--temp-dir={temp['worker']}"],
+        nodes.append(_start_node([f"--address=127.0.0.1:{gcs}", "--num-cpus=2", '--resources={"miner": 2}',
+                                  f"--temp-dir={temp['worker']}"],
                                  {**base, "CODEPREFS_SCRATCH_DIR": str(scratch["worker"])}))
 
         def two_alive() -> bool:
@@ -126,12 +129,12 @@ def two_nodes(s3_server: S3Server, tmp_path: Path):  # noqa: F811
             subprocess.run(["rm", "-rf", folder], check=False)
 
 
-def _submit(cluster: Cluster, output: str, *extra: str, wait: bool = True) -> subprocess.CompletedProcess[str]:
-    """The README's job command, verbatim but for the output (and ``extra`` flags)."""
+def _submit(cluster: Cluster, manifest: Path, output: str, *extra: str,
+            wait: bool = True) -> subprocess.CompletedProcess[str]:
+    """The README's job command, verbatim but for the manifest and output (and ``extra`` flags)."""
     command = [str(BIN / "ray"), "job", "submit", "--address", cluster.dashboard, "--working-dir", ".",
                *([] if wait else ["--no-wait"]), "--",
-               "python", "pipelines/build_prefs.py", "--manifest", "manifests/quickstart.yaml", "--output", output,
-               *extra]
+               "python", "pipelines/build_prefs.py", "--manifest", str(manifest), "--output", output, *extra]
     for _ in range(30):  # the head answers before its job agent has registered
         submit = subprocess.run(command, env=cluster.env, capture_output=True, text=True, timeout=600, cwd=ROOT)
         if "No available agent to submit job" not in submit.stderr + submit.stdout:
@@ -144,6 +147,11 @@ def test_a_job_on_two_nodes_builds_to_s3_resumes_after_kill_9_and_trains(two_nod
                                                                           tiny_model):  # noqa: F811
     import s3fs
 
+    # The quickstart manifest, its units pinned to nodes offering `miner`.
+    manifest = tmp_path / "quickstart.yaml"
+    manifest.write_text(yaml.safe_dump({**yaml.safe_load((ROOT / "manifests" / "quickstart.yaml").read_text()),
+                                        "sources": [{"type": "git", "repos": [str(ROOT / "quickstart/repos/*.bundle")]}],
+                                        "ray": {"unit_resources": {"miner": 1}}}))
     url = f"{s3_bucket}/runs/quickstart"
     root = url.removeprefix("s3://")
     fs = s3fs.S3FileSystem(skip_instance_cache=True)
@@ -153,7 +161,7 @@ def test_a_job_on_two_nodes_builds_to_s3_resumes_after_kill_9_and_trains(two_nod
         return sum(1 for path in (fs.find(f"{root}/.cache/stages/source") if fs.exists(f"{root}/.cache") else [])
                    if path.rsplit("/", 1)[-1].startswith("unit-"))
 
-    started = _submit(two_nodes, url, wait=False)
+    started = _submit(two_nodes, manifest, url, wait=False)
     assert started.returncode == 0, started.stdout[-3000:] + started.stderr[-3000:]
     _wait_for(lambda: units_written() >= 1, 300, "a first source unit on S3")
     drivers = processes_naming(root)  # the job's entrypoint: its shell and the build's python
@@ -164,7 +172,7 @@ def test_a_job_on_two_nodes_builds_to_s3_resumes_after_kill_9_and_trains(two_nod
     assert not fs.exists(f"{root}/data"), "the kill came after the shards were written"
     assert json.loads(fs.cat_file(f"{root}/.cache/run-state.json"))["status"] != "complete"
 
-    resumed = _submit(two_nodes, url, "--resume")
+    resumed = _submit(two_nodes, manifest, url, "--resume")
     log = resumed.stdout + resumed.stderr
     assert resumed.returncode == 0 and "succeeded" in log.lower(), log[-4000:]
     fs.invalidate_cache()
@@ -175,8 +183,9 @@ def test_a_job_on_two_nodes_builds_to_s3_resumes_after_kill_9_and_trains(two_nod
     assert record["resumed"] is True and record["stages"][0]["units_reused"] >= 1
     assert not fs.exists(f"{root}/.cache/lease.json")  # the dead driver's lease was taken over, then released
 
-    # The units ran on the second node: it cloned all eight repositories into its own scratch
-    # folder; the head's holds none (planning pins a bundle without cloning it), nor does the output.
+    # The units ran on the second node, the only one with `miner`: it cloned all eight repositories
+    # into its own scratch folder; the head's holds none (planning pins a bundle without cloning
+    # it), nor does the output.
     assert len(list((two_nodes.worker_scratch / "clones").glob("*.git"))) == 8
     assert not (two_nodes.head_scratch / "clones").exists()
     assert not any("/clones/" in path for path in fs.find(root))

@@ -108,7 +108,7 @@ class SourceWork:
     recipe: Recipe
     # A unit's rows as listed for the repository-disjoint split (commit sources only): called
     # inside the Ray session with the units, it returns a Ray dataset of listed rows.
-    split_listing: Callable[[list[dict[str, Any]]], Any] | None = None
+    split_listing: Callable[[list[dict[str, Any]], dict[str, float] | None], Any] | None = None
     # The split's fingerprint (its rule and every commit source's inputs), set by the runner on
     # the work of a commit source when the manifest has a split.
     split_key: str | None = None

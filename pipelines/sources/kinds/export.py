@@ -132,12 +132,12 @@ class ExportRecipe:
         return UnitPipeline(ListRecords(self.rules, scratch_dir=self.scratch_dir), [Chain(self.commits.filters(split)), fetch,
                                                       Chain(self.commits.pairing())], self.batch_rows)
 
-    def listing(self, units: list[dict[str, Any]]) -> Any:
+    def listing(self, units: list[dict[str, Any]], resources: dict[str, float] | None = None) -> Any:
         """Every record of ``units`` as listed rows, one Ray task per chunk (for the split)."""
         import ray.data
 
         return ray.data.from_items(units, override_num_blocks=len(units)).map_batches(
-            ListRecords(self.rules), batch_size=1, batch_format="pyarrow")
+            ListRecords(self.rules), batch_size=1, batch_format="pyarrow", resources=resources or None)
 
 
 def fingerprint_files(files: list[tuple[dict[str, Any], Path]], workers: int = 8) -> list[dict[str, Any]]:

@@ -158,12 +158,12 @@ class GitRecipe:
             *self.commits.filters(split), ReadContents(max_bytes=self.commits.max_bytes),
             *self.commits.pairing()])], self.batch_rows)
 
-    def listing(self, units: list[dict[str, Any]]) -> Any:
+    def listing(self, units: list[dict[str, Any]], resources: dict[str, float] | None = None) -> Any:
         """Every commit of ``units`` as listed rows, one Ray task per repository (for the split)."""
         import ray.data
 
         return ray.data.from_items(units, override_num_blocks=len(units)).map_batches(
-            ListCommits(self.scratch_dir), batch_size=1, batch_format="pyarrow")
+            ListCommits(self.scratch_dir), batch_size=1, batch_format="pyarrow", resources=resources or None)
 
 
 class GitKind:
