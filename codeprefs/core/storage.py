@@ -12,8 +12,8 @@ user go through :func:`display_url`, which drops any ``user:password@`` part.
 
 Reading is done through a local copy (:func:`local_copy`): the files a command needs are
 downloaded into a temporary folder, which the command reads with the same code as a local output
-and which is deleted afterwards. The commands that read remotely (``stats``, ``runs``, the
-trainer's and evaluator's ``--data``) read every byte of what they download anyway, so a copy
+and which is deleted afterwards. The commands that read remotely (``stats``, ``runs``, ``publish``,
+the trainer's and evaluator's ``--data``) read every byte of what they download anyway, so a copy
 costs one transfer, and the local readers (Parquet row groups, JSON Lines offsets, saved datasets)
 stay the only readers.
 """
@@ -54,10 +54,9 @@ def remote_filesystem(url: str, what: str = "") -> tuple[Any, str]:
 
     One filesystem object per process, scheme, credentials written in the URL and credential
     environment (see :func:`_environment`), made with listings never cached (another process may
-    write at any time) and reused: making one costs a client and a connection pool (0.1-0.3 s for
-    S3), which a build paid for every file it opened and every task it ran before. :class:`StorageError`
-    names ``what`` and the URL when no filesystem implements the scheme or its package is not
-    installed.
+    write at any time) and reused by every file and task of the process: its client and connection
+    pool cost 0.1-0.3 s to make (S3). :class:`StorageError` names ``what`` and the URL when no
+    filesystem implements the scheme or its package is not installed.
     """
     import fsspec
 
