@@ -211,16 +211,28 @@ def clean_transform(manifest: Manifest, benchmarks: BenchmarkIndex | None, stats
     return transform
 
 
+# The most rows, kept and dropped, that one write task is given. Each shard's rows, its rejects
+# included, meet in one task, so a build that drops most of many rows (an export of millions of
+# commits) is cut into more shards than its pairs' bytes need: about 0.9 GB of Arrow a task at
+# the ~430 B of a typical row, where one shard would hold them all.
+MAX_ROWS_PER_SHARD = 2_000_000
+
+
 def write_shards(files: list[str], store: Store, manifest: Manifest,
                  log: Callable[[str], None] = lambda line: None) -> list[dict[str, Any]]:
-    """The write stage: partition, exact-dedupe and write; returns the writers' summaries."""
+    """The write stage: partition, exact-dedupe and write; returns the writers' summaries.
+
+    Shards: enough that none passes ``output.max_shard_bytes`` of pairs, nor
+    :data:`MAX_ROWS_PER_SHARD` rows in all.
+    """
     out = manifest.output
     rows = read_parquet(files)
     payload = sum(part["bytes"] for part in rows.map_batches(_payload_bytes, batch_format="pyarrow").take_all())
-    count = max(1, math.ceil(payload / out.max_shard_bytes))
+    rows_in = progress.file_rows(files)
+    count = max(1, math.ceil(payload / out.max_shard_bytes), math.ceil(rows_in / MAX_ROWS_PER_SHARD))
     writer = WritePartition(store, count, manifest.dedupe.exact, out.rejects.sample_rate,
                             out.compression_level, out.row_group_rows)
-    tracker = progress.stage("write", count, log, unit="shards", rows_in=progress.file_rows(files))
+    tracker = progress.stage("write", count, log, unit="shards", rows_in=rows_in)
     return progress.collect(
         rows.map_batches(add_partition_column, fn_kwargs={"count": count}, batch_format="pyarrow")
         .groupby("partition", num_partitions=count)

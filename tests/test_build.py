@@ -122,6 +122,24 @@ def test_rerun_is_byte_identical_and_removes_stale_shards(ray_local, tmp_path, t
     assert set(third["removed_stale_files"]) >= set(names)
 
 
+def test_a_build_of_many_rows_is_cut_into_shards_of_bounded_rows(ray_local, tmp_path, two_repos, monkeypatch):
+    """Each shard's rows, rejects included, meet in one write task: their number is bounded too."""
+    local, url = two_repos
+    whole = build(manifest_for(tmp_path, [str(local), url]), tmp_path / "whole")
+    assert len(whole["outputs"]) == 1
+    monkeypatch.setattr("codeprefs.pipelines.stages.MAX_ROWS_PER_SHARD", 3)
+    cut = build(manifest_for(tmp_path, [str(local), url]), tmp_path / "cut")
+    count = len(cut["outputs"])
+    assert count > 1  # 8 rows in all: more than one shard of at most about 3
+    assert [o["path"] for o in cut["outputs"]] == [f"data/train-{i:05d}-of-{count:05d}.parquet" for i in range(count)]
+    assert [r["path"] for r in cut["rejects"]] == [f"rejects/rejects-{i:05d}-of-{count:05d}.parquet"
+                                                  for i in range(count)]
+    assert cut["rows"] == whole["rows"] and cut["funnel"] == whole["funnel"]
+    for folder in ("data", "rejects"):
+        assert sorted(pl.read_parquet(tmp_path / "cut" / folder / "*.parquet")["id"]) == \
+            sorted(pl.read_parquet(tmp_path / "whole" / folder / "*.parquet")["id"])
+
+
 def test_forked_repositories_are_deduplicated_keeping_the_lowest_id(ray_local, tmp_path, make_repo):
     upstream = make_repo("upstream")
     upstream.commit("Add statistics helpers", {"stats.py": STATS_V1})
