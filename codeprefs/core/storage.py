@@ -72,8 +72,7 @@ def remote_filesystem(url: str, what: str = "") -> tuple[Any, str]:
                            f"({error}); install it in codeprefs' environment") from None
     except ValueError as error:  # fsspec: "Protocol not known"
         raise StorageError(f"{named}: no filesystem implements {scheme}:// URLs ({error})") from None
-    userinfo = _USERINFO.match(url.strip())
-    key = (os.getpid(), scheme.lower(), userinfo.group(0) if userinfo else "", _environment())
+    key = (os.getpid(), scheme.lower(), _userinfo(url), _environment())
     return _FILESYSTEMS.setdefault(key, fs), path
 
 
