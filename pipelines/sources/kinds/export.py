@@ -137,7 +137,8 @@ class ExportRecipe:
         import ray.data
 
         return ray.data.from_items(units, override_num_blocks=len(units)).map_batches(
-            ListRecords(self.rules), batch_size=1, batch_format="pyarrow", resources=resources or None)
+            ListRecords(self.rules, scratch_dir=self.scratch_dir), batch_size=1, batch_format="pyarrow",
+            resources=resources or None)
 
 
 def fingerprint_files(files: list[tuple[dict[str, Any], Path]], workers: int = 8) -> list[dict[str, Any]]:
