@@ -175,8 +175,15 @@ def _byte_offsets(lines: list[bytes]) -> list[int]:
 def range_report(tree: Tree, start: int, end: int) -> RangeReport:
     """Nodes, errors and depth of the parts of ``tree`` inside bytes [start, end).
 
-    Nodes: every node wholly inside the range; errors: ERROR bytes clipped to the range and
-    MISSING nodes inside it; depth: the deepest of the largest nodes inside the range, plus one.
+    Nodes: every node wholly inside the range; errors: ERROR bytes and MISSING nodes inside it;
+    depth: the deepest of the largest nodes inside the range, plus one.
+
+    An ERROR node across the range's edge is measured through its children, as any node across
+    it: such a node often spans a whole region because of one stray token elsewhere (an
+    unbalanced ``#if`` in C, a directive before a C# namespace), and the definitions under it
+    parse whole. Only its own stray tokens inside the range (its leaf children, and MISSING
+    ones) are errors of the range; counting all of its bytes blamed every function of the
+    region for one broken line outside it.
     """
     nodes = error_nodes = error_bytes = depth = 0
     stack: list[Node] = [tree.root_node]
@@ -190,9 +197,18 @@ def range_report(tree: Tree, start: int, end: int) -> RangeReport:
             inner_nodes, inner_bytes = error_spans(node)
             error_nodes += inner_nodes
             error_bytes += inner_bytes
-        elif node.is_error:  # an ERROR node across the boundary: its bytes inside the range
-            error_nodes += 1
-            error_bytes += min(end, node.end_byte) - max(start, node.start_byte)
+        elif node.is_error:  # across the edge: its stray tokens inside the range are errors
+            stray_tokens = stray_bytes = 0
+            for child in node.children:
+                if child.child_count:
+                    stack.append(child)
+                elif child.start_byte < end and child.end_byte > start or (
+                        child.is_missing and start <= child.start_byte < end):
+                    stray_tokens += 1
+                    stray_bytes += min(end, child.end_byte) - max(start, child.start_byte)
+            if stray_tokens:
+                error_nodes += 1
+                error_bytes += stray_bytes
         else:
             stack.extend(node.children)
     return RangeReport(end - start, nodes, error_nodes, error_bytes, depth)

@@ -251,6 +251,51 @@ def test_scoped_validation_uses_the_whole_files_tree():
     assert verdict.chosen.nodes == pair.signals["chosen"].nodes
 
 
+# An unbalanced #if (a function opened in both branches, closed once) makes tree-sitter wrap the
+# rest of the file in one ERROR node; `add` below it still parses as a whole function_definition.
+# Found in libuv's src/unix/fs.c, where every function of such a region was dropped as too shallow.
+UNBALANCED_IF_C = """#include <stdlib.h>
+
+#if defined(_WIN32)
+int open_file(const char* p) {
+  return 1;
+#else
+int open_file(const char* p) {
+  return 2;
+#endif
+}
+
+int add(int a, int b) {
+  int c = a + b;
+  return c;
+}
+"""
+
+
+def test_a_definition_under_an_error_elsewhere_in_its_file_is_not_blamed_for_it():
+    from codeprefs.filters.validation import PairValidator
+    from codeprefs.pipelines.scopes import range_report
+
+    tree = parse(UNBALANCED_IF_C.encode(), Language.C)
+    error = next(child for child in tree.root_node.children if child.is_error)
+    assert error.start_point[0] == 2 and error.end_point[0] >= 14  # the ERROR holds `add` too
+
+    new = UNBALANCED_IF_C.replace("int c = a + b;", "int c = a + b + 0;")
+    [pair] = scope_change(UNBALANCED_IF_C, new, Language.C)
+    assert (pair.scope, pair.name) == ("function", "add")
+    for report in pair.signals.values():
+        assert report.error_bytes == 0 and report.error_nodes == 0 and report.depth >= 3 and report.nodes > 20
+    verdict = PairValidator().check(Language.C, pair.chosen, pair.rejected, aspect="Functional_Correctness",
+                                    signals={s: r.as_dict() for s, r in pair.signals.items()})
+    assert verdict.reason is None
+
+    # The broken lines themselves, under the same ERROR, still count their stray tokens as errors.
+    source = UNBALANCED_IF_C.encode()
+    start = source.index(b"int open_file")
+    report = range_report(tree, start, source.index(b"#else"))
+    assert report.error_nodes == 1 and 0 < report.error_bytes < report.nbytes
+
+
 # -- a real build --------------------------------------------------------------------------------
 
 APP_V1 = '''import math
