@@ -127,6 +127,39 @@ def test_binary_and_oversized_files_are_dropped_at_the_content_stage(make_repo, 
     assert outcome["Fix bug in the encoder"] == "binary"
 
 
+def test_a_function_of_a_file_over_the_side_bound_is_still_paired(make_repo, tmp_path):
+    """With function scope the side is the definition: a file larger than
+    filters.validation.max_bytes (a monolith such as lodash.js) is read up to pairs.max_file_bytes
+    and gives its changed function; with scope: file the file is the side and is not read."""
+    from codeprefs.pipelines.manifest import parse_manifest
+    from codeprefs.pipelines.sources.commits import CommitSteps
+
+    filler = "".join(f"def helper_{i}(x):\n    return x + {i}\n\n\n" for i in range(4000))  # ~130 KB
+    repo = make_repo()
+    repo.commit("Add module file", {"stats.py": filler + MEAN_BUGGY})
+    repo.commit("Fix bug: off-by-one in mean", {"stats.py": filler + MEAN_FIXED})
+    base = {"name": "big-file", "sources": [{"type": "git", "repos": [str(repo.path)]}],
+            "filters": {"validation": {"max_bytes": 64 * 1024}}}
+    for scope, expected in (("function", None), ("file", "file_too_large")):
+        manifest = parse_manifest({**base, "pairs": {"scope": scope}}, tmp_path)
+        steps = CommitSteps.from_manifest(manifest)
+        assert steps.max_bytes == (1 << 20 if scope == "function" else 64 * 1024)
+        rows = list_rows(repo.path, tmp_path)
+        for step in (*steps.filters(None), ReadContents(max_bytes=steps.max_bytes), *steps.pairing(),
+                     ValidatePairs(manifest.filters.validation)):
+            rows = step.run(rows)
+        [row] = [r for r in rows if r["message"].startswith("Fix bug")]
+        assert row["drop_reason"] == expected
+        if expected is None:
+            assert (row["scope"], row["scope_name"]) == ("function", "mean")
+            assert row["chosen"] == MEAN_FIXED and row["rejected"] == MEAN_BUGGY
+    small = parse_manifest({**base, "pairs": {"max_file_bytes": 100_000}}, tmp_path)
+    rows = list_rows(repo.path, tmp_path)
+    for step in (*CommitSteps.from_manifest(small).filters(None), ReadContents(max_bytes=100_000)):
+        rows = step.run(rows)
+    assert [r["drop_reason"] for r in rows if r["message"].startswith("Fix bug")] == ["file_too_large"]
+
+
 def test_max_commits_walks_only_the_newest(make_repo, tmp_path):
     repo = make_repo()
     for index in range(5):

@@ -29,7 +29,8 @@ class CommitSteps:
     message: MessageFilterSettings
     criteria: CriteriaSettings
     scope: ScopeSettings  # pairs, with the parse limits of filters.validation
-    max_bytes: int  # a version larger than this is not read (filters.validation.max_bytes)
+    max_bytes: int  # a version larger than this is not read (pairs.max_file_bytes; for scope: file
+    # filters.validation.max_bytes)
     # the sha256 of filters.criteria.classifier's model file: a new model reruns the stage
     classifier_sha256: str | None = None
     classifier: CriteriaClassifier | None = not_fingerprinted(
@@ -55,10 +56,14 @@ class CommitSteps:
         if filters.criteria.terms_dir is not None:
             terms_root = str(resolve_path(filters.criteria.terms_dir, manifest.base_dir).resolve())
             terms_digest = folder_sha256(Path(terms_root), "*.list")
+        pairs = manifest.pairs.model_dump()
+        # the largest file version read and parsed: a side's bound for whole files, else pairs'
+        max_file_bytes = pairs.pop("max_file_bytes")
+        if pairs["scope"] == "file":
+            max_file_bytes = validation.max_bytes
         return cls(filters.message, filters.criteria,
-                   ScopeSettings(**manifest.pairs.model_dump(), max_bytes=validation.max_bytes,
-                                 parse_timeout_s=validation.parse_timeout_s),
-                   validation.max_bytes, digest, model, terms_digest, terms_root)
+                   ScopeSettings(**pairs, max_bytes=max_file_bytes, parse_timeout_s=validation.parse_timeout_s),
+                   max_file_bytes, digest, model, terms_digest, terms_root)
 
     def filters(self, split: SplitCommits | None) -> list[Step]:
         """Split, message and criteria: all decided before any file is read."""
