@@ -22,11 +22,16 @@ Given a file before and after a commit, :func:`scope_change` returns the pairs t
    whole file. Hunks outside any definition (imports, top-level constants) next to changed
    definitions are not paired on their own; the prompt shows the old imports as context.
 5. When no hunk lies in a definition, the pair is a ``window``: the changed lines plus
-   ``window_lines`` unchanged lines on each side (the whole file when that is all of it).
+   ``window_lines`` unchanged lines on each side (the whole file when that is all of it);
+   hunks further apart than two such margins give a window each, as changed definitions give a
+   pair each (more than ``max_definitions`` windows: one window over them all).
    A class of ``max_class_lines`` lines or more whose own lines change (a field, a member
    added or removed) gives such a window too, named after the class: as a pair the class would
    be a sliver of change in a large unchanged bulk (the judged sample had a 1,700-line class for
-   an 8-line change), which teaches little and overflows the token budget.
+   an 8-line change), which teaches little and overflows the token budget. So does a function
+   that long which holds other definitions, a module in all but name (lodash's 10,000-line
+   ``runInContext``, a factory of closures): a change to its own lines gives a window named
+   after it. A long function that holds none is still the pair.
 
 A parse over its limits gives the ``file`` scope (validation then sees the whole file). Each
 scoped side also carries its syntax signals measured on the *whole* file's tree under the
@@ -92,6 +97,7 @@ class ScopedPair:
     context: str  # read-only code for the prompt (enclosing headers, imports); may be empty
     changed_lines: int  # lines of the diff inside this pair (removed plus added)
     signals: dict[str, RangeReport] | None = None  # chosen/rejected, None for the file scope
+    within: str | None = None  # a named window's definition kind (class or function)
 
 
 def split_lines(data: bytes) -> list[bytes]:
@@ -304,7 +310,7 @@ def scope_change(old_text: str, new_text: str, language: Language,
     keys = [key for key in dict.fromkeys(scopes) if key is not None]
     keys = [key for key in keys if not any(a in keys for a in new.by_key[key].ancestors)]
     if not keys:
-        return [_window(old, new, diff, language, settings)]
+        return _windows(old, new, diff, language, settings)
     if len(keys) > settings.max_definitions:
         common = _common_scope(diff, old, new)
         if common is None:
@@ -315,11 +321,13 @@ def scope_change(old_text: str, new_text: str, language: Language,
         old_def, new_def = old.by_key[key], new.by_key[key]
         inside = [hunk for hunk, scope in zip(diff, scopes, strict=True)
                   if scope == key or (scope is not None and key in new.by_key[scope].ancestors)]
-        if old_def.kind == CLASS and max(old_def.end_line - old_def.start_line,
-                                         new_def.end_line - new_def.start_line) >= settings.max_class_lines:
-            # A change between the members of a long class: the class would be a pair of which
-            # the change is a sliver. The lines around it, named by their class, teach the change.
-            pairs.append(replace(_window(old, new, inside, language, settings), name=old_def.name))
+        if (max(old_def.end_line - old_def.start_line, new_def.end_line - new_def.start_line) >= settings.max_class_lines
+                and (old_def.kind == CLASS or any(key in d.ancestors for d in old.defs))):
+            # A change between the members of a long class (or of a long function holding
+            # definitions): it would be a pair of which the change is a sliver. The lines around
+            # it, named by their definition, teach the change.
+            pairs.extend(replace(window, name=old_def.name, within=old_def.kind)
+                         for window in _windows(old, new, inside, language, settings))
             continue
         pairs.append(ScopedPair(
             old_def.kind, old_def.name,
@@ -339,6 +347,22 @@ def _common_scope(diff: list[Hunk], old: _Version, new: _Version) -> str | None:
     first_new, last_new = min(h[2] for h in diff), max(h[3] for h in diff)
     in_old = set(_chain(old.defs, first_old, last_old))
     return next((key for key in _chain(new.defs, first_new, last_new) if key in in_old), None)
+
+
+def _windows(old: _Version, new: _Version, diff: list[Hunk], language: Language,
+             settings: ScopeSettings) -> list[ScopedPair]:
+    """One window per group of hunks whose windows would meet (at most ``2 * window_lines``
+    unchanged lines apart), as changed definitions give one pair each; more groups than
+    ``max_definitions`` is a sweep, given one window over them all."""
+    groups = [[diff[0]]]
+    for hunk in diff[1:]:
+        if hunk[0] - groups[-1][-1][1] > 2 * settings.window_lines:
+            groups.append([hunk])
+        else:
+            groups[-1].append(hunk)
+    if len(groups) > settings.max_definitions:
+        groups = [diff]
+    return [_window(old, new, group, language, settings) for group in groups]
 
 
 def _window(old: _Version, new: _Version, diff: list[Hunk], language: Language,

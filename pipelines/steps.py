@@ -544,8 +544,8 @@ def scoped_prompt(message: str, path: str, language: str, pair: ScopedPair) -> s
         task = f"Write the complete {pair.scope if pair.scope == 'function' else 'type'} `{pair.name}` after this change."
     else:
         where = f"Lines: {pair.rejected_span[0]}-{pair.rejected_span[1]} of the file before the change"
-        if pair.name:  # a window inside a long class
-            where += f", inside type {pair.name}"
+        if pair.name:  # a window inside a long class, or a long function holding definitions
+            where += f", inside {'function' if pair.within == 'function' else 'type'} {pair.name}"
         task = "Write these lines of the file after this change."
     context = ""
     if pair.context:

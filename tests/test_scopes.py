@@ -169,6 +169,42 @@ def test_a_change_between_the_members_of_a_long_class_gives_a_window_named_by_th
     assert "Lines: 3-7 of the file before the change, inside type Big" in prompt
 
 
+def test_a_change_to_the_own_lines_of_a_long_function_holding_definitions_gives_a_window():
+    """lodash's 10,000-line runInContext is a module in all but name: a change to its own lines
+    gave the whole function as a pair (over the side bound, so dropped: 253 pairs of lodash)."""
+    helpers = "".join(f"  function helper{i}(x) {{\n    return x + {i};\n  }}\n\n" for i in range(60))
+    old = f"function runInContext(context) {{\n  var LIMIT = 1;\n\n{helpers}  return helper0;\n}}\n"
+    new = old.replace("  var LIMIT = 1;\n", "  var LIMIT = 2;\n")
+    [pair] = scope_change(old, new, Language.JAVASCRIPT, ScopeSettings(window_lines=2))
+    assert (pair.scope, pair.name, pair.within, pair.rejected_span) == ("window", "runInContext", "function", (1, 4))
+    assert "inside function runInContext" in scoped_prompt("Raise the limit", "lodash.js", "JavaScript", pair)
+    # a change inside one of its functions is still that function's pair
+    inner = old.replace("return x + 7;", "return x + 70;")
+    assert [(p.scope, p.name) for p in scope_change(old, inner, Language.JAVASCRIPT)] == [
+        ("function", "runInContext.helper7")]
+    # a long function that holds no definition is still the pair
+    flat = "function long(x) {\n" + "".join(f"  x = x + {i};\n" for i in range(300)) + "  return x;\n}\n"
+    [pair] = scope_change(flat, flat.replace("x = x + 5;", "x = x - 5;"), Language.JAVASCRIPT)
+    assert (pair.scope, pair.name, pair.within) == ("function", "long", None)
+
+
+def test_hunks_far_apart_outside_definitions_give_a_window_each():
+    constants = "".join(f"LIMIT_{i} = {i}\n" for i in range(60))
+    old = "import os\n\n" + constants
+    new = old.replace("LIMIT_3 = 3\n", "LIMIT_3 = 30\n").replace("LIMIT_50 = 50\n", "LIMIT_50 = 500\n")
+    pairs = scope_change(old, new, Language.PYTHON, ScopeSettings(window_lines=2))
+    assert [(p.scope, p.rejected_span, p.chosen_span, p.changed_lines) for p in pairs] == [
+        ("window", (4, 8), (4, 8), 2), ("window", (51, 55), (51, 55), 2)]
+    assert "LIMIT_3 = 30" in pairs[0].chosen and "LIMIT_50" not in pairs[0].chosen
+    # hunks whose windows would meet share one window
+    near = old.replace("LIMIT_3 = 3\n", "LIMIT_3 = 30\n").replace("LIMIT_7 = 7\n", "LIMIT_7 = 70\n")
+    assert [p.rejected_span for p in scope_change(old, near, Language.PYTHON, ScopeSettings(window_lines=2))] == [
+        (4, 12)]
+    # more groups than max_definitions is a sweep: one window over them all
+    [sweep] = scope_change(old, new, Language.PYTHON, ScopeSettings(window_lines=2, max_definitions=1))
+    assert (sweep.scope, sweep.rejected_span) == ("window", (4, 55))
+
+
 def test_the_prompt_carries_the_message_body_without_trailers_or_bare_references():
     message = ("Fix #1249\n\nThe cache kept entries of closed sessions, so a reused id\r\n"
                "returned another user's data.\n\nFixes #1249\nSee https://example.com/i/1249\n"
