@@ -68,6 +68,7 @@ from codeprefs.pipelines.runrecord import (
     count_rows,
     funnel,
     no_pairs_warning,
+    skipped_inputs_warnings,
     relative_manifest_path,
 )
 from codeprefs.pipelines.shards import final_names, publish_staged, remove_stale_files
@@ -297,7 +298,7 @@ def _execute(manifest: Manifest, plan: Plan, store: Store, manifest_path: str | 
                  {stage: plan.fingerprints.get(stage) for stage in ("validate", "judge", "clean")},
                  {"candidates": {work.settings_fingerprint: set(work.unit_keys) for work in candidate_works}})
     stages = funnel(drops, kept)
-    warnings = [] if kept else [no_pairs_warning(stages, plan.inputs)]
+    warnings = skipped_inputs_warnings(plan.inputs) + ([] if kept else [no_pairs_warning(stages, plan.inputs)])
     for warning in warnings:
         log(f"warning: {warning}")
 

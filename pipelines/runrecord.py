@@ -186,6 +186,13 @@ def relative_manifest_path(manifest_path: str | None, output_dir: Path) -> str |
     return os.path.relpath(Path(manifest_path).expanduser().resolve(), output_dir)
 
 
+def skipped_inputs_warnings(inputs: list[dict[str, Any]]) -> list[str]:
+    """One warning per input a source skipped (``on_error: skip``), with its error: a repository
+    that could not be pinned gives no row, so the funnel cannot count it."""
+    return [f"skipped an input (on_error: skip): {item.get('error') or item.get('repo')}"
+            for item in inputs if item.get("status") == "error"]
+
+
 def no_pairs_warning(stages: list[dict[str, Any]], inputs: list[dict[str, Any]]) -> str:
     """Why a build kept no pair: the stage that dropped the last rows, with its reasons."""
     total = stages[0]["rows_in"] if stages else 0

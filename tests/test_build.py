@@ -182,7 +182,14 @@ def test_broken_repository_is_skipped_and_counted_when_asked(ray_local, tmp_path
         build(manifest_for(tmp_path, repos), tmp_path / "out")
     manifest = parse_manifest({"name": "r", "sources": [{"type": "git", "repos": repos,
                                                          "on_error": "skip"}]}, tmp_path)
-    record = build(manifest, tmp_path / "out")
+    lines: list[str] = []
+    record = build(manifest, tmp_path / "out", log=lines.append)
     assert [i["status"] for i in record["inputs"]] == ["ok", "error"]
     assert "not a git repository" in record["inputs"][1]["error"]
     assert record["rows"]["kept"] == 1
+    # the skipped repository gives no row for the funnel to count: the run says so
+    [warning] = record["warnings"]
+    assert warning == f"skipped an input (on_error: skip): {record['inputs'][1]['error']}"
+    assert warning.startswith("skipped an input (on_error: skip): broken: not a git repository")
+    assert any(line.startswith("warning: skipped an input (on_error: skip): ") and line.endswith(f"/{broken.name}")
+               for line in lines)
