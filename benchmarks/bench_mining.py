@@ -88,6 +88,27 @@ word rule (issue #13, item 2) costs about what the walk does. What is left to tr
 new version's definitions only in its changed ranges (``Tree.changed_ranges``) and reusing the
 old version's elsewhere (up to about half of the 0.21 s), and the history walk's Python
 parsing of ``git log --raw``.
+
+Measured again 2026-12-06 (idle machine, load 0.1, best of 5), after the scope changes of that
+day (windows cut per group of hunks: 212 pairs read on requests where 203 were)::
+
+    repository          git log c/s  function c/s  ratio (cpu)     file c/s  ratio (cpu)
+    psf/requests             80,682         7,151  11.28x (9.85x)    25,517  3.14x (2.85x)
+    spf13/cobra              64,588         3,788  17.05x (15.13x)   14,611  4.55x (4.18x)
+    expressjs/express        72,711        10,565   6.88x (6.16x)    27,858  2.65x (2.44x)
+
+Parsing alone, as the source parses (each version before a commit afresh unless the parse cache
+holds it, the version after incrementally from it), measured by timing every tree-sitter call
+of a run: requests 165 fresh + 155 incremental parses, 0.31 s CPU against 0.08 s of ``git log``
+(3.9x); cobra 50 + 44, 0.094 s against 0.017 s (5.5x); express 175 + 161, 0.13 s against
+0.085 s (1.5x, and the walk itself is 1.2-1.4x). So the 2x goal cannot hold with function
+scope on any of the three, whatever the rest costs. Tried and dropped the same day: parsing
+each version incrementally from the last parsed version of the same file (a lineage cache),
+with or without a bound on the edit's size. The versions between two commits that survive the
+filters are far apart in history (other commits changed the file in between), so the edits
+are large and an incremental parse costs about a fresh one: parse time went from 0.274 to
+0.254-0.262 s on requests and from 0.085 to 0.078-0.084 s on cobra, within noise of the run
+time, and the code was not kept.
 """
 
 from __future__ import annotations
