@@ -202,8 +202,7 @@ def _print_summary(record: dict, output: Path | str) -> None:
             for stage in record["funnel"]]
     print_frame(_out, pl.DataFrame(rows), f"{record['name']}: {record['rows']['kept']} pairs kept of "
                                           f"{record['rows']['total']} candidates")
-    for warning in record.get("warnings") or []:
-        _warn(warning)
+    # the build has logged its warnings (to stderr, before this table): not printed twice
     _out.print(f"wrote {len(record['outputs'])} shard(s) to {output}/data")
     candidates = record.get("candidates")
     if candidates:  # synthesis.candidates

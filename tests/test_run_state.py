@@ -198,6 +198,11 @@ def test_a_build_that_keeps_no_row_writes_no_shard_and_says_which_stage_dropped_
     warning = record["warnings"][0]
     assert "no pair kept" in warning and "'message'" in warning and "message_too_short" in warning
     assert f"warning: {warning}" in lines
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps(data))
+    built = cli("build", "--manifest", empty, "--output", tmp_path / "cli-out")
+    assert built.returncode == 0, built.stderr[-2000:]
+    assert built.stderr.count("no pair kept") == 1  # logged once, not again under the summary
 
     stats = cli("stats", out)
     assert stats.returncode == 0, stats.stderr
