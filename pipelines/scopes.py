@@ -24,7 +24,8 @@ Given a file before and after a commit, :func:`scope_change` returns the pairs t
 5. When no hunk lies in a definition, the pair is a ``window``: the changed lines plus
    ``window_lines`` unchanged lines on each side (the whole file when that is all of it);
    hunks further apart than two such margins give a window each, as changed definitions give a
-   pair each (more than ``max_definitions`` windows: one window over them all).
+   pair each (more than ``max_definitions`` windows: one window over them all), but for a group
+   that only adds or removes blank lines beside the others.
    A class of ``max_class_lines`` lines or more whose own lines change (a field, a member
    added or removed) gives such a window too, named after the class: as a pair the class would
    be a sliver of change in a large unchanged bulk (the judged sample had a 1,700-line class for
@@ -362,7 +363,14 @@ def _windows(old: _Version, new: _Version, diff: list[Hunk], language: Language,
             groups[-1].append(hunk)
     if len(groups) > settings.max_definitions:
         groups = [diff]
-    return [_window(old, new, group, language, settings) for group in groups]
+    # a group that only adds or removes blank lines beside real changes is no pair of its own
+    real = [group for group in groups if not all(_blank_only(hunk, old, new) for hunk in group)]
+    return [_window(old, new, group, language, settings) for group in real or groups]
+
+
+def _blank_only(hunk: Hunk, old: _Version, new: _Version) -> bool:
+    i1, i2, j1, j2 = hunk
+    return not any(line.strip() for line in (*old.lines[i1:i2], *new.lines[j1:j2]))
 
 
 def _window(old: _Version, new: _Version, diff: list[Hunk], language: Language,

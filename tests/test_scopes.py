@@ -200,6 +200,13 @@ def test_hunks_far_apart_outside_definitions_give_a_window_each():
     near = old.replace("LIMIT_3 = 3\n", "LIMIT_3 = 30\n").replace("LIMIT_7 = 7\n", "LIMIT_7 = 70\n")
     assert [p.rejected_span for p in scope_change(old, near, Language.PYTHON, ScopeSettings(window_lines=2))] == [
         (4, 12)]
+    # a group of blank lines only, beside a real change, is no window of its own
+    spaced = new.replace("LIMIT_30 = 30\n", "LIMIT_30 = 30\n\n")
+    assert [p.rejected_span for p in scope_change(old, spaced, Language.PYTHON, ScopeSettings(window_lines=2))] == [
+        (4, 8), (51, 55)]
+    only_blank = old.replace("LIMIT_30 = 30\n", "LIMIT_30 = 30\n\n")
+    assert [p.scope for p in scope_change(old, only_blank, Language.PYTHON, ScopeSettings(window_lines=2))] == [
+        "window"]  # a change of blank lines alone is still its pair (validation decides)
     # more groups than max_definitions is a sweep: one window over them all
     [sweep] = scope_change(old, new, Language.PYTHON, ScopeSettings(window_lines=2, max_definitions=1))
     assert (sweep.scope, sweep.rejected_span) == ("window", (4, 55))
