@@ -89,6 +89,12 @@ class Definition:
     ordinal: int  # among definitions with the same node type and name, in file order (overloads)
     header_line: int  # the line the definition itself starts on (after decorators, template <...>)
     ancestors: tuple[str, ...] = field(default=())  # keys of the enclosing definitions, outermost first
+    doc_line: int = -1  # the first line of the comments right above it (its doc); -1: start_line
+
+    @property
+    def doc_start(self) -> int:
+        """The first line of the definition with the comment block right above it."""
+        return self.start_line if self.doc_line < 0 else self.doc_line
 
     @property
     def key(self) -> str:
@@ -227,9 +233,25 @@ def definitions(tree: Tree, source: bytes, language: Language) -> list[Definitio
         outer = _outer(node, table)
         end_line = node.end_point[0] - (1 if node.end_point[1] == 0 and node.end_point[0] > outer.start_point[0] else 0)
         definition = Definition(kind, node.type, qualified, outer.start_point[0], end_line,
-                                outer.start_byte, node.end_byte, ordinal, node.start_point[0], keys)
+                                outer.start_byte, node.end_byte, ordinal, node.start_point[0], keys,
+                                _doc_line(outer, source))
         found.append(definition)
         named[node.id] = ((*names, name), (*keys, definition.key))
+    return found
+
+
+def _doc_line(outer: Node, source: bytes) -> int:
+    """The first line of the comments right above ``outer`` (each on lines of its own, the last
+    ending on the line before it, none apart by a blank line), or -1 when there are none."""
+    first = outer.start_point[0]
+    found = -1
+    sibling = outer.prev_sibling
+    while sibling is not None and "comment" in sibling.type and sibling.end_point[0] == first - 1:
+        line_start = source.rfind(b"\n", 0, sibling.start_byte) + 1
+        if source[line_start:sibling.start_byte].strip():  # a comment after code on its line
+            break
+        first = found = sibling.start_point[0]
+        sibling = sibling.prev_sibling
     return found
 
 

@@ -9,7 +9,8 @@ Given a file before and after a commit, :func:`scope_change` returns the pairs t
    kind, node type, qualified name (``Outer.Inner.method``) and overload ordinal.
 3. Each hunk of the diff belongs to the innermost definition that contains all its changed
    lines in *both* versions (an insertion belongs to the definitions around its insertion
-   point). A definition that exists in one version only (added or removed by the commit) is no
+   point), counting the comments right above a definition as part of it: a change to them
+   gives the definition with that doc, a change of its body alone the definition without it. A definition that exists in one version only (added or removed by the commit) is no
    pair of its own: its hunk climbs to the enclosing definition both versions have (a method
    added to a class gives the class), or to no definition.
 4. The rule for a change spanning several definitions: **one pair per changed definition**
@@ -138,13 +139,14 @@ def hunks(old_lines: list[bytes], new_lines: list[bytes], ends: tuple[int, int] 
 
 
 def _contains(definition: Definition, start: int, end: int) -> bool:
-    """Whether lines [start, end) lie in the definition; an empty range is an insertion point
-    before line ``start``, inside when it falls after the definition's first line and at most
-    right after its last one (lines appended to a body; the other version's definition, matched
-    by key, must then hold the inserted lines themselves)."""
+    """Whether lines [start, end) lie in the definition, counted from the comments right above
+    it (its doc); an empty range is an insertion point before line ``start``, inside when it
+    falls at or after that first line and at most right after its last one (a doc or a decorator
+    added, lines appended to a body; the other version's definition, matched by key, must then
+    hold the inserted lines themselves)."""
     if start == end:
-        return definition.start_line < start <= definition.end_line + 1
-    return definition.start_line <= start and end - 1 <= definition.end_line
+        return definition.doc_start <= start <= definition.end_line + 1
+    return definition.doc_start <= start and end - 1 <= definition.end_line
 
 
 def _chain(defs: Sequence[Definition], start: int, end: int) -> list[str]:
@@ -168,10 +170,22 @@ def _past_blanks(lines: list[bytes], start: int, end: int) -> tuple[int, int]:
     return start, start
 
 
+def _side_chain(version: _Version, start: int, end: int) -> list[str]:
+    """Keys of the definitions around one side of a hunk, innermost first. An insertion point is
+    taken both past the blank lines before it and where the diff put it: lines appended to a body
+    may come after the blank line that follows it, and a doc or decorator added above a
+    definition comes right before its first line."""
+    ranges = {_past_blanks(version.lines, start, end)}
+    if start == end:
+        ranges.add((start, end))
+    inside = {d.key: d for first, last in ranges for d in version.defs if _contains(d, first, last)}
+    return [key for key, _ in sorted(inside.items(), key=lambda item: len(item[1].ancestors), reverse=True)]
+
+
 def _hunk_scope(hunk: Hunk, old: _Version, new: _Version) -> str | None:
     i1, i2, j1, j2 = hunk
-    in_old = set(_chain(old.defs, *_past_blanks(old.lines, i1, i2)))
-    return next((key for key in _chain(new.defs, *_past_blanks(new.lines, j1, j2)) if key in in_old), None)
+    in_old = set(_side_chain(old, i1, i2))
+    return next((key for key in _side_chain(new, j1, j2) if key in in_old), None)
 
 
 def _byte_offsets(lines: list[bytes]) -> list[int]:
@@ -330,13 +344,17 @@ def scope_change(old_text: str, new_text: str, language: Language,
             pairs.extend(replace(window, name=old_def.name, within=old_def.kind)
                          for window in _windows(old, new, inside, language, settings))
             continue
+        # the comments right above the definition are its doc: in the pair when the change is
+        old_first, new_first = old_def.start_line, new_def.start_line
+        if any(i1 < old_first or j1 < new_first for i1, _, j1, _ in inside):
+            old_first, new_first = old_def.doc_start, new_def.doc_start
         pairs.append(ScopedPair(
             old_def.kind, old_def.name,
-            old.text(old_def.start_line, old_def.end_line), new.text(new_def.start_line, new_def.end_line),
-            (old_def.start_line + 1, old_def.end_line + 1), (new_def.start_line + 1, new_def.end_line + 1),
+            old.text(old_first, old_def.end_line), new.text(new_first, new_def.end_line),
+            (old_first + 1, old_def.end_line + 1), (new_first + 1, new_def.end_line + 1),
             _context(old, old_def, language, settings.context_bytes), _changed_inside(inside),
-            {"rejected": old.report(old_def.start_line, old_def.end_line),
-             "chosen": new.report(new_def.start_line, new_def.end_line)}))
+            {"rejected": old.report(old_first, old_def.end_line),
+             "chosen": new.report(new_first, new_def.end_line)}))
     # A hunk of blank lines between definitions lands on a neighbour whose text it leaves as it
     # was: that definition is no pair (and a change of nothing else is no pair at all).
     return [pair for pair in pairs if pair.chosen != pair.rejected]

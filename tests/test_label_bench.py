@@ -89,17 +89,19 @@ SCOPE_FIXTURE = ROOT / "tests" / "fixtures" / "judged-scopes" / "new-scopes.json
 
 
 def test_the_judged_scopes_fixture_holds_judgments_of_each_new_pair_kind_and_no_code():
-    """Pairs the scope changes of 2026-12-06 added, ten of each kind, read and judged (README,
-    "Change-scoped pairs")."""
+    """Pairs the scope changes of 2026-12-06 added or changed, ten of each kind, read and judged
+    (README, "Change-scoped pairs")."""
     rows = [json.loads(line) for line in SCOPE_FIXTURE.read_text().splitlines()]
-    assert len({row["id"] for row in rows}) == len(rows) == 40
+    assert len({row["id"] for row in rows}) == len(rows) == 50
     groups = {row["group"] for row in rows}
-    assert groups == {"large_file_function", "function_container_window", "split_window", "under_error_elsewhere"}
+    assert groups == {"large_file_function", "function_container_window", "split_window", "under_error_elsewhere",
+                      "doc_attached"}
     for row in rows:
         assert not {"chosen", "rejected", "input"} & set(row), row["id"]  # never code
         assert row["repo"] and len(row["commit"]) == 40 and row["path"] and row["message"]
         judged = row["judged"]
         assert {type(judged[key]) for key in ("label_correct", "chosen_better", "scope_ok")} == {bool}
         assert judged["note"]
-    assert sum(row["judged"]["scope_ok"] for row in rows) == 35
-    assert sum(row["judged"]["chosen_better"] for row in rows) == 38
+    assert sum(row["judged"]["scope_ok"] for row in rows) == 45
+    assert sum(row["judged"]["chosen_better"] for row in rows) == 46
+    assert sum(row["judged"]["label_correct"] for row in rows) == 44

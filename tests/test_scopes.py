@@ -188,6 +188,50 @@ def test_a_change_to_the_own_lines_of_a_long_function_holding_definitions_gives_
     assert (pair.scope, pair.name, pair.within) == ("function", "long", None)
 
 
+# A function with a one-line doc comment right above it (the line holding @D@), between two
+# others, in each language (in a class where the language has methods).
+DOCUMENTED: dict[Language, tuple[str, str]] = {
+    Language.JAVA: ("class K {\n    int a() { return 1; }\n\n    /** Adds @D@. */\n"
+                    "    int f(int x) {\n        return x + 1;\n    }\n\n    int b() { return 2; }\n}\n", "K.f"),
+    Language.CSHARP: ("class K\n{\n    int A() { return 1; }\n\n    /// <summary>Adds @D@.</summary>\n"
+                      "    int F(int x)\n    {\n        return x + 1;\n    }\n\n    int B() { return 2; }\n}\n", "K.F"),
+    Language.GO: ("package k\n\nfunc a() int { return 1 }\n\n// F: Adds @D@.\nfunc F(x int) int {\n\treturn x + 1\n}\n\n"
+                  "func b() int { return 2 }\n", "F"),
+    Language.C: ("int a(void) { return 1; }\n\n/* Adds @D@. */\nint f(int x) {\n  return x + 1;\n}\n\n"
+                 "int b(void) { return 2; }\n", "f"),
+    Language.JAVASCRIPT: ("function a() { return 1; }\n\n/** Adds @D@. */\nfunction f(x) {\n  return x + 1;\n}\n\n"
+                          "function b() { return 2; }\n", "f"),
+    Language.RUBY: ("class K\n  def a\n    1\n  end\n\n  # Adds @D@.\n  def f(x)\n    x + 1\n  end\n\n"
+                    "  def b\n    2\n  end\nend\n", "K.f"),
+    Language.PYTHON: ("def a():\n    return 1\n\n\n# Adds @D@.\n@staticmethod\ndef f(x):\n    return x + 1\n\n\n"
+                      "def b():\n    return 2\n", "f"),
+    Language.CPP: ("int a() { return 1; }\n\n// Adds @D@.\ntemplate <typename T>\nT f(T x) {\n  return x + 1;\n}\n\n"
+                   "int b() { return 2; }\n", "f"),
+}
+
+
+@pytest.mark.parametrize("language", list(DOCUMENTED), ids=lambda language: language.value)
+def test_a_change_to_a_doc_comment_gives_its_definition_with_the_doc(language):
+    template, name = DOCUMENTED[language]
+    old, new = template.replace("@D@", "one"), template.replace("@D@", "one to x")
+    doc_line = next(number for number, line in enumerate(template.splitlines(), 1) if "@D@" in line)
+    [pair] = scope_change(old, new, language)
+    assert (pair.scope, pair.name) == ("function", name)
+    assert pair.rejected_span[0] == pair.chosen_span[0] == doc_line  # the doc is in the pair
+    assert "Adds one to x." in pair.chosen and "Adds one." in pair.rejected and "x + 1" in pair.chosen
+
+    # a change of the body alone keeps the pair to the definition itself, without its doc
+    [body] = scope_change(old, old.replace("x + 1", "x + 2"), language)
+    assert (body.scope, body.name) == ("function", name) and "Adds" not in body.chosen
+    assert body.rejected_span[0] == doc_line + 1
+
+    # a doc added where there was none gives the definition with its new doc
+    bare = "".join(line for line in old.splitlines(keepends=True) if "Adds" not in line)
+    [added] = scope_change(bare, old, language)
+    assert (added.scope, added.name) == ("function", name)
+    assert "Adds one." in added.chosen and "Adds" not in added.rejected and added.chosen_span[0] == doc_line
+
+
 def test_hunks_far_apart_outside_definitions_give_a_window_each():
     constants = "".join(f"LIMIT_{i} = {i}\n" for i in range(60))
     old = "import os\n\n" + constants
