@@ -10,9 +10,10 @@ Given a file before and after a commit, :func:`scope_change` returns the pairs t
 3. Each hunk of the diff belongs to the innermost definition that contains all its changed
    lines in *both* versions (an insertion belongs to the definitions around its insertion
    point), counting the comments right above a definition as part of it: a change to them
-   gives the definition with that doc, a change of its body alone the definition without it. A definition that exists in one version only (added or removed by the commit) is no
-   pair of its own: its hunk climbs to the enclosing definition both versions have (a method
-   added to a class gives the class), or to no definition.
+   gives the definition with that doc, a change of its body alone the definition without it.
+   A definition that exists in one version only (added or removed by the commit) is no pair of
+   its own: its hunk climbs to the enclosing definition both versions have (a method added to a
+   class gives the class), or to no definition.
 4. The rule for a change spanning several definitions: **one pair per changed definition**
    (ordered by position; a definition inside another changed one is folded into the outer one),
    each with the commit's intent. A single-file commit states one intent, and each changed
@@ -344,7 +345,7 @@ def scope_change(old_text: str, new_text: str, language: Language,
             pairs.extend(replace(window, name=old_def.name, within=old_def.kind)
                          for window in _windows(old, new, inside, language, settings))
             continue
-        # the comments right above the definition are its doc: in the pair when the change is
+        # the comments right above the definition (its doc) join the pair when a hunk reaches them
         old_first, new_first = old_def.start_line, new_def.start_line
         if any(i1 < old_first or j1 < new_first for i1, _, j1, _ in inside):
             old_first, new_first = old_def.doc_start, new_def.doc_start
