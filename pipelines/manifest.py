@@ -90,7 +90,7 @@ class PairsConfig(_Strict):
     window_lines: int = Field(default=10, ge=0)  # unchanged lines around a change outside definitions
     max_definitions: int = Field(default=4, ge=1)  # more changed ones: their common scope, or the file
     context_bytes: int = Field(default=160, ge=0)  # read-only context in the prompt (imports, headers)
-    max_class_lines: int = Field(default=200, ge=1)  # a longer changed class gives a window inside it
+    max_class_lines: int = Field(default=200, ge=1)  # a changed class this long (or function holding defs): windows
     # A file version larger than this is not read (``file_too_large``). With ``scope: function`` a
     # side is a definition, which ``filters.validation.max_bytes`` bounds; the file is only parsed.
     # ``scope: file`` reads files up to ``filters.validation.max_bytes``, the size of a side.

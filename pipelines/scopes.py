@@ -337,8 +337,8 @@ def scope_change(old_text: str, new_text: str, language: Language,
         old_def, new_def = old.by_key[key], new.by_key[key]
         inside = [hunk for hunk, scope in zip(diff, scopes, strict=True)
                   if scope == key or (scope is not None and key in new.by_key[scope].ancestors)]
-        if (max(old_def.end_line - old_def.start_line, new_def.end_line - new_def.start_line) >= settings.max_class_lines
-                and (old_def.kind == CLASS or any(key in d.ancestors for d in old.defs))):
+        longest = max(old_def.end_line - old_def.start_line, new_def.end_line - new_def.start_line)
+        if longest >= settings.max_class_lines and (old_def.kind == CLASS or any(key in d.ancestors for d in old.defs)):
             # A change between the members of a long class (or of a long function holding
             # definitions): it would be a pair of which the change is a sliver. The lines around
             # it, named by their definition, teach the change.
