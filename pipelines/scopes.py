@@ -27,7 +27,8 @@ Given a file before and after a commit, :func:`scope_change` returns the pairs t
    ``window_lines`` unchanged lines on each side (the whole file when that is all of it);
    hunks further apart than two such margins give a window each, as changed definitions give a
    pair each (more than ``max_definitions`` windows: one window over them all), but for a group
-   that only adds or removes blank lines beside the others.
+   that only adds or removes blank lines beside the others. Likewise a definition changed by
+   blank lines alone, beside definitions the commit really changed, is no pair of its own.
    A class of ``max_class_lines`` lines or more whose own lines change (a field, a member
    added or removed) gives such a window too, named after the class: as a pair the class would
    be a sliver of change in a large unchanged bulk (the judged sample had a 1,700-line class for
@@ -358,7 +359,15 @@ def scope_change(old_text: str, new_text: str, language: Language,
              "chosen": new.report(new_first, new_def.end_line)}))
     # A hunk of blank lines between definitions lands on a neighbour whose text it leaves as it
     # was: that definition is no pair (and a change of nothing else is no pair at all).
-    return [pair for pair in pairs if pair.chosen != pair.rejected]
+    pairs = [pair for pair in pairs if pair.chosen != pair.rejected]
+    # nor is one whose only change is blank lines, beside definitions the commit really changed
+    return [pair for pair in pairs if not _blank_lines_only(pair)] or pairs
+
+
+def _blank_lines_only(pair: ScopedPair) -> bool:
+    """Whether the two sides differ only by blank lines added or removed."""
+    return ([line for line in pair.rejected.splitlines() if line.strip()]
+            == [line for line in pair.chosen.splitlines() if line.strip()])
 
 
 def _common_scope(diff: list[Hunk], old: _Version, new: _Version) -> str | None:

@@ -232,6 +232,15 @@ def test_a_change_to_a_doc_comment_gives_its_definition_with_the_doc(language):
     assert "Adds one." in added.chosen and "Adds" not in added.rejected and added.chosen_span[0] == doc_line
 
 
+def test_a_definition_changed_by_blank_lines_alone_beside_real_changes_is_no_pair():
+    old = "def f(x):\n    y = x + 1\n    return y\n\n\ndef g(x):\n    y = x * 2\n    return y\n"
+    new = old.replace("x + 1", "x + 3").replace("    y = x * 2\n", "    y = x * 2\n\n")
+    assert [(p.scope, p.name) for p in scope_change(old, new, Language.PYTHON)] == [("function", "f")]
+    # the blank line alone is still a pair (validation decides what a whitespace change is worth)
+    spaced = old.replace("    y = x * 2\n", "    y = x * 2\n\n")
+    assert [(p.scope, p.name) for p in scope_change(old, spaced, Language.PYTHON)] == [("function", "g")]
+
+
 def test_hunks_far_apart_outside_definitions_give_a_window_each():
     constants = "".join(f"LIMIT_{i} = {i}\n" for i in range(60))
     old = "import os\n\n" + constants
