@@ -195,8 +195,8 @@ DOCUMENTED: dict[Language, tuple[str, str]] = {
                     "    int f(int x) {\n        return x + 1;\n    }\n\n    int b() { return 2; }\n}\n", "K.f"),
     Language.CSHARP: ("class K\n{\n    int A() { return 1; }\n\n    /// <summary>Adds @D@.</summary>\n"
                       "    int F(int x)\n    {\n        return x + 1;\n    }\n\n    int B() { return 2; }\n}\n", "K.F"),
-    Language.GO: ("package k\n\nfunc a() int { return 1 }\n\n// F: Adds @D@.\nfunc F(x int) int {\n\treturn x + 1\n}\n\n"
-                  "func b() int { return 2 }\n", "F"),
+    Language.GO: ("package k\n\nfunc a() int { return 1 }\n\n// F: Adds @D@.\n"
+                  "func F(x int) int {\n\treturn x + 1\n}\n\nfunc b() int { return 2 }\n", "F"),
     Language.C: ("int a(void) { return 1; }\n\n/* Adds @D@. */\nint f(int x) {\n  return x + 1;\n}\n\n"
                  "int b(void) { return 2; }\n", "f"),
     Language.JAVASCRIPT: ("function a() { return 1; }\n\n/** Adds @D@. */\nfunction f(x) {\n  return x + 1;\n}\n\n"
