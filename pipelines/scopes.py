@@ -327,7 +327,7 @@ def scope_change(old_text: str, new_text: str, language: Language,
     keys = [key for key in dict.fromkeys(scopes) if key is not None]
     keys = [key for key in keys if not any(a in keys for a in new.by_key[key].ancestors)]
     if not keys:
-        return _windows(old, new, diff, language, settings)
+        return _real_changes(_windows(old, new, diff, language, settings))
     if len(keys) > settings.max_definitions:
         common = _common_scope(diff, old, new)
         if common is None:
@@ -359,8 +359,12 @@ def scope_change(old_text: str, new_text: str, language: Language,
              "chosen": new.report(new_first, new_def.end_line)}))
     # A hunk of blank lines between definitions lands on a neighbour whose text it leaves as it
     # was: that definition is no pair (and a change of nothing else is no pair at all).
-    pairs = [pair for pair in pairs if pair.chosen != pair.rejected]
-    # nor is one whose only change is blank lines, beside definitions the commit really changed
+    return _real_changes([pair for pair in pairs if pair.chosen != pair.rejected])
+
+
+def _real_changes(pairs: list[ScopedPair]) -> list[ScopedPair]:
+    """``pairs`` less those whose two sides differ only by blank lines added or removed, when
+    others of the commit change more: such a definition or window teaches nothing of its own."""
     return [pair for pair in pairs if not _blank_lines_only(pair)] or pairs
 
 
@@ -391,14 +395,7 @@ def _windows(old: _Version, new: _Version, diff: list[Hunk], language: Language,
             groups[-1].append(hunk)
     if len(groups) > settings.max_definitions:
         groups = [diff]
-    # a group that only adds or removes blank lines beside real changes is no pair of its own
-    real = [group for group in groups if not all(_blank_only(hunk, old, new) for hunk in group)]
-    return [_window(old, new, group, language, settings) for group in real or groups]
-
-
-def _blank_only(hunk: Hunk, old: _Version, new: _Version) -> bool:
-    i1, i2, j1, j2 = hunk
-    return not any(line.strip() for line in (*old.lines[i1:i2], *new.lines[j1:j2]))
+    return [_window(old, new, group, language, settings) for group in groups]
 
 
 def _window(old: _Version, new: _Version, diff: list[Hunk], language: Language,
